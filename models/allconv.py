@@ -1,0 +1,32 @@
+"""The all-convolutional net (Springenberg et al. 2015, All-CNN-C) of the report: strided convs, no pooling."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from models.layers import inputs_and_preprocessing
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    block_filters: tuple[int, ...] = (96, 192)  # three 3x3 convs per block, the last one with stride 2
+    block_dropout_rate: float = 0.5  # after each strided conv, as in the paper
+    head_filters: int = 192  # 3x3 valid conv then 1x1 conv before the class conv
+
+
+def make_model(input_shape, num_classes: int, config: Config = Config()) -> keras.Model:
+    inputs, x = inputs_and_preprocessing(input_shape)
+    x = keras.layers.Dropout(0.2)(x)  # the paper drops 20% of the input
+    for filters in config.block_filters:
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+        x = keras.layers.Dropout(config.block_dropout_rate)(x)
+    x = keras.layers.Conv2D(config.head_filters, 3, padding="valid", activation="relu")(x)
+    x = keras.layers.Conv2D(config.head_filters, 1, activation="relu")(x)
+    x = keras.layers.Conv2D(num_classes, 1)(x)  # the final 1x1 conv to the number of classes
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Activation("softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name="allconv")

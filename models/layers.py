@@ -1,0 +1,56 @@
+"""Layers shared by the architectures: the report's preprocessing, inside the model."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="hashtagger")
+class PixelMeanSubtraction(keras.layers.Layer):
+    """Raw 0-255 pixels -> [0, 1] minus the training set's per-pixel mean (the report's preprocessing).
+
+    The mean is a (32, 32, 3) weight saved with the model, so a saved model takes raw pixels and needs
+    nothing else at serving time.
+    """
+
+    def __init__(self, image_shape=(32, 32, 3), **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(image_shape)
+        self.pixel_mean = self.add_weight(shape=self.image_shape, initializer="zeros",
+                                          trainable=False, name="pixel_mean")
+
+    def set_mean_from(self, images: np.ndarray) -> None:
+        """Fit the mean on uint8 training images (N, H, W, C), in chunks to keep memory flat."""
+        total = np.zeros(self.image_shape, dtype=np.float64)
+        for start in range(0, len(images), 10_000):
+            total += np.asarray(images[start:start + 10_000], dtype=np.float64).sum(axis=0)
+        self.pixel_mean.assign((total / len(images) / 255.0).astype("float32"))
+
+    def call(self, inputs):
+        return ops.cast(inputs, "float32") / 255.0 - self.pixel_mean
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape)}
+
+
+def preprocessing_layer(model: keras.Model) -> PixelMeanSubtraction:
+    for layer in model.layers:
+        if isinstance(layer, PixelMeanSubtraction):
+            return layer
+    raise ValueError(f"model {model.name} has no PixelMeanSubtraction layer")
+
+
+def conv_bn_relu(x, filters: int, strides: int = 1, kernel_size: int = 3, name: str | None = None):
+    """3x3 conv (no bias: batch norm follows) -> batch norm -> ReLU."""
+    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
+                            kernel_initializer="he_normal", name=name)(x)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.layers.ReLU()(x)
+
+
+def inputs_and_preprocessing(input_shape):
+    """Model input for raw pixels (any numeric dtype, 0-255) and the preprocessed tensor."""
+    inputs = keras.Input(shape=tuple(input_shape), name="pixels")
+    return inputs, PixelMeanSubtraction(tuple(input_shape), name="preprocess")(inputs)

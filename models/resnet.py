@@ -1,0 +1,55 @@
+"""The report's ResNet: per stage two identity blocks then one projection block (1x1 conv shortcut)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from models.layers import conv_bn_relu, inputs_and_preprocessing
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    stem_filters: int = 32
+    stage_filters: tuple[int, ...] = (32, 64, 128)  # identity blocks at this width, projection to the next
+    dense_units: int = 256  # the dense head before the classes
+    dense_dropout_rate: float = 0.3
+
+
+def identity_block(x, filters: int):
+    """Two 3x3 convs; the input is added back unchanged."""
+    shortcut = x
+    x = conv_bn_relu(x, filters)
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal")(x)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.layers.ReLU()(keras.layers.Add()([shortcut, x]))
+
+
+def projection_block(x, filters: int, strides: int = 2):
+    """Two 3x3 convs (the first strided); the shortcut is a strided 1x1 conv to the new width."""
+    shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=False,
+                                   kernel_initializer="he_normal")(x)
+    shortcut = keras.layers.BatchNormalization()(shortcut)
+    x = conv_bn_relu(x, filters, strides=strides)
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal")(x)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.layers.ReLU()(keras.layers.Add()([shortcut, x]))
+
+
+def make_model(input_shape, num_classes: int, config: Config = Config()) -> keras.Model:
+    inputs, x = inputs_and_preprocessing(input_shape)
+    x = conv_bn_relu(x, config.stem_filters)
+    widths = list(config.stage_filters)
+    for index, filters in enumerate(widths):
+        if x.shape[-1] != filters:
+            x = projection_block(x, filters, strides=1)
+        x = identity_block(x, filters)
+        x = identity_block(x, filters)
+        if index + 1 < len(widths):
+            x = projection_block(x, widths[index + 1])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(config.dense_units, activation="relu")(x)
+    x = keras.layers.Dropout(config.dense_dropout_rate)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name="resnet")
