@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ def fetch(url: str, destination: Path, expected_md5: str | None, timeout_s: floa
     An existing file with the right checksum is reused, so a rerun does not download again.
     """
     destination = Path(destination)
+    expected_md5 = expected_md5.strip().lower() if expected_md5 else None
     if destination.exists() and expected_md5 and md5_of(destination) == expected_md5:
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +58,7 @@ def _stream(url: str, out, timeout_s: float, progress: bool) -> None:
 
     try:
         response = urllib.request.urlopen(url, timeout=timeout_s)  # noqa: S310 (user-chosen URL)
-    except OSError as error:
+    except (OSError, ValueError, http.client.HTTPException) as error:  # ValueError: not a URL
         raise DownloadError(f"{url}: cannot download ({error})") from error
     with response:
         length = response.headers.get("Content-Length")
@@ -67,7 +69,8 @@ def _stream(url: str, out, timeout_s: float, progress: bool) -> None:
             while True:
                 try:
                     chunk = response.read(CHUNK_BYTES)
-                except OSError as error:  # includes http.client.IncompleteRead
+                # IncompleteRead (a chunked body cut short) is an HTTPException, not an OSError.
+                except (OSError, http.client.HTTPException) as error:
                     raise DownloadError(f"{url}: download broke off after {received} bytes "
                                         f"({error})") from error
                 if not chunk:
@@ -83,6 +86,9 @@ def copy_local(source: Path, destination: Path) -> Path:
     """Copy a local archive into place atomically (used when --source is a path)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.with_name(f".part-{destination.name}")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, destination)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, destination)
+    finally:
+        tmp.unlink(missing_ok=True)
     return destination

@@ -17,6 +17,7 @@ import os
 import pickle
 import shutil
 import tarfile
+import urllib.parse
 from pathlib import Path
 from typing import Iterator
 
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 32
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+# The pickled batches inside the official archives; they also hold other files (cifar-10's readme.html,
+# cifar-100's file.txt~) that are not pickles and must not be unpickled.
+OFFICIAL_BATCHES = {"data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+                    "test_batch", "batches.meta", "train", "test", "meta"}
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -89,13 +95,15 @@ def read_official(archive: Path, name: str) -> RawSplits:
     batches: dict[str, dict] = {}
     with tarfile.open(archive, "r:*") as tar:
         for member in tar:
-            if member.isfile():
+            if member.isfile() and Path(member.name).name in OFFICIAL_BATCHES:
                 batches[Path(member.name).name] = pickle.load(tar.extractfile(member), encoding="bytes")
 
     def images(batch: dict) -> np.ndarray:
         rows = np.asarray(batch[b"data"], dtype=np.uint8)
         return rows.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1).copy()
 
+    if name not in OFFICIAL:  # an official archive prepared under a name of the user's own
+        name = "cifar10" if "data_batch_1" in batches else "cifar100"
     try:
         if name == "cifar10":
             train = [batches[f"data_batch_{i}"] for i in range(1, 6)]
@@ -108,12 +116,12 @@ def read_official(archive: Path, name: str) -> RawSplits:
                 x_test=images(batches["test_batch"]),
                 y_test=np.asarray(batches["test_batch"][b"labels"], dtype=np.int16))
         train, test, meta = batches["train"], batches["test"], batches["meta"]
+        fine = [label.decode() for label in meta[b"fine_label_names"]]
+        coarse = [label.decode() for label in meta[b"coarse_label_names"]]
+        fine_labels = np.asarray(train[b"fine_labels"])
+        coarse_labels = np.asarray(train[b"coarse_labels"])
     except KeyError as missing:
         raise DataError(f"{archive}: not an official {name} archive (no {missing} inside)") from None
-    fine = [label.decode() for label in meta[b"fine_label_names"]]
-    coarse = [label.decode() for label in meta[b"coarse_label_names"]]
-    fine_labels = np.asarray(train[b"fine_labels"])
-    coarse_labels = np.asarray(train[b"coarse_labels"])
     fine_to_coarse = [-1] * len(fine)
     for fine_label, coarse_label in zip(fine_labels, coarse_labels):
         fine_to_coarse[fine_label] = int(coarse_label)
@@ -122,15 +130,23 @@ def read_official(archive: Path, name: str) -> RawSplits:
                      coarse_class_names=coarse, fine_to_coarse=fine_to_coarse)
 
 
+def _member_name(name: str) -> str:
+    """A tar member's name without the `./` (or `/`) that `tar -C dir -czf x.tar.gz .` puts in front."""
+    return "/".join(part for part in name.split("/") if part not in ("", "."))
+
+
 def _tree_entries(source: Path) -> Iterator[tuple[str, bytes]]:
     """(relative path, file bytes) for every file of a folder or a .tar(.gz) of one, in sorted order."""
     if source.is_dir():
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             yield path.relative_to(source).as_posix(), path.read_bytes()
         return
+    if not tarfile.is_tarfile(source):
+        raise DataError(f"{source}: neither a folder nor a tar archive of one")
     # A gzip stream cannot seek back cheaply: read members in archive order, then sort by name.
     with tarfile.open(source, "r:*") as tar:
-        entries = [(member.name, tar.extractfile(member).read()) for member in tar if member.isfile()]
+        entries = [(_member_name(member.name), tar.extractfile(member).read())
+                   for member in tar if member.isfile()]
     yield from sorted(entries)
 
 
@@ -147,10 +163,10 @@ def _split_and_class(relative: str) -> tuple[str, str] | None:
 
 def decode_tile(data: bytes) -> np.ndarray:
     """Any image file -> 32x32x3 uint8 (RGB, resized with antialiasing if it is not 32x32 already)."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data)) as image:
-        image = image.convert("RGB")
+        image = ImageOps.exif_transpose(image).convert("RGB")  # phone photos: upright, as seen
         if image.size != (IMAGE_SIZE, IMAGE_SIZE):
             image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
         return np.asarray(image, dtype=np.uint8)
@@ -180,8 +196,10 @@ def read_image_tree(source: Path, class_order: list[str] | None = None) -> RawSp
         raise DataError(f"{source}: no images found in class folders (expected [train/]<class>/<image>)")
     found = set(labels[train_key]) | set(labels["test"])
     if class_order is not None and set(class_order) != found:
-        raise DataError(f"{source}: class folders {sorted(found)[:5]}... do not match the expected "
-                        f"{len(class_order)} classes")
+        missing, unexpected = sorted(set(class_order) - found), sorted(found - set(class_order))
+        raise DataError(f"{source}: class folders do not match the expected {len(class_order)} classes "
+                        f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                        f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''})")
     class_names = list(class_order) if class_order else sorted(found)
     index = {name: i for i, name in enumerate(class_names)}
 
@@ -258,6 +276,24 @@ def write_version(settings: Settings, name: str, raw: RawSplits, arrays: dict[st
     staging = root / f".staging-{version}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    try:
+        manifest = _write_staging(staging, name, version, raw, arrays, source, config)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a disk-full or interrupted write leaves nothing
+        raise
+    try:
+        os.rename(staging, final)  # atomic: a version folder is either complete or absent
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # another process wrote the same version first
+        if not (final / "manifest.json").exists():
+            raise
+        manifest = json.loads((final / "manifest.json").read_text())
+    write_latest(root, version)
+    return manifest
+
+
+def _write_staging(staging: Path, name: str, version: str, raw: RawSplits,
+                   arrays: dict[str, np.ndarray], source: str, config: PrepareConfig) -> dict:
     for key in ARRAY_NAMES:
         np.save(staging / f"{key}.npy", arrays[key])
     num_classes = len(raw.class_names)
@@ -277,13 +313,6 @@ def write_version(settings: Settings, name: str, raw: RawSplits, arrays: dict[st
         "prepare_config": dataclasses.asdict(config),
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    try:
-        os.rename(staging, final)  # atomic: a version folder is either complete or absent
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)  # another process wrote the same version first
-        if not (final / "manifest.json").exists():
-            raise
-    write_latest(root, version)
     return manifest
 
 
@@ -301,10 +330,19 @@ def resolve_source(name: str, source: str | None, settings: Settings, md5: str |
         path = Path(source).expanduser()
         if not path.exists():
             raise DataError(f"{source}: no such file or folder")
+        if md5:  # given for a local archive too, it is checked, never silently ignored
+            if path.is_dir():
+                raise DataError(f"{source}: --md5 checks an archive, and this is a folder")
+            actual = download.md5_of(path)
+            if actual != md5.strip().lower():
+                raise download.DownloadError(f"{source}: md5 {actual} does not match the given {md5}")
         return path
-    if md5 is None and official is not None and Path(source).name == Path(official.url).name:
+    file_name = Path(urllib.parse.urlparse(source).path).name  # without any ?query or #fragment
+    if not file_name:
+        raise DataError(f"{source}: the URL names no file to download")
+    if md5 is None and official is not None and file_name == Path(official.url).name:
         md5 = official.md5
-    return download.fetch(source, settings.downloads_dir / Path(source).name, md5, progress=progress)
+    return download.fetch(source, settings.downloads_dir / file_name, md5, progress=progress)
 
 
 def is_official_archive(path: Path) -> bool:
@@ -312,7 +350,10 @@ def is_official_archive(path: Path) -> bool:
         return False
     with tarfile.open(path, "r:*") as tar:
         first = tar.next()
-    return first is not None and first.name.split("/")[0] in {a.folder for a in OFFICIAL.values()}
+        while first is not None and not _member_name(first.name):  # a bare "./" entry
+            first = tar.next()
+    folders = {archive.folder for archive in OFFICIAL.values()}
+    return first is not None and _member_name(first.name).split("/")[0] in folders
 
 
 def prepare(name: str, source: str | None = None, settings: Settings | None = None,
@@ -334,4 +375,6 @@ def prepare(name: str, source: str | None = None, settings: Settings | None = No
         labels = cifar100_labels()
         raw.coarse_class_names, raw.fine_to_coarse = labels["coarse_names"], labels["fine_to_coarse"]
     arrays = split(raw, config)
-    return write_version(settings, name, raw, arrays, source or str(path), config)
+    if source is None:
+        source = OFFICIAL[name].url
+    return write_version(settings, name, raw, arrays, source, config)

@@ -1,0 +1,1 @@
+"""Labels -> ranked hashtags: candidates from providers (offline lexicon, X), normalised, ranked, filtered."""

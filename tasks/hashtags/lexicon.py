@@ -1,0 +1,36 @@
+"""The curated offline hashtags (tasks/data/lexicon.json) and the shipped blocklist: always available."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+from tasks.hashtags.rank import Candidate
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+SOURCE = "lexicon"
+
+
+@functools.lru_cache(maxsize=1)
+def entries() -> dict[str, tuple[str, ...]]:
+    labels = json.loads((DATA / "lexicon.json").read_text(encoding="utf-8"))["labels"]
+    return {label: tuple(tags) for label, tags in labels.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_blocklist() -> frozenset[str]:
+    """Hashtags never to suggest (lower case, with '#'); '//' starts a comment line."""
+    lines = (DATA / "blocklist.txt").read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("//"))
+
+
+class LexiconProvider:
+    """Candidates from the lexicon; an entry's place in its list stands in for popularity."""
+
+    source = SOURCE
+
+    def candidates(self, label: str) -> list[Candidate]:
+        tags = entries().get(label, ())
+        # earlier entries are the more common tags: a pseudo-count that falls with the position
+        return [Candidate(tag, label, len(tags) - position, SOURCE) for position, tag in enumerate(tags)]

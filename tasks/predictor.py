@@ -1,0 +1,100 @@
+"""Serving: a trained model behind one `predict(uint8 batch) -> probabilities` call.
+
+ONNX Runtime runs the exported `model.onnx` when the artifact has one (no TensorFlow import); Keras is
+the fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tasks import artifact
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models" / "bundled"
+
+
+class ModelNotFound(LookupError):
+    """No model to serve: train one, or name one with --model."""
+
+
+@dataclasses.dataclass
+class Predictor:
+    metadata: dict
+    runtime: str  # onnx | keras
+    _run: object
+
+    @property
+    def model_version(self) -> str:
+        return self.metadata["model_id"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.metadata["class_names"]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities (N, classes) for raw uint8 images (N, 32, 32, 3)."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return self._run(np.asarray(images, dtype=np.float32))
+
+    def top_labels(self, probabilities: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-probabilities)[:k]
+        return [(self.class_names[i], float(probabilities[i])) for i in order]
+
+    def coarse_labels(self, probabilities: np.ndarray, k: int = 1) -> list[tuple[str, float]]:
+        """CIFAR-100 superclasses, each with the summed probability of its fine classes."""
+        mapping, names = self.metadata.get("fine_to_coarse"), self.metadata.get("coarse_class_names")
+        if not mapping or not names:
+            return []
+        sums = np.bincount(np.asarray(mapping), weights=probabilities, minlength=len(names))
+        return [(names[i], float(sums[i])) for i in np.argsort(-sums)[:k]]
+
+
+def bundled_model(dataset: str = "cifar10") -> Path:
+    path = BUNDLED_DIR / dataset
+    if not (path / artifact.METADATA_FILE).exists():
+        raise ModelNotFound(f"no bundled {dataset} model in {BUNDLED_DIR}")
+    return path
+
+
+def load(path: str | Path | None = None, runtime: str = "auto") -> Predictor:
+    """The model at `path` (an artifact folder), else the bundled CIFAR-10 model.
+
+    runtime: auto (ONNX when exported, else Keras), onnx, or keras.
+    """
+    path = Path(path) if path else bundled_model()
+    metadata = artifact.read_metadata(path)
+    onnx_path = Path(metadata["path"]) / artifact.ONNX_FILE
+    if runtime == "onnx" or (runtime == "auto" and onnx_path.exists()):
+        return Predictor(metadata, "onnx", _onnx_runner(onnx_path))
+    model, metadata = artifact.load_keras(path)
+    return Predictor(metadata, "keras", lambda batch: np.asarray(model.predict_on_batch(batch)))
+
+
+def _onnx_runner(onnx_path: Path):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    threads = int(os.environ.get("HASHTAGGER_ONNX_THREADS", "0"))  # 0: one per core
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {input_name: batch})[0]
+
+
+def default_model_path(engine=None, dataset: str = "cifar10") -> Path:
+    """The model to serve when none is named: the registry's champion, else the bundled one."""
+    if engine is not None:
+        try:
+            from tasks import registry
+        except ImportError:  # registry not available in this installation
+            registry = None
+        if registry is not None:
+            champion = registry.champion_path(engine, dataset)
+            if champion is not None:
+                return Path(champion)
+    return bundled_model(dataset)
