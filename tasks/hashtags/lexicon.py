@@ -6,7 +6,7 @@ import functools
 import json
 from pathlib import Path
 
-from tasks.hashtags.rank import Candidate
+from tasks.hashtags.rank import Candidate, fold
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SOURCE = "lexicon"
@@ -14,15 +14,16 @@ SOURCE = "lexicon"
 
 @functools.lru_cache(maxsize=1)
 def entries() -> dict[str, tuple[str, ...]]:
+    """Label -> its curated hashtags, the most common first."""
     labels = json.loads((DATA / "lexicon.json").read_text(encoding="utf-8"))["labels"]
     return {label: tuple(tags) for label, tags in labels.items()}
 
 
 @functools.lru_cache(maxsize=1)
 def shipped_blocklist() -> frozenset[str]:
-    """Hashtags never to suggest (lower case, with '#'); '//' starts a comment line."""
+    """Hashtags never to suggest (case-folded, with '#'); '//' starts a comment line."""
     lines = (DATA / "blocklist.txt").read_text(encoding="utf-8").splitlines()
-    return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("//"))
+    return frozenset(fold(line) for line in lines if line.strip() and not line.strip().startswith("//"))
 
 
 class LexiconProvider:

@@ -1,21 +1,28 @@
-"""Ranking: label probability x source weight x log-scaled frequency (x trend boost), de-duplicated."""
+"""Ranking: label probability x (source base + log-scaled frequency) x trend boost, de-duplicated, filtered."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import unicodedata
 from collections import defaultdict
 
-# Platform presets: how many hashtags a post should carry.
+# Platform presets: how many hashtags a post should carry (Instagram allows 5 since December 2025).
 PLATFORM_LIMITS = {"generic": 10, "instagram": 5, "x": 3}
 
-# How much one occurrence counts, by source: hashtags seen in real posts beat the curated fallback.
-SOURCE_WEIGHTS = {"x-search": 1.0, "x-trends": 1.0, "lexicon": 0.5}
+# A candidate's score starts from its source's base and adds its frequency (0..1, log-scaled, relative to the
+# label's most frequent hashtag of the same family). Hashtags seen in real posts start at 1, the curated
+# lexicon at 0: with X answering, a label's hashtags from posts outrank its plain lexicon entries.
+SOURCE_BASE = {"x-search": 1.0, "x-trends": 1.0, "lexicon": 0.0}
+# Sources whose counts are comparable: X counts posts, the lexicon counts list positions.
+SOURCE_FAMILY = {"x-search": "x", "x-trends": "x", "lexicon": "lexicon"}
 
-# X's hashtag rule: letters, digits, underscore (Unicode letters and marks too), not digits only.
-HASHTAG_BODY = re.compile(r"^(?=\w*[^\W\d])\w{1,100}$", re.UNICODE)
+MAX_HASHTAG_LENGTH = 100  # characters after '#'; longer strings are junk, not tags
+# Characters X accepts inside a hashtag besides letters, combining marks, decimal digits and '_'
+# (twitter-text's hashtag set): joiners and a few Hebrew, CJK and Tibetan punctuation marks.
+HASHTAG_EXTRA_CHARACTERS = frozenset("\u200c\u200d\ua67e\u05be\u05f3\u05f4\uff5e\u301c\u309b\u309c"
+                                     "\u30a0\u30fb\u3003\u0f0b\u0f0c\u00b7")
+HASH_SIGNS = "#\uff03"  # '#' and the full-width '＃' both start a hashtag on X
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +31,7 @@ class Candidate:
     label: str
     count: int  # how often the hashtag occurs with the label (posts seen, or the lexicon's pseudo-count)
     source: str  # lexicon | x-search | x-trends
-    trend_boost: float = 0.0  # > 0 when the hashtag is trending now
+    trend_boost: float = 0.0  # > 0 when the hashtag is trending now (score multiplied by 1 + boost)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +50,7 @@ class RankConfig:
     top_k_labels: int = 3  # labels considered per image
     min_probability: float = 0.05  # labels below this are not turned into hashtags (the top one always is)
     coarse_weight: float = 0.5  # CIFAR-100 superclass labels count at half their summed probability
+    trend_boost: float = 0.5  # a hashtag trending now and seen with the label scores 1.5 times as much
 
     @property
     def limit(self) -> int:
@@ -51,39 +59,82 @@ class RankConfig:
         return PLATFORM_LIMITS[self.platform]
 
 
+def is_hashtag_character(character: str) -> bool:
+    """Letters, combining marks, decimal digits, '_' and X's few extra characters."""
+    if character == "_" or character in HASHTAG_EXTRA_CHARACTERS:
+        return True
+    category = unicodedata.category(character)
+    return category[0] in "LM" or category == "Nd"
+
+
+def is_hashtag_body(body: str) -> bool:
+    """X's rule for what follows '#': hashtag characters only, and not decimal digits only."""
+    return (0 < len(body) <= MAX_HASHTAG_LENGTH and all(map(is_hashtag_character, body))
+            and not all(unicodedata.category(character) == "Nd" for character in body))
+
+
 def normalise(hashtag: str) -> str | None:
     """'#Cat' / 'cat' -> '#Cat' in NFC, or None when it breaks X's hashtag rules."""
-    body = unicodedata.normalize("NFC", hashtag.strip()).lstrip("#＃")
-    return f"#{body}" if HASHTAG_BODY.match(body) else None
+    body = unicodedata.normalize("NFC", hashtag.strip()).lstrip(HASH_SIGNS)
+    return f"#{body}" if is_hashtag_body(body) else None
 
 
-def score(candidate: Candidate, probability: float) -> float:
-    weight = SOURCE_WEIGHTS.get(candidate.source, 0.5)
-    return probability * weight * math.log1p(max(candidate.count, 0)) * (1.0 + candidate.trend_boost)
+def fold(hashtag: str) -> str:
+    """The case-insensitive key of a hashtag ('#Cat' and '#CAT' are one tag); blocklists hold these."""
+    return (normalise(hashtag) or hashtag.strip()).casefold()
+
+
+def frequency(count: int, peak_count: int) -> float:
+    """How often a hashtag occurs with a label, log-scaled into 0..1 against the label's most frequent one."""
+    if count <= 0 or peak_count <= 0:
+        return 0.0
+    return min(1.0, math.log1p(count) / math.log1p(peak_count))
+
+
+def score(candidate: Candidate, probability: float, peak_count: int | None = None) -> float:
+    """Label probability x (source base + frequency) x (1 + trend boost)."""
+    peak = candidate.count if peak_count is None else peak_count
+    base = SOURCE_BASE.get(candidate.source, 0.0)
+    return probability * (base + frequency(candidate.count, peak)) * (1.0 + candidate.trend_boost)
 
 
 def rank(label_probabilities: list[tuple[str, float]], candidates: dict[str, list[Candidate]],
          config: RankConfig = RankConfig(), blocklist: frozenset[str] = frozenset()) -> list[RankedHashtag]:
-    """Ranked hashtags for one image from its (label, probability) pairs, best first."""
+    """Ranked hashtags for one image from its (label, probability) pairs, best first.
+
+    A hashtag found for several labels or by several sources adds up its scores; it is reported with the
+    label and source of its best single contribution and in its most common spelling (X's before the lexicon's).
+    """
+    blocked = frozenset(fold(tag) for tag in blocklist)
     totals: dict[str, float] = defaultdict(float)
     best: dict[str, tuple[float, Candidate, float]] = {}  # key -> (score, candidate, probability)
-    spellings: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    # spelling -> (seen on X, posts): X's spellings win over the lexicon's, whose counts are only positions
+    spellings: dict[str, dict[str, tuple[float, int]]] = defaultdict(dict)
     for label, probability in label_probabilities:
-        for candidate in candidates.get(label, ()):
+        found = candidates.get(label, ())
+        peaks: dict[str, int] = defaultdict(int)
+        for candidate in found:
+            family = SOURCE_FAMILY.get(candidate.source, candidate.source)
+            peaks[family] = max(peaks[family], candidate.count)
+        for candidate in found:
             tag = normalise(candidate.hashtag)
-            if tag is None or tag.lower() in blocklist:
+            if tag is None:
                 continue
             key = tag.casefold()
-            value = score(candidate, probability)
+            if key in blocked:
+                continue
+            value = score(candidate, probability, peaks[SOURCE_FAMILY.get(candidate.source, candidate.source)])
             totals[key] += value
-            spellings[key][tag] += max(candidate.count, 1)
+            seen_on_x, posts = spellings[key].get(tag, (0.0, 0))
+            spellings[key][tag] = (max(seen_on_x, SOURCE_BASE.get(candidate.source, 0.0)),
+                                   posts + max(candidate.count, 1))
             if key not in best or value > best[key][0]:
                 best[key] = (value, candidate, probability)
     ordered = sorted(totals, key=lambda key: (-totals[key], key))[: config.limit]
     ranked = []
     for position, key in enumerate(ordered, start=1):
         _, candidate, probability = best[key]
-        spelling = max(spellings[key].items(), key=lambda item: (item[1], item[0]))[0]  # most common
+        spelling = max(spellings[key].items(), key=lambda item: (item[1], item[0]))[0]  # most common on X
         ranked.append(RankedHashtag(position, spelling, candidate.label, probability, totals[key],
                                     candidate.source))
     return ranked

@@ -1,0 +1,171 @@
+"""The X hashtag cache in the results database: written by refresh, read by tagging; the users' blocklist.
+
+Tables from sql/003_hashtag_cache.sql. Writes are upserts keyed on natural keys, with bind parameters.
+Timestamps are bound as UTC datetimes and compared in SQL against bound cut-offs, which works on PostgreSQL
+(timestamptz) and on SQLite (ISO strings of one format, which sort as they compare).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Callable
+
+import sqlalchemy as sa
+
+from tasks.hashtags import rank, x_search, x_trends
+from tasks.hashtags.x_api import XConfig
+
+log = logging.getLogger(__name__)
+
+FRESH_STATUSES = ("ok", "empty")  # fetches that count for the time to live; failures are retried
+
+UPSERT_HASHTAG = sa.text("""
+INSERT INTO hashtag_cache (label, hashtag, count, source, fetched_at)
+VALUES (:label, :hashtag, :count, :source, :fetched_at)
+ON CONFLICT (label, hashtag, source) DO UPDATE SET count = excluded.count, fetched_at = excluded.fetched_at
+""")
+# typed: PostgreSQL must compare an empty list as text too
+DROP_UNSEEN = sa.text("""
+DELETE FROM hashtag_cache WHERE label = :label AND source = :source AND hashtag NOT IN :kept
+""").bindparams(sa.bindparam("kept", expanding=True, type_=sa.String))
+UPSERT_FETCH = sa.text("""
+INSERT INTO hashtag_fetches (label, source, fetched_at, status, posts, detail)
+VALUES (:label, :source, :fetched_at, :status, :posts, :detail)
+ON CONFLICT (label, source) DO UPDATE SET
+  fetched_at = excluded.fetched_at, status = excluded.status, posts = excluded.posts, detail = excluded.detail
+""")
+FRESH_LABELS = sa.text("""
+SELECT label FROM hashtag_fetches
+WHERE source = :source AND status IN ('ok', 'empty') AND fetched_at >= :since
+""")
+READ_LABEL = sa.text("""
+SELECT hashtag, count FROM hashtag_cache
+WHERE label = :label AND source = :source AND fetched_at >= :since
+ORDER BY count DESC, hashtag
+""")
+READ_FETCHES = sa.text("""
+SELECT source, fetched_at, status, posts, detail FROM hashtag_fetches WHERE label = :label ORDER BY source
+""")
+READ_BLOCKLIST = sa.text("SELECT hashtag FROM hashtag_blocklist")
+BLOCK = sa.text("""
+INSERT INTO hashtag_blocklist (hashtag, added_at, reason) VALUES (:hashtag, :added_at, :reason)
+ON CONFLICT (hashtag) DO UPDATE SET reason = excluded.reason
+""")
+UNBLOCK = sa.text("DELETE FROM hashtag_blocklist WHERE hashtag = :hashtag")
+
+
+def utc(epoch_seconds: float) -> dt.datetime:
+    """A whole-second UTC datetime: one string format on SQLite, so that comparisons stay correct."""
+    return dt.datetime.fromtimestamp(int(epoch_seconds), dt.timezone.utc)
+
+
+def has_cache(engine: sa.Engine) -> bool:
+    """Whether migration 003 has been applied to this database."""
+    return sa.inspect(engine).has_table("hashtag_cache")
+
+
+def store(engine: sa.Engine, label: str, source: str, counts: dict[str, int], fetched_at: dt.datetime,
+          posts: int = 0) -> str:
+    """Replace a label's cached hashtags from one source and log the fetch, in one transaction."""
+    status = "ok" if counts else "empty"
+    with engine.begin() as connection:
+        if counts:
+            connection.execute(UPSERT_HASHTAG, [
+                {"label": label, "hashtag": tag, "count": int(count), "source": source, "fetched_at": fetched_at}
+                for tag, count in counts.items()])
+        connection.execute(DROP_UNSEEN, {"label": label, "source": source, "kept": list(counts)})
+        connection.execute(UPSERT_FETCH, {"label": label, "source": source, "fetched_at": fetched_at,
+                                          "status": status, "posts": posts, "detail": None})
+    return status
+
+
+def record_failure(engine: sa.Engine, label: str, source: str, fetched_at: dt.datetime, status: str,
+                   detail: str) -> None:
+    """Log a failed fetch; the label's cached hashtags stay and are still served."""
+    with engine.begin() as connection:
+        connection.execute(UPSERT_FETCH, {"label": label, "source": source, "fetched_at": fetched_at,
+                                          "status": status, "posts": 0, "detail": detail[:500]})
+
+
+def fresh_labels(engine: sa.Engine, source: str, since: dt.datetime) -> set[str]:
+    """Labels fetched successfully (hashtags or none) from `source` at or after `since`."""
+    with engine.connect() as connection:
+        return {row.label for row in connection.execute(FRESH_LABELS, {"source": source, "since": since})}
+
+
+def read(engine: sa.Engine, label: str, source: str, since: dt.datetime) -> dict[str, int]:
+    """A label's cached {'#Tag': count} from one source, fetched at or after `since`, most frequent first."""
+    with engine.connect() as connection:
+        rows = connection.execute(READ_LABEL, {"label": label, "source": source, "since": since})
+        return {hashtag: count for hashtag, count in rows}  # not row.count: that is tuple.count
+
+
+def fetches(engine: sa.Engine, label: str) -> list[sa.Row]:
+    """The fetch log of a label: one row per source."""
+    with engine.connect() as connection:
+        return list(connection.execute(READ_FETCHES, {"label": label}))
+
+
+def blocklist(engine: sa.Engine) -> frozenset[str]:
+    """The users' blocked hashtags (case-folded, with '#')."""
+    with engine.connect() as connection:
+        return frozenset(rank.fold(row.hashtag) for row in connection.execute(READ_BLOCKLIST))
+
+
+def _blocklist_key(hashtag: str) -> str:
+    tag = rank.normalise(hashtag)
+    if tag is None:
+        raise ValueError(f"{hashtag!r} is not a hashtag: letters, digits or '_' after '#', not digits only")
+    return tag.casefold()
+
+
+def block(engine: sa.Engine, hashtag: str, reason: str | None = None, now: dt.datetime | None = None) -> str:
+    """Add a hashtag to the users' blocklist (a second call updates the reason); returns the stored key."""
+    key = _blocklist_key(hashtag)
+    with engine.begin() as connection:
+        connection.execute(BLOCK, {"hashtag": key, "added_at": now or utc(time.time()), "reason": reason})
+    return key
+
+
+def unblock(engine: sa.Engine, hashtag: str) -> bool:
+    """Remove a hashtag from the users' blocklist; False when it was not there."""
+    with engine.begin() as connection:
+        return connection.execute(UNBLOCK, {"hashtag": _blocklist_key(hashtag)}).rowcount > 0
+
+
+class CacheProvider:
+    """Candidates from the X cache: a label's hashtags from posts (x-search), those trending now boosted
+    and recorded as x-trends. Reads the database once per label and once for the trends."""
+
+    source = x_search.SOURCE
+    optional = True  # a failure here degrades to the lexicon instead of failing the run
+
+    def __init__(self, engine: sa.Engine, rank_config: rank.RankConfig = rank.RankConfig(),
+                 x_config: XConfig = XConfig(), clock: Callable[[], float] = time.time):
+        self.engine = engine
+        self.rank_config, self.x_config = rank_config, x_config
+        self.now = utc(clock())
+        self._trending: frozenset[str] | None = None
+
+    def trending(self) -> frozenset[str]:
+        """Case-folded hashtags trending at the configured place, from a fetch within the time to live."""
+        if self._trending is None:
+            trends = read(self.engine, x_trends.place_label(self.x_config.woeid), x_trends.SOURCE,
+                          self.now - self.x_config.ttl)
+            self._trending = frozenset(tag.casefold() for tag in trends)
+        return self._trending
+
+    def candidates(self, label: str) -> list[rank.Candidate]:
+        counts = read(self.engine, label, x_search.SOURCE, self.now - self.x_config.serve_max_age)
+        if not counts:
+            return []
+        trending = self.trending()
+        found = []
+        for tag, count in counts.items():
+            if tag.casefold() in trending:
+                found.append(rank.Candidate(tag, label, count, x_trends.SOURCE, self.rank_config.trend_boost))
+            else:
+                found.append(rank.Candidate(tag, label, count, x_search.SOURCE))
+        return found
