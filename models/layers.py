@@ -42,11 +42,22 @@ def preprocessing_layer(model: keras.Model) -> PixelMeanSubtraction:
     raise ValueError(f"model {model.name} has no PixelMeanSubtraction layer")
 
 
-def conv_bn_relu(x, filters: int, strides: int = 1, kernel_size: int = 3, name: str | None = None):
+# Batch-norm moving statistics: PyTorch's default (its momentum 0.1 is 1 - Keras' momentum). With Keras'
+# own 0.99 the inference statistics lag the weights for hundreds of steps: after two epochs of 4,096
+# images a VGG16 scored 27% with batch statistics and 9% (chance) with its moving ones.
+BATCH_NORM_MOMENTUM = 0.9
+
+
+def batch_norm():
+    return keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM)
+
+
+def conv_bn_relu(x, filters: int, strides: int = 1, kernel_size: int = 3, name: str | None = None,
+                 batch_norm_momentum: float = BATCH_NORM_MOMENTUM):
     """3x3 conv (no bias: batch norm follows) -> batch norm -> ReLU."""
     x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
                             kernel_initializer="he_normal", name=name)(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(momentum=batch_norm_momentum)(x)
     return keras.layers.ReLU()(x)
 
 

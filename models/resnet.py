@@ -1,4 +1,14 @@
-"""The report's ResNet: per stage two identity blocks then one projection block (1x1 conv shortcut)."""
+"""The report's ResNet: per stage two identity blocks then one projection block (1x1 conv shortcut).
+
+Both block types are two 3x3 convs with batch norm; the identity block adds its input back unchanged,
+the projection block downsamples (first conv strided) and its shortcut is a strided 1x1 conv to the
+new width. A 32-filter stem, then stages at 32, 64 and 128 filters, each two identity blocks followed
+by the projection block that leads into the next stage (the last stage ends at its identity blocks,
+where the head takes over); global average pooling, a dense head of 256 units, dense classes.
+
+For 32x32x3 input and 10 classes: 1,106,410 parameters (1,129,540 for 100 classes) and 287 MFLOPs
+forward per image (2 x multiply-adds of the convolutions and dense layers, models/flops.py).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +16,7 @@ import dataclasses
 
 import keras
 
-from models.layers import conv_bn_relu, inputs_and_preprocessing
+from models.layers import batch_norm, conv_bn_relu, inputs_and_preprocessing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +32,7 @@ def identity_block(x, filters: int):
     shortcut = x
     x = conv_bn_relu(x, filters)
     x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal")(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = batch_norm()(x)
     return keras.layers.ReLU()(keras.layers.Add()([shortcut, x]))
 
 
@@ -30,10 +40,10 @@ def projection_block(x, filters: int, strides: int = 2):
     """Two 3x3 convs (the first strided); the shortcut is a strided 1x1 conv to the new width."""
     shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=False,
                                    kernel_initializer="he_normal")(x)
-    shortcut = keras.layers.BatchNormalization()(shortcut)
+    shortcut = batch_norm()(shortcut)
     x = conv_bn_relu(x, filters, strides=strides)
     x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal")(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = batch_norm()(x)
     return keras.layers.ReLU()(keras.layers.Add()([shortcut, x]))
 
 

@@ -1,4 +1,12 @@
-"""The Keras example CNN of the report: two blocks of two 3x3 convs and a max pool, dense 512."""
+"""The Keras example CNN of the report: two blocks of two 3x3 convs and a max pool, dense 512.
+
+Keras' `cifar10_cnn.py` example with the report's widths: per block a padded and an unpadded 3x3 conv,
+2x2 max pool and dropout 0.25 (64 then 128 filters), then dense 512 with dropout 0.5 and dense classes.
+
+For 32x32x3 input and 10 classes: 2,628,170 parameters (2,674,340 for 100 classes), 90% of them in
+the first dense layer, and 158 MFLOPs forward per image (2 x multiply-adds of the convolutions and
+dense layers, models/flops.py).
+"""
 
 from __future__ import annotations
 

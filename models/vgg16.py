@@ -2,6 +2,9 @@
 
 The report's best CIFAR-10 network (93.48%), shrunk so it trains on a CPU: the 13 convolutions keep the
 VGG16 layout (2-2-3-3-3 per block) with 16/32/64/128/128 filters, then one dense layer of 512 units.
+
+For 32x32x3 input and 10 classes: 999,738 parameters (1,045,908 for 100 classes) and 40 MFLOPs
+forward per image (2 x multiply-adds of the convolutions and dense layers, models/flops.py).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import dataclasses
 
 import keras
 
-from models.layers import conv_bn_relu, inputs_and_preprocessing
+from models.layers import batch_norm, conv_bn_relu, inputs_and_preprocessing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +34,7 @@ def make_model(input_shape, num_classes: int, config: Config = Config()) -> kera
         x = keras.layers.Dropout(config.pool_dropout_rate)(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(config.dense_units, use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = batch_norm()(x)
     x = keras.layers.ReLU()(x)
     x = keras.layers.Dropout(config.dense_dropout_rate)(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)

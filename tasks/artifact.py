@@ -17,6 +17,11 @@ from tasks.config import Settings
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 ONNX_FILE = "model.onnx"
+REPORTS_DIR = "reports"  # evaluation reports: metrics, confusion matrix, curves, calibration
+# A few test images and the probabilities the model gave them when it was saved: `verify` reloads the
+# model (in any process, on any backend) and checks that it still answers the same.
+FINGERPRINT_FILE = "fingerprint.npz"
+FINGERPRINT_IMAGES = 8
 
 
 class ArtifactError(ValueError):
@@ -38,6 +43,7 @@ def describe(model, config, recipe, dataset, metrics: dict, history: dict, epoch
     import keras
 
     import models
+    from models import flops
 
     created = dt.datetime.now(dt.timezone.utc)
     model_id = (f"{config.architecture}-{dataset.name}-{config.recipe}-"
@@ -64,6 +70,7 @@ def describe(model, config, recipe, dataset, metrics: dict, history: dict, epoch
         "train_images": train_images,
         "training_seconds": round(training_seconds, 1),
         "parameters": int(model.count_params()),
+        "forward_flops": flops.forward_flops(model),  # per image, 2 x multiply-adds (models/flops.py)
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
         "code_version": code_version(),
@@ -79,16 +86,33 @@ def reproduce_command(config) -> str:
         parts.append(f"--train-limit {config.train_limit}")
     if config.budget_minutes:
         parts.append(f"--budget-minutes {config.budget_minutes}")
+    if config.dataset_version:
+        parts.append(f"--dataset-version {config.dataset_version}")
+    for flag, pairs in (("--recipe-set", config.recipe_overrides), ("--model-set", config.model_overrides)):
+        parts.extend(f"{flag} {key}={json.dumps(value, separators=(',', ':'))}" for key, value in pairs)
     return " ".join(parts)
 
 
-def save(model, metadata: dict, settings: Settings) -> dict:
-    """Write the artifact under `models_dir/<model_id>/` atomically; returns metadata with its `path`."""
+def save(model, metadata: dict, settings: Settings, reports_dir: Path | None = None,
+         fingerprint_images=None) -> dict:
+    """Write the artifact under `models_dir/<model_id>/` atomically; returns metadata with its `path`.
+
+    `reports_dir`, when given, is copied in as the artifact's `reports/`; `fingerprint_images` (a few
+    uint8 images), when given, are saved with the model's probabilities for them (see `verify`).
+    """
+    import numpy as np
+
     final = settings.models_dir / metadata["model_id"]
     staging = final.with_name(f".staging-{final.name}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     model.save(staging / MODEL_FILE)
+    if reports_dir is not None and Path(reports_dir).is_dir():
+        shutil.copytree(reports_dir, staging / REPORTS_DIR)
+    if fingerprint_images is not None:
+        images = np.ascontiguousarray(fingerprint_images, dtype=np.uint8)
+        probabilities = np.asarray(model.predict_on_batch(images.astype("float32")))
+        np.savez(staging / FINGERPRINT_FILE, images=images, probabilities=probabilities)
     metadata = {**metadata, "path": str(final)}
     write_metadata(staging, metadata)
     os.rename(staging, final)
@@ -121,3 +145,16 @@ def load_keras(path: str | Path):
 
     metadata = read_metadata(path)
     return keras.saving.load_model(Path(metadata["path"]) / MODEL_FILE, compile=False), metadata
+
+
+def verify(path: str | Path) -> float:
+    """Reload the model and return the largest difference from the probabilities saved with it."""
+    import numpy as np
+
+    model, metadata = load_keras(path)
+    fingerprint_path = Path(metadata["path"]) / FINGERPRINT_FILE
+    if not fingerprint_path.exists():
+        raise ArtifactError(f"{path}: saved without {FINGERPRINT_FILE}, nothing to verify against")
+    with np.load(fingerprint_path) as saved:
+        again = np.asarray(model.predict_on_batch(saved["images"].astype("float32")))
+        return float(np.max(np.abs(again - saved["probabilities"])))

@@ -8,7 +8,7 @@ import logging
 import sys
 
 # One module per command group under tasks/commands/, in the order `--help` lists them.
-COMMAND_GROUPS = ("data", "train", "db", "tag")
+COMMAND_GROUPS = ("data", "train", "evaluate", "models", "db", "tag", "hashtags")
 
 
 def configure_logging(verbose: bool) -> None:

@@ -1,0 +1,178 @@
+"""Training throughput of every architecture and recipe, against this machine's matmul speed.
+
+For each (architecture, recipe): the real training step of `tasks.train` (the recipe's augmentation,
+optimizer and loss) on random uint8 images, timed after a warm-up that builds the graph. Achieved
+GFLOP/s counts a training step as 3 forward passes (models/flops.py: 2 x multiply-adds of the convs
+and dense layers). The machine's reference is a float32 matmul measured in the same run, before and
+after the models (the machines are shared and noisy).
+
+    python benchmarks/train_throughput.py                      # all 5 architectures x 2 recipes
+    python benchmarks/train_throughput.py --archs vgg16 --recipes fast --steps 5 --output reports/x.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+
+@dataclasses.dataclass(frozen=True)
+class ThroughputConfig:
+    warmup_steps: int = 3  # steps run before timing: graph build and allocator warm-up
+    steps: int = 20  # timed steps; about 20 s for the slowest model (ResNet-9) on 2 CPU cores
+    batch_size: int | None = None  # None: the recipe's own (128)
+    matmul_size: int = 2048  # n of the n x n float32 matmul: 17 GFLOP each
+    matmul_repeats: int = 10
+
+
+def machine_description() -> str:
+    """CPU model, cores, memory, accelerator and software: enough to compare runs."""
+    import keras
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        memory = f", {pages * page_size / 2**30:.0f} GiB RAM"
+    except (ValueError, OSError, AttributeError):
+        memory = ""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    accelerator = ""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        devices = jax.devices()
+        accelerator = f"; JAX devices: {', '.join(sorted({d.device_kind for d in devices}))} x{len(devices)}"
+    elif keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        accelerator = f"; {len(gpus)} GPU(s)" if gpus else "; CPU only"
+    return (f"{cpu}, {cores} cores{memory}{accelerator}; Python {platform.python_version()}, "
+            f"Keras {keras.__version__} on {keras.backend.backend()}")
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """float32 n x n matmul speed through keras.ops on the current backend (best of `repeats`)."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    a = keras.ops.convert_to_tensor(rng.standard_normal((size, size), dtype=np.float32))
+    b = keras.ops.convert_to_tensor(rng.standard_normal((size, size), dtype=np.float32))
+    keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.matmul(a, b)))  # warm-up (and JAX dispatch)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.matmul(a, b)))  # the sum forces completion
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def measure(architecture: str, recipe_name: str, config: ThroughputConfig = ThroughputConfig(),
+            num_classes: int = 10) -> dict:
+    """Training images/s of one architecture under one recipe, on random images."""
+    import keras
+
+    import models
+    from models import flops
+    from models.layers import preprocessing_layer
+    from tasks import recipes, train
+
+    overrides = {"batch_size": config.batch_size} if config.batch_size else {}
+    recipe = recipes.recipe_for(recipe_name, architecture, overrides)
+    batch = recipe.batch_size
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, ((config.warmup_steps + config.steps) * batch, 32, 32, 3), dtype=np.uint8)
+    labels = train.one_hot(rng.integers(0, num_classes, len(images)), num_classes)
+    keras.utils.set_random_seed(0)
+    model = models.build(architecture, (32, 32, 3), num_classes)
+    preprocessing_layer(model).set_mean_from(images[:batch])
+    trainer = train.compile_trainer(model, recipe, config.warmup_steps + config.steps, 1)
+    warm = config.warmup_steps * batch
+    started = time.perf_counter()
+    trainer.fit(images[:warm], labels[:warm], batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    warmup_seconds = time.perf_counter() - started
+    # a second fit reuses the compiled step; it returns only when its last step is done
+    started = time.perf_counter()
+    trainer.fit(images[warm:], labels[warm:], batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    seconds = time.perf_counter() - started
+    images_per_second = config.steps * batch / seconds
+    forward = flops.forward_flops(model)
+    return {"architecture": architecture, "recipe": recipe_name, "batch_size": batch,
+            "parameters": int(model.count_params()), "forward_mflops": forward / 1e6,
+            "images_per_second": images_per_second, "gflops_per_second": 3 * forward * images_per_second / 1e9,
+            "warmup_seconds": warmup_seconds, "timed_steps": config.steps}
+
+
+def markdown(rows: list[dict], matmul: list[float], machine: str, config: ThroughputConfig) -> str:
+    reference = float(np.mean(matmul))
+    lines = [
+        "# Training throughput", "",
+        f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine}.", "",
+        f"Random uint8 images, the recipe's augmentation, optimizer and loss (the real `tasks.train` step), "
+        f"{config.steps} timed steps after {config.warmup_steps} warm-up steps. Achieved GFLOP/s counts a "
+        f"training step as 3 forward passes (2 x multiply-adds of convolutions and dense layers). Machine "
+        f"reference: float32 {config.matmul_size}x{config.matmul_size} matmul through keras.ops, "
+        f"{matmul[0]:.0f} GFLOP/s before and {matmul[-1]:.0f} GFLOP/s after the models.", "",
+        "| architecture | recipe | params | fwd MFLOP/img | batch | train img/s | achieved GFLOP/s | of matmul |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(f"| {row['architecture']} | {row['recipe']} | {row['parameters'] / 1e6:.2f} M | "
+                     f"{row['forward_mflops']:.0f} | {row['batch_size']} | {row['images_per_second']:,.0f} | "
+                     f"{row['gflops_per_second']:.1f} | {row['gflops_per_second'] / reference:.0%} |")
+    lines += ["", f"Command: `{' '.join([Path(sys.argv[0]).name] + sys.argv[1:])}`", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", default="shallow,allconv,resnet,vgg16,resnet9")
+    parser.add_argument("--recipes", default="fast,seed")
+    parser.add_argument("--steps", type=int, default=ThroughputConfig.steps)
+    parser.add_argument("--warmup-steps", type=int, default=ThroughputConfig.warmup_steps)
+    parser.add_argument("--batch-size", type=int, help="default: each recipe's own")
+    parser.add_argument("--matmul-size", type=int, default=ThroughputConfig.matmul_size)
+    parser.add_argument("--output", help="also write the markdown table here, e.g. reports/train_throughput.md")
+    args = parser.parse_args(argv)
+    config = ThroughputConfig(warmup_steps=args.warmup_steps, steps=args.steps, batch_size=args.batch_size,
+                              matmul_size=args.matmul_size)
+    machine = machine_description()
+    matmul = [matmul_gflops(config.matmul_size, config.matmul_repeats)]
+    print(f"matmul: {matmul[0]:.1f} GFLOP/s", flush=True)
+    rows = []
+    for architecture in args.archs.split(","):
+        for recipe in args.recipes.split(","):
+            row = measure(architecture, recipe, config)
+            print(f"{architecture:<8} {recipe:<5} {row['images_per_second']:8.1f} img/s "
+                  f"{row['gflops_per_second']:6.1f} GFLOP/s", flush=True)
+            rows.append(row)
+    matmul.append(matmul_gflops(config.matmul_size, config.matmul_repeats))
+    table = markdown(rows, matmul, machine, config)
+    print()
+    print(table)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

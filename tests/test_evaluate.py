@@ -1,0 +1,145 @@
+"""Evaluation: calibration maths on synthetic data, the report files, and `hashtagger evaluate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from test_train import tiny_cifar, tiny_cifar_home, tiny_cifar_tree  # noqa: F401  (shared fixtures)
+
+from tasks import calibration, cli, db, evaluate
+from tasks.config import Settings
+from tasks.dataset import Dataset
+
+
+def sample(rng, logits: np.ndarray) -> np.ndarray:
+    """Labels drawn from softmax(logits): a model whose probabilities are exactly right."""
+    probabilities = calibration.softmax(logits)
+    return np.array([rng.choice(len(row), p=row) for row in probabilities])
+
+
+def test_temperature_scaling_recovers_a_known_overconfidence():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2.0, (4000, 10))
+    labels = sample(rng, logits)
+    overconfident = calibration.softmax(logits * 3.0)  # a model three times too sure of itself
+    assert calibration.fit_temperature(overconfident, labels) == pytest.approx(3.0, rel=0.08)
+    honest = calibration.softmax(logits)
+    assert calibration.fit_temperature(honest, labels) == pytest.approx(1.0, rel=0.08)
+    metrics, tables = calibration.calibrate(overconfident[:2000], labels[:2000], overconfident[2000:], labels[2000:])
+    honest_ece = calibration.expected_calibration_error(honest[2000:], labels[2000:])  # sampling noise alone
+    assert metrics["test_ece_before"] > 0.1 and metrics["test_ece_after"] < honest_ece + 0.01
+    assert metrics["test_nll_after"] < metrics["test_nll_before"]
+    assert sum(tables["before"]["counts"]) == 2000 and len(tables["after"]["edges"]) == 16
+
+
+def test_scaling_never_changes_the_predicted_class():
+    probabilities = calibration.softmax(np.random.default_rng(1).normal(0, 3, (500, 7)))
+    for temperature in (0.2, 1.0, 5.0):
+        scaled = calibration.scale(probabilities, temperature)
+        np.testing.assert_array_equal(scaled.argmax(axis=1), probabilities.argmax(axis=1))
+        np.testing.assert_allclose(scaled.sum(axis=1), 1.0)
+
+
+def test_expected_calibration_error_by_hand():
+    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.0, 1.0]])
+    labels = np.array([0, 1, 1])
+    # bins: 0.9 right (gap 0.1), 0.6 wrong (gap 0.6), 1.0 right (gap 0): (0.1 + 0.6 + 0) / 3
+    assert calibration.expected_calibration_error(probabilities, labels, bins=15) == pytest.approx(0.7 / 3)
+    with pytest.raises(ValueError, match="empty"):
+        calibration.fit_temperature(np.zeros((0, 2)), np.zeros(0, dtype=int))
+
+
+class ColourModel:
+    """A stand-in model: the class whose index is nearest the image's mean red value / 25."""
+
+    def predict_on_batch(self, images):
+        red = np.asarray(images)[..., 0].mean(axis=(1, 2))
+        logits = -np.abs(np.arange(10)[None, :] * 25.0 - red[:, None]) / 5
+        return calibration.softmax(logits).astype("float32")
+
+
+def colour_dataset(count: int = 60) -> Dataset:
+    rng = np.random.default_rng(2)
+    labels = np.arange(count) % 10
+    images = np.clip(labels[:, None, None, None] * 25 + rng.normal(0, 10, (count, 32, 32, 3)), 0, 255)
+    arrays = {"x_test": images.astype(np.uint8), "y_test": labels, "x_val": images[:20].astype(np.uint8),
+              "y_val": labels[:20]}
+    manifest = {"name": "colours", "version": "v1", "class_names": [f"c{index}" for index in range(10)]}
+    return Dataset(manifest, arrays)
+
+
+def test_evaluate_model_measures_and_writes_the_report(tmp_path):
+    pytest.importorskip("matplotlib")
+    history = {"accuracy": [0.3, 0.5], "val_accuracy": [0.4, 0.6], "loss": [2.0, 1.5], "val_loss": [1.8, 1.4]}
+    metrics = evaluate.evaluate_model(ColourModel(), colour_dataset(), flip_tta=True, history=history,
+                                      output_dir=tmp_path / "reports", title="colours")
+    assert 0 < metrics["test_top1"] <= metrics["test_top5"] <= 1
+    assert metrics["test_top1_tta"] == pytest.approx(metrics["test_top1"])  # mirror-symmetric stand-in
+    assert set(metrics["per_class_accuracy"]) == {f"c{index}" for index in range(10)}
+    assert metrics["calibration"]["temperature"] > 0 and metrics["dataset_version"] == "v1"
+    written = {path.name for path in (tmp_path / "reports").iterdir()}
+    assert written == {"report.md", "metrics.json", "reliability.json", "confusion_matrix.csv",
+                       "confusion_matrix.png", "learning_curves.png", "reliability.png"}
+    assert json.loads((tmp_path / "reports" / "metrics.json").read_text())["test_images"] == 60
+    matrix = np.loadtxt(tmp_path / "reports" / "confusion_matrix.csv", delimiter=",", skiprows=1)
+    assert matrix.sum() == 60 and np.trace(matrix) / 60 == pytest.approx(metrics["test_top1"])
+    assert "| top-1 with flip TTA |" in (tmp_path / "reports" / "report.md").read_text()
+
+
+def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, hashtagger_home, capsys):  # noqa: F811
+    from tasks import artifact, prepare, train
+
+    metadata = train.train(train.TrainConfig(
+        architecture="shallow", recipe="seed", epochs=1, train_limit=64, recipe_overrides=(("batch_size", 32),),
+        reports=False, verbose=0))
+    folder = metadata["path"]
+
+    assert cli.main(["evaluate", folder]) == 0
+    out = capsys.readouterr().out
+    assert "top-1" in out and "temperature" in out
+    reports = artifact.read_metadata(folder)
+    assert (hashtagger_home / "models" / metadata["model_id"] / "reports" / "reliability.png").exists()
+    assert reports["metrics"]["calibration"]["ece_bins"] == 15
+
+    # another version of the data (its validation split carved differently): reports go to their own
+    # folder, the metrics under `evaluations`, and the registry can compare models on it
+    other = prepare.prepare("cifar10", str(tiny_cifar_tree), config=prepare.PrepareConfig(validation_size=20, seed=1),
+                            progress=False)
+    assert other["version"] != tiny_cifar.version
+    assert cli.main(["evaluate", folder, "--dataset-version", other["version"], "--tta"]) == 0
+    updated = artifact.read_metadata(folder)
+    assert updated["metrics"] == reports["metrics"]
+    assert "test_top1_tta" in updated["evaluations"][other["version"]]
+    assert (hashtagger_home / "models" / metadata["model_id"] / "reports" / other["version"] / "report.md").exists()
+    engine = db.engine(Settings.from_env().database_url)
+    with engine.connect() as connection:
+        versions = {version for (version,) in connection.execute(
+            sa.text("SELECT dataset_version FROM model_evaluations WHERE model_id = :m"),
+            {"m": metadata["model_id"]})}
+    assert versions == {tiny_cifar.version, other["version"]}
+
+    # --output leaves the artifact alone
+    assert cli.main(["evaluate", folder, "--output", str(hashtagger_home / "elsewhere"), "--no-figures",
+                     "--no-record"]) == 0
+    assert (hashtagger_home / "elsewhere" / "report.md").exists()
+    assert artifact.read_metadata(folder) == updated
+
+    assert cli.main(["evaluate", str(hashtagger_home / "nothing-here")]) == 1
+    assert "not a hashtagger model" in capsys.readouterr().err
+
+
+def test_a_model_from_elsewhere_is_evaluated_on_the_latest_local_version(tiny_cifar, hashtagger_home):  # noqa: F811
+    """A bundled or copied model names a dataset version this machine never prepared."""
+    from tasks import artifact, train
+
+    metadata = train.train(train.TrainConfig(
+        architecture="shallow", recipe="seed", epochs=1, train_limit=32, recipe_overrides=(("batch_size", 32),),
+        reports=False, register=False, verbose=0))
+    artifact.write_metadata(Path(metadata["path"]), {**metadata, "dataset_version": "made-elsewhere"})
+    metrics = evaluate.evaluate_artifact(metadata["path"], config=evaluate.EvaluateConfig(figures=False))
+    assert metrics["dataset_version"] == tiny_cifar.version
+    assert tiny_cifar.version in artifact.read_metadata(metadata["path"])["evaluations"]

@@ -1,0 +1,161 @@
+"""The five architectures, the FLOP counter, the recipes and the augmentation layers (no training)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import models  # noqa: E402
+from models import flops  # noqa: E402
+from tasks import augment, recipes, schedules  # noqa: E402
+
+DOCUMENTED = re.compile(r"10 classes: ([\d,]+) parameters \(([\d,]+) for 100 classes\).*?(\d+) MFLOPs", re.S)
+
+
+def layers_of(model, kind):
+    return [layer for layer in model.layers if isinstance(layer, kind)]
+
+
+@pytest.mark.parametrize("name", models.ARCHITECTURES)
+def test_documented_parameters_and_flops_are_the_measured_ones(name):
+    """Each module's docstring states its size; building the model must give the same numbers."""
+    params_10, params_100, mflops = DOCUMENTED.search(models.module(name).__doc__).groups()
+    ten, hundred = models.build(name, num_classes=10), models.build(name, num_classes=100)
+    assert ten.count_params() == int(params_10.replace(",", ""))
+    assert hundred.count_params() == int(params_100.replace(",", ""))
+    assert round(flops.forward_flops(ten) / 1e6) == int(mflops)
+    assert ten.output_shape == (None, 10) and hundred.output_shape == (None, 100)
+
+
+def test_flops_are_twice_the_multiply_adds_of_convs_and_dense_layers():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8*4 outputs x 3*3*3 = 6,912 MACs
+    x = keras.layers.Conv2D(2, 1, strides=2)(x)  # 4*4*2 outputs x 4 = 128 MACs
+    x = keras.layers.BatchNormalization()(x)  # not counted
+    outputs = keras.layers.Dense(5)(keras.layers.Flatten()(x))  # 32 x 5 = 160 MACs
+    model = keras.Model(inputs, outputs)
+    assert flops.forward_flops(model) == 2 * (6912 + 128 + 160)
+    wrapper = keras.Model(inputs, model(inputs))  # nested models are walked into
+    assert flops.forward_flops(wrapper) == flops.forward_flops(model)
+
+
+def test_shallow_is_the_keras_example_cnn():
+    model = models.build("shallow")
+    convs = layers_of(model, keras.layers.Conv2D)
+    assert [conv.filters for conv in convs] == [64, 64, 128, 128]
+    assert all(conv.kernel_size == (3, 3) for conv in convs)
+    assert len(layers_of(model, keras.layers.MaxPooling2D)) == 2
+    assert [dense.units for dense in layers_of(model, keras.layers.Dense)] == [512, 10]
+
+
+def test_allconv_downsamples_with_strided_convs_and_ends_in_a_1x1_class_conv():
+    model = models.build("allconv", num_classes=7)
+    convs = layers_of(model, keras.layers.Conv2D)
+    assert not layers_of(model, keras.layers.MaxPooling2D) and not layers_of(model, keras.layers.Dense)
+    assert [(conv.filters, conv.strides[0]) for conv in convs[:6]] == [
+        (96, 1), (96, 1), (96, 2), (192, 1), (192, 1), (192, 2)]
+    assert convs[-1].kernel_size == (1, 1) and convs[-1].filters == 7
+
+
+def test_resnet_stacks_two_identity_blocks_then_a_projection_block():
+    model = models.build("resnet")
+    adds = layers_of(model, keras.layers.Add)
+    projections = [conv for conv in layers_of(model, keras.layers.Conv2D) if conv.kernel_size == (1, 1)]
+    assert len(adds) == 8  # (identity, identity, projection) x 2, then identity, identity
+    assert [conv.strides[0] for conv in projections] == [2, 2]
+    assert layers_of(model, keras.layers.Dense)[0].units == 256
+
+
+def test_vgg16_has_13_batch_normed_convs_dropout_after_every_pool_and_one_dense_512():
+    model = models.build("vgg16")
+    convs = layers_of(model, keras.layers.Conv2D)
+    assert [conv.filters for conv in convs] == [16] * 2 + [32] * 2 + [64] * 3 + [128] * 3 + [128] * 3
+    names = [type(layer).__name__ for layer in model.layers]
+    for index, name in enumerate(names):
+        if name == "Conv2D":
+            assert names[index + 1] == "BatchNormalization"
+        if name == "MaxPooling2D":
+            assert names[index + 1] == "Dropout"
+    assert [dense.units for dense in layers_of(model, keras.layers.Dense)] == [512, 10]
+
+
+def test_resnet9_is_the_myrtle_network():
+    model = models.build("resnet9")
+    assert [conv.filters for conv in layers_of(model, keras.layers.Conv2D)] == [64, 128, 128, 128, 256, 512, 512, 512]
+    assert len(layers_of(model, keras.layers.Add)) == 2
+    assert all(bn.momentum == pytest.approx(0.9) for bn in layers_of(model, keras.layers.BatchNormalization))
+
+
+def test_unknown_architecture_and_config_field_are_refused_with_the_choices():
+    with pytest.raises(models.UnknownArchitecture, match="resnet9"):
+        models.build("resnet50")
+    with pytest.raises(ValueError, match="block_filters"):
+        models.build("vgg16", overrides={"widths": [1]})
+    assert models.config_for("vgg16", {"block_filters": [8, 8, 8, 8, 8]}).block_filters == (8,) * 5
+
+
+def test_models_take_raw_pixels_and_give_probabilities():
+    model = models.build("vgg16")
+    probabilities = np.asarray(model.predict_on_batch(np.full((2, 32, 32, 3), 200, dtype="float32")))
+    assert probabilities.shape == (2, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_seed_recipe_is_the_reports():
+    shallow, resnet, vgg16 = (recipes.recipe_for("seed", name) for name in ("shallow", "resnet", "vgg16"))
+    assert (shallow.learning_rate, shallow.schedule, shallow.weight_decay) == (1e-4, "constant", 0.0)
+    assert recipes.recipe_for("seed", "allconv").learning_rate == 1e-4
+    assert resnet.learning_rate == 1e-3 and [rate for _, rate in resnet.step_rates] == [1e-4, 7e-5, 7e-6]
+    assert (vgg16.learning_rate, vgg16.schedule, vgg16.weight_decay) == (1e-3, "plateau", 5e-4)
+    assert set(shallow.augment) == {"flip", "rotate", "hue", "saturation", "noise"}
+    assert not shallow.flip_tta and shallow.label_smoothing == 0
+
+
+def test_the_fast_recipe_is_crop_flip_smoothing_nesterov_one_cycle_and_tta():
+    fast = recipes.recipe_for("fast", "resnet9")
+    assert set(fast.augment) == {"crop", "flip"} and fast.label_smoothing > 0
+    assert (fast.optimizer, fast.schedule, fast.flip_tta) == ("sgd", "one_cycle", True)
+    assert recipes.recipe_for("fast", "vgg16", {"batch_size": 32, "augment": ["flip"]}).augment == ("flip",)
+    with pytest.raises(ValueError, match="no field batch"):
+        recipes.recipe_for("fast", "vgg16", {"batch": 32})
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipes.recipe_for("slow", "vgg16")
+
+
+def test_one_cycle_rises_to_the_peak_then_falls_to_zero():
+    schedule = schedules.OneCycle(peak=0.4, total_steps=100, warmup_fraction=0.2)
+    rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 10, 20, 60, 100)]
+    assert rates == pytest.approx([0.04, 0.22, 0.4, 0.2, 0.0], abs=1e-6)
+
+
+def test_random_pad_crop_shifts_whole_pixels_in_training_only():
+    images = np.arange(2 * 32 * 32 * 3, dtype="float32").reshape(2, 32, 32, 3)
+    layer = augment.RandomPadCrop(4, seed=3)
+    np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
+    cropped = np.asarray(layer(images, training=True))
+    padded = np.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]], mode="reflect")
+    for index in range(2):
+        windows = [(top, left) for top in range(9) for left in range(9)
+                   if np.array_equal(padded[index, top:top + 32, left:left + 32], cropped[index])]
+        assert windows, "every crop is a window of the reflected padding"
+
+
+def test_pixel_noise_is_in_pixel_units_and_off_at_inference():
+    images = np.full((4, 32, 32, 3), 128.0, dtype="float32")
+    layer = augment.PixelNoise(4.0, seed=1)
+    np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
+    assert np.std(np.asarray(layer(images, training=True)) - images) == pytest.approx(4.0, rel=0.1)
+
+
+def test_every_augmentation_builds_and_keeps_the_pixel_range():
+    inputs = keras.Input((32, 32, 3))
+    identity = keras.Model(inputs, keras.layers.Identity()(inputs))  # shows what a model would receive
+    augmenting = augment.training_model(identity, augment.AUGMENTATIONS)
+    out = np.asarray(augmenting(np.full((2, 32, 32, 3), 250, dtype="float32"), training=True))
+    assert out.shape == (2, 32, 32, 3) and out.min() >= 0 and out.max() <= 255
+    with pytest.raises(ValueError, match="choose from"):
+        augment.layers_for(("zoom",))

@@ -1,0 +1,227 @@
+"""tasks.registry and tasks.promote on PostgreSQL and SQLite: registration, promotion, rollback, races.
+
+Models here are metadata only (an artifact folder with metadata.json and no weights), so no Keras is
+imported; ONNX export is exercised in test_export.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from tasks import artifact, cli, db, predictor, promote, registry
+
+VERSION_1, VERSION_2 = "a1a1a1a1a1a1a1a1", "b2b2b2b2b2b2b2b2"
+
+
+@pytest.fixture
+def engine(db_url):
+    eng = db.ensure_schema(db.engine(db_url))
+    yield eng
+    eng.dispose()
+
+
+def make_model(tmp_path, model_id: str, top1: float, version: str = VERSION_1, dataset: str = "cifar10") -> dict:
+    """Metadata of a saved model (the folder holds metadata.json only: enough for the registry)."""
+    folder = tmp_path / "models" / model_id
+    folder.mkdir(parents=True)
+    metadata = {"model_id": model_id, "architecture": "vgg16", "recipe": {"name": "fast"}, "dataset": dataset,
+                "dataset_version": version, "class_names": ["a", "b"], "created_at": "2026-11-27T10:00:00+00:00",
+                "metrics": {"test_top1": top1, "test_top5": 1.0, "dataset_version": version}}
+    artifact.write_metadata(folder, metadata)
+    return artifact.read_metadata(folder)
+
+
+def add(engine, tmp_path, model_id: str, top1: float, **kwargs) -> str:
+    registry.register(engine, make_model(tmp_path, model_id, top1, **kwargs))
+    return model_id
+
+
+def champions(engine, dataset: str = "cifar10") -> list[str]:
+    with engine.connect() as connection:
+        return [row.model_id for row in connection.execute(
+            sa.text("SELECT model_id FROM models WHERE dataset = :d AND status = 'champion'"), {"d": dataset})]
+
+
+def event_names(engine, model_id: str) -> list[str]:
+    return [event["event"] for event in reversed(registry.events(engine, model_id=model_id))]
+
+
+def test_register_is_an_idempotent_upsert(engine, tmp_path):
+    metadata = make_model(tmp_path, "m1", 0.80)
+    registry.register(engine, metadata)
+    row = registry.register(engine, {**metadata, "metrics": {**metadata["metrics"], "test_top1": 0.81}})
+    assert row["status"] == "candidate" and row["test_top1"] == pytest.approx(0.81)
+    assert [r["model_id"] for r in registry.list_models(engine)] == ["m1"]
+    assert event_names(engine, "m1") == ["registered"]
+    assert json.loads(row["metrics"])["test_top1"] == pytest.approx(0.81)
+
+
+def test_first_model_becomes_champion_and_serves(engine, tmp_path):
+    add(engine, tmp_path, "m1", 0.80)
+    assert registry.champion_path(engine, "cifar10") is None
+    decision = promote.auto_promote(engine, "m1", onnx=False)
+    assert decision.promoted and "first champion" in decision.reason
+    assert champions(engine) == ["m1"]
+    assert registry.champion_path(engine, "cifar10") == str(tmp_path / "models" / "m1")
+    assert predictor.default_model_path(engine, "cifar10") == tmp_path / "models" / "m1"
+
+
+def test_a_worse_challenger_is_never_promoted(engine, tmp_path):
+    add(engine, tmp_path, "champ", 0.900)
+    promote.auto_promote(engine, "champ", onnx=False)
+    for model_id, top1 in (("worse", 0.85), ("equal", 0.900), ("inside-margin", 0.9015)):
+        add(engine, tmp_path, model_id, top1)
+        decision = promote.auto_promote(engine, model_id, onnx=False)
+        assert not decision.promoted, decision.reason
+        assert decision.champion_top1 == pytest.approx(0.900) and decision.compared_on == VERSION_1
+        assert registry.get(engine, model_id)["status"] == "candidate"
+    assert champions(engine) == ["champ"]
+    # a rejection is logged once, with its figures, however often it is asked again
+    promote.auto_promote(engine, "worse", onnx=False)
+    assert event_names(engine, "worse") == ["registered", "rejected"]
+    assert registry.events(engine, model_id="worse")[0]["detail"]["challenger_top1"] == pytest.approx(0.85)
+
+
+def test_a_challenger_beating_the_margin_takes_over_and_the_change_is_logged(engine, tmp_path):
+    add(engine, tmp_path, "champ", 0.900)
+    promote.auto_promote(engine, "champ", onnx=False)
+    add(engine, tmp_path, "better", 0.902)  # exactly the default margin of 0.2 points
+    decision = promote.auto_promote(engine, "better", onnx=False)
+    assert decision.promoted and decision.previous_champion == "champ"
+    assert champions(engine) == ["better"]
+    assert registry.get(engine, "champ")["status"] == "retired"
+    assert event_names(engine, "champ") == ["registered", "promoted", "retired"]
+    promoted = registry.events(engine, model_id="better")[0]
+    assert promoted["event"] == "promoted" and promoted["detail"]["previous_champion"] == "champ"
+
+
+def test_models_on_another_dataset_version_compare_only_on_a_common_version(engine, tmp_path):
+    add(engine, tmp_path, "old", 0.90, version=VERSION_1)
+    promote.auto_promote(engine, "old", onnx=False)
+    add(engine, tmp_path, "new", 0.95, version=VERSION_2)
+    decision = promote.auto_promote(engine, "new", onnx=False)
+    assert not decision.promoted and "--dataset-version " + VERSION_2 in decision.reason
+    # once the champion is evaluated on the new version, the two compare there
+    registry.record_evaluation(engine, "old", {"dataset_version": VERSION_2, "test_top1": 0.94})
+    decision = promote.auto_promote(engine, "new", onnx=False)
+    assert decision.promoted and decision.compared_on == VERSION_2
+    assert decision.champion_top1 == pytest.approx(0.94)
+
+
+def test_manual_promotion_and_rollback_walk_the_history(engine, tmp_path):
+    for model_id, top1 in (("a", 0.80), ("b", 0.70), ("c", 0.60)):
+        add(engine, tmp_path, model_id, top1)
+        promote.promote(engine, model_id, "chosen by hand", onnx=False)  # manual: accuracy not checked
+    assert champions(engine) == ["c"]
+    assert promote.rollback(engine, "cifar10", onnx=False).model_id == "b"
+    assert champions(engine) == ["b"]
+    assert promote.rollback(engine, "cifar10", onnx=False).model_id == "a"
+    assert champions(engine) == ["a"]
+    with pytest.raises(registry.RegistryError, match="nothing to roll back to"):
+        promote.rollback(engine, "cifar10", onnx=False)
+    assert champions(engine) == ["a"]
+    assert event_names(engine, "c") == ["registered", "promoted", "retired", "rolled_back"]
+    with pytest.raises(registry.RegistryError, match="no champion"):
+        promote.rollback(engine, "cifar100", onnx=False)
+
+
+def test_champions_are_per_dataset(engine, tmp_path):
+    add(engine, tmp_path, "ten", 0.9)
+    add(engine, tmp_path, "hundred", 0.6, dataset="cifar100")
+    promote.auto_promote(engine, "ten", onnx=False)
+    promote.auto_promote(engine, "hundred", onnx=False)
+    assert champions(engine, "cifar10") == ["ten"] and champions(engine, "cifar100") == ["hundred"]
+
+
+def test_the_database_refuses_a_second_champion(engine, tmp_path):
+    add(engine, tmp_path, "m1", 0.8)
+    add(engine, tmp_path, "m2", 0.9)
+    promote.promote(engine, "m1", onnx=False)
+    with pytest.raises(sa.exc.IntegrityError):
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE models SET status = 'champion' WHERE model_id = 'm2'"))
+    assert champions(engine) == ["m1"]
+
+
+def test_promoting_a_model_whose_artifact_is_gone_is_refused(engine, tmp_path):
+    add(engine, tmp_path, "m1", 0.8)
+    (tmp_path / "models" / "m1" / artifact.METADATA_FILE).unlink()
+    with pytest.raises(registry.RegistryError, match="artifact is gone"):
+        promote.auto_promote(engine, "m1", onnx=False)
+    assert champions(engine) == []
+
+
+def test_racing_auto_promotions_leave_exactly_one_champion_the_best(engine, tmp_path):
+    """Eight challengers promote at once (each on its own connection); repeated for more interleavings."""
+    for round_number in range(3):
+        dataset = f"race{round_number}"
+        scores = [0.80 + 0.01 * ((index * 5 + round_number) % 8) for index in range(8)]  # a shuffled order
+        ids = [add(engine, tmp_path, f"r{round_number}-m{index}", score, dataset=dataset)
+               for index, score in enumerate(scores)]
+        barrier = threading.Barrier(len(ids))
+        errors: list[BaseException] = []
+
+        def contend(model_id: str) -> None:
+            try:
+                barrier.wait()
+                registry.auto_promote(engine, model_id)
+            except BaseException as error:  # surfaced below: a thread's exception is otherwise lost
+                errors.append(error)
+
+        threads = [threading.Thread(target=contend, args=(model_id,)) for model_id in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert champions(engine, dataset) == [ids[scores.index(max(scores))]]
+        # every promotion beat the champion it replaced by the margin
+        for event in registry.events(engine, dataset=dataset, limit=1000):
+            detail = event["detail"]
+            if event["event"] == "promoted" and detail.get("champion_top1") is not None:
+                assert detail["challenger_top1"] - detail["champion_top1"] >= registry.DEFAULT_MARGIN - 1e-9
+
+
+def test_racing_manual_promotions_leave_exactly_one_champion(engine, tmp_path):
+    ids = [add(engine, tmp_path, f"m{index}", 0.5 + index / 100) for index in range(6)]
+    barrier = threading.Barrier(len(ids))
+    errors: list[BaseException] = []
+
+    def contend(model_id: str) -> None:
+        try:
+            barrier.wait()
+            registry.promote(engine, model_id, "race")
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=contend, args=(model_id,)) for model_id in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert len(champions(engine)) == 1
+    assert sum(event["event"] == "promoted" for event in registry.events(engine, limit=100)) == len(ids)
+
+
+def test_models_commands(engine, db_url, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HASHTAGGER_DB_URL", db_url)
+    for model_id, top1 in (("m1", 0.80), ("m2", 0.85)):
+        metadata = make_model(tmp_path, model_id, top1)
+        assert cli.main(["models", "register", metadata["path"]]) == 0
+    assert cli.main(["models", "promote", "m1", "--no-onnx"]) == 0
+    assert cli.main(["models", "auto-promote", "m2", "--no-onnx"]) == 0
+    assert "now champion" in capsys.readouterr().out
+    assert cli.main(["models", "list"]) == 0
+    status = {line.split()[-1]: line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert status == {"m1": "retired", "m2": "champion"}
+    assert cli.main(["models", "rollback", "--dataset", "cifar10", "--no-onnx"]) == 0
+    assert "champion is now m1" in capsys.readouterr().out
+    assert cli.main(["models", "show", "m2"]) == 0
+    assert "rolled_back" in capsys.readouterr().out
+    assert cli.main(["models", "promote", "nope", "--no-onnx"]) == 1
+    assert "not registered" in capsys.readouterr().err
