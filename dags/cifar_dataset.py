@@ -1,0 +1,57 @@
+"""
+### CIFAR dataset
+
+Prepare a version of CIFAR-10 or CIFAR-100 (param `dataset`) from `source`: the official archive's URL
+(the default when `source` is empty; downloaded once and md5-checked), a `.tar.gz`, or a class-per-folder
+image tree (`[train|test]/<class>/<image>`) that the workers can read. A version is named by a hash of
+its content and written under `$HASHTAGGER_HOME/datasets/<dataset>/<version>/`; preparing the same data
+again finds the same version.
+
+On success the dataset's Asset (`hashtagger://datasets/<dataset>`) gets an event whose extra names the
+version, which starts `train_models` on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
+
+DATASETS = {name: Asset(name=f"{name}_dataset", uri=f"hashtagger://datasets/{name}", group="dataset")
+            for name in ("cifar10", "cifar100")}
+# The task emits an event for the one dataset it prepared (a static outlet would fire both).
+PREPARED = AssetAlias(name="hashtagger_prepared_datasets")
+
+
+@dag(
+    dag_id="cifar_dataset",
+    schedule=None,
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2),
+                  "execution_timeout": dt.timedelta(hours=1)},
+    params={
+        "dataset": Param("cifar10", enum=sorted(DATASETS), description="which dataset to prepare"),
+        "source": Param(None, type=["null", "string"],
+                        description="URL, .tar.gz or folder; empty: the official archive"),
+    },
+    tags=["hashtagger", "data"],
+    doc_md=__doc__,
+)
+def cifar_dataset():
+    @task(outlets=[PREPARED])
+    def prepare() -> dict:
+        from tasks import flows
+
+        context = get_current_context()
+        params = context["params"]
+        prepared = flows.prepare_dataset(params["dataset"], params["source"] or None)
+        context["outlet_events"][PREPARED].add(
+            DATASETS[prepared["dataset"]], extra={"dataset": prepared["dataset"], "version": prepared["version"]})
+        return prepared
+
+    prepare()
+
+
+cifar_dataset()

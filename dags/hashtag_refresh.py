@@ -1,0 +1,59 @@
+"""
+### Hashtag refresh
+
+Every hour: refresh the X hashtag cache in the results database (connection `postgres_default`) for
+the labels of `dataset`, with the bearer token of the connection `x_api` (its password). Labels whose
+cache is still fresh (6 hours) cost no request. Without the connection, or while X refuses or fails,
+the task succeeds and its summary says why: tagging then ranks on the cache it has and on the offline
+lexicon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+
+
+def _results_db_url() -> str:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    url = PostgresHook(postgres_conn_id="postgres_default").sqlalchemy_url
+    return url.render_as_string(hide_password=False)
+
+
+def _x_bearer_token() -> str | None:
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return Connection.get("x_api").password or None
+    except AirflowNotFoundException:
+        return None
+
+
+@dag(
+    dag_id="hashtag_refresh",
+    schedule=CronTriggerTimetable("0 * * * *", timezone="UTC"),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=dt.timedelta(minutes=50),  # done before the next hour's run is due
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=5),
+                  "execution_timeout": dt.timedelta(minutes=30)},
+    params={"dataset": Param("cifar10", enum=["cifar10", "cifar100"], description="whose labels to refresh")},
+    tags=["hashtagger", "hashtags"],
+    doc_md=__doc__,
+)
+def hashtag_refresh():
+    @task
+    def refresh() -> dict:
+        from tasks import flows
+
+        dataset = get_current_context()["params"]["dataset"]
+        return flows.refresh_hashtags(_results_db_url(), _x_bearer_token(), dataset)
+
+    refresh()
+
+
+hashtag_refresh()

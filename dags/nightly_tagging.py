@@ -1,0 +1,134 @@
+"""
+### Nightly tagging
+
+Every night at 02:00 UTC: refresh the X hashtag cache, find the images of `source` (a bucket
+`s3://bucket/prefix` or a folder; scheduled runs use `$HASHTAGGER_SOURCE`, default
+`s3://hashtagger/incoming/`) that the champion model has not tagged yet, tag them in `shards` parallel
+chunks, and record the run's totals.
+
+- Results go to the PostgreSQL of the connection `postgres_default` (tables `image_results`,
+  `image_hashtags`, view `image_tags`); the bucket is reached through `aws_default` (its endpoint URL
+  in the extras for MinIO or any S3-compatible server); X through `x_api` (bearer token as password;
+  without it, hashtags come from the offline lexicon).
+- Idempotent: the tagging run ids come from the logical date (or the run id when a run has none), so
+  clearing a run repeats the same runs and leaves one result per image.
+- The model is the registry's champion for `dataset` (else the bundled model), chosen once per run so
+  that every shard uses the same one; `model` names another artifact folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+
+from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_context, task
+
+log = logging.getLogger(__name__)
+
+# What scheduled runs tag (a triggered run may name another source in its conf).
+DEFAULT_SOURCE = os.environ.get("HASHTAGGER_SOURCE", "s3://hashtagger/incoming/")
+RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group="results")
+
+
+def _results_db_url() -> str:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    url = PostgresHook(postgres_conn_id="postgres_default").sqlalchemy_url
+    return url.render_as_string(hide_password=False)
+
+
+def _s3_settings(source: str):
+    """Endpoint and credentials of `aws_default` for boto3, or None for a folder source."""
+    if not source.startswith("s3://"):
+        return None
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from tasks.flows import S3Settings
+
+    hook = S3Hook(aws_conn_id="aws_default")
+    credentials = hook.get_credentials()
+    return S3Settings(endpoint_url=hook.conn_config.get_service_endpoint_url("s3"),
+                      access_key_id=credentials.access_key, secret_access_key=credentials.secret_key,
+                      session_token=credentials.token, region=hook.region_name)
+
+
+def _x_bearer_token() -> str | None:
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return Connection.get("x_api").password or None
+    except AirflowNotFoundException:
+        return None
+
+
+@dag(
+    dag_id="nightly_tagging",
+    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,  # two runs over one bucket would do the same work twice
+    dagrun_timeout=dt.timedelta(hours=6),
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2),
+                  "execution_timeout": dt.timedelta(hours=4)},
+    params={
+        "source": Param(DEFAULT_SOURCE, type="string", minLength=1,
+                        description="s3://bucket/prefix or a folder the workers can read"),
+        "shards": Param(4, type="integer", minimum=1, maximum=64, description="parallel tagging tasks"),
+        "dataset": Param("cifar10", enum=["cifar10", "cifar100"], description="whose champion tags"),
+        "model": Param(None, type=["null", "string"], description="a model folder instead of the champion"),
+        "platform": Param("generic", enum=["generic", "instagram", "x"], description="hashtags per image"),
+    },
+    tags=["hashtagger", "tagging"],
+    doc_md=__doc__,
+)
+def nightly_tagging():
+    @task
+    def refresh_hashtags() -> dict:
+        from tasks import flows
+
+        dataset = get_current_context()["params"]["dataset"]
+        return flows.refresh_hashtags(_results_db_url(), _x_bearer_token(), dataset)
+
+    @task
+    def find_new_images() -> list[dict]:
+        """One work order per shard, or none when every image is tagged already."""
+        from tasks import flows
+
+        context = get_current_context()
+        params, db_url = context["params"], _results_db_url()
+        model_path = params["model"] or flows.champion_path(params["dataset"], db_url)
+        found = flows.list_new_images(params["source"], model_path, db_url, _s3_settings(params["source"]))
+        key, shards = flows.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
+        log.info("%d of %d images of %s are new for %s", found["new"], found["seen"], found["source"],
+                 found["model_version"])
+        return [{"source": found["source"], "model_path": model_path, "shard": shard, "shards": shards,
+                 "run_id": flows.shard_run_id(key, shard, shards)} for shard in range(shards) if found["new"]]
+
+    @task(max_active_tis_per_dagrun=8)
+    def tag_shard(order: dict) -> dict:
+        from tasks import flows
+
+        platform = get_current_context()["params"]["platform"]
+        return flows.tag_shard(order["source"], order["model_path"], order["shard"], order["shards"],
+                               order["run_id"], _results_db_url(), _s3_settings(order["source"]), platform)
+
+    @task(trigger_rule="none_failed", outlets=[RESULTS])
+    def record_summary(hashtags: dict) -> dict:
+        from tasks import flows
+
+        context = get_current_context()
+        key = flows.run_key(context.get("logical_date"), context["run_id"])
+        summary = flows.summarize_run(key, context["params"]["shards"], _results_db_url())
+        summary.update(source=context["params"]["source"], x=hashtags.get("x"))
+        context["outlet_events"][RESULTS].extra = summary
+        return summary
+
+    hashtags = refresh_hashtags()
+    tagged = tag_shard.expand(order=find_new_images())
+    hashtags >> tagged
+    tagged >> record_summary(hashtags)
+
+
+nightly_tagging()

@@ -1,0 +1,112 @@
+"""
+### Train models
+
+Train one model per architecture (a mapped task each, on the queue `$HASHTAGGER_TRAIN_QUEUE`, default
+`gpu`, in the pool `$HASHTAGGER_TRAIN_POOL`, default `training`: create it with
+`airflow pools set training 1 "model training"`, one slot per GPU), evaluate each saved model on its
+dataset version's test split, and promote the best one if it beats the champion.
+
+- Starts when `cifar_dataset` prepares a dataset version (trains on that version), or by hand with the
+  params `architectures`, `recipe`, `epochs` and `dataset` (trains on its latest version).
+- Models are recorded in the results database of `postgres_default`; a new champion gets an event on
+  its Asset `hashtagger://models/<dataset>/champion`, and nightly tagging uses it from its next run.
+- Artifacts go under `$HASHTAGGER_HOME/models/`, which every worker must share (a volume or NFS).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
+
+import models
+from tasks import recipes
+
+DATASETS = {name: Asset(name=f"{name}_dataset", uri=f"hashtagger://datasets/{name}", group="dataset")
+            for name in ("cifar10", "cifar100")}
+CHAMPIONS = {name: Asset(name=f"{name}_champion", uri=f"hashtagger://models/{name}/champion", group="model")
+             for name in DATASETS}
+PROMOTED = AssetAlias(name="hashtagger_promoted_champions")  # an event only when the champion changes
+TRAIN_QUEUE = os.environ.get("HASHTAGGER_TRAIN_QUEUE", "gpu")
+TRAIN_POOL = os.environ.get("HASHTAGGER_TRAIN_POOL", "training")
+
+
+def _results_db_url() -> str:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    url = PostgresHook(postgres_conn_id="postgres_default").sqlalchemy_url
+    return url.render_as_string(hide_password=False)
+
+
+@dag(
+    dag_id="train_models",
+    schedule=DATASETS["cifar10"] | DATASETS["cifar100"],
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=5),
+                  "execution_timeout": dt.timedelta(hours=2)},
+    params={
+        "architectures": Param(["vgg16", "resnet9"], type="array", minItems=1,
+                               items={"type": "string", "enum": list(models.ARCHITECTURES)}),
+        "recipe": Param("fast", enum=list(recipes.RECIPES)),
+        "epochs": Param(10, type="integer", minimum=1),
+        "dataset": Param("cifar10", enum=sorted(DATASETS), description="when started by hand"),
+        "train_limit": Param(None, type=["null", "integer"], minimum=1,
+                             description="train on the first N images only (smoke runs)"),
+        "budget_minutes": Param(None, type=["null", "number"], exclusiveMinimum=0,
+                                description="stop each training after this much wall-clock time"),
+    },
+    tags=["hashtagger", "training"],
+    doc_md=__doc__,
+)
+def train_models():
+    @task
+    def plan() -> list[dict]:
+        """One training spec per architecture, on the dataset version that started the run, if any."""
+        from tasks import flows
+
+        context = get_current_context()
+        params = context["params"]
+        versions = {event.extra["dataset"]: event.extra["version"]
+                    for events in context["triggering_asset_events"].values()
+                    for event in sorted(events, key=lambda event: event.timestamp) if "version" in event.extra}
+        versions = versions or {params["dataset"]: None}
+        return [spec for dataset, version in sorted(versions.items())
+                for spec in flows.training_plan(params["architectures"], dataset, params["recipe"],
+                                                params["epochs"], version, params["train_limit"],
+                                                params["budget_minutes"])]
+
+    @task(queue=TRAIN_QUEUE, pool=TRAIN_POOL, execution_timeout=dt.timedelta(hours=12))
+    def train(spec: dict) -> dict:
+        from tasks import flows
+
+        return flows.train_model(spec)
+
+    @task(queue=TRAIN_QUEUE)
+    def evaluate(model: dict) -> dict:
+        from tasks import flows
+
+        return flows.evaluate_model(model["path"], _results_db_url())
+
+    @task(queue=TRAIN_QUEUE, outlets=[PROMOTED])
+    def promote(evaluated: list[dict]) -> list[dict]:
+        """Per dataset trained: the best model of the run becomes champion if it beats the current one."""
+        from tasks import flows
+
+        context = get_current_context()
+        evaluated, db_url, results = list(evaluated), _results_db_url(), []
+        for dataset in sorted({model["dataset"] for model in evaluated}):
+            result = flows.promote(evaluated, dataset, db_url)
+            if result["promoted"]:
+                context["outlet_events"][PROMOTED].add(CHAMPIONS[dataset], extra={
+                    "dataset": dataset, "model_id": result["promoted"],
+                    "test_top1": result["champion"]["test_top1"]})
+            results.append(result)
+        return results
+
+    promote(evaluate.expand(model=train.expand(spec=plan())))
+
+
+train_models()

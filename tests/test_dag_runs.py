@@ -1,0 +1,277 @@
+"""Each DAG end to end with `dag.test()`: tiny real CIFAR JPEGs, results in a fresh PostgreSQL database,
+the bucket on moto's S3 server, Airflow's metadata in another fresh PostgreSQL database.
+
+Airflow reads its configuration once, when it is first imported, so every `dag.test()` runs in a
+subprocess with its own environment (AIRFLOW_HOME, the metadata database, AIRFLOW_CONN_* connections);
+this process never imports Airflow. The tests run in file order and share one HASHTAGGER_HOME:
+dataset -> models -> champion -> nightly tagging, as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PG_ADMIN_URL = os.environ.get("HASHTAGGER_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+LOGICAL_DATE = "2026-11-27T02:00:00+00:00"
+TRAIN_PER_CLASS, TEST_PER_CLASS = 8, 2  # 80 + 20 images: one epoch in seconds
+BUCKET, PREFIX = "photos", "incoming/"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+# Runs one DAG with dag.test() in a fresh interpreter and prints its outcome as one JSON line.
+DRIVER = r"""
+import datetime as dt, json, os, sys
+from airflow.dag_processing.dagbag import DagBag
+from airflow.utils.session import create_session
+import sqlalchemy as sa
+
+dag_id, conf, logical = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+assert not bag.import_errors, bag.import_errors
+dag = bag.get_dag(dag_id)
+for task in dag.tasks:
+    task.retries = 0  # a failure shows at once instead of after the retry delays
+run = dag.test(run_conf=conf, logical_date=None if logical == "none" else dt.datetime.fromisoformat(logical))
+with create_session() as session:
+    states = [[ti.task_id, ti.map_index, str(ti.state)] for ti in run.get_task_instances(session=session)]
+    rows = session.execute(sa.text(
+        "SELECT task_id, map_index, value FROM xcom WHERE dag_id = :d AND run_id = :r AND key = 'return_value'"),
+        {"d": dag_id, "r": run.run_id}).all()
+    events = session.execute(sa.text(
+        "SELECT a.name, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+        "WHERE e.source_dag_id = :d AND e.source_run_id = :r"), {"d": dag_id, "r": run.run_id}).all()
+def plain(value):
+    return json.loads(value) if isinstance(value, str) else value
+print("DAG_TEST_RESULT " + json.dumps({
+    "state": str(run.state), "run_id": run.run_id, "tasks": states,
+    "xcom": [[task_id, map_index, plain(value)] for task_id, map_index, value in rows],
+    "events": [[name, plain(extra)] for name, extra in events]}, default=str))
+"""
+
+
+def _database(admin_url: str, name: str, create: bool) -> str:
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"' if create
+                                   else f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+    return sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _tiny_cifar(archive: Path, root: Path) -> Path:
+    """train/<class>/ and test/<class>/ with a few real CIFAR-10 JPEGs each."""
+    wanted = {**{f"cifar10-jpeg/train/{c}/{i:04d}.jpg": f"train/{c}/{i:04d}.jpg"
+                 for c in CLASSES for i in range(TRAIN_PER_CLASS)},
+              **{f"cifar10-jpeg/test/{c}/{i:04d}.jpg": f"test/{c}/{i:04d}.jpg"
+                 for c in CLASSES for i in range(TEST_PER_CLASS)}}
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            if member.name in wanted:
+                target = root / wanted[member.name]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())
+    assert len(list(root.rglob("*.jpg"))) == len(wanted)
+    return root
+
+
+
+@pytest.fixture(scope="module")
+def tiny_tree(tmp_path_factory):
+    archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
+    if not archive.exists():
+        pytest.skip(f"CIFAR-10 JPEGs not found at {archive}")
+    return _tiny_cifar(archive, tmp_path_factory.mktemp("tiny-cifar10"))
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_client(s3_server):
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory, s3_server):
+    """Environment of a small Airflow installation: migrated metadata database, connections, home."""
+    suffix = uuid.uuid4().hex[:10]
+    names = {"meta": f"hashtagger_airflow_{suffix}", "results": f"hashtagger_results_{suffix}"}
+    try:
+        urls = {key: _database(PG_ADMIN_URL, name, create=True) for key, name in names.items()}
+    except sa.exc.OperationalError as error:
+        pytest.fail(f"PostgreSQL is not answering at {PG_ADMIN_URL}: {error.orig}")
+    base = tmp_path_factory.mktemp("airflow")
+    results = sa.engine.make_url(urls["results"])
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("AIRFLOW", "AWS_")) and key not in ("HASHTAGGER_DB_URL", "X_BEARER_TOKEN")}
+    env.update({
+        "AIRFLOW_HOME": str(base / "airflow-home"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": urls["meta"],
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps({
+            "conn_type": "postgres", "host": results.host, "port": results.port, "login": results.username,
+            "password": results.password or "", "schema": results.database}),
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({
+            "conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"}}),
+        "HASHTAGGER_HOME": str(base / "hashtagger-home"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    started = time.monotonic()
+    migrate = subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+    print(f"airflow db migrate: {time.monotonic() - started:.1f} s")
+    yield {"env": env, "results_url": urls["results"], "home": Path(env["HASHTAGGER_HOME"])}
+    from tasks import db
+
+    db.engine.cache_clear()
+    for name in names.values():
+        _database(PG_ADMIN_URL, name, create=False)
+
+
+def dag_test(airflow_env, dag_id: str, conf: dict | None = None, logical_date: str | None = LOGICAL_DATE) -> dict:
+    """Run one DAG with dag.test() in a subprocess; its final state, task states, return values, events."""
+    started = time.monotonic()
+    process = subprocess.run(
+        [sys.executable, "-c", DRIVER, dag_id, json.dumps(conf or {}), logical_date or "none"],
+        env=airflow_env["env"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    lines = [line for line in process.stdout.splitlines() if line.startswith("DAG_TEST_RESULT ")]
+    log_file = Path(airflow_env["env"]["AIRFLOW_HOME"]) / f"dag-test-{dag_id}-{time.time_ns()}.log"
+    log_file.write_text(process.stdout + process.stderr)
+    errors = [line for line in (process.stdout + process.stderr).splitlines()
+              if "Error" in line or "Traceback" in line or "[error" in line][-30:]
+    log = "\n".join(errors) + f"\n(whole log: {log_file})"
+    assert process.returncode == 0 and lines, f"dag.test({dag_id}) crashed:\n{log}"
+    outcome = json.loads(lines[-1].removeprefix("DAG_TEST_RESULT "))
+    outcome["seconds"] = round(time.monotonic() - started, 1)
+    print(f"dag.test({dag_id}): {outcome['state']} in {outcome['seconds']} s")
+    assert outcome["state"] == "success", f"{dag_id}: {outcome['tasks']}\n{log}"
+    return outcome
+
+
+def returned(outcome: dict, task_id: str) -> list:
+    """Return values of a task, in map-index order (one item for an unmapped task)."""
+    return [value for task, _, value in sorted(outcome["xcom"], key=lambda row: row[1]) if task == task_id]
+
+
+def query(url: str, sql: str, **params) -> list:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(sql), params).all()
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------- the runs
+
+def test_cifar_dataset_prepares_a_version_and_emits_its_asset(airflow_env, tiny_tree):
+    outcome = dag_test(airflow_env, "cifar_dataset", {"dataset": "cifar10", "source": str(tiny_tree)})
+    prepared = returned(outcome, "prepare")[0]
+    assert prepared["dataset"] == "cifar10"
+    assert prepared["counts"]["test"] == 10 * TEST_PER_CLASS
+    latest = airflow_env["home"] / "datasets" / "cifar10" / "LATEST"
+    assert latest.read_text().strip() == prepared["version"]
+    assert outcome["events"] == [["cifar10_dataset", {"dataset": "cifar10", "version": prepared["version"]}]]
+
+
+def test_train_models_trains_each_architecture_and_promotes_the_better(airflow_env, monkeypatch):
+    conf = {"architectures": ["shallow", "vgg16"], "epochs": 1, "recipe": "fast", "dataset": "cifar10"}
+    outcome = dag_test(airflow_env, "train_models", conf)
+    trained = returned(outcome, "train")
+    evaluated = returned(outcome, "evaluate")
+    assert sorted(model["architecture"] for model in trained) == ["shallow", "vgg16"]
+    assert [task for task, index, state in outcome["tasks"] if task == "train" and state == "success"] == ["train"] * 2
+    assert all(model["test_images"] == 10 * TEST_PER_CLASS for model in evaluated)
+    assert all((Path(model["reports_dir"]) / "report.md").exists() for model in evaluated)
+    best = min(evaluated, key=lambda model: (-model["test_top1"], model["model_id"]))  # ties: the first id
+    (promotion,) = returned(outcome, "promote")[0]
+    assert promotion["best"] == promotion["promoted"] == promotion["champion"]["model_id"] == best["model_id"]
+    assert [decision["promoted"] for decision in promotion["decisions"]] == [True, False]
+    assert outcome["events"] == [["cifar10_champion", {"dataset": "cifar10", "model_id": best["model_id"],
+                                                       "test_top1": best["test_top1"]}]]
+    from tasks import flows
+
+    monkeypatch.setenv("HASHTAGGER_HOME", str(airflow_env["home"]))
+    assert Path(flows.champion_path("cifar10", airflow_env["results_url"])) == Path(best["path"])
+
+
+def test_nightly_tagging_tags_the_bucket_with_the_champion_once(airflow_env, tiny_tree, s3_client):
+    images = sorted((tiny_tree / "test").rglob("*.jpg"))
+    for path in images:
+        s3_client.put_object(Bucket=BUCKET, Key=f"{PREFIX}{path.parent.name}/{path.name}", Body=path.read_bytes())
+    s3_client.put_object(Bucket=BUCKET, Key=f"{PREFIX}broken.jpg", Body=b"\xff\xd8 not a jpeg")
+    conf = {"source": f"s3://{BUCKET}/{PREFIX}", "shards": 2}
+
+    first = dag_test(airflow_env, "nightly_tagging", conf)
+    shards = returned(first, "tag_shard")
+    assert [shard["run_id"] for shard in shards] == ["nightly-20261127T020000Z-shard0of2",
+                                                     "nightly-20261127T020000Z-shard1of2"]
+    assert sum(shard["tagged"] for shard in shards) == len(images)
+    assert sum(shard["failed"] for shard in shards) == 1
+    (summary,) = returned(first, "record_summary")
+    assert (summary["tagged"], summary["failed"], summary["shard_runs"]) == (len(images), 1, 2)
+    model_path = returned(first, "find_new_images")[0][0]["model_path"]
+    url = airflow_env["results_url"]
+    tagged = query(url, "SELECT DISTINCT image_uri, model_version FROM image_tags")
+    assert len(tagged) == len(images)
+    assert {version for _, version in tagged} == set(summary["model_versions"])
+    assert summary["model_versions"] == [Path(model_path).name]  # the champion trained above, not the bundled
+    assert query(url, "SELECT image_uri FROM failed_images") == [(f"s3://{BUCKET}/{PREFIX}broken.jpg",)]
+    rows_before = query(url, "SELECT count(*) FROM image_hashtags")[0][0]
+
+    again = dag_test(airflow_env, "nightly_tagging", conf)  # the same logical date: nothing new to do
+    assert returned(again, "find_new_images") == [[]]
+    assert [state for task, _, state in again["tasks"] if task == "tag_shard"] == ["skipped"]
+    assert query(url, "SELECT count(*) FROM image_hashtags")[0][0] == rows_before
+    assert query(url, "SELECT count(*) FROM tagging_runs")[0][0] == 2
+
+    extra = sorted((tiny_tree / "train" / "cat").glob("*.jpg"))[:3]
+    for path in extra:
+        s3_client.put_object(Bucket=BUCKET, Key=f"{PREFIX}new/{path.name}", Body=path.read_bytes())
+    manual = dag_test(airflow_env, "nightly_tagging", conf, logical_date=None)  # as the REST API triggers
+    assert sum(shard["tagged"] for shard in returned(manual, "tag_shard")) == len(extra)
+    assert all(shard["run_id"].startswith("nightly-manual") for shard in returned(manual, "tag_shard"))
+    assert len(query(url, "SELECT DISTINCT image_uri FROM image_tags")) == len(images) + len(extra)
+
+
+def test_hashtag_refresh_without_x_credentials_succeeds_and_says_so(airflow_env):
+    outcome = dag_test(airflow_env, "hashtag_refresh")
+    (result,) = returned(outcome, "refresh")
+    assert result["x"] == "no credentials" and result["labels"] == 10 and result["requests"] == {}
