@@ -39,11 +39,20 @@ class Predictor:
         """Probabilities (N, classes) for raw uint8 images (N, 32, 32, 3)."""
         if len(images) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        return self._run(np.asarray(images, dtype=np.float32))
+        return self._run(np.asarray(images))
 
     def top_labels(self, probabilities: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
-        order = np.argsort(-probabilities)[:k]
-        return [(self.class_names[i], float(probabilities[i])) for i in order]
+        """The k most probable (label, probability) pairs of one image, best first."""
+        return self.top_labels_batch(np.asarray(probabilities)[None], k)[0]
+
+    def top_labels_batch(self, probabilities: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+        """top_labels for every row of (N, classes) probabilities, in one numpy call."""
+        k = min(k, probabilities.shape[1])
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        chosen = np.take_along_axis(probabilities, order, axis=1).tolist()
+        names = self.class_names
+        return [[(names[index], value) for index, value in zip(row, values)]
+                for row, values in zip(order.tolist(), chosen)]
 
     def coarse_labels(self, probabilities: np.ndarray, k: int = 1) -> list[tuple[str, float]]:
         """CIFAR-100 superclasses, each with the summed probability of its fine classes."""
@@ -72,18 +81,30 @@ def load(path: str | Path | None = None, runtime: str = "auto") -> Predictor:
     if runtime == "onnx" or (runtime == "auto" and onnx_path.exists()):
         return Predictor(metadata, "onnx", _onnx_runner(onnx_path))
     model, metadata = artifact.load_keras(path)
-    return Predictor(metadata, "keras", lambda batch: np.asarray(model.predict_on_batch(batch)))
+    return Predictor(metadata, "keras",
+                     lambda batch: np.asarray(model.predict_on_batch(batch.astype(np.float32, copy=False))))
 
 
 def _onnx_runner(onnx_path: Path):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    threads = int(os.environ.get("HASHTAGGER_ONNX_THREADS", "0"))  # 0: one per core
-    options.intra_op_num_threads = threads
+    # 0: ONNX Runtime's default, one thread per physical core (pinning fewer halved throughput here)
+    options.intra_op_num_threads = int(os.environ.get("HASHTAGGER_ONNX_THREADS", "0"))
+    options.log_severity_level = 3  # errors only: no warnings about unused initialisers on stderr
+    # No busy-waiting between calls (HASHTAGGER_ONNX_SPINNING=1 turns it back on): ONNX Runtime's threads
+    # otherwise spin on the cores the decoding threads need; on 2 shared cores spinning made inference
+    # alone slower too (reports/tag_throughput.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning",
+                                     os.environ.get("HASHTAGGER_ONNX_SPINNING", "0"))
     session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    return lambda batch: session.run(None, {input_name: batch})[0]
+    model_input = session.get_inputs()[0]
+    dtype = np.uint8 if model_input.type == "tensor(uint8)" else np.float32  # the model scales inside
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {model_input.name: batch.astype(dtype, copy=False)})[0]
+
+    return run
 
 
 def default_model_path(engine=None, dataset: str = "cifar10") -> Path:

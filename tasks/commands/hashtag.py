@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from tasks.hashtags.rank import PLATFORM_LIMITS
 
@@ -43,11 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     answers, tiles, failures = [], [], 0
     for name in args.images:
         try:
-            tiles.append((name, decode.decode(Path(name).read_bytes())))
-        except (OSError, decode.ImageError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-            print(f"hashtag: {name}: {reason}", file=sys.stderr)
-            answers.append({"image": name, "error": reason})
+            tiles.append((name, _tile(name)))
+        except decode.ImageError as error:
+            print(f"hashtag: {name}: {error}", file=sys.stderr)
+            answers.append({"image": name, "error": str(error)})
             failures += 1
     if tiles:
         probabilities = model.predict(np.stack([tile for _, tile in tiles]))
@@ -71,3 +69,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{answer['image']}: {labels}")
             print("  " + " ".join(item["hashtag"] for item in answer["hashtags"]))
     return 1 if failures else 0
+
+
+def _tile(name: str):
+    """The 32x32 tile of one image file; every failure is an ImageError with a reason people read."""
+    from tasks import decode, sources
+
+    try:
+        data = sources.read_file(name)
+    except sources.UnreadableImage as error:
+        raise decode.ImageError(str(error)) from None
+    try:
+        return decode.decode(data)
+    except decode.ImageError:
+        raise
+    except Exception as error:  # noqa: BLE001  a decoder bug on one file: still answer the others
+        raise decode.ImageError(f"unreadable image ({type(error).__name__}: {error})") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import unicodedata
 from collections import defaultdict
@@ -73,12 +74,14 @@ def is_hashtag_body(body: str) -> bool:
             and not all(unicodedata.category(character) == "Nd" for character in body))
 
 
+@functools.lru_cache(maxsize=65_536)  # a run ranks the same few hundred tags for every image
 def normalise(hashtag: str) -> str | None:
     """'#Cat' / 'cat' -> '#Cat' in NFC, or None when it breaks X's hashtag rules."""
     body = unicodedata.normalize("NFC", hashtag.strip()).lstrip(HASH_SIGNS)
     return f"#{body}" if is_hashtag_body(body) else None
 
 
+@functools.lru_cache(maxsize=65_536)
 def fold(hashtag: str) -> str:
     """The case-insensitive key of a hashtag ('#Cat' and '#CAT' are one tag); blocklists hold these."""
     return (normalise(hashtag) or hashtag.strip()).casefold()

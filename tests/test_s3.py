@@ -1,0 +1,237 @@
+"""s3://bucket/prefix sources through boto3 against moto's S3 server on 127.0.0.1, and the S3 fault drills."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+
+import boto3
+import pytest
+import sqlalchemy as sa
+from moto.server import ThreadedMotoServer
+
+from fixtures import hostile, tiny_model
+from tasks import db, predictor, s3, sources, tag
+from tasks.hashtags.engine import HashtagEngine
+
+pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+
+
+class MotoS3:
+    """moto's server in a thread; stop() closes its socket too, so clients are refused, not left hanging."""
+
+    def __init__(self):
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+
+    def stop(self):
+        self.server.stop()
+        self.server._server.server_close()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path):
+    """Credentials for moto, and nothing from this machine's own AWS set-up."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def moto(aws_env, monkeypatch):
+    server = MotoS3()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    yield server
+    try:
+        server.stop()
+    except (AttributeError, OSError):
+        pass
+
+
+@pytest.fixture
+def bucket(moto):
+    name = f"photos-{uuid.uuid4().hex[:10]}"
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=name)
+    return name, client
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return predictor.load(tiny_model.build(tmp_path_factory.mktemp("model") / "tiny"))
+
+
+def fill(bucket, prefix="nightly/2026-11-27/", count=12) -> dict[str, str]:
+    """Images, a broken file, hostile names, a folder marker, a hidden object and one outside the prefix."""
+    name, client = bucket
+    expected = {}
+    for index in range(count):
+        key = f"{prefix}{'sub/' if index % 2 else ''}img{index:03d}.jpg"
+        client.put_object(Bucket=name, Key=key, Body=hostile.jpeg(colour=(200, index * 10, 20)))
+        expected[f"s3://{name}/{key}"] = hostile.TAGGED
+    for hostile_name in hostile.HOSTILE_NAMES[:8]:
+        client.put_object(Bucket=name, Key=prefix + hostile_name, Body=hostile.jpeg(colour=(20, 20, 200)))
+        expected[f"s3://{name}/{prefix}{hostile_name}"] = hostile.TAGGED
+    client.put_object(Bucket=name, Key=prefix + "broken.jpg", Body=b"not a jpeg at all")
+    expected[f"s3://{name}/{prefix}broken.jpg"] = "not an image"
+    client.put_object(Bucket=name, Key=prefix + "empty.png", Body=b"")
+    expected[f"s3://{name}/{prefix}empty.png"] = "empty file"
+    client.put_object(Bucket=name, Key=prefix + "folder/", Body=b"")
+    client.put_object(Bucket=name, Key=prefix + ".thumbs/img000.jpg", Body=hostile.jpeg())
+    client.put_object(Bucket=name, Key="elsewhere/img.jpg", Body=hostile.jpeg())
+    return expected
+
+
+def count_calls(source: s3.S3Source, operation: str) -> list:
+    calls = []
+    source.client.meta.events.register(f"before-call.s3.{operation}", lambda **kwargs: calls.append(operation))
+    return calls
+
+
+def scalar(engine, sql: str, **params):
+    with engine.connect() as connection:
+        return connection.execute(sa.text(sql), params).scalar()
+
+
+def test_parse_uri():
+    assert s3.parse_uri("s3://bucket/some/prefix/") == ("bucket", "some/prefix/")
+    assert s3.parse_uri("s3://bucket") == ("bucket", "")
+    with pytest.raises(sources.SourceError, match="no bucket"):
+        s3.parse_uri("s3:///prefix")
+
+
+def test_listing_is_paginated_and_skips_markers_hidden_and_other_prefixes(bucket):
+    expected = fill(bucket, count=25)
+    source = s3.S3Source(f"s3://{bucket[0]}/nightly/2026-11-27/", page_size=7)
+    pages = count_calls(source, "ListObjectsV2")
+    refs = list(source.list())
+    assert {ref.uri for ref in refs} == set(expected)
+    assert len(pages) == -(-(len(expected) + 2) // 7), "7 keys a page, the marker and hidden one included"
+    assert all(ref.etag and ref.size is not None for ref in refs)
+
+
+def test_bucket_tagged_once_then_nothing_downloaded(bucket, model, db_url):
+    expected = fill(bucket)
+    engine = db.ensure_schema(db.engine(db_url))
+    uri = f"s3://{bucket[0]}/nightly/2026-11-27/"
+    source = s3.S3Source(uri)
+    gets = count_calls(source, "GetObject")
+    first = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=5), source=source)
+    assert (first["tagged"], first["failed"]) == (len(expected) - 2, 2)
+    assert len(gets) == len(expected)
+    with engine.connect() as connection:
+        tagged = dict(connection.execute(sa.text("SELECT image_uri, content_hash FROM image_results")).all())
+        failed = dict(connection.execute(sa.text("SELECT image_uri, reason FROM failed_images")).all())
+    assert set(tagged) | set(failed) == set(expected)
+    assert all(value.startswith("etag:") for value in tagged.values()), "the ETag is the content identity"
+    for key, expect in expected.items():
+        assert key in tagged if expect == hostile.TAGGED else expect in failed[key]
+
+    gets.clear()
+    second = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=5), source=source)
+    assert (second["tagged"], second["failed"], second["skipped"]) == (0, 0, len(expected))
+    assert gets == [], "done objects are recognised by their ETag, never downloaded again"
+
+
+def test_an_object_changed_or_deleted_after_listing_fails_and_is_tagged_next_run(bucket, model, sqlite_url):
+    name, client = bucket
+    for key in ("a.jpg", "b.jpg", "c.jpg"):
+        client.put_object(Bucket=name, Key=key, Body=hostile.jpeg())
+    source = s3.S3Source(f"s3://{name}/")
+    refs = {ref.uri: ref for ref in source.list()}
+    client.put_object(Bucket=name, Key="a.jpg", Body=hostile.jpeg(colour=(0, 200, 0)))
+    client.delete_object(Bucket=name, Key="b.jpg")
+    with pytest.raises(sources.UnreadableImage, match="changed after it was listed"):
+        source.read(refs[f"s3://{name}/a.jpg"], 10**6)
+    with pytest.raises(sources.UnreadableImage, match="deleted after it was listed"):
+        source.read(refs[f"s3://{name}/b.jpg"], 10**6)
+    assert source.read(refs[f"s3://{name}/c.jpg"], 10**6) == hostile.jpeg()
+    with pytest.raises(sources.UnreadableImage, match="too large"):
+        source.read(refs[f"s3://{name}/c.jpg"], 100)
+
+
+def test_source_gone_from_the_start_fails_the_run_clearly(aws_env, monkeypatch, model, sqlite_url):
+    server = MotoS3()
+    server.stop()  # a port nobody answers on
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    engine = db.ensure_schema(db.engine(sqlite_url))
+    with pytest.raises(tag.RunFailed, match="does not answer") as raised:
+        tag.run("s3://photos/nightly/", model, HashtagEngine(), engine, tag.TagConfig())
+    assert raised.value.summary["status"] == "failed"
+    assert scalar(engine, "SELECT status FROM tagging_runs") == "failed"
+    assert "AWS_ENDPOINT_URL" in scalar(engine, "SELECT error FROM tagging_runs")
+
+
+def test_no_credentials_is_a_clear_error(aws_env, monkeypatch, moto):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(sources.SourceError, match="no AWS credentials"):
+        list(s3.S3Source("s3://photos/").list())
+
+
+def test_server_gone_mid_run_nothing_half_written_and_a_rerun_finishes(aws_env, monkeypatch, model, db_url):
+    server = MotoS3()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    name = f"photos-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    expected = fill((name, boto3.client("s3")), count=30)
+    engine = db.ensure_schema(db.engine(db_url))
+    uri = f"s3://{name}/nightly/2026-11-27/"
+    reads = []
+    original = s3.S3Source.read
+
+    def read_then_vanish(self, ref, max_bytes):
+        reads.append(ref.uri)
+        if len(reads) == 12:  # mid-run: two batches of 5 read, the third being read
+            server.stop()
+        return original(self, ref, max_bytes)
+
+    monkeypatch.setattr(s3.S3Source, "read", read_then_vanish)
+    with pytest.raises(tag.RunFailed, match="does not answer") as raised:
+        tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=5, workers=1))
+    assert raised.value.summary["status"] == "failed"
+    written = (scalar(engine, "SELECT COUNT(*) FROM image_results")
+               + scalar(engine, "SELECT COUNT(*) FROM failed_images"))
+    assert written % 5 == 0 and 0 < written < len(expected), "whole batches only"
+    assert scalar(engine, "SELECT COUNT(*) FROM image_results r WHERE NOT EXISTS (SELECT 1 FROM image_hashtags h "
+                          "WHERE h.image_uri = r.image_uri)") == 0
+    assert scalar(engine, "SELECT status FROM tagging_runs") == "failed"
+
+    monkeypatch.setattr(s3.S3Source, "read", original)
+    back = MotoS3()  # the server is back (moto keeps its buckets in this process), on a new port
+    monkeypatch.setenv("AWS_ENDPOINT_URL", back.endpoint)
+    try:
+        summary = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=5))
+    finally:
+        back.stop()
+    assert summary["tagged"] + summary["failed"] == len(expected) - written
+    assert scalar(engine, "SELECT COUNT(*) FROM image_results") + scalar(
+        engine, "SELECT COUNT(*) FROM failed_images") == len(expected)
+
+
+def test_cli_tags_a_bucket_twice_and_reports_a_dead_server(bucket, moto, db_url, bin_dir, tmp_path):
+    expected = fill(bucket)
+    model_dir = tiny_model.build(tmp_path / "tiny")
+    env = {**os.environ, "HASHTAGGER_DB_URL": db_url}
+    command = [str(bin_dir / "hashtagger"), "tag", f"s3://{bucket[0]}/nightly/2026-11-27/", "--model", str(model_dir)]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert f"{len(expected) - 2} tagged" in first.stdout and "2 failed" in first.stdout
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0 and f"{len(expected)} already done" in second.stdout
+    engine = db.engine(db_url)
+    assert scalar(engine, "SELECT COUNT(*) FROM image_results") == len(expected) - 2
+
+    moto.stop()
+    gone = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert gone.returncode == 1
+    assert "does not answer" in gone.stderr and "Traceback" not in gone.stderr
+    assert scalar(engine, "SELECT COUNT(*) FROM tagging_runs WHERE status = 'failed'") == 1
