@@ -107,15 +107,21 @@ def _onnx_runner(onnx_path: Path):
     return run
 
 
-def default_model_path(engine=None, dataset: str = "cifar10") -> Path:
-    """The model to serve when none is named: the registry's champion, else the bundled one."""
-    if engine is not None:
-        try:
-            from tasks import registry
-        except ImportError:  # registry not available in this installation
-            registry = None
-        if registry is not None:
-            champion = registry.champion_path(engine, dataset)
-            if champion is not None:
-                return Path(champion)
-    return bundled_model(dataset)
+def default_model_path(engine=None, dataset: str = "cifar10", record_bundled: bool = True) -> Path:
+    """The model to serve when none is named: the registry's champion, else the bundled one.
+
+    The bundled model is recorded in the registry on first use, as a candidate: a model trained here
+    on the user's own dataset version then becomes champion without having to beat it on ours.
+    """
+    bundled = bundled_model(dataset)
+    if engine is None:
+        return bundled
+    from tasks import registry
+
+    champion = registry.champion_path(engine, dataset)
+    if champion is not None:
+        return Path(champion)
+    metadata = artifact.read_metadata(bundled)
+    if record_bundled and registry.get(engine, metadata["model_id"]) is None:
+        registry.register(engine, metadata)
+    return bundled

@@ -48,3 +48,17 @@ def test_default_database_is_sqlite_under_home(tmp_path, monkeypatch):
     settings = Settings.from_env({"HASHTAGGER_HOME": str(tmp_path)})
     assert settings.database_url == f"sqlite:///{tmp_path / 'hashtagger.db'}"
     assert Settings.from_env({"HASHTAGGER_DB_URL": "postgresql://x/y"}).database_url == "postgresql://x/y"
+
+
+def test_bundled_model_is_recorded_in_the_registry_on_first_use(db_url):
+    from tasks import predictor, registry
+
+    engine = db.ensure_schema(db.engine(db_url))
+    assert registry.list_models(engine, "cifar10") == []
+    path = predictor.default_model_path(engine, "cifar10")
+    assert path == predictor.bundled_model("cifar10")
+    models = registry.list_models(engine, "cifar10")
+    assert [model["status"] for model in models] == ["candidate"]
+    assert models[0]["artifact_uri"] == str(path)
+    predictor.default_model_path(engine, "cifar10")  # a second use records nothing more
+    assert len(registry.list_models(engine, "cifar10")) == 1

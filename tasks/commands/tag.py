@@ -55,7 +55,7 @@ def run(args) -> int:
     try:
         # a dry run on a database never migrated has no registry, so no champion: the bundled model
         registry = engine if not args.dry_run or sa.inspect(engine).has_table("schema_migrations") else None
-        model = predictor.load(args.model or predictor.default_model_path(registry))
+        model = predictor.load(args.model or predictor.default_model_path(registry, record_bundled=not args.dry_run))
     except (predictor.ModelNotFound, OSError, ValueError) as error:
         print(f"hashtagger tag: cannot load the model: {error}", file=sys.stderr)
         return 2
