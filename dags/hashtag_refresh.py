@@ -14,22 +14,7 @@ import datetime as dt
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
-
-def _results_db_url() -> str:
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    url = PostgresHook(postgres_conn_id="postgres_default").sqlalchemy_url
-    return url.render_as_string(hide_password=False)
-
-
-def _x_bearer_token() -> str | None:
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        return Connection.get("x_api").password or None
-    except AirflowNotFoundException:
-        return None
+from tasks import connections
 
 
 @dag(
@@ -51,7 +36,7 @@ def hashtag_refresh():
         from tasks import flows
 
         dataset = get_current_context()["params"]["dataset"]
-        return flows.refresh_hashtags(_results_db_url(), _x_bearer_token(), dataset)
+        return flows.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(), dataset)
 
     refresh()
 

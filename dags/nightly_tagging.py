@@ -24,43 +24,13 @@ import os
 
 from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_context, task
 
+from tasks import connections
+
 log = logging.getLogger(__name__)
 
 # What scheduled runs tag (a triggered run may name another source in its conf).
 DEFAULT_SOURCE = os.environ.get("HASHTAGGER_SOURCE", "s3://hashtagger/incoming/")
 RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group="results")
-
-
-def _results_db_url() -> str:
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    url = PostgresHook(postgres_conn_id="postgres_default").sqlalchemy_url
-    return url.render_as_string(hide_password=False)
-
-
-def _s3_settings(source: str):
-    """Endpoint and credentials of `aws_default` for boto3, or None for a folder source."""
-    if not source.startswith("s3://"):
-        return None
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    from tasks.flows import S3Settings
-
-    hook = S3Hook(aws_conn_id="aws_default")
-    credentials = hook.get_credentials()
-    return S3Settings(endpoint_url=hook.conn_config.get_service_endpoint_url("s3"),
-                      access_key_id=credentials.access_key, secret_access_key=credentials.secret_key,
-                      session_token=credentials.token, region=hook.region_name)
-
-
-def _x_bearer_token() -> str | None:
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        return Connection.get("x_api").password or None
-    except AirflowNotFoundException:
-        return None
 
 
 @dag(
@@ -89,7 +59,7 @@ def nightly_tagging():
         from tasks import flows
 
         dataset = get_current_context()["params"]["dataset"]
-        return flows.refresh_hashtags(_results_db_url(), _x_bearer_token(), dataset)
+        return flows.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(), dataset)
 
     @task
     def find_new_images() -> list[dict]:
@@ -97,9 +67,9 @@ def nightly_tagging():
         from tasks import flows
 
         context = get_current_context()
-        params, db_url = context["params"], _results_db_url()
+        params, db_url = context["params"], connections.results_db_url()
         model_path = params["model"] or flows.champion_path(params["dataset"], db_url)
-        found = flows.list_new_images(params["source"], model_path, db_url, _s3_settings(params["source"]))
+        found = flows.list_new_images(params["source"], model_path, db_url, connections.s3_settings(params["source"]))
         key, shards = flows.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
         log.info("%d of %d images of %s are new for %s", found["new"], found["seen"], found["source"],
                  found["model_version"])
@@ -112,7 +82,7 @@ def nightly_tagging():
 
         platform = get_current_context()["params"]["platform"]
         return flows.tag_shard(order["source"], order["model_path"], order["shard"], order["shards"],
-                               order["run_id"], _results_db_url(), _s3_settings(order["source"]), platform)
+                               order["run_id"], connections.results_db_url(), connections.s3_settings(order["source"]), platform)
 
     @task(trigger_rule="none_failed", outlets=[RESULTS])
     def record_summary(hashtags: dict) -> dict:
@@ -120,7 +90,7 @@ def nightly_tagging():
 
         context = get_current_context()
         key = flows.run_key(context.get("logical_date"), context["run_id"])
-        summary = flows.summarize_run(key, context["params"]["shards"], _results_db_url())
+        summary = flows.summarize_run(key, context["params"]["shards"], connections.results_db_url())
         summary.update(source=context["params"]["source"], x=hashtags.get("x"))
         context["outlet_events"][RESULTS].extra = summary
         return summary

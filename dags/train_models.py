@@ -21,7 +21,7 @@ import os
 from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
 
 import models
-from tasks import recipes
+from tasks import connections, recipes
 
 DATASETS = {name: Asset(name=f"{name}_dataset", uri=f"hashtagger://datasets/{name}", group="dataset")
             for name in ("cifar10", "cifar100")}
@@ -30,13 +30,6 @@ CHAMPIONS = {name: Asset(name=f"{name}_champion", uri=f"hashtagger://models/{nam
 PROMOTED = AssetAlias(name="hashtagger_promoted_champions")  # an event only when the champion changes
 TRAIN_QUEUE = os.environ.get("HASHTAGGER_TRAIN_QUEUE", "gpu")
 TRAIN_POOL = os.environ.get("HASHTAGGER_TRAIN_POOL", "training")
-
-
-def _results_db_url() -> str:
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    url = PostgresHook(postgres_conn_id="postgres_default").sqlalchemy_url
-    return url.render_as_string(hide_password=False)
 
 
 @dag(
@@ -88,7 +81,7 @@ def train_models():
     def evaluate(model: dict) -> dict:
         from tasks import flows
 
-        return flows.evaluate_model(model["path"], _results_db_url())
+        return flows.evaluate_model(model["path"], connections.results_db_url())
 
     @task(queue=TRAIN_QUEUE, outlets=[PROMOTED])
     def promote(evaluated: list[dict]) -> list[dict]:
@@ -96,7 +89,7 @@ def train_models():
         from tasks import flows
 
         context = get_current_context()
-        evaluated, db_url, results = list(evaluated), _results_db_url(), []
+        evaluated, db_url, results = list(evaluated), connections.results_db_url(), []
         for dataset in sorted({model["dataset"] for model in evaluated}):
             result = flows.promote(evaluated, dataset, db_url)
             if result["promoted"]:
