@@ -17,7 +17,9 @@ from tasks.hashtags.rank import PLATFORM_LIMITS
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hashtag", description="Images in, labels and hashtags out.")
     parser.add_argument("images", nargs="+", help="image files")
-    parser.add_argument("--model", help="a model artifact folder (default: the bundled CIFAR-10 model)")
+    parser.add_argument("--model", help="a model artifact folder (default: the bundled model of --dataset)")
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"),
+                        help="whose bundled model answers when --model is not given")
     parser.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS),
                         help="instagram: at most 5 hashtags, x: 3, generic: 10")
     parser.add_argument("--labels", type=int, default=3, help="top labels to show")
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.hashtags.rank import RankConfig
 
     try:
-        model = predictor.load(args.model) if args.model else predictor.load()
+        model = predictor.load(args.model or predictor.bundled_model(args.dataset))
     except (predictor.ModelNotFound, OSError, ValueError) as error:
         print(f"hashtag: cannot load the model: {error}", file=sys.stderr)
         return 2

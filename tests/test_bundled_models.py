@@ -1,0 +1,51 @@
+"""The bundled models ship whole: ONNX and Keras files, metadata that says how they were made, size limits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from tasks import artifact, predictor
+
+MAX_BYTES = 15 * 1024 * 1024  # per model file
+
+
+@pytest.mark.parametrize("dataset, classes", [("cifar10", 10), ("cifar100", 100)])
+def test_bundled_model_is_complete_and_small(dataset, classes):
+    path = predictor.bundled_model(dataset)
+    metadata = artifact.read_metadata(path)
+    assert metadata["dataset"] == dataset
+    assert len(metadata["class_names"]) == classes
+    assert metadata["reproduce"].count("hashtagger train") == 1
+    assert metadata["epochs_done"] >= 10
+    assert 0.0 < metadata["metrics"]["test_top1"] <= 1.0
+    assert metadata["metrics"]["test_images"] == 10_000
+    for name in (artifact.MODEL_FILE, artifact.ONNX_FILE):
+        assert 0 < (path / name).stat().st_size <= MAX_BYTES
+    if dataset == "cifar100":
+        assert len(metadata["fine_to_coarse"]) == 100 and len(metadata["coarse_class_names"]) == 20
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_bundled_model_serves_on_onnx_runtime(dataset):
+    model = predictor.load(predictor.bundled_model(dataset))
+    assert model.runtime == "onnx"
+    probabilities = model.predict(np.full((2, 32, 32, 3), 128, dtype=np.uint8))
+    assert probabilities.shape == (2, len(model.class_names))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_hashtag_answers_with_the_cifar100_model(bin_dir):
+    from pathlib import Path
+
+    image = Path(__file__).resolve().parent.parent / "samples" / "horse.jpg"
+    answer = subprocess.run([bin_dir / "hashtag", "--dataset", "cifar100", "--json", str(image)],
+                            capture_output=True, text=True, timeout=120)
+    assert answer.returncode == 0, answer.stderr
+    result = json.loads(answer.stdout)["results"][0]
+    fine_names = artifact.read_metadata(predictor.bundled_model("cifar100"))["class_names"]
+    assert all(item["label"] in fine_names for item in result["labels"])
+    assert 1 <= len(result["hashtags"]) <= 10
