@@ -18,6 +18,8 @@ def register(commands) -> None:
     tag.add_argument("source", help="a folder (recursive), or s3://bucket/prefix (AWS_ENDPOINT_URL for "
                                     "other S3-compatible servers)")
     tag.add_argument("--model", help="a model artifact folder (default: the champion, else the bundled model)")
+    tag.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"),
+                     help="whose champion (else bundled model) tags when --model is not given")
     tag.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS))
     tag.add_argument("--batch-size", type=int, default=256, help="images per model call and transaction")
     tag.add_argument("--workers", type=int, help="decoding threads (default: one per core)")
@@ -55,7 +57,7 @@ def run(args) -> int:
     try:
         # a dry run on a database never migrated has no registry, so no champion: the bundled model
         registry = engine if not args.dry_run or sa.inspect(engine).has_table("schema_migrations") else None
-        model = predictor.load(args.model or predictor.default_model_path(registry, record_bundled=not args.dry_run))
+        model = predictor.load(args.model or predictor.default_model_path(registry, args.dataset, record_bundled=not args.dry_run))
     except (predictor.ModelNotFound, OSError, ValueError) as error:
         print(f"hashtagger tag: cannot load the model: {error}", file=sys.stderr)
         return 2
