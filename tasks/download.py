@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -81,14 +80,3 @@ def _stream(url: str, out, timeout_s: float, progress: bool) -> None:
     if total is not None and received != total:
         raise DownloadError(f"{url}: truncated download, got {received} of {total} bytes")
 
-
-def copy_local(source: Path, destination: Path) -> Path:
-    """Copy a local archive into place atomically (used when --source is a path)."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".part-{destination.name}")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, destination)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return destination

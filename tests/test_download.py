@@ -228,19 +228,3 @@ def test_progress_bar_does_not_break_the_download(files_server, tmp_path, capsys
     download.fetch(f"{url}/payload.bin", destination, PAYLOAD_MD5, progress=True)
     assert destination.read_bytes() == PAYLOAD
     assert "payload.bin" in capsys.readouterr().err  # tqdm writes to stderr
-
-
-def test_copy_local(tmp_path):
-    source = tmp_path / "a.bin"
-    source.write_bytes(PAYLOAD)
-    destination = tmp_path / "out" / "b.bin"
-    assert download.copy_local(source, destination) == destination
-    assert destination.read_bytes() == PAYLOAD
-    assert leftovers(destination.parent) == [destination]
-
-
-def test_copy_local_of_a_missing_file_leaves_nothing(tmp_path):
-    destination = tmp_path / "out" / "b.bin"
-    with pytest.raises(FileNotFoundError):
-        download.copy_local(tmp_path / "missing.bin", destination)
-    assert leftovers(destination.parent) == []

@@ -4,43 +4,23 @@ X is `responses` intercepting tweepy's HTTP; the clock and sleep are injected, s
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from pathlib import Path
 
 import pytest
 import responses
 import sqlalchemy as sa
 from responses import matchers
 
+from fixtures.x_responses import TOKEN, FakeClock, body
+from fixtures.x_responses import rate_headers as headers
 from tasks import cli, db
 from tasks.config import Settings
 from tasks.hashtags import cache, providers, refresh, x_search
 from tasks.hashtags.rank import RankConfig
 
-FIXTURES = Path(__file__).parent / "fixtures" / "x"
 SEARCH_URL = "https://api.twitter.com/2/tweets/search/recent"
 TRENDS_V2_URL = "https://api.twitter.com/2/trends/by/woeid/1"
-TOKEN = "AAAAAAAAAAAAAAAAAAAAAtest%2Btoken"
 HOUR = 3600
-
-
-def body(name: str):
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-class FakeClock:
-    """Epoch seconds that move only when a test says so."""
-
-    def __init__(self):
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -65,11 +45,6 @@ def results(db_url):
     db.migrate(engine)
     yield engine
     engine.dispose()
-
-
-def headers(clock, remaining: int = 449, reset_in: int = 900) -> dict:
-    return {"x-rate-limit-limit": "450", "x-rate-limit-remaining": str(remaining),
-            "x-rate-limit-reset": str(int(clock()) + reset_in), "content-type": "application/json; charset=utf-8"}
 
 
 def serve_search(mock, clock, label: str, fixture: str | None = None, status: int = 200, text: str | None = None,

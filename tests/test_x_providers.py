@@ -3,46 +3,20 @@ X's rate-limit headers. Nothing here touches the network (RequestsMock refuses u
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from pathlib import Path
 
 import pytest
 import requests
 import responses
 from responses import matchers
 
+from fixtures.x_responses import FIXTURES, TOKEN, FakeClock, body, rate_headers
 from tasks.hashtags import x_api, x_search, x_trends
 from tasks.hashtags.x_api import XClient, XConfig, XUnavailable
 
-FIXTURES = Path(__file__).parent / "fixtures" / "x"
 SEARCH_URL = "https://api.twitter.com/2/tweets/search/recent"
 TRENDS_V2_URL = "https://api.twitter.com/2/trends/by/woeid/1"
 TRENDS_V1_URL = "https://api.twitter.com/1.1/trends/place.json"
-TOKEN = "AAAAAAAAAAAAAAAAAAAAAtest%2Btoken"
-
-
-def body(name: str):
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-class FakeClock:
-    """Epoch seconds that move only when a test says so."""
-
-    def __init__(self):
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def rate_headers(clock, remaining: int = 449, limit: int = 450, reset_in: int = 900) -> dict:
-    return {"x-rate-limit-limit": str(limit), "x-rate-limit-remaining": str(remaining),
-            "x-rate-limit-reset": str(int(clock()) + reset_in), "content-type": "application/json; charset=utf-8"}
 
 
 @pytest.fixture
