@@ -98,8 +98,10 @@ def train_model(spec: dict) -> dict:
     """Train one architecture as `spec` (TrainConfig fields) says; returns the saved model's summary."""
     from tasks import train
 
-    metadata = train.train(train.TrainConfig(**spec), settings())
-    return model_summary(metadata)
+    # The evaluate task registers the model in the DAG's results database (the worker's default
+    # database is not that one), so training does not.
+    config = dataclasses.replace(train.TrainConfig(**spec), register=False)
+    return model_summary(train.train(config, settings()))
 
 
 def model_summary(metadata: dict) -> dict:
@@ -111,13 +113,23 @@ def model_summary(metadata: dict) -> dict:
 
 
 def evaluate_model(model_path: str, db_url: str | None = None) -> dict:
-    """Reload the saved model, evaluate it on its dataset version (reports beside it), register it."""
+    """Register the saved model with its evaluation on its own dataset version (reports beside it).
+
+    Training evaluates at its end, so a model from `train_model` is not evaluated twice; an artifact
+    without reports (trained elsewhere) is evaluated here first.
+    """
+    from pathlib import Path
+
     from tasks import artifact, evaluate, registry
 
-    flip_tta = bool(artifact.read_metadata(model_path).get("recipe", {}).get("flip_tta", False))
-    metrics = evaluate.evaluate_artifact(model_path, flip_tta=flip_tta, settings=settings())
-    registry.register(_engine(db_url), artifact.read_metadata(model_path))  # with the metrics just measured
-    return dict(model_summary(artifact.read_metadata(model_path)), reports_dir=metrics["reports_dir"])
+    metadata = artifact.read_metadata(model_path)
+    reports_dir = Path(metadata["path"]) / artifact.REPORTS_DIR
+    if not (reports_dir / "metrics.json").exists():
+        flip_tta = bool(metadata.get("recipe", {}).get("flip_tta", False))
+        evaluate.evaluate_artifact(model_path, flip_tta=flip_tta, settings=settings())
+        metadata = artifact.read_metadata(model_path)
+    registry.register(_engine(db_url), metadata)
+    return dict(model_summary(metadata), reports_dir=str(reports_dir))
 
 
 # ------------------------------------------------------------------------------------------ promotion
