@@ -61,14 +61,17 @@ def ensure_dataset(name: str, source: str | None):
 
 
 def plan_epochs(architecture: str, recipe: str, budget_minutes: float, train_images: int, val_images: int,
-                num_classes: int, plan: BudgetPlan = BudgetPlan()) -> tuple[int, float]:
-    """(epochs that fit the budget, measured training images/s)."""
+                num_classes: int, plan: BudgetPlan = BudgetPlan(), recipe_overrides: dict | None = None,
+                model_overrides: dict | None = None) -> tuple[int, float, float]:
+    """(epochs that fit the budget, 0 when not even one does; training images/s; seconds per epoch)."""
     measured = train_throughput.measure(
         architecture, recipe, train_throughput.ThroughputConfig(warmup_steps=2, steps=plan.probe_steps),
-        num_classes=num_classes)
+        num_classes=num_classes, recipe_overrides=recipe_overrides, model_overrides=model_overrides)
     rate = measured["images_per_second"]
     epoch_seconds = train_images / rate + val_images / (rate * plan.inference_speedup)
-    return max(1, math.floor(budget_minutes * 60 * plan.safety / epoch_seconds)), rate
+    # the run builds (on a GPU: compiles) its step again, as the probe's warm-up did: not epoch time
+    usable_seconds = budget_minutes * 60 * plan.safety - measured["warmup_seconds"]
+    return max(0, math.floor(usable_seconds / epoch_seconds)), rate, epoch_seconds
 
 
 def time_to_target(history: dict, target: float | None) -> float | None:
@@ -84,26 +87,39 @@ def time_to_target(history: dict, target: float | None) -> float | None:
 def run(args):
     """Train every architecture; returns (result rows, the dataset used)."""
     from tasks import train
+    from tasks.commands.train import pairs
 
+    recipe_overrides, model_overrides = pairs(args.recipe_set), pairs(args.model_set)
+    plan = BudgetPlan(probe_steps=args.probe_steps)
     dataset = ensure_dataset(args.dataset, args.source)
     train_images = min(args.train_limit or len(dataset["y_train"]), len(dataset["y_train"]))
     results = []
     for architecture in args.archs.split(","):
         started = time.monotonic()
-        epochs, rate = plan_epochs(architecture, args.recipe, args.budget_minutes, train_images,
-                                   len(dataset["y_val"]), len(dataset.class_names))
+        epochs, rate, epoch_seconds = plan_epochs(architecture, args.recipe, args.budget_minutes, train_images,
+                                   len(dataset["y_val"]), len(dataset.class_names), plan,
+                                   dict(recipe_overrides), dict(model_overrides))
         if args.max_epochs:
             epochs = min(epochs, args.max_epochs)
         print(f"{architecture}: {rate:,.0f} img/s in the probe -> {epochs} epochs planned "
               f"for {args.budget_minutes} min", flush=True)
+        if epochs == 0:  # a model that never saw all the data is no comparison: say so instead
+            results.append({"architecture": architecture, "recipe": args.recipe,
+                            "settings": settings_text(recipe_overrides + model_overrides),
+                            "probe_images_per_second": rate, "epoch_seconds": epoch_seconds,
+                            "skipped": f"one epoch takes about {epoch_seconds / 60:.0f} min here",
+                            "report": REPORT_FIGURES.get(args.dataset, {}).get(architecture)})
+            continue
         metadata = train.train(train.TrainConfig(
             architecture=architecture, dataset=args.dataset, dataset_version=dataset.version,
             recipe=args.recipe, epochs=epochs, budget_minutes=args.budget_minutes,
-            train_limit=args.train_limit, seed=args.seed, register=not args.no_register, verbose=2),
+            train_limit=args.train_limit, seed=args.seed, recipe_overrides=recipe_overrides,
+            model_overrides=model_overrides, register=not args.no_register, verbose=2),
             dataset=dataset)
         metrics = metadata["metrics"]
         results.append({
             "architecture": architecture, "recipe": args.recipe, "model_id": metadata["model_id"],
+            "settings": settings_text(recipe_overrides + model_overrides),
             "path": metadata["path"], "parameters": metadata["parameters"],
             "forward_mflops": metadata["forward_flops"] / 1e6, "probe_images_per_second": rate,
             "epochs_planned": epochs, "epochs_done": metadata["epochs_done"],
@@ -119,16 +135,23 @@ def run(args):
     return results, dataset
 
 
+def settings_text(overrides) -> str:
+    """((key, value), ...) -> 'batch_size=512, widths=32/64/128/256' ('defaults' when empty)."""
+    def text(value):
+        return "/".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return ", ".join(f"{key}={text(value)}" for key, value in overrides) or "defaults"
+
+
 def _percent(value) -> str:
     return "—" if value is None else f"{value:.2%}"
 
 
 def markdown(results: list[dict], args, machine: str, dataset_version: str, train_images: int) -> str:
     target = f"time to {args.target:.0%} val" if args.target else None
-    header = ["architecture", "recipe", "params", "fwd MFLOP", "epochs (planned)", "train time",
+    header = ["architecture", "recipe", "overrides", "params", "fwd MFLOP", "epochs (planned)", "train time",
               "test top-1", "top-1 flip TTA", "top-5", "ECE before / after T", "report"]
     if target:
-        header.insert(6, target)
+        header.insert(7, target)
     lines = [
         f"# Accuracy on {args.dataset} for a {args.budget_minutes:g}-minute training budget", "",
         f"Run {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine}.", "",
@@ -146,20 +169,27 @@ def markdown(results: list[dict], args, machine: str, dataset_version: str, trai
         "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
     ]
     for row in results:
-        cells = [row["architecture"], row["recipe"], f"{row['parameters'] / 1e6:.2f} M",
+        if row.get("skipped"):
+            cells = [row["architecture"], row["recipe"], row["settings"], "", "",
+                     f"0: {row['skipped']}"] + ["—"] * (len(header) - 7) + [_percent(row["report"])]
+            lines.append("| " + " | ".join(cells) + " |")
+            continue
+        cells = [row["architecture"], row["recipe"], row["settings"], f"{row['parameters'] / 1e6:.2f} M",
                  f"{row['forward_mflops']:.0f}", f"{row['epochs_done']} ({row['epochs_planned']})",
                  f"{row['training_seconds'] / 60:.1f} min", f"**{row['test_top1']:.2%}**",
                  _percent(row["test_top1_tta"]), f"{row['test_top5']:.2%}",
                  f"{row['ece_before']:.3f} / {row['ece_after']:.3f}", _percent(row["report"])]
         if target:
             seconds = row["time_to_target"]
-            cells.insert(6, "not reached" if seconds is None else f"{seconds / 60:.1f} min")
+            cells.insert(7, "not reached" if seconds is None else f"{seconds / 60:.1f} min")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"![test top-1 per architecture](accuracy-{args.dataset}.png)", "",
-              f"![validation accuracy against training time](accuracy-{args.dataset}-curves.png)", "",
-              "Each model's own reports (confusion matrix, learning curves, reliability diagram) are under "
-              "its artifact folder's `reports/`:", ""]
-    lines += [f"- {row['architecture']}: `{row['path']}`" for row in results]
+    trained = [row for row in results if row.get("path")]
+    if trained:
+        lines += ["", f"![test top-1 per architecture](accuracy-{args.dataset}.png)", "",
+                  f"![validation accuracy against training time](accuracy-{args.dataset}-curves.png)", "",
+                  "Each model's own reports (confusion matrix, learning curves, reliability diagram) are "
+                  "under its artifact folder's `reports/`:", ""]
+        lines += [f"- {row['architecture']}: `{row['path']}`" for row in trained]
     lines += ["", f"Command: `python benchmarks/accuracy.py {' '.join(sys.argv[1:])}`", ""]
     return "\n".join(lines)
 
@@ -167,6 +197,9 @@ def markdown(results: list[dict], args, machine: str, dataset_version: str, trai
 def plots(results: list[dict], dataset: str, output_dir: Path) -> None:
     from tasks import reports
 
+    results = [row for row in results if not row.get("skipped")]
+    if not results:
+        return
     try:
         figure = reports.new_figure(8, 4.5)
     except reports.PlottingUnavailable as error:
@@ -209,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default="fast", choices=("fast", "seed"))
     parser.add_argument("--train-limit", type=int, help="train on the first N images only (smoke runs)")
     parser.add_argument("--max-epochs", type=int, help="cap the planned epochs")
+    parser.add_argument("--recipe-set", action="append", metavar="KEY=VALUE",
+                        help="override a recipe field for every architecture, e.g. batch_size=512")
+    parser.add_argument("--model-set", action="append", metavar="KEY=VALUE",
+                        help="override an architecture config field, e.g. widths=[32,64,128,256]")
+    parser.add_argument("--probe-steps", type=int, default=BudgetPlan.probe_steps,
+                        help="timed steps of the speed probe (more on a GPU, where one step is short)")
     parser.add_argument("--target", type=float, help="also report the time to this validation accuracy, e.g. 0.94")
     parser.add_argument("--source", help="archive to prepare the dataset from (default: ../shared/data)")
     parser.add_argument("--seed", type=int, default=0)

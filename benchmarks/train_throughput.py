@@ -86,8 +86,9 @@ def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
 
 
 def measure(architecture: str, recipe_name: str, config: ThroughputConfig = ThroughputConfig(),
-            num_classes: int = 10) -> dict:
-    """Training images/s of one architecture under one recipe, on random images."""
+            num_classes: int = 10, recipe_overrides: dict | None = None,
+            model_overrides: dict | None = None) -> dict:
+    """Training images/s of one architecture under one recipe (with field overrides), on random images."""
     import keras
 
     import models
@@ -95,14 +96,16 @@ def measure(architecture: str, recipe_name: str, config: ThroughputConfig = Thro
     from models.layers import preprocessing_layer
     from tasks import recipes, train
 
-    overrides = {"batch_size": config.batch_size} if config.batch_size else {}
+    overrides = dict(recipe_overrides or {})
+    if config.batch_size:
+        overrides["batch_size"] = config.batch_size
     recipe = recipes.recipe_for(recipe_name, architecture, overrides)
     batch = recipe.batch_size
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, ((config.warmup_steps + config.steps) * batch, 32, 32, 3), dtype=np.uint8)
     labels = train.one_hot(rng.integers(0, num_classes, len(images)), num_classes)
     keras.utils.set_random_seed(0)
-    model = models.build(architecture, (32, 32, 3), num_classes)
+    model = models.build(architecture, (32, 32, 3), num_classes, dict(model_overrides or {}))
     preprocessing_layer(model).set_mean_from(images[:batch])
     trainer = train.compile_trainer(model, recipe, config.warmup_steps + config.steps, 1)
     warm = config.warmup_steps * batch

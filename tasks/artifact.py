@@ -80,7 +80,11 @@ def describe(model, config, recipe, dataset, metrics: dict, history: dict, epoch
 
 
 def reproduce_command(config) -> str:
-    parts = [f"hashtagger train --arch {config.architecture} --dataset {config.dataset}",
+    import keras
+
+    backend = keras.backend.backend()
+    parts = [] if backend == "tensorflow" else [f"KERAS_BACKEND={backend}"]  # the default needs no prefix
+    parts += [f"hashtagger train --arch {config.architecture} --dataset {config.dataset}",
              f"--recipe {config.recipe} --epochs {config.epochs} --seed {config.seed}"]
     if config.train_limit:
         parts.append(f"--train-limit {config.train_limit}")
