@@ -92,3 +92,18 @@ def bin_dir():
     import sys
 
     return Path(sys.executable).parent
+
+
+@pytest.fixture
+def prepared_cifar10(bin_dir, shared_data, hashtagger_home, tmp_path):
+    """(environment for CLI subprocesses, `hashtagger data prepare` output): the real CIFAR-10 JPEG data
+    prepared through the CLI in this test's HASHTAGGER_HOME, with an SQLite results database."""
+    import subprocess
+
+    env = {"HASHTAGGER_HOME": str(hashtagger_home), "PATH": str(bin_dir),
+           "HASHTAGGER_DB_URL": f"sqlite:///{tmp_path / 'results.db'}"}
+    prepared = subprocess.run(
+        [bin_dir / "hashtagger", "data", "prepare", "cifar10", "--source",
+         str(shared_data / "cifar10-jpeg.tar.gz"), "--quiet"], env=env, capture_output=True, text=True)
+    assert prepared.returncode == 0, prepared.stderr
+    return env, prepared.stdout

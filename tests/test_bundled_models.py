@@ -49,3 +49,20 @@ def test_hashtag_answers_with_the_cifar100_model(bin_dir):
     fine_names = artifact.read_metadata(predictor.bundled_model("cifar100"))["class_names"]
     assert all(item["label"] in fine_names for item in result["labels"])
     assert 1 <= len(result["hashtags"]) <= 10
+
+
+@pytest.mark.slow
+def test_bundled_cifar10_model_scores_90_percent_by_evaluate(bin_dir, prepared_cifar10, tmp_path):
+    """The acceptance figure, measured as a user would: prepare the JPEG test set, `hashtagger evaluate`."""
+    env, _ = prepared_cifar10
+    bundled = predictor.bundled_model("cifar10")
+    evaluated = subprocess.run(
+        [bin_dir / "hashtagger", "evaluate", str(bundled), "--no-figures", "--no-record",
+         "--output", str(tmp_path / "reports")], env=env, capture_output=True, text=True, timeout=900)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "(10,000 test images)" in evaluated.stdout
+    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert metrics["test_images"] == 10_000
+    assert metrics["test_top1"] >= 0.90
+    # the figure the metadata (and README) states is the one measured here, to the image
+    assert metrics["test_top1"] == pytest.approx(artifact.read_metadata(bundled)["metrics"]["test_top1"], abs=1e-4)

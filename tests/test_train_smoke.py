@@ -10,14 +10,9 @@ import pytest
 
 
 @pytest.mark.slow
-def test_train_vgg16_one_epoch_on_real_images(bin_dir, shared_data, hashtagger_home, tmp_path):
-    env = {"HASHTAGGER_HOME": str(hashtagger_home), "PATH": str(bin_dir),
-           "HASHTAGGER_DB_URL": f"sqlite:///{tmp_path / 'results.db'}"}
-    prepared = subprocess.run(
-        [bin_dir / "hashtagger", "data", "prepare", "cifar10", "--source",
-         str(shared_data / "cifar10-jpeg.tar.gz"), "--quiet"], env=env, capture_output=True, text=True)
-    assert prepared.returncode == 0, prepared.stderr
-    assert "45,000 train, 5,000 validation, 10,000 test" in prepared.stdout
+def test_train_vgg16_one_epoch_on_real_images(bin_dir, prepared_cifar10):
+    env, prepared = prepared_cifar10
+    assert "45,000 train, 5,000 validation, 10,000 test" in prepared
 
     trained = subprocess.run(
         [bin_dir / "hashtagger", "train", "--arch", "vgg16", "--dataset", "cifar10", "--epochs", "1",
@@ -29,7 +24,7 @@ def test_train_vgg16_one_epoch_on_real_images(bin_dir, shared_data, hashtagger_h
     assert metadata["architecture"] == "vgg16"
     assert metadata["class_names"][3] == "cat"
     assert metadata["train_images"] == 512
-    assert metadata["dataset_version"] == prepared.stdout.split("version ")[1].split(":")[0]
+    assert metadata["dataset_version"] == prepared.split("version ")[1].split(":")[0]
     assert 0.0 <= metadata["metrics"]["test_top1"] <= 1.0
     assert metadata["metrics"]["test_images"] == 10_000
     assert metadata["reproduce"].startswith("hashtagger train --arch vgg16")
