@@ -96,9 +96,9 @@ def run(args):
     results = []
     for architecture in args.archs.split(","):
         started = time.monotonic()
-        epochs, rate, epoch_seconds = plan_epochs(architecture, args.recipe, args.budget_minutes, train_images,
-                                   len(dataset["y_val"]), len(dataset.class_names), plan,
-                                   dict(recipe_overrides), dict(model_overrides))
+        epochs, rate, epoch_seconds = plan_epochs(
+            architecture, args.recipe, args.budget_minutes, train_images, len(dataset["y_val"]),
+            len(dataset.class_names), plan, dict(recipe_overrides), dict(model_overrides))
         if args.max_epochs:
             epochs = min(epochs, args.max_epochs)
         print(f"{architecture}: {rate:,.0f} img/s in the probe -> {epochs} epochs planned "
