@@ -131,7 +131,7 @@ def measure(architecture: str, recipe_name: str, config: ThroughputConfig = Thro
     trainer.fit(images[:warm], labels[:warm], batch_size=batch, epochs=1, verbose=0, shuffle=False)
     warmup_seconds = time.perf_counter() - started
     # Timed from the first step's start to the last step's end: a second `fit` call also spends
-    # seconds outside its steps (0-10 s seen on 2 cores: new iterator, retracing), which a training
+    # seconds outside its steps (0-10 s seen on 2 cores; the cause is not pinned down), which a training
     # run pays once and which is no part of the steady rate.
     clock = step_clock()
     started = time.perf_counter()
