@@ -74,14 +74,19 @@ def plan_epochs(architecture: str, recipe: str, budget_minutes: float, train_ima
     return max(0, math.floor(usable_seconds / epoch_seconds)), rate, epoch_seconds
 
 
+def first_reaching(history: dict, target: float) -> tuple[int, float] | None:
+    """(epoch, seconds of training) when validation accuracy first reached `target`, else None."""
+    pairs = zip(history.get("val_accuracy", []), history.get("seconds", []))
+    for epoch, (accuracy, seconds) in enumerate(pairs, 1):
+        if accuracy >= target:
+            return epoch, seconds
+    return None
+
+
 def time_to_target(history: dict, target: float | None) -> float | None:
     """Seconds of training until validation accuracy first reached `target` (None: never)."""
-    if not target:
-        return None
-    for accuracy, seconds in zip(history.get("val_accuracy", []), history.get("seconds", [])):
-        if accuracy >= target:
-            return seconds
-    return None
+    reached = first_reaching(history, target) if target else None
+    return reached[1] if reached else None
 
 
 def run(args):

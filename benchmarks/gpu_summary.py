@@ -16,16 +16,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from accuracy import first_reaching  # noqa: E402  (benchmarks/ is not a package)
 
 TARGETS = {"cifar10": (0.90, 0.94), "cifar100": (0.60, 0.65)}
-
-
-def first_reaching(history: dict, target: float) -> tuple[int, float] | None:
-    """(epoch, seconds of training) when validation accuracy first reached `target`, else None."""
-    for epoch, (accuracy, seconds) in enumerate(zip(history["val_accuracy"], history["seconds"]), 1):
-        if accuracy >= target:
-            return epoch, seconds
-    return None
 
 
 def rows_of(runs: list[tuple[str, Path]]) -> list[dict]:
