@@ -124,7 +124,7 @@ def measure(architecture: str, recipe_name: str, config: ThroughputConfig = Thro
     labels = train.one_hot(rng.integers(0, num_classes, len(images)), num_classes)
     keras.utils.set_random_seed(0)
     model = models.build(architecture, (32, 32, 3), num_classes, dict(model_overrides or {}))
-    preprocessing_layer(model).set_mean_from(images[:batch])
+    preprocessing_layer(model).fit_statistics(images[:batch])
     trainer = train.compile_trainer(model, recipe, config.warmup_steps + config.steps, 1)
     warm = config.warmup_steps * batch
     started = time.perf_counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
-ARCHITECTURES = ("shallow", "allconv", "resnet", "vgg16", "resnet9")
+ARCHITECTURES = ("shallow", "allconv", "resnet", "vgg16", "resnet9", "airbench")
 
 
 class UnknownArchitecture(ValueError):

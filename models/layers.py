@@ -21,7 +21,7 @@ class PixelMeanSubtraction(keras.layers.Layer):
         self.pixel_mean = self.add_weight(shape=self.image_shape, initializer="zeros",
                                           trainable=False, name="pixel_mean")
 
-    def set_mean_from(self, images: np.ndarray) -> None:
+    def fit_statistics(self, images: np.ndarray) -> None:
         """Fit the mean on uint8 training images (N, H, W, C), in chunks to keep memory flat."""
         total = np.zeros(self.image_shape, dtype=np.float64)
         for start in range(0, len(images), 10_000):
@@ -35,11 +35,47 @@ class PixelMeanSubtraction(keras.layers.Layer):
         return {**super().get_config(), "image_shape": list(self.image_shape)}
 
 
-def preprocessing_layer(model: keras.Model) -> PixelMeanSubtraction:
+@keras.saving.register_keras_serializable(package="hashtagger")
+class ChannelStandardization(keras.layers.Layer):
+    """Raw 0-255 pixels -> [0, 1], minus the training set's per-channel mean, over its per-channel
+    standard deviation (airbench's preprocessing). Mean and deviation are weights saved with the model.
+    """
+
+    def __init__(self, channels: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.channel_mean = self.add_weight(shape=(self.channels,), initializer="zeros",
+                                            trainable=False, name="channel_mean")
+        self.channel_std = self.add_weight(shape=(self.channels,), initializer="ones",
+                                           trainable=False, name="channel_std")
+
+    def fit_statistics(self, images: np.ndarray) -> None:
+        """Fit mean and deviation on uint8 training images (N, H, W, C), in chunks."""
+        total = np.zeros(self.channels, dtype=np.float64)
+        squares = np.zeros(self.channels, dtype=np.float64)
+        count = 0
+        for start in range(0, len(images), 10_000):
+            chunk = np.asarray(images[start:start + 10_000], dtype=np.float64).reshape(-1, self.channels) / 255.0
+            total += chunk.sum(axis=0)
+            squares += np.square(chunk).sum(axis=0)
+            count += len(chunk)
+        mean = total / count
+        self.channel_mean.assign(mean.astype("float32"))
+        self.channel_std.assign(np.sqrt(np.maximum(squares / count - mean ** 2, 1e-12)).astype("float32"))
+
+    def call(self, inputs):
+        return (ops.cast(inputs, "float32") / 255.0 - self.channel_mean) / self.channel_std
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+def preprocessing_layer(model: keras.Model) -> PixelMeanSubtraction | ChannelStandardization:
+    """The model's input preprocessing, whose statistics `fit_statistics` sets from training images."""
     for layer in model.layers:
-        if isinstance(layer, PixelMeanSubtraction):
+        if isinstance(layer, (PixelMeanSubtraction, ChannelStandardization)):
             return layer
-    raise ValueError(f"model {model.name} has no PixelMeanSubtraction layer")
+    raise ValueError(f"model {model.name} has no preprocessing layer")
 
 
 # Batch-norm moving statistics: PyTorch's default (its momentum 0.1 is 1 - Keras' momentum). With Keras'

@@ -30,20 +30,49 @@ class EvaluationError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
-    flip_tta: bool = False  # also measure with the mirror image averaged in (twice the inference)
+    tta: str = "none"  # also measure with test-time augmentation: flip (2 passes) or flip_translate (6)
     ece_bins: int = 15  # equal-width confidence bins for ECE and the reliability diagram
     figures: bool = True  # PNGs (need matplotlib); metrics and report.md are written regardless
 
 
-def predict_probabilities(model, images: np.ndarray, flip_tta: bool = False) -> np.ndarray:
-    """Class probabilities for uint8 images, in batches; with flip TTA, averaged with the mirror image."""
+TTA_MODES = ("none", "flip", "flip_translate")
+
+
+def _shifted(batch: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The batch moved by (rows, cols) pixels, reflected at the borders (airbench's TTA crops)."""
+    pad = max(abs(rows), abs(cols))
+    padded = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    height, width = batch.shape[1:3]
+    return padded[:, pad - rows:pad - rows + height, pad - cols:pad - cols + width]
+
+
+def tta_probabilities(predict, batch: np.ndarray, tta: str = "none") -> np.ndarray:
+    """`predict` (float32 (N, H, W, C) -> probabilities) under test-time augmentation.
+
+    flip: mean of the image and its mirror. flip_translate: airbench's level 2, half the flip mean
+    plus a quarter each of the flip means of the image shifted one pixel down-right and up-left.
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}")
+    probs = np.asarray(predict(batch))
+    if tta == "none":
+        return probs
+
+    def flip_mean(images):
+        return (np.asarray(predict(images)) + np.asarray(predict(images[:, :, ::-1, :]))) / 2
+
+    mirrored = (probs + np.asarray(predict(batch[:, :, ::-1, :]))) / 2
+    if tta == "flip":
+        return mirrored
+    return 0.5 * mirrored + 0.25 * flip_mean(_shifted(batch, 1, 1)) + 0.25 * flip_mean(_shifted(batch, -1, -1))
+
+
+def predict_probabilities(model, images: np.ndarray, tta: str = "none") -> np.ndarray:
+    """Class probabilities (N, classes) for uint8 images (N, H, W, C), in batches, under `tta`."""
     outputs = []
     for start in range(0, len(images), EVAL_BATCH):
         batch = np.asarray(images[start:start + EVAL_BATCH], dtype="float32")
-        probs = np.asarray(model.predict_on_batch(batch))
-        if flip_tta:
-            probs = (probs + np.asarray(model.predict_on_batch(batch[:, :, ::-1, :]))) / 2
-        outputs.append(probs)
+        outputs.append(tta_probabilities(model.predict_on_batch, batch, tta))
     return np.concatenate(outputs)
 
 
@@ -59,7 +88,7 @@ def per_class_accuracy(probabilities: np.ndarray, labels: np.ndarray, class_name
             for index, name in enumerate(class_names)}  # None: no test image of that class
 
 
-def evaluate_model(model, dataset: Dataset, flip_tta: bool = False, history: dict | None = None,
+def evaluate_model(model, dataset: Dataset, tta: str = "none", history: dict | None = None,
                    output_dir: Path | None = None, title: str = "",
                    config: EvaluateConfig = EvaluateConfig()) -> dict:
     """Metrics of `model` on `dataset`'s test split; with `output_dir`, the report files too."""
@@ -71,10 +100,10 @@ def evaluate_model(model, dataset: Dataset, flip_tta: bool = False, history: dic
         "dataset": dataset.name, "dataset_version": dataset.version,
         "test_top1": top_k_accuracy(test_probs, y_test, 1),
         "test_top5": top_k_accuracy(test_probs, y_test, min(5, len(class_names))),
-        "test_images": int(len(y_test)), "flip_tta": bool(flip_tta),
+        "test_images": int(len(y_test)), "tta": tta,
     }
-    if flip_tta:
-        tta_probs = predict_probabilities(model, dataset["x_test"], flip_tta=True)
+    if tta != "none":
+        tta_probs = predict_probabilities(model, dataset["x_test"], tta)
         metrics["test_top1_tta"] = top_k_accuracy(tta_probs, y_test, 1)
         metrics["test_top5_tta"] = top_k_accuracy(tta_probs, y_test, min(5, len(class_names)))
     metrics["per_class_accuracy"] = per_class_accuracy(test_probs, y_test, class_names)
@@ -114,7 +143,7 @@ def _json_safe(value):
     return value
 
 
-def evaluate_artifact(path: str | Path, dataset_version: str | None = None, flip_tta: bool = False,
+def evaluate_artifact(path: str | Path, dataset_version: str | None = None, tta: str = "none",
                       settings: Settings | None = None, output_dir: Path | None = None,
                       config: EvaluateConfig = EvaluateConfig()) -> dict:
     """Evaluate a saved model; writes its reports and records the metrics in its metadata.
@@ -139,7 +168,7 @@ def evaluate_artifact(path: str | Path, dataset_version: str | None = None, flip
         if not own_version:
             output_dir = output_dir / dataset.version
     title = f"{metadata['model_id']} on {dataset.name} {dataset.version}"
-    metrics = evaluate_model(model, dataset, flip_tta, metadata.get("history") if own_version else None,
+    metrics = evaluate_model(model, dataset, tta, metadata.get("history") if own_version else None,
                              Path(output_dir), title, config)
     if Path(output_dir).resolve().is_relative_to(folder.resolve()):
         if own_version:
@@ -148,6 +177,12 @@ def evaluate_artifact(path: str | Path, dataset_version: str | None = None, flip
             metadata.setdefault("evaluations", {})[dataset.version] = metrics
         artifact.write_metadata(folder, metadata)
     return {**metrics, "model_id": metadata["model_id"], "reports_dir": str(output_dir)}
+
+
+def recipe_tta(metadata: dict) -> str:
+    """The test-time augmentation a saved model's recipe evaluates with (none, flip, flip_translate)."""
+    recipe = metadata.get("recipe") or {}
+    return recipe.get("tta") or ("flip" if recipe.get("flip_tta") else "none")
 
 
 def _dataset_for(metadata: dict, version: str | None, settings: Settings) -> Dataset:

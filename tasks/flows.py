@@ -125,8 +125,7 @@ def evaluate_model(model_path: str, db_url: str | None = None) -> dict:
     metadata = artifact.read_metadata(model_path)
     reports_dir = Path(metadata["path"]) / artifact.REPORTS_DIR
     if not (reports_dir / "metrics.json").exists():
-        flip_tta = bool(metadata.get("recipe", {}).get("flip_tta", False))
-        evaluate.evaluate_artifact(model_path, flip_tta=flip_tta, settings=settings())
+        evaluate.evaluate_artifact(model_path, tta=evaluate.recipe_tta(metadata), settings=settings())
         metadata = artifact.read_metadata(model_path)
     registry.register(_engine(db_url), metadata)
     return dict(model_summary(metadata), reports_dir=str(reports_dir))

@@ -28,7 +28,7 @@ class TrainConfig:
     dataset: str = "cifar10"
     dataset_version: str | None = None  # None: the latest prepared version
     recipe: str = "fast"
-    epochs: int = 10
+    epochs: int | None = None  # None: the recipe's own (Recipe.epochs)
     # Stop when another epoch would overrun this many minutes (the schedule is planned for `epochs`,
     # so a one-cycle run stopped early ends at a high learning rate: cap `epochs` to fit the budget).
     budget_minutes: float | None = None
@@ -45,12 +45,17 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype="float32")[np.asarray(labels, dtype=np.int64)]
 
 
-def make_optimizer(recipe: recipes.Recipe, learning_rate):
+def make_optimizer(recipe: recipes.Recipe, learning_rate, airbench_options: dict | None = None):
     import keras
 
     common = {"learning_rate": learning_rate}
     if recipe.weight_decay:
         common["weight_decay"] = recipe.weight_decay
+    if recipe.optimizer == "airbench_sgd":
+        from tasks.optimizers import AirbenchSGD
+
+        return AirbenchSGD(learning_rate, momentum=recipe.momentum, l2=recipe.l2,
+                           bias_lr_scale=recipe.bias_lr_scale, **(airbench_options or {}))
     if recipe.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(momentum=recipe.momentum, nesterov=True, **common)
     elif recipe.optimizer == "adam":
@@ -65,18 +70,61 @@ def make_optimizer(recipe: recipes.Recipe, learning_rate):
     return optimizer
 
 
+def host_augmented(recipe: recipes.Recipe) -> bool:
+    """Whether the recipe's augmentation runs on the host, per epoch (tasks/batches.py)."""
+    return "alternating_flip" in recipe.augment
+
+
 def compile_trainer(model, recipe: recipes.Recipe, steps_per_epoch: int, epochs: int, seed: int = 0):
-    """`model` behind the recipe's augmentation, compiled with its optimizer, schedule and loss."""
+    """`model` behind the recipe's augmentation, compiled with its optimizer, schedule and loss.
+
+    Host-augmented recipes (airbench) train `model` itself: their batches arrive augmented.
+    """
     import keras
 
     from tasks import augment, schedules
 
-    trainer = augment.training_model(model, recipe.augment, seed)
+    airbench_options = {}
+    if host_augmented(recipe):
+        trainer = model
+        total = steps_per_epoch * epochs
+        airbench_options = {"lookahead_every": recipe.lookahead_every, "total_steps": total,
+                            "frozen_bias_after": steps_per_epoch * recipe.whiten_bias_epochs,
+                            "frozen_bias_layer": "whiten"}
+    else:
+        trainer = augment.training_model(model, recipe.augment, seed)
     trainer.compile(
-        optimizer=make_optimizer(recipe, schedules.build(recipe, steps_per_epoch, epochs)),
+        optimizer=make_optimizer(recipe, schedules.build(recipe, steps_per_epoch, epochs), airbench_options),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        metrics=[LabelledAccuracy(name="accuracy")])
     return trainer
+
+
+def labelled_accuracy_metric():
+    """Top-1 accuracy over labelled images only: outliers (uniform targets) are not counted."""
+    import keras
+    from keras import ops
+
+    class LabelledAccuracyMetric(keras.metrics.Metric):
+        def __init__(self, name="accuracy", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+            self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            labelled = ops.cast(ops.max(y_true, axis=-1) > 0.5, "float32")
+            hits = ops.cast(ops.argmax(y_true, axis=-1) == ops.argmax(y_pred, axis=-1), "float32")
+            self.correct.assign_add(ops.sum(hits * labelled))
+            self.count.assign_add(ops.sum(labelled))
+
+        def result(self):
+            return self.correct / ops.maximum(self.count, 1.0)
+
+    return LabelledAccuracyMetric
+
+
+def LabelledAccuracy(name: str = "accuracy"):  # noqa: N802  reads as the metric class it builds
+    return labelled_accuracy_metric()(name=name)
 
 
 def epoch_callbacks(budget_minutes: float | None):
@@ -113,8 +161,10 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
     settings = settings or Settings.from_env()
     dataset = dataset or load(config.dataset, config.dataset_version, settings)
     recipe = recipes.recipe_for(config.recipe, config.architecture, dict(config.recipe_overrides))
-    if config.epochs < 1:
-        raise ValueError(f"epochs must be at least 1, not {config.epochs}")
+    config = dataclasses.replace(config, epochs=config.epochs or recipe.epochs)
+    epochs = config.epochs
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, not {epochs}")
     keras.utils.set_random_seed(config.seed)
     num_classes = len(dataset.class_names)
 
@@ -125,9 +175,19 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
 
     model = models.build(config.architecture, dataset.manifest["image_shape"], num_classes,
                          dict(config.model_overrides))
-    preprocessing_layer(model).set_mean_from(x_train)
-    steps_per_epoch = int(np.ceil(len(x_train) / recipe.batch_size))
-    trainer = compile_trainer(model, recipe, steps_per_epoch, config.epochs, config.seed)
+    preprocessing_layer(model).fit_statistics(x_train)
+    if config.architecture == "airbench":
+        from models import airbench
+
+        airbench.init_whitening(model, x_train, models.config_for("airbench", dict(config.model_overrides)))
+    if host_augmented(recipe):
+        batches = training_batches(recipe, x_train, y_train, num_classes, config, settings)
+        steps_per_epoch, fit_data = len(batches), {"x": batches}
+    else:
+        steps_per_epoch = int(np.ceil(len(x_train) / recipe.batch_size))
+        fit_data = {"x": x_train, "y": one_hot(y_train, num_classes), "batch_size": recipe.batch_size,
+                    "shuffle": True}
+    trainer = compile_trainer(model, recipe, steps_per_epoch, epochs, config.seed)
     callbacks = epoch_callbacks(config.budget_minutes)
     if recipe.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5,
@@ -135,9 +195,11 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
 
     started = time.monotonic()
     history = trainer.fit(
-        x_train, one_hot(y_train, num_classes), batch_size=recipe.batch_size, epochs=config.epochs,
+        **fit_data, epochs=epochs,
         validation_data=(np.asarray(dataset["x_val"]), one_hot(dataset["y_val"], num_classes)),
-        callbacks=callbacks, shuffle=True, verbose=config.verbose)
+        callbacks=callbacks, verbose=config.verbose)
+    if hasattr(trainer.optimizer, "finish"):
+        trainer.optimizer.finish(model.trainable_variables)  # lookahead ends on its slow weights
     training_seconds = time.monotonic() - started
     history_lists = {key: [float(v) for v in values] for key, values in history.history.items()
                      if key != "learning_rate"}
@@ -146,7 +208,7 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
         # a subfolder: the scratch folder itself is private (0700), and save() copies modes
         reports_dir = Path(scratch) / artifact.REPORTS_DIR if config.reports else None
         metrics = evaluate.evaluate_model(
-            model, dataset, flip_tta=recipe.flip_tta, history=history_lists, output_dir=reports_dir,
+            model, dataset, tta=recipes.tta_of(recipe), history=history_lists, output_dir=reports_dir,
             title=f"{config.architecture} / {config.recipe} on {dataset.name}")
         metadata = artifact.describe(
             model=model, config=config, recipe=recipe, dataset=dataset, metrics=metrics,
@@ -157,6 +219,25 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
     if config.register:
         register(metadata, settings)
     return metadata
+
+
+def training_batches(recipe: recipes.Recipe, x_train, y_train, num_classes: int, config: TrainConfig,
+                     settings: Settings):
+    """Host-augmented batches (tasks/batches.py), with outlier exposure when the recipe asks for it."""
+    from tasks import batches, outliers
+
+    translate_pixels = int(next((name[len("translate"):] for name in recipe.augment
+                                 if name.startswith("translate") and name[len("translate"):].isdigit()), 0))
+    outlier_images, outlier_batch = None, 0
+    if recipe.outlier_dataset:
+        outlier_images = outliers.images(load(recipe.outlier_dataset, None, settings), "exposure", "train")
+        outlier_batch = max(1, round(recipe.batch_size * recipe.outlier_batch_fraction))
+        log.info("outlier exposure: %d images of %s, %d per batch", len(outlier_images),
+                 recipe.outlier_dataset, outlier_batch)
+    return batches.AugmentedBatches(
+        x_train, y_train, num_classes, min(recipe.batch_size, len(x_train)),
+        translate_pixels=translate_pixels, seed=config.seed, outliers=outlier_images,
+        outlier_batch=outlier_batch, outlier_weight=recipe.outlier_weight)
 
 
 def register(metadata: dict, settings: Settings) -> bool:

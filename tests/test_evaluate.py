@@ -75,7 +75,7 @@ def colour_dataset(count: int = 60) -> Dataset:
 def test_evaluate_model_measures_and_writes_the_report(tmp_path):
     pytest.importorskip("matplotlib")
     history = {"accuracy": [0.3, 0.5], "val_accuracy": [0.4, 0.6], "loss": [2.0, 1.5], "val_loss": [1.8, 1.4]}
-    metrics = evaluate.evaluate_model(ColourModel(), colour_dataset(), flip_tta=True, history=history,
+    metrics = evaluate.evaluate_model(ColourModel(), colour_dataset(), tta="flip", history=history,
                                       output_dir=tmp_path / "reports", title="colours")
     assert 0 < metrics["test_top1"] <= metrics["test_top5"] <= 1
     assert metrics["test_top1_tta"] == pytest.approx(metrics["test_top1"])  # mirror-symmetric stand-in

@@ -57,7 +57,7 @@ def saved_sharpened(architecture: str, images: np.ndarray, settings: Settings) -
 
     keras.utils.set_random_seed(0)
     model = models.build(architecture)
-    preprocessing_layer(model).set_mean_from(images)
+    preprocessing_layer(model).fit_statistics(images)
     class_layer = [layer for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))][-1]
     # logits are linear in the class kernel (its bias is still zero): stretch them to a spread of about 6
     logit_spread = np.ptp(np.log(np.asarray(model.predict_on_batch(images[:16].astype("float32")))), axis=1).mean()

@@ -9,7 +9,10 @@ def register(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a dataset version's test split")
     evaluate.add_argument("model", help="a model artifact folder (holding model.keras and metadata.json)")
     evaluate.add_argument("--dataset-version", help="default: the model's own version, else the latest")
-    evaluate.add_argument("--tta", action="store_true", help="also measure with flip test-time augmentation")
+    evaluate.add_argument("--tta", nargs="?", const="recipe", default="none",
+                          choices=("recipe", "none", "flip", "flip_translate"),
+                          help="also measure with test-time augmentation; alone: the model recipe's "
+                               "(flip for fast, flip_translate for airbench) (default: %(default)s)")
     evaluate.add_argument("--output", help="write the reports here instead of the artifact's reports/ "
                                            "(metadata.json is then left as it is)")
     evaluate.add_argument("--no-figures", action="store_true", help="metrics and report.md only, no PNGs")
@@ -24,9 +27,10 @@ def run(args) -> int:
     from tasks import artifact, evaluate
     from tasks.dataset import DatasetNotFound
 
-    config = evaluate.EvaluateConfig(flip_tta=args.tta, figures=not args.no_figures)
     try:
-        metrics = evaluate.evaluate_artifact(args.model, args.dataset_version, args.tta,
+        tta = evaluate.recipe_tta(artifact.read_metadata(args.model)) if args.tta == "recipe" else args.tta
+        config = evaluate.EvaluateConfig(tta=tta, figures=not args.no_figures)
+        metrics = evaluate.evaluate_artifact(args.model, args.dataset_version, tta,
                                              output_dir=Path(args.output) if args.output else None, config=config)
     except (artifact.ArtifactError, DatasetNotFound, evaluate.EvaluationError) as error:
         print(f"hashtagger evaluate: error: {error}", file=sys.stderr)
@@ -35,7 +39,7 @@ def run(args) -> int:
     print(f"{metrics['model_id']} on {metrics['dataset']} {metrics['dataset_version']} "
           f"({metrics['test_images']:,} test images)")
     print(f"  top-1 {metrics['test_top1']:.2%}  top-5 {metrics['test_top5']:.2%}"
-          + (f"  with flip TTA: top-1 {metrics['test_top1_tta']:.2%}" if args.tta else ""))
+          + (f"  with {tta} TTA: top-1 {metrics['test_top1_tta']:.2%}" if tta != "none" else ""))
     worst = sorted(((name, value) for name, value in metrics["per_class_accuracy"].items() if value is not None),
                    key=lambda item: item[1])[:3]
     print("  weakest classes: " + ", ".join(f"{name} {value:.1%}" for name, value in worst))

@@ -9,11 +9,11 @@ from tasks.config import Settings
 
 def register(commands) -> None:
     train = commands.add_parser("train", help="train one architecture and save a model artifact")
-    train.add_argument("--arch", default="vgg16", help="shallow, allconv, resnet, vgg16 or resnet9")
+    train.add_argument("--arch", default="vgg16", help="shallow, allconv, resnet, vgg16, resnet9 or airbench")
     train.add_argument("--dataset", default="cifar10")
     train.add_argument("--dataset-version", help="default: the latest prepared version")
-    train.add_argument("--recipe", default="fast", help="seed (the report's) or fast")
-    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--recipe", default="fast", help="seed (the report's), fast or airbench")
+    train.add_argument("--epochs", type=int, help="default: the recipe's own (airbench 10)")
     train.add_argument("--budget-minutes", type=float, help="stop after this much wall-clock time")
     train.add_argument("--train-limit", type=int, help="train on the first N images only")
     train.add_argument("--seed", type=int, default=0)
