@@ -2,7 +2,7 @@
 
 For each architecture: a short probe measures training images/s on the real data, the epochs that fit
 the budget are planned from it (so the one-cycle schedule ends near the budget instead of being cut
-at a high learning rate), then `tasks.train` trains with that epoch cap and the budget as a hard stop.
+at a high learning rate), then `tasks.train.train` trains with that epoch cap and the budget as a hard stop.
 Writes `reports/accuracy-<dataset>.md` (+ .json and plots), with the report's own figures beside ours.
 
     python benchmarks/accuracy.py --budget-minutes 60 --dataset cifar10
@@ -46,8 +46,8 @@ class BudgetPlan:
 
 def ensure_dataset(name: str, source: str | None):
     """The latest prepared version of `name`, prepared from ../shared/data when there is none."""
-    from tasks import prepare
-    from tasks.dataset import DatasetNotFound, load
+    from tasks.data import prepare
+    from tasks.data.dataset import DatasetNotFound, load
 
     try:
         return load(name)
@@ -91,8 +91,8 @@ def time_to_target(history: dict, target: float | None) -> float | None:
 
 def run(args):
     """Train every architecture; returns (result rows, the dataset used)."""
-    from tasks import train
-    from tasks.commands.train import pairs
+    from tasks.train import train
+    from tasks.cli.train import pairs
 
     recipe_overrides, model_overrides = pairs(args.recipe_set), pairs(args.model_set)
     plan = BudgetPlan(probe_steps=args.probe_steps)
@@ -200,7 +200,7 @@ def markdown(results: list[dict], args, machine: str, dataset_version: str, trai
 
 
 def plots(results: list[dict], dataset: str, output_dir: Path) -> None:
-    from tasks import reports
+    from tasks.evaluate import figures as reports
 
     results = [row for row in results if not row.get("skipped")]
     if not results:

@@ -82,7 +82,7 @@ def markdown(rows: list[dict], runs: list[tuple[str, Path]], output: Path) -> st
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    from tasks import reports
+    from tasks.evaluate import figures as reports
 
     figure = reports.new_figure(10, 4.5)
     for index, dataset in enumerate(("cifar10", "cifar100"), 1):

@@ -114,7 +114,7 @@ def write_inputs(root: Path, config: BenchConfig, tiles: list[bytes]) -> dict[st
 
 
 def _read_decode(path: Path) -> np.ndarray:
-    from tasks import decode
+    from tasks.data import images as decode
 
     return decode.decode(path.read_bytes())
 
@@ -152,7 +152,8 @@ def inference_rate(model, tiles: list[np.ndarray], batch_size: int = 256) -> flo
 def write_rate(url: str, images: int = 3000, batch_size: int = 256) -> float:
     """Images per second through results.write_batch alone: the done-lookup and the upserts of a result
     and 10 ranked hashtags per image, batches of 256 (the third stage end to end runs)."""
-    from tasks import db, results
+    from tasks.store import db
+    from tasks.store import results
     from tasks.hashtags.rank import RankedHashtag
 
     engine = db.ensure_schema(sa.create_engine(url))
@@ -267,7 +268,7 @@ def hashtag_command(image: Path, runs: int = 5) -> dict:
         started = time.perf_counter()
         subprocess.run([str(BIN / "hashtag"), str(image)], check=True, capture_output=True)
         times.append(time.perf_counter() - started)
-    probe = ("import sys; from tasks import cli; cli.hashtag_main([sys.argv[1]]); "
+    probe = ("import sys; from tasks.cli import main as cli; cli.hashtag_main([sys.argv[1]]); "
              "print('tensorflow' in sys.modules or 'keras' in sys.modules, file=sys.stderr)")
     imported = subprocess.run([sys.executable, "-c", probe, str(image)], check=True, capture_output=True,
                               text=True).stderr.strip().splitlines()[-1]
@@ -279,7 +280,7 @@ def hashtag_command(image: Path, runs: int = 5) -> dict:
 REPORT_WAY = """
 import sys, numpy
 from PIL import Image
-from tasks import artifact
+from tasks.registry import artifact
 model, metadata = artifact.load_keras(sys.argv[1])
 image = Image.open(sys.argv[2]).convert("RGB").resize((32, 32))
 probabilities = model.predict(numpy.asarray(image, dtype="float32")[None], verbose=0)[0]
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_images:
         config = dataclasses.replace(config, memory_images=args.memory_images)
 
-    from tasks import predictor
+    from tasks.tag import predictor
 
     model_dir = predictor.bundled_model()
     model = predictor.load(model_dir)

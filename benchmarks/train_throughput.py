@@ -1,6 +1,6 @@
 """Training throughput of every architecture and recipe, against this machine's matmul speed.
 
-For each (architecture, recipe): the real training step of `tasks.train` (the recipe's augmentation,
+For each (architecture, recipe): the real training step of `tasks.train.train` (the recipe's augmentation,
 optimizer and loss) on random uint8 images, timed after a warm-up that builds the graph. Achieved
 GFLOP/s counts a training step as 3 forward passes (models/flops.py: 2 x multiply-adds of the convs
 and dense layers). The machine's reference is a float32 matmul measured in the same run, before and
@@ -112,7 +112,8 @@ def measure(architecture: str, recipe_name: str, config: ThroughputConfig = Thro
     import models
     from models import flops
     from models.layers import preprocessing_layer
-    from tasks import recipes, train
+    from tasks.train import recipes
+    from tasks.train import train
 
     overrides = dict(recipe_overrides or {})
     if config.batch_size:
@@ -153,7 +154,7 @@ def markdown(rows: list[dict], matmul: list[float], machine: str, config: Throug
     lines = [
         "# Training throughput", "",
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine}.", "",
-        f"Random uint8 images, the recipe's augmentation, optimizer and loss (the real `tasks.train` step), "
+        f"Random uint8 images, the recipe's augmentation, optimizer and loss (the real `tasks.train.train` step), "
         f"{config.steps} steps timed from the first one's start to the last one's end, after "
         f"{config.warmup_steps} warm-up steps; the rest of that `fit` call is the overhead column. "
         f"Achieved GFLOP/s counts a "

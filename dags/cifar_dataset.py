@@ -42,11 +42,11 @@ PREPARED = AssetAlias(name="hashtagger_prepared_datasets")
 def cifar_dataset():
     @task(outlets=[PREPARED])
     def prepare() -> dict:
-        from tasks import flows
+        from tasks import pipeline
 
         context = get_current_context()
         params = context["params"]
-        prepared = flows.prepare_dataset(params["dataset"], params["source"] or None)
+        prepared = pipeline.prepare_dataset(params["dataset"], params["source"] or None)
         context["outlet_events"][PREPARED].add(
             DATASETS[prepared["dataset"]], extra={"dataset": prepared["dataset"], "version": prepared["version"]})
         return prepared

@@ -33,10 +33,10 @@ from tasks import connections
 def hashtag_refresh():
     @task
     def refresh() -> dict:
-        from tasks import flows
+        from tasks import pipeline
 
         dataset = get_current_context()["params"]["dataset"]
-        return flows.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(), dataset)
+        return pipeline.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(), dataset)
 
     refresh()
 

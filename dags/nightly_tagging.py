@@ -56,41 +56,41 @@ RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group=
 def nightly_tagging():
     @task
     def refresh_hashtags() -> dict:
-        from tasks import flows
+        from tasks import pipeline
 
         dataset = get_current_context()["params"]["dataset"]
-        return flows.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(), dataset)
+        return pipeline.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(), dataset)
 
     @task
     def find_new_images() -> list[dict]:
         """One work order per shard, or none when every image is tagged already."""
-        from tasks import flows
+        from tasks import pipeline
 
         context = get_current_context()
         params, db_url = context["params"], connections.results_db_url()
-        model_path = params["model"] or flows.champion_path(params["dataset"], db_url)
-        found = flows.list_new_images(params["source"], model_path, db_url, connections.s3_settings(params["source"]))
-        key, shards = flows.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
+        model_path = params["model"] or pipeline.champion_path(params["dataset"], db_url)
+        found = pipeline.list_new_images(params["source"], model_path, db_url, connections.s3_settings(params["source"]))
+        key, shards = pipeline.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
         log.info("%d of %d images of %s are new for %s", found["new"], found["seen"], found["source"],
                  found["model_version"])
         return [{"source": found["source"], "model_path": model_path, "shard": shard, "shards": shards,
-                 "run_id": flows.shard_run_id(key, shard, shards)} for shard in range(shards) if found["new"]]
+                 "run_id": pipeline.shard_run_id(key, shard, shards)} for shard in range(shards) if found["new"]]
 
     @task(max_active_tis_per_dagrun=8)
     def tag_shard(order: dict) -> dict:
-        from tasks import flows
+        from tasks import pipeline
 
         platform = get_current_context()["params"]["platform"]
-        return flows.tag_shard(order["source"], order["model_path"], order["shard"], order["shards"],
+        return pipeline.tag_shard(order["source"], order["model_path"], order["shard"], order["shards"],
                                order["run_id"], connections.results_db_url(), connections.s3_settings(order["source"]), platform)
 
     @task(trigger_rule="none_failed", outlets=[RESULTS])
     def record_summary(hashtags: dict) -> dict:
-        from tasks import flows
+        from tasks import pipeline
 
         context = get_current_context()
-        key = flows.run_key(context.get("logical_date"), context["run_id"])
-        summary = flows.summarize_run(key, context["params"]["shards"], connections.results_db_url())
+        key = pipeline.run_key(context.get("logical_date"), context["run_id"])
+        summary = pipeline.summarize_run(key, context["params"]["shards"], connections.results_db_url())
         summary.update(source=context["params"]["source"], x=hashtags.get("x"))
         context["outlet_events"][RESULTS].extra = summary
         return summary

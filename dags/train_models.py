@@ -21,7 +21,8 @@ import os
 from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
 
 import models
-from tasks import connections, recipes
+from tasks import connections
+from tasks.train import recipes
 
 DATASETS = {name: Asset(name=f"{name}_dataset", uri=f"hashtagger://datasets/{name}", group="dataset")
             for name in ("cifar10", "cifar100")}
@@ -58,7 +59,7 @@ def train_models():
     @task
     def plan() -> list[dict]:
         """One training spec per architecture, on the dataset version that started the run, if any."""
-        from tasks import flows
+        from tasks import pipeline
 
         context = get_current_context()
         params = context["params"]
@@ -67,31 +68,31 @@ def train_models():
                     for event in sorted(events, key=lambda event: event.timestamp) if "version" in event.extra}
         versions = versions or {params["dataset"]: None}
         return [spec for dataset, version in sorted(versions.items())
-                for spec in flows.training_plan(params["architectures"], dataset, params["recipe"],
+                for spec in pipeline.training_plan(params["architectures"], dataset, params["recipe"],
                                                 params["epochs"], version, params["train_limit"],
                                                 params["budget_minutes"])]
 
     @task(queue=TRAIN_QUEUE, pool=TRAIN_POOL, execution_timeout=dt.timedelta(hours=12))
     def train(spec: dict) -> dict:
-        from tasks import flows
+        from tasks import pipeline
 
-        return flows.train_model(spec)
+        return pipeline.train_model(spec)
 
     @task(queue=TRAIN_QUEUE)
     def evaluate(model: dict) -> dict:
-        from tasks import flows
+        from tasks import pipeline
 
-        return flows.evaluate_model(model["path"], connections.results_db_url())
+        return pipeline.evaluate_model(model["path"], connections.results_db_url())
 
     @task(queue=TRAIN_QUEUE, outlets=[PROMOTED])
     def promote(evaluated: list[dict]) -> list[dict]:
         """Per dataset trained: the best model of the run becomes champion if it beats the current one."""
-        from tasks import flows
+        from tasks import pipeline
 
         context = get_current_context()
         evaluated, db_url, results = list(evaluated), connections.results_db_url(), []
         for dataset in sorted({model["dataset"] for model in evaluated}):
-            result = flows.promote(evaluated, dataset, db_url)
+            result = pipeline.promote(evaluated, dataset, db_url)
             if result["promoted"]:
                 context["outlet_events"][PROMOTED].add(CHAMPIONS[dataset], extra={
                     "dataset": dataset, "model_id": result["promoted"],

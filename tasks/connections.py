@@ -1,7 +1,9 @@
 """Airflow connections -> the plain arguments the pipeline's functions take (a URL, S3 settings, a token).
 
-Only DAG tasks call these, on the workers. Airflow is imported inside each function, so this module,
-like everything under tasks/, imports and tests without Airflow.
+Only DAG tasks call these, on the workers. It is installed with the package rather than kept in dags/:
+Airflow 3 no longer puts the DAG folder on sys.path (airflow.settings adds only config/ and plugins/),
+so a module beside the DAGs would not import on a worker. Airflow is imported inside each function, so
+it imports and tests without Airflow.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def s3_settings(source: str, conn_id: str = "aws_default"):
         return None
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    from tasks.flows import S3Settings
+    from tasks.pipeline import S3Settings
 
     hook = S3Hook(aws_conn_id=conn_id)
     credentials = hook.get_credentials()

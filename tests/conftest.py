@@ -49,7 +49,7 @@ def pg_url(pg_server_url):
     name = f"hashtagger_test_{uuid.uuid4().hex[:12]}"
     url = _create_database(pg_server_url, name)
     yield url
-    from tasks import db
+    from tasks.store import db
 
     db.engine.cache_clear()
     _drop_database(pg_server_url, name)

@@ -8,7 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from tasks import artifact, predictor
+from tasks.registry import artifact
+from tasks.tag import predictor
 
 MAX_BYTES = 15 * 1024 * 1024  # per model file
 

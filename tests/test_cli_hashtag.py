@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from PIL import Image
 
 from fixtures import hostile
-from tasks import db, predictor
+from tasks.store import db
+from tasks.tag import predictor
 
 # CIFAR-10 test images: (class, index in the JPEG test set); the model's answer on each was checked.
 PICTURES = [("cat", 0), ("cat", 1), ("ship", 0), ("airplane", 0), ("frog", 0), ("truck", 0)]
@@ -102,7 +103,7 @@ def test_hashtag_bad_file_message_on_stderr_others_answered_exit_non_zero(bin_di
 def test_the_serving_path_never_imports_tensorflow(bundled_model, pictures, tmp_path, sqlite_url):
     """`hashtag` and `hashtagger tag` on the bundled ONNX model: no TensorFlow, no Keras in the process."""
     probe = ("import sys, contextlib, io\n"
-             "from tasks import cli\n"
+             "from tasks.cli import main as cli\n"
              "with contextlib.redirect_stdout(io.StringIO()):\n"
              f"    cli.hashtag_main([{str(pictures['cat0'])!r}])\n"
              f"    cli.main(['tag', {str(pictures['cat0'].parent)!r}, '--quiet'])\n"

@@ -158,7 +158,7 @@ def airflow_env(tmp_path_factory, s3_server):
     assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
     print(f"airflow db migrate: {time.monotonic() - started:.1f} s")
     yield {"env": env, "results_url": urls["results"], "home": Path(env["HASHTAGGER_HOME"])}
-    from tasks import db
+    from tasks.store import db
 
     db.engine.cache_clear()
     for name in names.values():
@@ -226,10 +226,10 @@ def test_train_models_trains_each_architecture_and_promotes_the_better(airflow_e
     assert [decision["promoted"] for decision in promotion["decisions"]] == [True, False]
     assert outcome["events"] == [["cifar10_champion", {"dataset": "cifar10", "model_id": best["model_id"],
                                                        "test_top1": best["test_top1"]}]]
-    from tasks import flows
+    from tasks import pipeline
 
     monkeypatch.setenv("HASHTAGGER_HOME", str(airflow_env["home"]))
-    assert Path(flows.champion_path("cifar10", airflow_env["results_url"])) == Path(best["path"])
+    assert Path(pipeline.champion_path("cifar10", airflow_env["results_url"])) == Path(best["path"])
 
 
 def test_nightly_tagging_tags_the_bucket_with_the_champion_once(airflow_env, tiny_tree, s3_client):

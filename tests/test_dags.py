@@ -1,6 +1,6 @@
 """DAG integrity: every DAG file imports without errors, fast, without TensorFlow, and declares what the
 house style asks (schedule, UTC start, catchup off, tags, retries, docs); plus the small pure helpers
-of tasks/flows.py that the DAGs rely on.
+of tasks/pipeline.py that the DAGs rely on.
 
 Airflow is inspected in a subprocess with its own AIRFLOW_HOME, so this process never imports it (its
 configuration is fixed at first import) and nothing is written to ~/airflow.
@@ -131,37 +131,38 @@ def test_tagging_is_mapped_over_shards(inspection):
     assert tasks["record_summary"]["outlets"] == ["image_tags"]
 
 
-# ------------------------------------------------------------------------------------------ tasks/flows.py
+# ------------------------------------------------------------------------------------------ tasks/pipeline.py
 
 def test_run_key_comes_from_the_logical_date_or_the_run_id():
-    from tasks import flows
+    from tasks import pipeline
 
     logical = dt.datetime(2026, 11, 27, 2, tzinfo=dt.timezone.utc)
-    assert flows.run_key(logical, "scheduled__2026-11-27T02:00:00+00:00") == "nightly-20261127T020000Z"
-    assert (flows.run_key(None, "manual__2026-11-27T06:03:01.8+00:00")
+    assert pipeline.run_key(logical, "scheduled__2026-11-27T02:00:00+00:00") == "nightly-20261127T020000Z"
+    assert (pipeline.run_key(None, "manual__2026-11-27T06:03:01.8+00:00")
             == "nightly-manual__2026-11-27T06-03-01.8-00-00")
-    assert flows.shard_run_id("nightly-20261127T020000Z", 1, 4) == "nightly-20261127T020000Z-shard1of4"
+    assert pipeline.shard_run_id("nightly-20261127T020000Z", 1, 4) == "nightly-20261127T020000Z-shard1of4"
 
 
 def test_training_plan_has_one_spec_per_architecture_and_rejects_bad_names():
-    from tasks import flows, train
+    from tasks import pipeline
+    from tasks.train import train
 
-    plan = flows.training_plan(["vgg16", "shallow", "vgg16"], "cifar10", "fast", 2, "abc123")
+    plan = pipeline.training_plan(["vgg16", "shallow", "vgg16"], "cifar10", "fast", 2, "abc123")
     assert [spec["architecture"] for spec in plan] == ["vgg16", "shallow"]
     assert train.TrainConfig(**plan[0]).dataset_version == "abc123"  # specs are TrainConfig fields
     with pytest.raises(ValueError, match="resnet50"):
-        flows.training_plan(["resnet50"], "cifar10", "fast", 1)
+        pipeline.training_plan(["resnet50"], "cifar10", "fast", 1)
     with pytest.raises(ValueError, match="recipe"):
-        flows.training_plan(["vgg16"], "cifar10", "slow", 1)
+        pipeline.training_plan(["vgg16"], "cifar10", "slow", 1)
 
 
 def test_aws_environment_is_set_for_the_body_and_restored(monkeypatch):
-    from tasks import flows
+    from tasks import pipeline
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "outer")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    s3 = flows.S3Settings(endpoint_url="http://127.0.0.1:9000", access_key_id="inner", secret_access_key="s")
-    with flows.aws_environment(s3):
+    s3 = pipeline.S3Settings(endpoint_url="http://127.0.0.1:9000", access_key_id="inner", secret_access_key="s")
+    with pipeline.aws_environment(s3):
         assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9000"
         assert os.environ["AWS_ACCESS_KEY_ID"] == "inner"
     assert os.environ["AWS_ACCESS_KEY_ID"] == "outer" and "AWS_ENDPOINT_URL" not in os.environ

@@ -6,7 +6,7 @@ import subprocess
 
 import sqlalchemy as sa
 
-from tasks import db
+from tasks.store import db
 
 
 def test_migrate_twice_applies_once(db_url):
@@ -51,7 +51,8 @@ def test_default_database_is_sqlite_under_home(tmp_path, monkeypatch):
 
 
 def test_bundled_model_is_recorded_in_the_registry_on_first_use(db_url):
-    from tasks import predictor, registry
+    from tasks.tag import predictor
+    from tasks.registry import registry
 
     engine = db.ensure_schema(db.engine(db_url))
     assert registry.list_models(engine, "cifar10") == []

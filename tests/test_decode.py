@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 from fixtures import hostile
-from tasks import decode
+from tasks.data import images as decode
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import download
-from tasks.download import DownloadError
+from tasks.data import download
+from tasks.data.download import DownloadError
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB + 4 bytes: more than one read chunk
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()

@@ -10,9 +10,12 @@ import pytest
 import sqlalchemy as sa
 from test_train import tiny_cifar, tiny_cifar_home, tiny_cifar_tree  # noqa: F401  (shared fixtures)
 
-from tasks import calibration, cli, db, evaluate
+from tasks.evaluate import calibration
+from tasks.cli import main as cli
+from tasks.store import db
+from tasks.evaluate import evaluate
 from tasks.config import Settings
-from tasks.dataset import Dataset
+from tasks.data.dataset import Dataset
 
 
 def sample(rng, logits: np.ndarray) -> np.ndarray:
@@ -91,7 +94,9 @@ def test_evaluate_model_measures_and_writes_the_report(tmp_path):
 
 
 def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, hashtagger_home, capsys):  # noqa: F811
-    from tasks import artifact, prepare, train
+    from tasks.registry import artifact
+    from tasks.data import prepare
+    from tasks.train import train
 
     metadata = train.train(train.TrainConfig(
         architecture="shallow", recipe="seed", epochs=1, train_limit=64, recipe_overrides=(("batch_size", 32),),
@@ -134,7 +139,8 @@ def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, ha
 
 def test_a_model_from_elsewhere_is_evaluated_on_the_latest_local_version(tiny_cifar, hashtagger_home):  # noqa: F811
     """A bundled or copied model names a dataset version this machine never prepared."""
-    from tasks import artifact, train
+    from tasks.registry import artifact
+    from tasks.train import train
 
     metadata = train.train(train.TrainConfig(
         architecture="shallow", recipe="seed", epochs=1, train_limit=32, recipe_overrides=(("batch_size", 32),),

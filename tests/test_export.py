@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 from test_train import tiny_cifar, tiny_cifar_home, tiny_cifar_tree  # noqa: F401  (shared fixtures)
 
-from tasks import artifact, db, predictor, promote, registry
+from tasks.registry import artifact
+from tasks.store import db
+from tasks.tag import predictor
+from tasks.registry import promote
+from tasks.registry import registry
 from tasks.config import Settings
 
 pytest.importorskip("onnxruntime")
@@ -31,7 +35,7 @@ def real_images() -> tuple[np.ndarray, np.ndarray]:
         pytest.skip(f"real CIFAR-10 images not found at {archive}")
     from PIL import Image
 
-    from tasks.prepare import CIFAR10_CLASSES
+    from tasks.data.prepare import CIFAR10_CLASSES
 
     images, labels, per_class = [], [], {}
     with tarfile.open(archive, "r:gz") as tar:
@@ -70,7 +74,7 @@ def saved_sharpened(architecture: str, images: np.ndarray, settings: Settings) -
 
 @pytest.mark.parametrize("architecture", ["shallow", "allconv", "resnet", "vgg16", "resnet9"])
 def test_onnx_gives_keras_probabilities_on_real_images(architecture, real_images, hashtagger_home):
-    from tasks import export
+    from tasks.registry import export
 
     real_images, _ = real_images
     folder = saved_sharpened(architecture, real_images, Settings.from_env())
@@ -87,7 +91,7 @@ def test_onnx_gives_keras_probabilities_on_real_images(architecture, real_images
 
 
 def test_promotion_exports_the_champion_and_serving_uses_it(tiny_cifar, real_images, hashtagger_home):  # noqa: F811
-    from tasks import train
+    from tasks.train import train
 
     real_images, _ = real_images
     metadata = train.train(train.TrainConfig(

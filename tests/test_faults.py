@@ -15,7 +15,10 @@ import pytest
 import sqlalchemy as sa
 
 from fixtures import hostile, tiny_model
-from tasks import db, predictor, results, tag
+from tasks.store import db
+from tasks.tag import predictor
+from tasks.store import results
+from tasks.tag import tag
 from tasks.hashtags.engine import HashtagEngine
 
 IMAGES = 600

@@ -13,7 +13,8 @@ from responses import matchers
 
 from fixtures.x_responses import TOKEN, FakeClock, body
 from fixtures.x_responses import rate_headers as headers
-from tasks import cli, db
+from tasks.cli import main as cli
+from tasks.store import db
 from tasks.config import Settings
 from tasks.hashtags import cache, providers, refresh, x_search
 from tasks.hashtags.rank import RankConfig

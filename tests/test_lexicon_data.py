@@ -1,4 +1,4 @@
-"""Checks on the curated offline hashtag lexicon (tasks/data/lexicon.json) and blocklist."""
+"""Checks on the curated offline hashtag lexicon (tasks/resources/lexicon.json) and blocklist."""
 
 import json
 import re
@@ -8,7 +8,7 @@ import pytest
 
 import tasks
 
-DATA = Path(tasks.__file__).parent / "data"
+DATA = Path(tasks.__file__).parent / "resources"
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

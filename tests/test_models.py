@@ -11,7 +11,9 @@ keras = pytest.importorskip("keras")
 
 import models  # noqa: E402
 from models import flops  # noqa: E402
-from tasks import augment, recipes, schedules  # noqa: E402
+from tasks.train import augment  # noqa: E402
+from tasks.train import recipes
+from tasks.train import schedules
 
 DOCUMENTED = re.compile(r"10 classes: ([\d,]+) parameters \(([\d,]+) for 100 classes\).*?(\d+) MFLOPs", re.S)
 

@@ -26,10 +26,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks import dataset, prepare
+from tasks.data import dataset
+from tasks.data import prepare
 from tasks.config import Settings
-from tasks.download import DownloadError
-from tasks.prepare import CIFAR10_CLASSES, DataError, PrepareConfig
+from tasks.data.download import DownloadError
+from tasks.data.prepare import CIFAR10_CLASSES, DataError, PrepareConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HASHTAGGER = Path(sys.executable).parent / "hashtagger"

@@ -12,7 +12,12 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from tasks import artifact, cli, db, predictor, promote, registry
+from tasks.registry import artifact
+from tasks.cli import main as cli
+from tasks.store import db
+from tasks.tag import predictor
+from tasks.registry import promote
+from tasks.registry import registry
 
 VERSION_1, VERSION_2 = "a1a1a1a1a1a1a1a1", "b2b2b2b2b2b2b2b2"
 

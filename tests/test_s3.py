@@ -12,7 +12,11 @@ import sqlalchemy as sa
 from moto.server import ThreadedMotoServer
 
 from fixtures import hostile, tiny_model
-from tasks import db, predictor, s3, sources, tag
+from tasks.store import db
+from tasks.tag import predictor
+from tasks.tag import s3
+from tasks.tag import sources
+from tasks.tag import tag
 from tasks.hashtags.engine import HashtagEngine
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")

@@ -12,7 +12,10 @@ import sqlalchemy as sa
 from PIL import Image
 
 from fixtures import hostile, tiny_model
-from tasks import db, predictor, sources, tag
+from tasks.store import db
+from tasks.tag import predictor
+from tasks.tag import sources
+from tasks.tag import tag
 from tasks.hashtags import lexicon
 from tasks.hashtags.engine import HashtagEngine
 

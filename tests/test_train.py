@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks import cli, db, recipes, registry
+from tasks.cli import main as cli
+from tasks.store import db
+from tasks.train import recipes
+from tasks.registry import registry
 from tasks.config import Settings
-from tasks.prepare import CIFAR10_CLASSES, PrepareConfig, prepare
+from tasks.data.prepare import CIFAR10_CLASSES, PrepareConfig, prepare
 
 ARCHITECTURES = ("shallow", "allconv", "resnet", "vgg16", "resnet9")
 SMOKE = ["--epochs", "1", "--train-limit", "64", "--recipe-set", "batch_size=32"]  # 2 steps of 32 images
@@ -61,7 +64,7 @@ def tiny_cifar_home(tmp_path_factory, tiny_cifar_tree):
 @pytest.fixture
 def tiny_cifar(tiny_cifar_home, hashtagger_home):
     """The tiny dataset, copied into this test's own HASHTAGGER_HOME; returns the dataset."""
-    from tasks.dataset import load
+    from tasks.data.dataset import load
 
     shutil.copytree(tiny_cifar_home / "datasets", hashtagger_home / "datasets")
     return load("cifar10")
@@ -73,7 +76,7 @@ def model_folders(home: Path) -> list[Path]:
 
 def fresh_process_verify(folders: list[Path], backend: str = "tensorflow") -> list[float]:
     """Reload each model in a new Python process and return how far its predictions moved."""
-    script = ("import json, sys\nfrom tasks import artifact\n"
+    script = ("import json, sys\nfrom tasks.registry import artifact\n"
               "print(json.dumps([artifact.verify(path) for path in sys.argv[1:]]))")
     done = subprocess.run([sys.executable, "-c", script, *map(str, folders)], capture_output=True, text=True,
                           env={**os.environ, "KERAS_BACKEND": backend}, timeout=300)
@@ -84,7 +87,7 @@ def fresh_process_verify(folders: list[Path], backend: str = "tensorflow") -> li
 JAX_SCRIPT = """
 import json, sys
 import keras
-from tasks import train
+from tasks.train import train
 
 assert keras.backend.backend() == "jax", keras.backend.backend()
 paths = []
@@ -151,7 +154,7 @@ def test_every_architecture_trains_under_both_recipes_and_both_backends(tiny_cif
 
 
 def test_the_budget_stops_training_before_the_epochs_run_out(tiny_cifar, hashtagger_home):
-    from tasks import train
+    from tasks.train import train
 
     metadata = train.train(train.TrainConfig(
         architecture="shallow", recipe="seed", epochs=5, budget_minutes=1e-4, train_limit=32,

@@ -1,4 +1,4 @@
-"""The curated offline hashtags (tasks/data/lexicon.json) and the shipped blocklist: always available."""
+"""The curated offline hashtags (tasks/resources/lexicon.json) and the shipped blocklist: always available."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tasks.hashtags.rank import Candidate, fold
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "resources"
 SOURCE = "lexicon"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tasks import db
+from tasks.store import db
 from tasks.config import Settings
 from tasks.hashtags import cache, lexicon
 from tasks.hashtags.engine import HashtagEngine

@@ -14,7 +14,7 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from tasks import db
+from tasks.store import db
 from tasks.hashtags import cache, x_api, x_search, x_trends
 from tasks.hashtags.x_api import XClient, XConfig, XUnavailable
 
@@ -26,7 +26,7 @@ TRANSIENT_STATUSES = ("error", "malformed")  # failures that count towards turni
 
 def default_labels(dataset: str = "cifar10") -> list[str]:
     """Every class name of a dataset: CIFAR-100's fine labels and then its coarse ones."""
-    from tasks import prepare  # numpy and the dataset code, only when the labels are not given
+    from tasks.data import prepare  # numpy and the dataset code, only when the labels are not given
 
     if dataset == "cifar10":
         return list(prepare.CIFAR10_CLASSES)

@@ -1,0 +1,1 @@
+"""Command-line front end (`hashtagger`, `hashtag`): parses arguments and calls tasks.pipeline."""

@@ -1,0 +1,42 @@
+"""`hashtagger data prepare`: build a dataset version."""
+
+from __future__ import annotations
+
+from tasks.config import Settings
+
+
+def register(commands) -> None:
+    data = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+    prep = data.add_parser("prepare", help="build a dataset version from the official archive or a tree")
+    prep.add_argument("dataset", help="cifar10, cifar100, or a name for your own labelled tree")
+    prep.add_argument("--source", help="URL, .tar.gz (official or a class-per-folder tree) or folder")
+    prep.add_argument("--md5", help="expected md5 of a downloaded archive (official ones are known)")
+    prep.add_argument("--validation-size", type=int, default=5000)
+    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--quiet", action="store_true", help="no progress bar")
+    prep.set_defaults(func=prepare)
+
+
+def prepare(args) -> int:
+    import sys
+
+    from tasks.data import download
+    from tasks.data import prepare as stage
+
+    config = stage.PrepareConfig(validation_size=args.validation_size, seed=args.seed)
+    try:
+        manifest = stage.prepare(args.dataset, args.source, Settings.from_env(), config, md5=args.md5,
+                                 progress=not args.quiet)
+    except (stage.DataError, download.DownloadError) as error:  # the user's input, not a bug: no traceback
+        print(f"hashtagger data prepare: error: {error}", file=sys.stderr)
+        return 1
+    counts = manifest["counts"]
+    per_class = manifest["test_per_class"]
+    print(f"{manifest['name']} version {manifest['version']}: {counts['train']:,} train, "
+          f"{counts['validation']:,} validation, {counts['test']:,} test images; "
+          f"{len(manifest['class_names'])} classes, "
+          f"{min(per_class):,}-{max(per_class):,} test images per class")
+    if manifest["skipped_files"]:
+        print(f"skipped {len(manifest['skipped_files'])} unreadable files, "
+              f"e.g. {manifest['skipped_files'][0]}")
+    return 0

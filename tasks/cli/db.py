@@ -1,0 +1,20 @@
+"""`hashtagger db migrate`: apply the numbered SQL migrations to the results database."""
+
+from __future__ import annotations
+
+
+def register(commands) -> None:
+    database = commands.add_parser("db", help="the results database").add_subparsers(
+        dest="db_command", required=True)
+    migrate = database.add_parser("migrate", help="apply new migrations from sql/ (a second run does nothing)")
+    migrate.set_defaults(func=migrate_command)
+
+
+def migrate_command(args) -> int:
+    from tasks.store import db
+
+    engine = db.engine()
+    applied = db.migrate(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    print(f"applied {', '.join(applied)} to {where}" if applied else f"{where} is up to date")
+    return 0

@@ -1,0 +1,66 @@
+"""`hashtagger evaluate MODEL`: test accuracy, per-class accuracy, calibration and plots of a saved model."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(commands) -> None:
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a dataset version's test split")
+    evaluate.add_argument("model", help="a model artifact folder (holding model.keras and metadata.json)")
+    evaluate.add_argument("--dataset-version", help="default: the model's own version, else the latest")
+    evaluate.add_argument("--tta", nargs="?", const="recipe", default="none",
+                          choices=("recipe", "none", "flip", "flip_translate"),
+                          help="also measure with test-time augmentation; alone: the model recipe's "
+                               "(flip_translate for airbench, else flip) (default: %(default)s)")
+    evaluate.add_argument("--output", help="write the reports here instead of the artifact's reports/ "
+                                           "(metadata.json is then left as it is)")
+    evaluate.add_argument("--no-figures", action="store_true", help="metrics and report.md only, no PNGs")
+    evaluate.add_argument("--no-record", action="store_true",
+                          help="do not record the result in the registry (results database)")
+    evaluate.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from tasks.registry import artifact
+    from tasks.evaluate import evaluate
+    from tasks.data.dataset import DatasetNotFound
+
+    try:
+        tta = args.tta
+        if tta == "recipe":  # the recipe's own, and at least the mirror image
+            tta = evaluate.recipe_tta(artifact.read_metadata(args.model)).replace("none", "flip")
+        config = evaluate.EvaluateConfig(tta=tta, figures=not args.no_figures)
+        metrics = evaluate.evaluate_artifact(args.model, args.dataset_version, tta,
+                                             output_dir=Path(args.output) if args.output else None, config=config)
+    except (artifact.ArtifactError, DatasetNotFound, evaluate.EvaluationError) as error:
+        print(f"hashtagger evaluate: error: {error}", file=sys.stderr)
+        return 1
+    calibration = metrics["calibration"]
+    print(f"{metrics['model_id']} on {metrics['dataset']} {metrics['dataset_version']} "
+          f"({metrics['test_images']:,} test images)")
+    print(f"  top-1 {metrics['test_top1']:.2%}  top-5 {metrics['test_top5']:.2%}"
+          + (f"  with {tta} TTA: top-1 {metrics['test_top1_tta']:.2%}" if tta != "none" else ""))
+    worst = sorted(((name, value) for name, value in metrics["per_class_accuracy"].items() if value is not None),
+                   key=lambda item: item[1])[:3]
+    print("  weakest classes: " + ", ".join(f"{name} {value:.1%}" for name, value in worst))
+    print(f"  calibration: temperature {calibration['temperature']:.3f}, ECE {calibration['test_ece_before']:.4f} "
+          f"-> {calibration['test_ece_after']:.4f}")
+    print(f"  reports in {metrics['reports_dir']}")
+    if not args.no_record:
+        record(args.model, metrics)
+    return 0
+
+
+def record(path: str, metrics: dict) -> None:
+    """Store the evaluation in the registry, registering the model first if it is not yet."""
+    from tasks.registry import artifact
+    from tasks.store import db
+    from tasks.registry import registry
+
+    engine = db.ensure_schema(db.engine())
+    if registry.get(engine, metrics["model_id"]) is None:
+        registry.register(engine, artifact.read_metadata(path))
+    registry.record_evaluation(engine, metrics["model_id"], metrics)

@@ -1,0 +1,91 @@
+"""`hashtag IMAGE...`: for each image, its top labels with probabilities and ranked hashtags.
+
+What the report's `python Hashtag.py cat1.jpg` did, on the serving path (ONNX Runtime when the model is
+exported, so no TensorFlow import). A bad file gets a message on stderr, the other images are still
+answered, and the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tasks.hashtags.rank import PLATFORM_LIMITS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hashtag", description="Images in, labels and hashtags out.")
+    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("--model", help="a model artifact folder (default: the bundled model of --dataset)")
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"),
+                        help="whose bundled model answers when --model is not given")
+    parser.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS),
+                        help="instagram: at most 5 hashtags, x: 3, generic: 10")
+    parser.add_argument("--labels", type=int, default=3, help="top labels to show")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import numpy as np
+
+    from tasks.data import images as decode
+    from tasks.tag import predictor
+    from tasks.hashtags import providers
+    from tasks.hashtags.rank import RankConfig
+
+    try:
+        model = predictor.load(args.model or predictor.bundled_model(args.dataset))
+    except (predictor.ModelNotFound, OSError, ValueError) as error:
+        print(f"hashtag: cannot load the model: {error}", file=sys.stderr)
+        return 2
+    engine = providers.engine_for(None, RankConfig(platform=args.platform))
+    answers, tiles, failures = [], [], 0
+    for name in args.images:
+        try:
+            tiles.append((name, _tile(name)))
+        except decode.ImageError as error:
+            print(f"hashtag: {name}: {error}", file=sys.stderr)
+            answers.append({"image": name, "error": str(error)})
+            failures += 1
+    if tiles:
+        probabilities = model.predict(np.stack([tile for _, tile in tiles]))
+        for (name, _), probs in zip(tiles, probabilities):
+            top = model.top_labels(probs, max(args.labels, 1))
+            ranked = engine.hashtags(top, model.coarse_labels(probs))
+            answers.append({"image": name,
+                            "labels": [{"label": label, "probability": round(p, 4)} for label, p in top],
+                            "hashtags": [{"hashtag": tag.hashtag, "source": tag.source,
+                                          "label": tag.label, "score": round(tag.score, 4)} for tag in ranked]})
+    order = {name: index for index, name in enumerate(args.images)}
+    answers.sort(key=lambda answer: order[answer["image"]])
+    if args.json:
+        json.dump({"model": model.model_version, "results": answers}, sys.stdout, indent=1)
+        print()
+    else:
+        for answer in answers:
+            if "error" in answer:
+                continue
+            labels = ", ".join(f"{item['label']} {item['probability']:.0%}" for item in answer["labels"])
+            print(f"{answer['image']}: {labels}")
+            print("  " + " ".join(item["hashtag"] for item in answer["hashtags"]))
+    return 1 if failures else 0
+
+
+def _tile(name: str):
+    """The 32x32 tile of one image file; every failure is an ImageError with a reason people read."""
+    from tasks.data import images as decode
+    from tasks.tag import sources
+
+    try:
+        data = sources.read_file(name)
+    except sources.UnreadableImage as error:
+        raise decode.ImageError(str(error)) from None
+    try:
+        return decode.decode(data)
+    except decode.ImageError:
+        raise
+    except Exception as error:  # noqa: BLE001  a decoder bug on one file: still answer the others
+        raise decode.ImageError(f"unreadable image ({type(error).__name__}: {error})") from None

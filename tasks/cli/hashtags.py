@@ -1,0 +1,114 @@
+"""`hashtagger hashtags refresh|show|block|unblock`: the X hashtag cache and the users' blocklist."""
+
+from __future__ import annotations
+
+import sys
+
+from tasks.hashtags.rank import PLATFORM_LIMITS
+
+
+def register(commands) -> None:
+    hashtags = commands.add_parser("hashtags", help="the X hashtag cache and the blocklist").add_subparsers(
+        dest="hashtags_command", required=True)
+    refresh = hashtags.add_parser(
+        "refresh", help="fetch hashtags from X for labels not fetched within the time to live ($X_BEARER_TOKEN)")
+    refresh.add_argument("--labels", help="comma-separated labels (default: every class name of --dataset)")
+    refresh.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"),
+                         help="whose class names to refresh (cifar100: fine and coarse)")
+    refresh.add_argument("--lang", default="en", help="posts' language; 'any' for all languages")
+    refresh.add_argument("--woeid", type=int, default=1, help="place whose trends boost hashtags (1: worldwide)")
+    refresh.add_argument("--max-posts", type=int, default=100, help="posts read per label (100: one request)")
+    refresh.add_argument("--ttl-hours", type=float, default=6.0, help="skip labels fetched this recently")
+    refresh.add_argument("--force", action="store_true", help="fetch every label, however fresh")
+    refresh.set_defaults(func=refresh_command)
+    show = hashtags.add_parser("show", help="a label's cached hashtags, fetch log and ranked result")
+    show.add_argument("label")
+    show.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS))
+    show.set_defaults(func=show_command)
+    block = hashtags.add_parser("block", help="never suggest a hashtag again")
+    block.add_argument("hashtag", help="e.g. '#spam' (quote it: '#' starts a shell comment)")
+    block.add_argument("--reason", help="why, for whoever reads the table later")
+    block.set_defaults(func=block_command)
+    unblock = hashtags.add_parser("unblock", help="remove a hashtag from the database blocklist")
+    unblock.add_argument("hashtag")
+    unblock.set_defaults(func=unblock_command)
+
+
+def refresh_command(args) -> int:
+    from tasks.store import db
+    from tasks.hashtags import refresh
+    from tasks.hashtags.x_api import XConfig
+
+    try:
+        config = XConfig(lang=None if args.lang == "any" else args.lang, woeid=args.woeid,
+                         max_posts=args.max_posts, ttl_hours=args.ttl_hours)
+    except ValueError as error:
+        print(f"hashtagger hashtags refresh: {error}", file=sys.stderr)
+        return 2
+    labels = args.labels.split(",") if args.labels else None
+    try:
+        summary = refresh.refresh(db.engine(), labels, dataset=args.dataset, config=config, force=args.force)
+    except ValueError as error:
+        print(f"hashtagger hashtags refresh: {error}", file=sys.stderr)
+        return 2
+    print(f"{summary['labels']} labels: {summary['fetched']} fetched, {summary['empty']} without hashtags, "
+          f"{summary['fresh']} still fresh, {summary['failed']} failed, {summary['not_tried']} not tried")
+    requests = ", ".join(f"{count} {endpoint}" for endpoint, count in summary["requests"].items()) or "none"
+    print(f"  trends {summary['trends']}; X {summary['x']}; requests: {requests}")
+    return 0  # X's answers never fail a refresh: what it did not answer stays cached
+
+
+def show_command(args) -> int:
+    import time
+
+    from tasks.store import db
+    from tasks.hashtags import cache, providers, x_search, x_trends
+    from tasks.hashtags.rank import RankConfig
+    from tasks.hashtags.x_api import XConfig
+
+    engine = db.ensure_schema(db.engine())
+    config = XConfig()
+    print(f"{args.label}: X query {x_search.search_query(args.label, config.lang)!r}")
+    for source, fetched_at, status, posts, detail in cache.fetches(engine, args.label):
+        print(f"  {source} fetched {fetched_at}: {status}, {posts} posts" + (f" ({detail})" if detail else ""))
+    now = cache.utc(time.time())
+    trending = {tag.casefold() for tag in cache.read(engine, x_trends.place_label(config.woeid),
+                                                      x_trends.SOURCE, now - config.ttl)}
+    counts = cache.read(engine, args.label, x_search.SOURCE, now - config.serve_max_age)
+    for tag, count in counts.items():
+        print(f"  {count:5d}  {tag}" + ("  (trending)" if tag.casefold() in trending else ""))
+    if not counts:
+        print("  no cached hashtags from X: the lexicon answers for this label")
+    ranked = providers.engine_for(engine, RankConfig(platform=args.platform)).hashtags([(args.label, 1.0)])
+    print("ranked: " + " ".join(f"{tag.hashtag} ({tag.source})" for tag in ranked))
+    return 0
+
+
+def block_command(args) -> int:
+    from tasks.store import db
+    from tasks.hashtags import cache
+
+    try:
+        key = cache.block(db.ensure_schema(db.engine()), args.hashtag, args.reason)
+    except ValueError as error:
+        print(f"hashtagger hashtags block: {error}", file=sys.stderr)
+        return 2
+    print(f"blocked {key}")
+    return 0
+
+
+def unblock_command(args) -> int:
+    from tasks.store import db
+    from tasks.hashtags import cache, lexicon, rank
+
+    try:
+        removed = cache.unblock(db.ensure_schema(db.engine()), args.hashtag)
+    except ValueError as error:
+        print(f"hashtagger hashtags unblock: {error}", file=sys.stderr)
+        return 2
+    key = rank.fold(args.hashtag)
+    if key in lexicon.shipped_blocklist():
+        print(f"{key} is in the shipped blocklist (tasks/resources/blocklist.txt): it stays blocked")
+    else:
+        print(f"unblocked {key}" if removed else f"{key} was not in the blocklist")
+    return 0

@@ -1,0 +1,160 @@
+"""`hashtagger models list | show | register | promote | auto-promote | rollback | export`: the registry."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(commands) -> None:
+    models = commands.add_parser("models", help="the model registry: champions, candidates, promotion").add_subparsers(
+        dest="models_command", required=True)
+    listing = models.add_parser("list", help="registered models, newest first")
+    listing.add_argument("--dataset")
+    listing.add_argument("--status", choices=("candidate", "champion", "retired"))
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=list_command)
+    show = models.add_parser("show", help="one model: its evaluations and its change log")
+    show.add_argument("model_id")
+    show.set_defaults(func=show_command)
+    add = models.add_parser("register", help="record a saved model folder as a candidate")
+    add.add_argument("path")
+    add.set_defaults(func=register_command)
+    promote = models.add_parser("promote", help="make a model its dataset's champion (manual; no accuracy check)")
+    promote.add_argument("model_id")
+    promote.add_argument("--reason", default="manual promotion")
+    promote.add_argument("--no-onnx", action="store_true", help="do not export the champion to ONNX")
+    promote.set_defaults(func=promote_command)
+    auto = models.add_parser("auto-promote", help="promote only if it beats the champion on the same data")
+    auto.add_argument("model_id")
+    auto.add_argument("--margin", type=float, default=0.002, help="top-1 gain needed (0.002 = 0.2 points)")
+    auto.add_argument("--no-onnx", action="store_true")
+    auto.set_defaults(func=auto_promote_command)
+    rollback = models.add_parser("rollback", help="bring back the champion the current one replaced")
+    rollback.add_argument("--dataset", default="cifar10")
+    rollback.add_argument("--no-onnx", action="store_true")
+    rollback.set_defaults(func=rollback_command)
+    export = models.add_parser("export", help="write model.onnx beside model.keras")
+    export.add_argument("path", help="a model artifact folder")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(func=export_command)
+
+
+def _engine():
+    from tasks.store import db
+
+    return db.ensure_schema(db.engine())
+
+
+def _fail(error) -> int:
+    print(f"hashtagger models: error: {error}", file=sys.stderr)
+    return 1
+
+
+def list_command(args) -> int:
+    from tasks.registry import registry
+
+    rows = registry.list_models(_engine(), args.dataset, args.status)
+    if args.json:
+        print(json.dumps([{key: value for key, value in row.items() if key != "metrics"} for row in rows],
+                         indent=1, default=str))
+        return 0
+    if not rows:
+        print("no models registered: train one with `hashtagger train`")
+        return 0
+    print(f"{'status':<10} {'top-1':>7}  {'dataset':<9} {'version':<17} {'arch':<8} {'recipe':<6} model_id")
+    for row in rows:
+        print(f"{row['status']:<10} {row['test_top1']:>7.2%}  {row['dataset']:<9} {row['dataset_version']:<17} "
+              f"{row['architecture']:<8} {row['recipe']:<6} {row['model_id']}")
+    return 0
+
+
+def show_command(args) -> int:
+    import sqlalchemy as sa
+
+    from tasks.registry import registry
+
+    engine = _engine()
+    model = registry.get(engine, args.model_id)
+    if model is None:
+        return _fail(f"model {args.model_id} is not registered")
+    for key in ("model_id", "status", "architecture", "recipe", "dataset", "dataset_version", "test_top1",
+                "artifact_uri", "created_at"):
+        print(f"{key:<16} {model[key]}")
+    with engine.connect() as connection:
+        evaluations = connection.execute(sa.text(
+            "SELECT dataset_version, test_top1, evaluated_at FROM model_evaluations WHERE model_id = :m "
+            "ORDER BY evaluated_at"), {"m": args.model_id}).all()
+    print("evaluations:")
+    for version, top1, at in evaluations:
+        print(f"  {version:<17} top-1 {top1:.2%}  at {str(at)[:19]}")
+    print("events:")
+    for event in reversed(registry.events(engine, model_id=args.model_id)):
+        print(f"  {str(event['at'])[:19]}  {event['event']:<11} {json.dumps(event['detail'])}")
+    return 0
+
+
+def register_command(args) -> int:
+    from tasks.registry import artifact
+    from tasks.registry import registry
+
+    try:
+        row = registry.register(_engine(), artifact.read_metadata(args.path))
+    except (artifact.ArtifactError, ValueError) as error:
+        return _fail(error)
+    print(f"registered {row['model_id']} ({row['status']}, test top-1 {row['test_top1']:.2%})")
+    return 0
+
+
+def _print_decision(decision) -> None:
+    verb = "now champion" if decision.promoted else "not promoted"
+    print(f"{decision.model_id}: {verb} of {decision.dataset}: {decision.reason}")
+    if decision.promoted and decision.previous_champion and decision.previous_champion != decision.model_id:
+        print(f"  replaced {decision.previous_champion} (retired)")
+
+
+def promote_command(args) -> int:
+    from tasks.registry import promote
+    from tasks.registry import registry
+
+    try:
+        decision = promote.promote(_engine(), args.model_id, args.reason, onnx=not args.no_onnx)
+    except registry.RegistryError as error:
+        return _fail(error)
+    _print_decision(decision)
+    return 0
+
+
+def auto_promote_command(args) -> int:
+    from tasks.registry import promote
+    from tasks.registry import registry
+
+    try:
+        decision = promote.auto_promote(_engine(), args.model_id, args.margin, onnx=not args.no_onnx)
+    except registry.RegistryError as error:
+        return _fail(error)
+    _print_decision(decision)
+    return 0
+
+
+def rollback_command(args) -> int:
+    from tasks.registry import promote
+    from tasks.registry import registry
+
+    try:
+        decision = promote.rollback(_engine(), args.dataset, onnx=not args.no_onnx)
+    except registry.RegistryError as error:
+        return _fail(error)
+    print(f"{args.dataset}: {decision.reason}; champion is now {decision.model_id}")
+    return 0
+
+
+def export_command(args) -> int:
+    from tasks.registry import artifact
+    from tasks.registry import export
+
+    try:
+        print(export.export_onnx(args.path, overwrite=args.overwrite))
+    except (artifact.ArtifactError, export.ExportError) as error:
+        return _fail(error)
+    return 0

@@ -1,0 +1,1 @@
+"""Data stage: prepare dataset versions (official archives, image trees), read them, the one image decoder."""

@@ -1,0 +1,63 @@
+"""Read a prepared dataset version (written by `tasks.data.prepare`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tasks.config import Settings
+
+ARRAY_NAMES = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+
+
+class DatasetNotFound(LookupError):
+    """No prepared version of that dataset exists yet."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    manifest: dict
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.manifest["class_names"]
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+
+def write_latest(root: Path, version: str) -> None:
+    tmp = root / f".LATEST-{os.getpid()}"
+    tmp.write_text(version + "\n")
+    os.replace(tmp, root / "LATEST")
+
+
+def load(name: str, version: str | None = None, settings: Settings | None = None) -> Dataset:
+    """The given version of dataset `name`, or its latest prepared one; arrays are memory-mapped."""
+    settings = settings or Settings.from_env()
+    root = settings.datasets_dir / name
+    if version is None:
+        latest = root / "LATEST"
+        if not latest.exists():
+            raise DatasetNotFound(f"dataset {name!r} is not prepared under {settings.datasets_dir}: "
+                                  f"run `hashtagger data prepare {name}` first")
+        version = latest.read_text().strip()
+    folder = root / version
+    if not (folder / "manifest.json").exists():
+        raise DatasetNotFound(f"dataset {name!r} has no version {version!r} under {root}")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in ARRAY_NAMES}
+    return Dataset(manifest, arrays)

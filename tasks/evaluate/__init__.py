@@ -1,0 +1,1 @@
+"""Evaluate stage: accuracy, calibration and figures of a model on a test split."""

@@ -1,0 +1,200 @@
+"""Evaluate stage: a model on a dataset version's test split -> metrics and a report folder.
+
+Measures top-1 and top-5 (without and, optionally, with flip test-time augmentation), per-class
+accuracy and calibration (temperature fitted on the validation split, ECE before and after), and
+writes `report.md`, the confusion matrix, learning curves and reliability diagrams under `reports/`.
+Serving runs without TTA, so `test_top1` (what the registry compares) is always the plain figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from tasks.registry import artifact
+from tasks.evaluate import calibration
+from tasks.evaluate import figures as reports
+from tasks.config import Settings
+from tasks.data.dataset import Dataset, DatasetNotFound, load
+
+log = logging.getLogger(__name__)
+
+EVAL_BATCH = 512
+
+
+class EvaluationError(ValueError):
+    """The model and the dataset do not fit together; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    tta: str = "none"  # also measure with test-time augmentation: flip (2 passes) or flip_translate (6)
+    ece_bins: int = 15  # equal-width confidence bins for ECE and the reliability diagram
+    figures: bool = True  # PNGs (need matplotlib); metrics and report.md are written regardless
+
+
+TTA_MODES = ("none", "flip", "flip_translate")
+
+
+def _shifted(batch: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The batch moved by (rows, cols) pixels, reflected at the borders (airbench's TTA crops)."""
+    pad = max(abs(rows), abs(cols))
+    padded = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    height, width = batch.shape[1:3]
+    return padded[:, pad - rows:pad - rows + height, pad - cols:pad - cols + width]
+
+
+def tta_probabilities(predict, batch: np.ndarray, tta: str = "none") -> np.ndarray:
+    """`predict` (float32 (N, H, W, C) -> probabilities) under test-time augmentation.
+
+    flip: mean of the image and its mirror. flip_translate: airbench's level 2, half the flip mean
+    plus a quarter each of the flip means of the image shifted one pixel down-right and up-left.
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {', '.join(TTA_MODES)}")
+    probs = np.asarray(predict(batch))
+    if tta == "none":
+        return probs
+
+    def flip_mean(images):
+        return (np.asarray(predict(images)) + np.asarray(predict(images[:, :, ::-1, :]))) / 2
+
+    mirrored = (probs + np.asarray(predict(batch[:, :, ::-1, :]))) / 2
+    if tta == "flip":
+        return mirrored
+    return 0.5 * mirrored + 0.25 * flip_mean(_shifted(batch, 1, 1)) + 0.25 * flip_mean(_shifted(batch, -1, -1))
+
+
+def predict_probabilities(model, images: np.ndarray, tta: str = "none") -> np.ndarray:
+    """Class probabilities (N, classes) for uint8 images (N, H, W, C), in batches, under `tta`."""
+    outputs = []
+    for start in range(0, len(images), EVAL_BATCH):
+        batch = np.asarray(images[start:start + EVAL_BATCH], dtype="float32")
+        outputs.append(tta_probabilities(model.predict_on_batch, batch, tta))
+    return np.concatenate(outputs)
+
+
+def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
+    top = np.argsort(-probabilities, axis=1)[:, :k]
+    return float(np.mean(np.any(top == np.asarray(labels)[:, None], axis=1)))
+
+
+def per_class_accuracy(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
+    labels = np.asarray(labels)
+    correct = probabilities.argmax(axis=1) == labels
+    return {name: float(correct[labels == index].mean()) if np.any(labels == index) else None
+            for index, name in enumerate(class_names)}  # None: no test image of that class
+
+
+def evaluate_model(model, dataset: Dataset, tta: str = "none", history: dict | None = None,
+                   output_dir: Path | None = None, title: str = "",
+                   config: EvaluateConfig = EvaluateConfig()) -> dict:
+    """Metrics of `model` on `dataset`'s test split; with `output_dir`, the report files too."""
+    class_names = dataset.class_names
+    y_test, y_val = np.asarray(dataset["y_test"]), np.asarray(dataset["y_val"])
+    test_probs = predict_probabilities(model, dataset["x_test"])
+    val_probs = predict_probabilities(model, dataset["x_val"])
+    metrics = {
+        "dataset": dataset.name, "dataset_version": dataset.version,
+        "test_top1": top_k_accuracy(test_probs, y_test, 1),
+        "test_top5": top_k_accuracy(test_probs, y_test, min(5, len(class_names))),
+        "test_images": int(len(y_test)), "tta": tta,
+    }
+    if tta != "none":
+        tta_probs = predict_probabilities(model, dataset["x_test"], tta)
+        metrics["test_top1_tta"] = top_k_accuracy(tta_probs, y_test, 1)
+        metrics["test_top5_tta"] = top_k_accuracy(tta_probs, y_test, min(5, len(class_names)))
+    metrics["per_class_accuracy"] = per_class_accuracy(test_probs, y_test, class_names)
+    calibration_metrics, tables = calibration.calibrate(
+        val_probs, y_val, test_probs, y_test, calibration.CalibrationConfig(ece_bins=config.ece_bins))
+    metrics["calibration"] = calibration_metrics
+    if output_dir is not None:
+        write_report(Path(output_dir), metrics, class_names, test_probs, y_test, history, tables,
+                     title or dataset.name, config)
+    return metrics
+
+
+def write_report(output_dir: Path, metrics: dict, class_names: list[str], test_probs: np.ndarray,
+                 y_test: np.ndarray, history: dict | None, tables: dict, title: str,
+                 config: EvaluateConfig) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    matrix = reports.confusion_matrix(y_test, test_probs.argmax(axis=1), len(class_names))
+    np.savetxt(output_dir / "confusion_matrix.csv", matrix, fmt="%d", delimiter=",",
+               header=",".join(class_names), comments="")
+    figures = []
+    if config.figures:
+        figures = reports.write_figures(output_dir, title, class_names, matrix, history,
+                                        metrics["calibration"], tables)
+    (output_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=1))
+    (output_dir / "reliability.json").write_text(json.dumps(_json_safe(tables), indent=1))
+    reports.write_summary(metrics, class_names, output_dir / reports.SUMMARY_MD, title, figures)
+
+
+def _json_safe(value):
+    """NaN (an empty bin or class) -> None, so the files are strict JSON."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def evaluate_artifact(path: str | Path, dataset_version: str | None = None, tta: str = "none",
+                      settings: Settings | None = None, output_dir: Path | None = None,
+                      config: EvaluateConfig = EvaluateConfig()) -> dict:
+    """Evaluate a saved model; writes its reports and records the metrics in its metadata.
+
+    Default dataset version: the model's own when prepared here, else the latest one (the test split
+    of CIFAR is fixed, so that is still a fair test). On its own version the metrics replace
+    `metrics` in metadata.json and the reports go to `reports/`; on another they go under
+    `evaluations` and `reports/<version>/`. With `output_dir`, only that folder is written.
+    Returns the metrics, with `model_id` and `reports_dir`.
+    """
+    settings = settings or Settings.from_env()
+    model, metadata = artifact.load_keras(path)
+    dataset = _dataset_for(metadata, dataset_version, settings)
+    if list(dataset.class_names) != list(metadata["class_names"]):
+        raise EvaluationError(f"{metadata['model_id']} predicts {len(metadata['class_names'])} classes "
+                              f"({', '.join(metadata['class_names'][:3])}, ...) that are not the classes of "
+                              f"{dataset.name} version {dataset.version}")
+    own_version = dataset.version == metadata.get("dataset_version")
+    folder = Path(metadata["path"])
+    if output_dir is None:
+        output_dir = folder / artifact.REPORTS_DIR
+        if not own_version:
+            output_dir = output_dir / dataset.version
+    title = f"{metadata['model_id']} on {dataset.name} {dataset.version}"
+    metrics = evaluate_model(model, dataset, tta, metadata.get("history") if own_version else None,
+                             Path(output_dir), title, config)
+    if Path(output_dir).resolve().is_relative_to(folder.resolve()):
+        if own_version:
+            metadata["metrics"] = metrics
+        else:
+            metadata.setdefault("evaluations", {})[dataset.version] = metrics
+        artifact.write_metadata(folder, metadata)
+    return {**metrics, "model_id": metadata["model_id"], "reports_dir": str(output_dir)}
+
+
+def recipe_tta(metadata: dict) -> str:
+    """The test-time augmentation a saved model's recipe evaluates with (none, flip, flip_translate)."""
+    recipe = metadata.get("recipe") or {}
+    return recipe.get("tta") or ("flip" if recipe.get("flip_tta") else "none")
+
+
+def _dataset_for(metadata: dict, version: str | None, settings: Settings) -> Dataset:
+    if version is not None:
+        return load(metadata["dataset"], version, settings)
+    try:
+        return load(metadata["dataset"], metadata.get("dataset_version"), settings)
+    except DatasetNotFound:
+        dataset = load(metadata["dataset"], None, settings)
+        log.warning("%s was trained on %s version %s, which is not prepared here; evaluating on the latest "
+                    "version %s", metadata["model_id"], metadata["dataset"], metadata.get("dataset_version"),
+                    dataset.version)
+        return dataset

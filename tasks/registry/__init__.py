@@ -1,0 +1,1 @@
+"""Registry stage: model artifacts, the champion/challenger registry, promotion and ONNX export."""

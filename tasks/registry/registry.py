@@ -1,0 +1,335 @@
+"""The model registry (sql/002_model_registry.sql): which models exist, which one serves, and why.
+
+Every trained model is a `candidate`; one model per dataset is the `champion` that tagging serves;
+a champion that is replaced becomes `retired`. Every change is appended to `model_events`.
+
+Changes of champion run in one transaction that first takes a per-dataset lock (PostgreSQL: an
+advisory transaction lock; SQLite: the write lock that BEGIN IMMEDIATE takes), so concurrent
+promotions are serialised and each decides against the champion the previous one left. The unique
+partial index `models_one_champion` backs this up in the database itself.
+
+Database access only: exporting the new champion (ONNX) is the promote stage's job (tasks/registry/promote.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import uuid
+import zlib
+
+import sqlalchemy as sa
+
+from tasks.store import db
+
+DEFAULT_MARGIN = 0.002  # 0.2 points of test top-1: the challenger's gain must reach this to win
+PG_PROMOTION_LOCK = 7_431_002  # advisory lock namespace; the second key is a hash of the dataset name
+STATUSES = ("candidate", "champion", "retired")
+
+
+class RegistryError(LookupError):
+    """The model or the champion asked for is not in the registry; the message says what to do."""
+
+
+INSERT_MODEL = sa.text("""
+INSERT INTO models (model_id, architecture, recipe, dataset, dataset_version, test_top1, metrics,
+                    artifact_uri, created_at, status)
+VALUES (:model_id, :architecture, :recipe, :dataset, :dataset_version, :test_top1, :metrics,
+        :artifact_uri, :created_at, 'candidate')
+ON CONFLICT (model_id) DO NOTHING
+RETURNING model_id
+""")
+UPDATE_MODEL = sa.text("""
+UPDATE models SET test_top1 = :test_top1, metrics = :metrics, artifact_uri = :artifact_uri
+WHERE model_id = :model_id
+""")
+UPSERT_EVALUATION = sa.text("""
+INSERT INTO model_evaluations (model_id, dataset_version, test_top1, metrics, evaluated_at)
+VALUES (:model_id, :dataset_version, :test_top1, :metrics, :evaluated_at)
+ON CONFLICT (model_id, dataset_version) DO UPDATE SET
+    test_top1 = excluded.test_top1, metrics = excluded.metrics, evaluated_at = excluded.evaluated_at
+""")
+INSERT_EVENT = sa.text("""
+INSERT INTO model_events (event_id, model_id, dataset, event, detail, at)
+VALUES (:event_id, :model_id, :dataset, :event, :detail, :at)
+""")
+SELECT_MODEL = sa.text("SELECT * FROM models WHERE model_id = :model_id")
+SELECT_CHAMPION = sa.text("SELECT * FROM models WHERE dataset = :dataset AND status = 'champion'")
+SET_STATUS = sa.text("UPDATE models SET status = :status WHERE model_id = :model_id")
+SELECT_EVALUATIONS = sa.text("""
+SELECT dataset_version, test_top1, evaluated_at FROM model_evaluations
+WHERE model_id = :model_id ORDER BY evaluated_at DESC
+""")
+LAST_EVENT = sa.text("""
+SELECT event, detail FROM model_events WHERE model_id = :model_id ORDER BY at DESC LIMIT 1
+""")
+LAST_CROWNING = sa.text("""
+SELECT event, detail FROM model_events
+WHERE model_id = :model_id AND event IN ('promoted', 'restored') ORDER BY at DESC LIMIT 1
+""")
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What auto-promotion decided for a challenger, with the figures it compared."""
+
+    model_id: str
+    dataset: str
+    promoted: bool
+    reason: str
+    previous_champion: str | None = None
+    compared_on: str | None = None  # the dataset version both test accuracies come from
+    challenger_top1: float | None = None
+    champion_top1: float | None = None
+    margin: float = DEFAULT_MARGIN
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------- writes
+
+def register(engine: sa.Engine, metadata: dict) -> dict:
+    """Record a saved model (its artifact metadata) as a candidate; a second call refreshes its metrics."""
+    metrics = metadata.get("metrics") or {}
+    if "test_top1" not in metrics:
+        raise ValueError(f"{metadata.get('model_id')}: metadata has no test_top1; evaluate the model first")
+    recipe = metadata.get("recipe")
+    row = {
+        "model_id": metadata["model_id"], "architecture": metadata["architecture"],
+        "recipe": recipe.get("name") if isinstance(recipe, dict) else str(recipe or "unknown"),
+        "dataset": metadata["dataset"], "dataset_version": metadata["dataset_version"],
+        "test_top1": float(metrics["test_top1"]), "metrics": _json(metrics),
+        "artifact_uri": str(metadata["path"]), "created_at": metadata.get("created_at") or db.utcnow(),
+    }
+    with engine.begin() as connection:
+        inserted = connection.execute(INSERT_MODEL, row).first() is not None
+        if inserted:
+            _log(connection, row["model_id"], row["dataset"], "registered",
+                 {"test_top1": row["test_top1"], "dataset_version": row["dataset_version"],
+                  "artifact_uri": row["artifact_uri"]})
+        else:
+            connection.execute(UPDATE_MODEL, row)
+        _record_evaluation(connection, row["model_id"], metadata["dataset_version"], metrics)
+    return get(engine, row["model_id"])
+
+
+def record_evaluation(engine: sa.Engine, model_id: str, metrics: dict) -> None:
+    """Store a model's test accuracy on the dataset version named in `metrics` (upsert)."""
+    with engine.begin() as connection:
+        if connection.execute(SELECT_MODEL, {"model_id": model_id}).first() is None:
+            raise RegistryError(f"model {model_id} is not registered: `hashtagger models register PATH`")
+        _record_evaluation(connection, model_id, metrics["dataset_version"], metrics)
+
+
+def promote(engine: sa.Engine, model_id: str, reason: str = "manual") -> Decision:
+    """Make `model_id` its dataset's champion whatever its accuracy (the previous one is retired)."""
+    dataset = _model(engine, model_id)["dataset"]
+    with _locked(engine, dataset) as connection:
+        model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
+        champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+        if champion and champion["model_id"] == model_id:
+            return Decision(model_id, dataset, False, "already the champion", model_id)
+        previous = champion["model_id"] if champion else None
+        _crown(connection, model, champion, "promoted", {"reason": reason}, previous)
+    return Decision(model_id, dataset, True, reason, previous)
+
+
+def auto_promote(engine: sa.Engine, model_id: str, margin: float = DEFAULT_MARGIN) -> Decision:
+    """Make `model_id` champion only if it beats the champion's test top-1 on the same dataset version
+    by `margin` (or there is no champion yet); a rejection is logged once with its reason."""
+    dataset = _model(engine, model_id)["dataset"]
+    with _locked(engine, dataset) as connection:
+        decision = decide(connection, model_id, margin)
+        if decision.promoted:
+            model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
+            champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+            _crown(connection, model, champion, "promoted", {"reason": decision.reason, **_figures(decision)},
+                   champion["model_id"] if champion else None)
+        elif decision.previous_champion != model_id:
+            detail = {"reason": decision.reason, **_figures(decision)}
+            last = connection.execute(LAST_EVENT, {"model_id": model_id}).first()
+            if last is None or (last.event, last.detail) != ("rejected", _json(detail)):
+                _log(connection, model_id, dataset, "rejected", detail)
+    return decision
+
+
+def rollback(engine: sa.Engine, dataset: str) -> Decision:
+    """Retire the champion and bring back the one it replaced."""
+    with _locked(engine, dataset) as connection:
+        champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+        if champion is None:
+            raise RegistryError(f"no champion for {dataset}: nothing to roll back")
+        previous_id = _previous_champion(connection, champion["model_id"])
+        if previous_id is None:
+            raise RegistryError(f"{champion['model_id']} was the first champion of {dataset}: "
+                                f"nothing to roll back to")
+        previous = _row(connection.execute(SELECT_MODEL, {"model_id": previous_id}).first())
+        # the restored model remembers its own predecessor, so rolling back again walks further back
+        _crown(connection, previous, champion, "restored",
+               {"reason": f"rollback of {champion['model_id']}"},
+               previous_champion=_previous_champion(connection, previous_id))
+        _log(connection, champion["model_id"], dataset, "rolled_back", {"restored": previous_id})
+    return Decision(previous_id, dataset, True, f"rolled back {champion['model_id']}", champion["model_id"])
+
+
+# ---------------------------------------------------------------------------------------------- reads
+
+def get(engine: sa.Engine, model_id: str) -> dict | None:
+    with engine.connect() as connection:
+        return _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
+
+
+def list_models(engine: sa.Engine, dataset: str | None = None, status: str | None = None) -> list[dict]:
+    """Registered models, newest first, optionally of one dataset and status."""
+    query = sa.text("""
+        SELECT * FROM models
+        WHERE (:dataset IS NULL OR dataset = :dataset) AND (:status IS NULL OR status = :status)
+        ORDER BY created_at DESC, model_id
+    """).bindparams(sa.bindparam("dataset", type_=sa.String), sa.bindparam("status", type_=sa.String))
+    with engine.connect() as connection:
+        return [_row(row) for row in connection.execute(query, {"dataset": dataset, "status": status})]
+
+
+def events(engine: sa.Engine, dataset: str | None = None, model_id: str | None = None,
+           limit: int = 50) -> list[dict]:
+    """The change log, newest first."""
+    query = sa.text("""
+        SELECT * FROM model_events
+        WHERE (:dataset IS NULL OR dataset = :dataset) AND (:model_id IS NULL OR model_id = :model_id)
+        ORDER BY at DESC LIMIT :limit
+    """).bindparams(sa.bindparam("dataset", type_=sa.String), sa.bindparam("model_id", type_=sa.String))
+    with engine.connect() as connection:
+        rows = connection.execute(query, {"dataset": dataset, "model_id": model_id, "limit": limit})
+        return [{**_row(row), "detail": json.loads(row.detail)} for row in rows]
+
+
+def champion(engine: sa.Engine, dataset: str) -> dict | None:
+    with engine.connect() as connection:
+        return _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+
+
+def champion_path(engine: sa.Engine, dataset: str = "cifar10") -> str | None:
+    """Artifact folder of the dataset's champion, or None when there is none."""
+    row = champion(engine, dataset)
+    return row["artifact_uri"] if row else None
+
+
+def rollback_target(engine: sa.Engine, dataset: str) -> str | None:
+    """The model a rollback would bring back (None: no champion, or nothing before it)."""
+    with engine.connect() as connection:
+        current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+        return _previous_champion(connection, current["model_id"]) if current else None
+
+
+def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN) -> Decision:
+    """Auto-promotion's verdict for `model_id` against the current champion; changes nothing."""
+    model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
+    if model is None:
+        raise RegistryError(f"model {model_id} is not registered")
+    dataset = model["dataset"]
+    current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+    if current is None:
+        return Decision(model_id, dataset, True, f"first champion of {dataset}",
+                        challenger_top1=model["test_top1"], compared_on=model["dataset_version"], margin=margin)
+    if current["model_id"] == model_id:
+        return Decision(model_id, dataset, False, "already the champion", model_id, margin=margin)
+    ours = _evaluations(connection, model_id)
+    theirs = _evaluations(connection, current["model_id"])
+    common = [version for version in ours if version in theirs]  # ours is newest first
+    if not common:
+        return Decision(
+            model_id, dataset, False,
+            f"champion {current['model_id']} has no test accuracy on dataset version {model['dataset_version']}: "
+            f"run `hashtagger evaluate {current['artifact_uri']} --dataset-version {model['dataset_version']}`",
+            current["model_id"], margin=margin)
+    version = model["dataset_version"] if model["dataset_version"] in common else common[0]
+    gain = ours[version] - theirs[version]
+    figures = dict(previous_champion=current["model_id"], compared_on=version, challenger_top1=ours[version],
+                   champion_top1=theirs[version], margin=margin)
+    verdict = (f"test top-1 {ours[version]:.2%} against the champion's {theirs[version]:.2%} on version "
+               f"{version}: {gain * 100:+.2f} points, margin {margin * 100:.2f}")
+    # accuracies are counts over the same test images: a tolerance for float rounding, no more
+    return Decision(model_id, dataset, gain >= margin - 1e-9, verdict, **figures)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+@contextlib.contextmanager
+def _locked(engine: sa.Engine, dataset: str):
+    """A transaction holding the dataset's promotion lock until it commits or rolls back."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            key = zlib.crc32(dataset.encode()) - (1 << 31)  # into int4's range
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
+                                {"namespace": PG_PROMOTION_LOCK, "key": key})
+        # SQLite: db.engine's transactions begin IMMEDIATE, which already holds the one write lock
+        yield connection
+
+
+def _crown(connection, model: dict, champion: dict | None, event: str, detail: dict,
+           previous_champion: str | None) -> None:
+    """Retire `champion` (if any) and make `model` champion, logging both; retire first, for the index.
+
+    `previous_champion` is what a later rollback brings back: the replaced champion after a promotion,
+    the restored model's own predecessor after a rollback.
+    """
+    replaced = champion["model_id"] if champion else None
+    if champion:
+        connection.execute(SET_STATUS, {"status": "retired", "model_id": replaced})
+        _log(connection, replaced, champion["dataset"], "retired", {"replaced_by": model["model_id"]})
+    connection.execute(SET_STATUS, {"status": "champion", "model_id": model["model_id"]})
+    _log(connection, model["model_id"], model["dataset"], event,
+         {**detail, "previous_champion": previous_champion, "replaced": replaced})
+
+
+def _previous_champion(connection, model_id: str) -> str | None:
+    row = connection.execute(LAST_CROWNING, {"model_id": model_id}).first()
+    return json.loads(row.detail).get("previous_champion") if row else None
+
+
+def _evaluations(connection, model_id: str) -> dict[str, float]:
+    """{dataset_version: test top-1}, newest evaluation first."""
+    return {row.dataset_version: float(row.test_top1)
+            for row in connection.execute(SELECT_EVALUATIONS, {"model_id": model_id})}
+
+
+def _record_evaluation(connection, model_id: str, dataset_version: str, metrics: dict) -> None:
+    connection.execute(UPSERT_EVALUATION, {
+        "model_id": model_id, "dataset_version": dataset_version, "test_top1": float(metrics["test_top1"]),
+        "metrics": _json(metrics), "evaluated_at": db.utcnow()})
+
+
+def _log(connection, model_id: str, dataset: str, event: str, detail: dict) -> None:
+    connection.execute(INSERT_EVENT, {"event_id": str(uuid.uuid4()), "model_id": model_id, "dataset": dataset,
+                                      "event": event, "detail": _json(detail), "at": db.utcnow()})
+
+
+def _figures(decision: Decision) -> dict:
+    return {"compared_on": decision.compared_on, "challenger_top1": decision.challenger_top1,
+            "champion_top1": decision.champion_top1, "margin": decision.margin}
+
+
+def _model(engine: sa.Engine, model_id: str) -> dict:
+    model = get(engine, model_id)
+    if model is None:
+        raise RegistryError(f"model {model_id} is not registered (see `hashtagger models list`)")
+    return model
+
+
+def _row(row) -> dict | None:
+    return dict(row._mapping) if row is not None else None
+
+
+def _json(value) -> str:
+    """Strict, stable JSON (NaN -> null), so equal contents give equal text."""
+    def clean(item):
+        if isinstance(item, dict):
+            return {key: clean(inner) for key, inner in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [clean(inner) for inner in item]
+        if isinstance(item, float) and item != item:
+            return None
+        return item
+    return json.dumps(clean(value), sort_keys=True)

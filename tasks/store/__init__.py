@@ -1,0 +1,1 @@
+"""Store: the results database (engine, migrations, results writes); all SQL lives here."""

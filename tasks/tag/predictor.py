@@ -1,0 +1,127 @@
+"""Serving: a trained model behind one `predict(uint8 batch) -> probabilities` call.
+
+ONNX Runtime runs the exported `model.onnx` when the artifact has one (no TensorFlow import); Keras is
+the fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tasks.registry import artifact
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent.parent / "models" / "bundled"
+
+
+class ModelNotFound(LookupError):
+    """No model to serve: train one, or name one with --model."""
+
+
+@dataclasses.dataclass
+class Predictor:
+    metadata: dict
+    runtime: str  # onnx | keras
+    _run: object
+
+    @property
+    def model_version(self) -> str:
+        return self.metadata["model_id"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.metadata["class_names"]
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities (N, classes) for raw uint8 images (N, 32, 32, 3)."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return self._run(np.asarray(images))
+
+    def top_labels(self, probabilities: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
+        """The k most probable (label, probability) pairs of one image, best first."""
+        return self.top_labels_batch(np.asarray(probabilities)[None], k)[0]
+
+    def top_labels_batch(self, probabilities: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+        """top_labels for every row of (N, classes) probabilities, in one numpy call."""
+        k = min(k, probabilities.shape[1])
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        chosen = np.take_along_axis(probabilities, order, axis=1).tolist()
+        names = self.class_names
+        return [[(names[index], value) for index, value in zip(row, values)]
+                for row, values in zip(order.tolist(), chosen)]
+
+    def coarse_labels(self, probabilities: np.ndarray, k: int = 1) -> list[tuple[str, float]]:
+        """CIFAR-100 superclasses, each with the summed probability of its fine classes."""
+        mapping, names = self.metadata.get("fine_to_coarse"), self.metadata.get("coarse_class_names")
+        if not mapping or not names:
+            return []
+        sums = np.bincount(np.asarray(mapping), weights=probabilities, minlength=len(names))
+        return [(names[i], float(sums[i])) for i in np.argsort(-sums)[:k]]
+
+
+def bundled_model(dataset: str = "cifar10") -> Path:
+    path = BUNDLED_DIR / dataset
+    if not (path / artifact.METADATA_FILE).exists():
+        raise ModelNotFound(f"no bundled {dataset} model in {BUNDLED_DIR}")
+    return path
+
+
+def load(path: str | Path | None = None, runtime: str = "auto") -> Predictor:
+    """The model at `path` (an artifact folder), else the bundled CIFAR-10 model.
+
+    runtime: auto (ONNX when exported, else Keras), onnx, or keras.
+    """
+    path = Path(path) if path else bundled_model()
+    metadata = artifact.read_metadata(path)
+    onnx_path = Path(metadata["path"]) / artifact.ONNX_FILE
+    if runtime == "onnx" or (runtime == "auto" and onnx_path.exists()):
+        return Predictor(metadata, "onnx", _onnx_runner(onnx_path))
+    model, metadata = artifact.load_keras(path)
+    return Predictor(metadata, "keras",
+                     lambda batch: np.asarray(model.predict_on_batch(batch.astype(np.float32, copy=False))))
+
+
+def _onnx_runner(onnx_path: Path):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # 0: ONNX Runtime's default, one thread per physical core (pinning fewer halved throughput here)
+    options.intra_op_num_threads = int(os.environ.get("HASHTAGGER_ONNX_THREADS", "0"))
+    options.log_severity_level = 3  # errors only: no warnings about unused initialisers on stderr
+    # No busy-waiting between calls (HASHTAGGER_ONNX_SPINNING=1 turns it back on): ONNX Runtime's threads
+    # otherwise spin on the cores the decoding threads need; on 2 shared cores spinning made inference
+    # alone slower too (reports/tag_throughput.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning",
+                                     os.environ.get("HASHTAGGER_ONNX_SPINNING", "0"))
+    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    model_input = session.get_inputs()[0]
+    dtype = np.uint8 if model_input.type == "tensor(uint8)" else np.float32  # the model scales inside
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {model_input.name: batch.astype(dtype, copy=False)})[0]
+
+    return run
+
+
+def default_model_path(engine=None, dataset: str = "cifar10", record_bundled: bool = True) -> Path:
+    """The model to serve when none is named: the registry's champion, else the bundled one.
+
+    The bundled model is recorded in the registry on first use, as a candidate: a model trained here
+    on the user's own dataset version then becomes champion without having to beat it on ours.
+    """
+    bundled = bundled_model(dataset)
+    if engine is None:
+        return bundled
+    from tasks.registry import registry
+
+    champion = registry.champion_path(engine, dataset)
+    if champion is not None:
+        return Path(champion)
+    metadata = artifact.read_metadata(bundled)
+    if record_bundled and registry.get(engine, metadata["model_id"]) is None:
+        registry.register(engine, metadata)
+    return bundled

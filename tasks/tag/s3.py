@@ -1,0 +1,121 @@
+"""`s3://bucket/prefix` as an image source, through boto3, on AWS or any S3-compatible server.
+
+The endpoint and credentials come from the standard AWS settings (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...). Listing is paginated and lazy; reads stream into memory with
+a size cap. The ETag is the content's identity, so an object already tagged is skipped without being
+downloaded, and a read asks for exactly the listed version (If-Match).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from tasks.tag.sources import ImageRef, SourceError, UnreadableImage, too_big
+
+# Client errors that concern one object, not the bucket or the server: that image fails, the run goes on.
+PER_OBJECT_ERRORS = {
+    "NoSuchKey": "the object was deleted after it was listed",
+    "404": "the object was deleted after it was listed",
+    "PreconditionFailed": "the object changed after it was listed; the next run tags the new version",
+    "412": "the object changed after it was listed; the next run tags the new version",
+    "AccessDenied": "access denied to this object",
+    "403": "access denied to this object",
+    "InvalidObjectState": "the object is archived (restore it from Glacier first)",
+}
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    """'s3://bucket/some/prefix' -> ('bucket', 'some/prefix'); the prefix is an S3 key prefix, as is."""
+    if not uri.startswith("s3://"):
+        raise SourceError(f"{uri}: not an s3://bucket/prefix URI")
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise SourceError(f"{uri}: no bucket name; use s3://bucket/prefix")
+    return bucket, prefix
+
+
+def make_client(max_connections: int = 10):
+    """An S3 client from the standard AWS environment, with bounded retries and timeouts."""
+    import boto3
+    import botocore.config
+
+    config = botocore.config.Config(
+        retries={"max_attempts": 3, "mode": "standard"},  # then the run stops: a dead server is not retried all night
+        connect_timeout=5,  # seconds
+        read_timeout=60,  # seconds; a 50 MB photo on a slow link still fits
+        max_pool_connections=max_connections,  # one per reading thread, and some
+    )
+    try:
+        return boto3.session.Session().client("s3", config=config)
+    except Exception as error:  # boto3 raises ValueError, BotoCoreError, ... for a bad endpoint or profile
+        raise SourceError(f"cannot set up the S3 client: {error}") from error
+
+
+class S3Source:
+    """Objects under an S3 key prefix; keys ending in '/' (folder markers) and hidden names are skipped."""
+
+    def __init__(self, uri: str, client=None, page_size: int = 1000, max_connections: int = 10):
+        self.bucket, self.prefix = parse_uri(uri)
+        self.uri = f"s3://{self.bucket}/{self.prefix}"
+        self.page_size = page_size  # keys per listing request (S3's maximum is 1,000)
+        self.client = client if client is not None else make_client(max_connections)
+
+    def list(self) -> Iterator[ImageRef]:
+        import botocore.exceptions
+
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix,
+                                   PaginationConfig={"PageSize": self.page_size})
+        try:
+            for page in pages:
+                for entry in page.get("Contents", ()):
+                    key = entry["Key"]
+                    relative = key[len(self.prefix):]
+                    if key.endswith("/") or any(part.startswith(".") for part in relative.split("/")):
+                        continue
+                    etag = (entry.get("ETag") or "").strip('"') or None
+                    yield ImageRef(f"s3://{self.bucket}/{key}", entry.get("Size"), etag)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+            raise SourceError(f"cannot list {self.uri}: {_describe(error)}") from error
+
+    def read(self, ref: ImageRef, max_bytes: int) -> bytes:
+        import botocore.exceptions
+
+        key = ref.uri[len(f"s3://{self.bucket}/"):]
+        request = {"Bucket": self.bucket, "Key": key}
+        if ref.etag:
+            request["IfMatch"] = f'"{ref.etag}"'
+        try:
+            response = self.client.get_object(**request)
+            body = response["Body"]
+            try:
+                length = response.get("ContentLength")
+                if length is not None and length > max_bytes:
+                    raise UnreadableImage(too_big(length, max_bytes))
+                data = body.read(max_bytes + 1)
+            finally:
+                body.close()
+        except botocore.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in PER_OBJECT_ERRORS:
+                raise UnreadableImage(f"cannot read: {PER_OBJECT_ERRORS[code]}") from None
+            raise SourceError(f"cannot read {ref.uri}: {_describe(error)}") from error
+        except botocore.exceptions.BotoCoreError as error:
+            raise SourceError(f"cannot read {ref.uri}: {_describe(error)}") from error
+        if len(data) > max_bytes:
+            raise UnreadableImage(too_big(None, max_bytes))
+        return data
+
+
+def _describe(error: Exception) -> str:
+    import botocore.exceptions
+
+    if isinstance(error, botocore.exceptions.NoCredentialsError):
+        return "no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+    if isinstance(error, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError)):
+        return f"the S3 server does not answer ({error}); check AWS_ENDPOINT_URL and the network"
+    if isinstance(error, botocore.exceptions.ClientError):
+        details = error.response.get("Error", {})
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"{details.get('Code', 'error')} (HTTP {status}): {details.get('Message', '')}".rstrip(": ")
+    return str(error)

@@ -1,0 +1,256 @@
+"""Tag stage: list a source, skip what is done, read and decode, classify in batches, rank hashtags, upsert.
+
+One code path for every source. The work is a pipeline of three overlapping steps: worker threads read
+and decode the next batch (Pillow and zlib release the GIL; threads beat processes here, see
+reports/tag_throughput.md), the calling thread runs the model on the current one, and one writer thread
+commits the previous one. Memory stays flat: the listing is streamed, file bytes live only inside a
+worker, and at most three batches of 32x32 tiles exist at a time.
+
+Each batch is one transaction of upserts, so a run killed at any point loses at most the batches in
+flight, and a rerun finishes the work with exactly one result per image.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import hashlib
+import itertools
+import logging
+import os
+import time
+import uuid
+from typing import Iterable, Iterator
+
+import numpy as np
+import sqlalchemy as sa
+
+from tasks.store import db
+from tasks.data import images as decode
+from tasks.store import results
+from tasks.tag import sources
+from tasks.hashtags.engine import HashtagEngine
+from tasks.tag.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TagConfig:
+    batch_size: int = 256  # images per model call and per database transaction
+    workers: int = max(1, os.cpu_count() or 1)  # threads reading and decoding (Pillow releases the GIL)
+    label_count: int = 5  # top labels stored per image
+    limit: int | None = None  # at most this many new images (tagged or failed) this run; None: all
+    dry_run: bool = False  # list and count only: no decoding, no writes
+    retag: bool = False  # re-tag images another model already tagged (after a new champion)
+    progress: bool = False  # a progress bar on stderr
+    max_bytes: int = sources.MAX_IMAGE_BYTES  # bytes per file; bigger files fail unread ("too large")
+    # (index, count): tag only the images whose URI hashes to this shard, so `count` workers can split
+    # one source without coordinating (the nightly DAG maps one task per shard)
+    shard: tuple[int, int] | None = None
+
+
+class RunFailed(RuntimeError):
+    """The run stopped early (source gone, database down); `summary` is what it wrote, all complete."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclasses.dataclass
+class _Item:
+    ref: sources.ImageRef
+    state: str  # done (skipped) | new (dry run) | tile | failed
+    content_hash: str = ""
+    tile: np.ndarray | None = None
+    reason: str = ""
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def content_hash(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def in_shard(uri: str, shard: tuple[int, int] | None) -> bool:
+    """Stable across processes and machines (unlike hash()): sha1 of the URI modulo the shard count."""
+    if shard is None:
+        return True
+    index, count = shard
+    return int.from_bytes(hashlib.sha1(uri.encode()).digest()[:8], "big") % count == index
+
+
+def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: sa.Engine,
+        config: TagConfig = TagConfig(), run_id: str | None = None,
+        source: sources.Source | None = None) -> dict:
+    """Tag every new image of `source_uri`; returns the run's record plus timing.
+
+    Raises RunFailed when the source or the database fails for good; the run is then recorded as
+    'failed' with the reason, and every batch it wrote is complete.
+    """
+    source = source or sources.open_source(source_uri, config.workers)
+    run_id = run_id or new_run_id()
+    started = time.monotonic()
+    if not config.dry_run:
+        db.ensure_schema(engine)
+        results.retrying(lambda: results.start_run(engine, run_id, source.uri, predictor.model_version),
+                         "recording the run")
+    counts = collections.Counter(seen=0, tagged=0, skipped=0, failed=0)
+    failure: BaseException | None = None
+    try:
+        _pipeline(source, predictor, hashtags, engine, config, run_id, counts)
+    except BaseException as caught:  # recorded on the run, then raised again below
+        failure = caught
+    error = None if failure is None else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+    summary = dict(counts, run_id=run_id, source=source.uri, model_version=predictor.model_version,
+                   status="succeeded" if failure is None else "failed", error=error)
+    if config.dry_run:
+        summary["status"] = "dry-run"
+    else:
+        try:
+            summary.update(results.finish_run(engine, run_id, summary["status"], error))
+        except sa.exc.DBAPIError as close_error:  # the database is gone; every batch it holds is complete
+            log.error("cannot record the end of run %s: %s", run_id, close_error)
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    if failure is None:
+        return summary
+    if isinstance(failure, (sources.SourceError, sa.exc.DBAPIError)):
+        raise RunFailed(f"run {run_id} failed: {error}", summary) from failure
+    raise failure
+
+
+def _batches(refs: Iterable[sources.ImageRef], size: int) -> Iterator[list[sources.ImageRef]]:
+    iterator = iter(refs)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> None:
+    """Decode batch n+1 while the model runs on batch n and batch n-1 is written."""
+    has_schema = not config.dry_run or sa.inspect(engine).has_table("image_results")
+    pool = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="decode")
+    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write")
+    bar = _progress_bar(config.progress)
+    ahead: collections.deque = collections.deque()  # (prior rows, futures) submitted, not yet classified
+    writing: concurrent.futures.Future | None = None
+    try:
+        listing = (ref for ref in source.list() if in_shard(ref.uri, config.shard))
+        batches = _batches(listing, config.batch_size)
+        while True:
+            refs = next(batches, None)
+            if refs is not None:
+                known = _prior(engine, predictor.model_version, refs, config.retag) if has_schema else None
+                done = known.done if known else set()
+                ahead.append((known, [pool.submit(_prepare, source, ref, done, config) for ref in refs]))
+                if len(ahead) < 2:
+                    continue  # keep one batch decoding ahead of the one being classified
+            if not ahead:
+                break
+            known, futures = ahead.popleft()
+            items = _within_limit([future.result() for future in futures], config, counts)
+            tagged = _classify([item for item in items if item.state == "tile"], predictor, hashtags, config,
+                               known.known if known else set())
+            failed = [results.Failed(item.ref.uri, item.content_hash, item.reason)
+                      for item in items if item.state == "failed"]
+            skipped = sum(item.state == "done" for item in items)
+            if writing is not None:
+                writing.result()  # one write in flight at most; its error stops the run here
+                writing = None
+            if not config.dry_run:
+                writing = writer.submit(results.write_batch, engine, run_id, predictor.model_version,
+                                        tagged, failed, skipped)
+            counts.update(seen=len(items), skipped=skipped, failed=len(failed),
+                          tagged=len(tagged) + sum(item.state == "new" for item in items))
+            bar.update(len(items))
+            bar.set_postfix(tagged=counts["tagged"], failed=counts["failed"], skipped=counts["skipped"],
+                            refresh=False)
+            if config.limit is not None and counts["tagged"] + counts["failed"] >= config.limit:
+                break
+        if writing is not None:
+            writing.result()
+    finally:
+        for _, futures in ahead:
+            for future in futures:
+                future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True)
+        bar.close()
+
+
+def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str, str]],
+             config: TagConfig) -> _Item:
+    """In a worker thread: skip when done, else read, hash and decode one image; never raises for a bad
+    image (only SourceError, which stops the run)."""
+    listed = ref.listed_hash
+    if listed and (ref.uri, listed) in done:
+        return _Item(ref, "done", listed)  # known from the listing: not even downloaded
+    if listed and config.dry_run:
+        return _Item(ref, "new", listed)
+    if ref.size is not None and ref.size > config.max_bytes:
+        return _Item(ref, "failed", listed or "", reason=sources.too_big(ref.size, config.max_bytes))
+    try:
+        data = source.read(ref, config.max_bytes)
+    except sources.UnreadableImage as unreadable:
+        return _Item(ref, "failed", listed or "", reason=str(unreadable))
+    identity = listed or content_hash(data)
+    if (ref.uri, identity) in done:
+        return _Item(ref, "done", identity)
+    if config.dry_run:
+        return _Item(ref, "new", identity)
+    try:
+        return _Item(ref, "tile", identity, tile=decode.decode(data))
+    except decode.ImageError as bad:
+        return _Item(ref, "failed", identity, reason=str(bad))
+    except Exception as unexpected:  # noqa: BLE001  a decoder bug on one hostile file must not stop the night
+        log.exception("unexpected error decoding %s", ref.uri)
+        return _Item(ref, "failed", identity, reason=f"unreadable image ({type(unexpected).__name__}: "
+                                                     f"{unexpected})")
+
+
+def _within_limit(items: list[_Item], config: TagConfig, counts) -> list[_Item]:
+    """The items this run still has room for under --limit (done ones always fit: they cost nothing)."""
+    if config.limit is None:
+        return items
+    room = config.limit - counts["tagged"] - counts["failed"]
+    kept = []
+    for item in items:
+        if item.state != "done":
+            if room <= 0:
+                break
+            room -= 1
+        kept.append(item)
+    return kept
+
+
+def _classify(items: list[_Item], predictor: Predictor, hashtags: HashtagEngine, config: TagConfig,
+              known_uris: set[str]) -> list[results.Tagged]:
+    if not items:
+        return []
+    probabilities = predictor.predict(np.stack([item.tile for item in items]))
+    tagged = []
+    tops = predictor.top_labels_batch(probabilities, config.label_count)
+    for item, probs, top in zip(items, probabilities, tops):
+        tagged.append(results.Tagged(item.ref.uri, item.content_hash, top,
+                                     hashtags.hashtags(top, predictor.coarse_labels(probs)),
+                                     replaces=item.ref.uri in known_uris))
+    return tagged
+
+
+def _prior(engine, model_version: str, refs: list[sources.ImageRef], retag: bool) -> results.Prior:
+    def query() -> results.Prior:
+        with engine.connect() as connection:
+            return results.prior(connection, model_version, [ref.uri for ref in refs], retag)
+
+    return results.retrying(query, "looking up tagged images")
+
+
+def _progress_bar(enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(unit="img", desc="tagging", disable=not enabled, leave=False, dynamic_ncols=True)

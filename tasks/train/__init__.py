@@ -1,0 +1,1 @@
+"""Train stage: one architecture, one recipe, one dataset version -> a model artifact."""

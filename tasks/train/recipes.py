@@ -1,0 +1,114 @@
+"""Training recipes: the report's own (`seed`) and a modern fast one (`fast`), one frozen config each."""
+
+from __future__ import annotations
+
+import dataclasses
+
+RECIPES = ("seed", "fast", "airbench")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    name: str
+    # sgd (Nesterov momentum), adam, rmsprop, or airbench_sgd (tasks/train/optimizers.py: Nesterov SGD with
+    # coupled L2, a larger rate for batch-norm biases, a timed whitening bias and lookahead)
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1  # peak rate for one_cycle, the starting rate otherwise
+    # constant | one_cycle (linear warm-up then linear decay to 0) | steps | plateau (halve when stuck)
+    # | triangle (airbench: 0.2 x peak rising to the peak, then falling to 0.07 x peak)
+    schedule: str = "one_cycle"
+    warmup_fraction: float = 0.2  # one_cycle: share of the steps spent rising to the peak
+    # steps: (fraction of training done, learning rate from then on), e.g. ((0.5, 1e-4), (0.75, 7e-5))
+    step_rates: tuple[tuple[float, float], ...] = ()
+    plateau_patience: int = 3  # plateau: epochs without validation gain before the rate is halved
+    momentum: float = 0.9
+    # Decoupled (Keras: w -= learning_rate * weight_decay * w each step), kernels only (not batch-norm
+    # scales or biases). 5e-3 here shrinks weights as fast as the usual coupled L2 of 5e-4 under SGD with
+    # momentum 0.9 does (that one acts through the momentum buffer, 1 / (1 - 0.9) = 10 times).
+    weight_decay: float = 5e-3
+    label_smoothing: float = 0.1
+    batch_size: int = 128  # the best images/s on 2 CPU cores in FACTS.md; fine on a GPU too
+    # on-device augmentation (tasks/train/augment.py), in order: flip, crop (pad 4 px and crop), translate,
+    # rotate, hue, saturation, noise
+    augment: tuple[str, ...] = ("flip", "crop")
+    flip_tta: bool = True  # evaluate on the image and its mirror, averaged
+    # flip_translate: also the image shifted one pixel up-left and down-right (each with its mirror),
+    # weighted as airbench's TTA level 2; overrides flip_tta when set
+    tta: str = ""
+    epochs: int = 10  # what the recipe is planned for; `hashtagger train --epochs` overrides it
+    # fewer epochs than this (or a train_limit) make a smoke run, never promoted automatically
+    min_epochs: int = 8
+    # airbench_sgd only: coupled L2 coefficient (gradient + l2 * w, PyTorch's SGD weight_decay, for
+    # a mean loss), batch-norm bias rate scale, epochs the whitening bias learns, lookahead period
+    l2: float = 0.0
+    bias_lr_scale: float = 1.0
+    whiten_bias_epochs: int = 0
+    lookahead_every: int = 0  # steps; 0: no lookahead
+    # outlier exposure (tasks/train/batches.py): images of classes outside the label set, appended to each
+    # batch with a uniform target; the weight is Hendrycks et al.'s lambda
+    outlier_dataset: str = ""  # "" off; "cifar100" for a CIFAR-10 model (tasks/data/outliers.py)
+    outlier_batch_fraction: float = 0.25  # outliers per batch, as a share of batch_size
+    outlier_weight: float = 0.5
+
+
+FAST = Recipe(name="fast")
+
+# airbench94 (KellerJordan/cifar10-airbench, models/airbench.py), its units converted for a mean loss:
+# airbench's rate 11.5 per 1,024 images of summed loss over 1024 x (1 + 1 / (1 - momentum)) is 1.5 for
+# a mean loss at batch 1,024 (scale it with batch_size); its decay 0.0153 per 1,024 images is a coupled
+# L2 of 0.0153 / 11.5 per unit of rate. It trains 9.9 epochs; 10 here. airbench95 is the same recipe
+# with --model-set widths=[128,384,384] --recipe-set learning_rate=1.305 --epochs 15 (rate x 0.87).
+AIRBENCH = Recipe(
+    name="airbench", optimizer="airbench_sgd", learning_rate=1.5, schedule="triangle",
+    warmup_fraction=0.23, momentum=0.85, weight_decay=0.0, l2=0.0153 / 11.5, bias_lr_scale=64.0,
+    whiten_bias_epochs=3, lookahead_every=5, label_smoothing=0.2, batch_size=1024,
+    augment=("alternating_flip", "translate2"), flip_tta=True, tta="flip_translate", epochs=10, min_epochs=8)
+
+# The report's recipes: plain optimizers, its augmentation (flips, small rotations, hue and saturation
+# jitter, noise), no label smoothing, no test-time augmentation.
+REPORT_AUGMENT = ("flip", "rotate", "hue", "saturation", "noise")
+SEED = {
+    # Keras example CNN and all-conv: RMSprop at 1e-4, no decay.
+    "shallow": Recipe(name="seed", optimizer="rmsprop", learning_rate=1e-4, schedule="constant",
+                      weight_decay=0.0, label_smoothing=0.0, augment=REPORT_AUGMENT, flip_tta=False),
+    "allconv": Recipe(name="seed", optimizer="rmsprop", learning_rate=1e-4, schedule="constant",
+                      weight_decay=0.0, label_smoothing=0.0, augment=REPORT_AUGMENT, flip_tta=False),
+    # ResNet: Adam with the stepped 1e-3 / 1e-4 / 7e-5 / 7e-6 schedule.
+    "resnet": Recipe(name="seed", optimizer="adam", learning_rate=1e-3, schedule="steps",
+                     step_rates=((0.5, 1e-4), (0.75, 7e-5), (0.9, 7e-6)), weight_decay=0.0,
+                     label_smoothing=0.0, augment=REPORT_AUGMENT, flip_tta=False),
+    # VGG16-BN: 1e-3 halved on plateau, weight decay 5e-4 (AdamW's decoupled decay).
+    "vgg16": Recipe(name="seed", optimizer="adam", learning_rate=1e-3, schedule="plateau",
+                    weight_decay=5e-4, label_smoothing=0.0, augment=REPORT_AUGMENT, flip_tta=False),
+}
+# ResNet-9 is not in the report; its `seed` recipe is the report's ResNet one.
+SEED["resnet9"] = SEED["resnet"]
+
+
+def tta_of(recipe: Recipe) -> str:
+    """The test-time augmentation the recipe evaluates with: none, flip or flip_translate."""
+    return recipe.tta or ("flip" if recipe.flip_tta else "none")
+
+
+def recipe_for(name: str, architecture: str, overrides: dict | None = None) -> Recipe:
+    """The recipe `name` as it applies to `architecture`, with field overrides (e.g. batch_size)."""
+    if name == "fast":
+        recipe = FAST
+    elif name == "airbench":
+        recipe = AIRBENCH
+    elif name == "seed":
+        if architecture not in SEED:
+            raise ValueError(f"the seed recipe has no settings for architecture {architecture!r}")
+        recipe = SEED[architecture]
+    else:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    fields = {field.name for field in dataclasses.fields(Recipe)} - {"name"}
+    unknown = sorted(set(overrides or {}) - fields)
+    if unknown:
+        raise ValueError(f"recipe has no field {', '.join(unknown)}; fields: {', '.join(sorted(fields))}")
+    return dataclasses.replace(recipe, **{key: _frozen(value) for key, value in (overrides or {}).items()})
+
+
+def _frozen(value):
+    """JSON lists (from --recipe-set) -> the tuples the frozen dataclass declares."""
+    return tuple(_frozen(item) for item in value) if isinstance(value, list) else value

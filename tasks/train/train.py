@@ -1,0 +1,260 @@
+"""Train stage: one architecture, one recipe, one dataset version -> a self-describing model artifact.
+
+The end of every run evaluates the model on the test split (tasks/evaluate/evaluate.py: accuracy, per-class
+accuracy, calibration, plots under the artifact's reports/), saves the artifact and records it in the
+registry as a candidate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tasks.registry import artifact
+from tasks.train import recipes
+from tasks.config import Settings
+from tasks.data.dataset import Dataset, load
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    architecture: str = "vgg16"
+    dataset: str = "cifar10"
+    dataset_version: str | None = None  # None: the latest prepared version
+    recipe: str = "fast"
+    epochs: int | None = None  # None: the recipe's own (Recipe.epochs)
+    # Stop when another epoch would overrun this many minutes (the schedule is planned for `epochs`,
+    # so a one-cycle run stopped early ends at a high learning rate: cap `epochs` to fit the budget).
+    budget_minutes: float | None = None
+    train_limit: int | None = None  # use only the first N training images (smoke tests); None: all
+    seed: int = 0
+    recipe_overrides: tuple[tuple[str, object], ...] = ()  # e.g. (("batch_size", 64),)
+    model_overrides: tuple[tuple[str, object], ...] = ()  # architecture Config fields
+    reports: bool = True  # plots and calibration under the artifact's reports/ (needs matplotlib for PNGs)
+    register: bool = True  # record the model in the results database (HASHTAGGER_DB_URL) as a candidate
+    verbose: int = 2  # Keras fit verbosity: 0 silent, 2 one line per epoch
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype="float32")[np.asarray(labels, dtype=np.int64)]
+
+
+def make_optimizer(recipe: recipes.Recipe, learning_rate, airbench_options: dict | None = None):
+    import keras
+
+    common = {"learning_rate": learning_rate}
+    if recipe.weight_decay:
+        common["weight_decay"] = recipe.weight_decay
+    if recipe.optimizer == "airbench_sgd":
+        from tasks.train.optimizers import AirbenchSGD
+
+        return AirbenchSGD(learning_rate, momentum=recipe.momentum, l2=recipe.l2,
+                           bias_lr_scale=recipe.bias_lr_scale, **(airbench_options or {}))
+    if recipe.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(momentum=recipe.momentum, nesterov=True, **common)
+    elif recipe.optimizer == "adam":
+        optimizer = keras.optimizers.AdamW(**common) if recipe.weight_decay else keras.optimizers.Adam(**common)
+    elif recipe.optimizer == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(**common)
+    else:
+        raise ValueError(f"unknown optimizer {recipe.optimizer!r}; choose sgd, adam or rmsprop")
+    if recipe.weight_decay:
+        # decay kernels only: shrinking batch-norm scales and biases only hurts
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "pixel_mean"])
+    return optimizer
+
+
+def host_augmented(recipe: recipes.Recipe) -> bool:
+    """Whether the recipe's augmentation runs on the host, per epoch (tasks/train/batches.py)."""
+    return "alternating_flip" in recipe.augment
+
+
+def compile_trainer(model, recipe: recipes.Recipe, steps_per_epoch: int, epochs: int, seed: int = 0):
+    """`model` behind the recipe's augmentation, compiled with its optimizer, schedule and loss.
+
+    Host-augmented recipes (airbench) train `model` itself: their batches arrive augmented.
+    """
+    import keras
+
+    from tasks.train import augment
+    from tasks.train import schedules
+
+    airbench_options = {}
+    if host_augmented(recipe):
+        trainer = model
+        total = steps_per_epoch * epochs
+        airbench_options = {"lookahead_every": recipe.lookahead_every, "total_steps": total,
+                            "frozen_bias_after": steps_per_epoch * recipe.whiten_bias_epochs,
+                            "frozen_bias_layer": "whiten"}
+    else:
+        trainer = augment.training_model(model, recipe.augment, seed)
+    trainer.compile(
+        optimizer=make_optimizer(recipe, schedules.build(recipe, steps_per_epoch, epochs), airbench_options),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        metrics=[LabelledAccuracy(name="accuracy")])
+    return trainer
+
+
+def labelled_accuracy_metric():
+    """Top-1 accuracy over labelled images only: outliers (uniform targets) are not counted."""
+    import keras
+    from keras import ops
+
+    class LabelledAccuracyMetric(keras.metrics.Metric):
+        def __init__(self, name="accuracy", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+            self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            labelled = ops.cast(ops.max(y_true, axis=-1) > 0.5, "float32")
+            hits = ops.cast(ops.argmax(y_true, axis=-1) == ops.argmax(y_pred, axis=-1), "float32")
+            self.correct.assign_add(ops.sum(hits * labelled))
+            self.count.assign_add(ops.sum(labelled))
+
+        def result(self):
+            return self.correct / ops.maximum(self.count, 1.0)
+
+    return LabelledAccuracyMetric
+
+
+def LabelledAccuracy(name: str = "accuracy"):  # noqa: N802  reads as the metric class it builds
+    return labelled_accuracy_metric()(name=name)
+
+
+def epoch_callbacks(budget_minutes: float | None):
+    """Keras callbacks: cumulative wall-clock `seconds` in the history, and the budget stop."""
+    import keras
+
+    class EpochClock(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started = time.monotonic()
+            self.last = self.started
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.monotonic()
+            # the next epoch will take about as long as this one (the first also built the graph)
+            epoch_seconds, self.last = now - self.last, now
+            if logs is not None:
+                logs["seconds"] = now - self.started  # History (added after us) records it
+            if budget_minutes and now - self.started + epoch_seconds > budget_minutes * 60:
+                log.info("stopping after epoch %d: another would overrun the %.1f min budget",
+                         epoch + 1, budget_minutes)
+                self.model.stop_training = True
+
+    return [EpochClock()]
+
+
+def train(config: TrainConfig, settings: Settings | None = None, dataset: Dataset | None = None) -> dict:
+    """Train, evaluate on the test split, save the artifact, register it; returns its metadata."""
+    import keras
+
+    import models
+    from models.layers import preprocessing_layer
+    from tasks.evaluate import evaluate
+
+    settings = settings or Settings.from_env()
+    dataset = dataset or load(config.dataset, config.dataset_version, settings)
+    recipe = recipes.recipe_for(config.recipe, config.architecture, dict(config.recipe_overrides))
+    config = dataclasses.replace(config, epochs=config.epochs or recipe.epochs)
+    epochs = config.epochs
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, not {epochs}")
+    keras.utils.set_random_seed(config.seed)
+    num_classes = len(dataset.class_names)
+
+    x_train, y_train = dataset["x_train"], dataset["y_train"]
+    if config.train_limit:
+        x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
+    x_train, y_train = np.ascontiguousarray(x_train), np.asarray(y_train)
+
+    model = models.build(config.architecture, dataset.manifest["image_shape"], num_classes,
+                         dict(config.model_overrides))
+    preprocessing_layer(model).fit_statistics(x_train)
+    if config.architecture == "airbench":
+        from models import airbench
+
+        airbench.init_whitening(model, x_train, models.config_for("airbench", dict(config.model_overrides)))
+    if host_augmented(recipe):
+        batches = training_batches(recipe, x_train, y_train, num_classes, config, settings)
+        steps_per_epoch, fit_data = len(batches), {"x": batches}
+    else:
+        steps_per_epoch = int(np.ceil(len(x_train) / recipe.batch_size))
+        fit_data = {"x": x_train, "y": one_hot(y_train, num_classes), "batch_size": recipe.batch_size,
+                    "shuffle": True}
+    trainer = compile_trainer(model, recipe, steps_per_epoch, epochs, config.seed)
+    callbacks = epoch_callbacks(config.budget_minutes)
+    if recipe.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5,
+                                                           patience=recipe.plateau_patience))
+
+    started = time.monotonic()
+    history = trainer.fit(
+        **fit_data, epochs=epochs,
+        validation_data=(np.asarray(dataset["x_val"]), one_hot(dataset["y_val"], num_classes)),
+        callbacks=callbacks, verbose=config.verbose)
+    if hasattr(trainer.optimizer, "finish"):
+        trainer.optimizer.finish(model.trainable_variables)  # lookahead ends on its slow weights
+    training_seconds = time.monotonic() - started
+    history_lists = {key: [float(v) for v in values] for key, values in history.history.items()
+                     if key != "learning_rate"}
+
+    with tempfile.TemporaryDirectory(prefix="hashtagger-") as scratch:
+        # a subfolder: the scratch folder itself is private (0700), and save() copies modes
+        reports_dir = Path(scratch) / artifact.REPORTS_DIR if config.reports else None
+        metrics = evaluate.evaluate_model(
+            model, dataset, tta=recipes.tta_of(recipe), history=history_lists, output_dir=reports_dir,
+            title=f"{config.architecture} / {config.recipe} on {dataset.name}")
+        metadata = artifact.describe(
+            model=model, config=config, recipe=recipe, dataset=dataset, metrics=metrics,
+            history=history_lists, epochs_done=len(history.epoch), training_seconds=training_seconds,
+            train_images=len(x_train))
+        metadata = artifact.save(model, metadata, settings, reports_dir=reports_dir,
+                                 fingerprint_images=dataset["x_test"][:artifact.FINGERPRINT_IMAGES])
+    if config.register:
+        register(metadata, settings)
+    return metadata
+
+
+def training_batches(recipe: recipes.Recipe, x_train, y_train, num_classes: int, config: TrainConfig,
+                     settings: Settings):
+    """Host-augmented batches (tasks/train/batches.py), with outlier exposure when the recipe asks for it."""
+    from tasks.train import batches
+    from tasks.data import outliers
+
+    translate_pixels = int(next((name[len("translate"):] for name in recipe.augment
+                                 if name.startswith("translate") and name[len("translate"):].isdigit()), 0))
+    outlier_images, outlier_batch = None, 0
+    if recipe.outlier_dataset:
+        outlier_images = outliers.images(load(recipe.outlier_dataset, None, settings), "exposure", "train")
+        outlier_batch = max(1, round(recipe.batch_size * recipe.outlier_batch_fraction))
+        log.info("outlier exposure: %d images of %s, %d per batch", len(outlier_images),
+                 recipe.outlier_dataset, outlier_batch)
+    return batches.AugmentedBatches(
+        x_train, y_train, num_classes, min(recipe.batch_size, len(x_train)),
+        translate_pixels=translate_pixels, seed=config.seed, outliers=outlier_images,
+        outlier_batch=outlier_batch, outlier_weight=recipe.outlier_weight)
+
+
+def register(metadata: dict, settings: Settings) -> bool:
+    """Record a saved model as a candidate; a database error is logged, never fatal to the run."""
+    import sqlalchemy as sa
+
+    from tasks.store import db
+    from tasks.registry import registry
+
+    try:
+        engine = db.ensure_schema(db.engine(settings.database_url))
+        registry.register(engine, metadata)
+    except (sa.exc.SQLAlchemyError, db.MigrationError, OSError) as error:
+        log.error("model %s saved but not registered (%s): run `hashtagger models register %s`",
+                  metadata["model_id"], error, metadata["path"])
+        return False
+    return True
