@@ -86,11 +86,16 @@ def test_evaluate_model_measures_and_writes_the_report(tmp_path):
     assert metrics["calibration"]["temperature"] > 0 and metrics["dataset_version"] == "v1"
     written = {path.name for path in (tmp_path / "reports").iterdir()}
     assert written == {"report.md", "metrics.json", "reliability.json", "confusion_matrix.csv",
-                       "confusion_matrix.png", "learning_curves.png", "reliability.png"}
+                       "confusion_matrix.png", "learning_curves.png", "reliability.png", "ood_scores.png"}
+    ood = metrics["ood"]
+    assert set(ood["sets"]) == {"noise", "flat", "blurred", "shuffled"}  # no outlier classes given
+    assert 0 < ood["threshold"] <= 1 and ood["fitted_on"] == "validation split"
+    assert all(0 <= entry["msp"]["auroc"] <= 1 for entry in ood["sets"].values())
     assert json.loads((tmp_path / "reports" / "metrics.json").read_text())["test_images"] == 60
     matrix = np.loadtxt(tmp_path / "reports" / "confusion_matrix.csv", delimiter=",", skiprows=1)
     assert matrix.sum() == 60 and np.trace(matrix) / 60 == pytest.approx(metrics["test_top1"])
-    assert "| top-1 with flip TTA |" in (tmp_path / "reports" / "report.md").read_text()
+    report = (tmp_path / "reports" / "report.md").read_text()
+    assert "| top-1 with flip TTA |" in report and "## Out-of-distribution detection" in report
 
 
 def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, hashtagger_home, capsys):  # noqa: F811
@@ -149,3 +154,30 @@ def test_a_model_from_elsewhere_is_evaluated_on_the_latest_local_version(tiny_ci
     metrics = evaluate.evaluate_artifact(metadata["path"], config=evaluate.EvaluateConfig(figures=False))
     assert metrics["dataset_version"] == tiny_cifar.version
     assert tiny_cifar.version in artifact.read_metadata(metadata["path"])["evaluations"]
+
+
+def test_ood_figures_by_hand():
+    from tasks.evaluate import ood
+
+    known, unknown = np.array([0.9, 0.8, 0.7, 0.6]), np.array([0.65, 0.5, 0.4, 0.3])
+    # 16 (known, unknown) pairs, 15 ranked right (0.6 < 0.65 is the one wrong): AUROC 15/16
+    assert ood.auroc(known, unknown) == pytest.approx(15 / 16)
+    # keeping 3 of 4 known images puts the threshold at 0.7: no unknown image reaches it
+    assert ood.threshold_for(known, 0.75) == pytest.approx(0.7)
+    assert ood.fpr_at_tpr(known, unknown, 0.75) == 0.0 and ood.fpr_at_tpr(known, unknown, 1.0) == 0.25
+    logits = np.array([[2.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_allclose(ood.energy(logits), np.log(np.exp(logits).sum(axis=1)))
+
+
+def test_synthetic_outliers_show_nothing_of_the_source_images():
+    from tasks.evaluate import ood
+
+    images = np.random.default_rng(0).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
+    sets = ood.synthetic_outliers(images, ood.OodConfig(synthetic_images=20))
+    assert set(sets) == {"noise", "flat", "blurred", "shuffled"}
+    assert all(batch.shape == (20, 32, 32, 3) and batch.dtype == np.uint8 for batch in sets.values())
+    assert all(len(np.unique(image.reshape(-1, 3), axis=0)) == 1 for image in sets["flat"])
+    assert sets["blurred"].std() < images[:20].std() / 3  # 9x9 box blur of noise: mostly the mean
+    # shuffled patches keep every pixel value, in another place
+    np.testing.assert_array_equal(np.sort(sets["shuffled"].reshape(20, -1), axis=1),
+                                  np.sort(images[:20].reshape(20, -1), axis=1))

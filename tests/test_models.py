@@ -60,7 +60,9 @@ def test_allconv_downsamples_with_strided_convs_and_ends_in_a_1x1_class_conv():
     assert not layers_of(model, keras.layers.MaxPooling2D) and not layers_of(model, keras.layers.Dense)
     assert [(conv.filters, conv.strides[0]) for conv in convs[:6]] == [
         (96, 1), (96, 1), (96, 2), (192, 1), (192, 1), (192, 2)]
+    assert [(conv.filters, conv.kernel_size) for conv in convs[6:]] == [(192, (3, 3)), (192, (1, 1)), (7, (1, 1))]
     assert convs[-1].kernel_size == (1, 1) and convs[-1].filters == 7
+    assert not layers_of(model, keras.layers.Dropout)  # the report describes none
 
 
 def test_resnet_stacks_two_identity_blocks_then_a_projection_block():
@@ -69,7 +71,12 @@ def test_resnet_stacks_two_identity_blocks_then_a_projection_block():
     projections = [conv for conv in layers_of(model, keras.layers.Conv2D) if conv.kernel_size == (1, 1)]
     assert len(adds) == 8  # (identity, identity, projection) x 2, then identity, identity
     assert [conv.strides[0] for conv in projections] == [2, 2]
-    assert layers_of(model, keras.layers.Dense)[0].units == 256
+    convs = layers_of(model, keras.layers.Conv2D)
+    three_by_three = [conv.filters for conv in convs if conv.kernel_size == (3, 3)]
+    # stem, then per stage 2 identity blocks (2 convs each) and the projection block's 2 convs
+    assert three_by_three == [32] + [32] * 4 + [64] * 2 + [64] * 4 + [128] * 2 + [128] * 4
+    assert [dense.units for dense in layers_of(model, keras.layers.Dense)] == [10]  # no hidden head
+    assert not layers_of(model, keras.layers.Dropout)  # the report describes none
 
 
 def test_vgg16_has_13_batch_normed_convs_dropout_after_every_pool_and_one_dense_512():
@@ -92,6 +99,42 @@ def test_resnet9_is_the_myrtle_network():
     assert all(bn.momentum == pytest.approx(0.9) for bn in layers_of(model, keras.layers.BatchNormalization))
 
 
+def test_airbench_is_whitening_then_three_conv_groups():
+    model = models.build("airbench")
+    convs = layers_of(model, keras.layers.Conv2D)
+    whiten = model.get_layer("whiten")
+    assert (whiten.kernel_size, whiten.filters, whiten.padding) == ((2, 2), 24, "valid")
+    assert not whiten.kernel.trainable and whiten.bias.trainable  # only its bias learns
+    assert [conv.filters for conv in convs[1:]] == [64, 64, 256, 256, 256, 256]
+    norms = layers_of(model, keras.layers.BatchNormalization)
+    assert len(norms) == 6 and all(not bn.scale and bn.center and bn.momentum == pytest.approx(0.6) for bn in norms)
+    assert len(layers_of(model, keras.layers.MaxPooling2D)) == 3
+    # partial identity: the first in_channels filters of each 3x3 conv pass their channel through
+    kernel = np.asarray(model.get_layer("group2_conv1").kernel)
+    identity = np.zeros((3, 3, 64, 64), dtype="float32")
+    identity[1, 1, np.arange(64), np.arange(64)] = 1
+    np.testing.assert_array_equal(kernel[:, :, :, :64], identity)
+
+
+def test_airbench_whitening_decorrelates_training_patches():
+    from models import airbench
+    from models.layers import preprocessing_layer
+
+    rng = np.random.default_rng(0)
+    smooth = rng.integers(0, 256, (600, 8, 8, 3)).astype("float32")
+    images = np.kron(smooth, np.ones((1, 4, 4, 1), dtype="float32")).astype("uint8")  # correlated neighbours
+    model = models.build("airbench")
+    preprocessing_layer(model).fit_statistics(images)
+    airbench.init_whitening(model, images)
+    standardised = np.asarray(model.get_layer("preprocess")(images.astype("float32")))
+    kernel = np.asarray(model.get_layer("whiten").kernel)[:, :, :, :12].reshape(12, 12)
+    patches = np.lib.stride_tricks.sliding_window_view(standardised, (2, 2), axis=(1, 2))
+    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)
+    whitened = patches @ kernel
+    covariance = whitened.T @ whitened / len(whitened)
+    np.testing.assert_allclose(covariance, np.eye(12), atol=0.05)
+
+
 def test_unknown_architecture_and_config_field_are_refused_with_the_choices():
     with pytest.raises(models.UnknownArchitecture, match="resnet9"):
         models.build("resnet50")
@@ -111,8 +154,11 @@ def test_the_seed_recipe_is_the_reports():
     shallow, resnet, vgg16 = (recipes.recipe_for("seed", name) for name in ("shallow", "resnet", "vgg16"))
     assert (shallow.learning_rate, shallow.schedule, shallow.weight_decay) == (1e-4, "constant", 0.0)
     assert recipes.recipe_for("seed", "allconv").learning_rate == 1e-4
-    assert resnet.learning_rate == 1e-3 and [rate for _, rate in resnet.step_rates] == [1e-4, 7e-5, 7e-6]
-    assert (vgg16.learning_rate, vgg16.schedule, vgg16.weight_decay) == (1e-3, "plateau", 5e-4)
+    assert resnet.learning_rate == 1e-3 and resnet.schedule == "epoch_steps"
+    assert resnet.step_rates == ((7, 1e-4), (16, 7e-5), (30, 7e-6))  # epochs 1-7 / 8-16 / 17-30 / after
+    # VGG16: Keras L2(5e-4) on kernels is a coupled gradient term of 1e-3 * w, not AdamW's decay
+    assert (vgg16.learning_rate, vgg16.schedule, vgg16.weight_decay, vgg16.l2) == (1e-3, "plateau", 0.0, 1e-3)
+    assert (shallow.epochs, vgg16.epochs) == (250, 250)
     assert set(shallow.augment) == {"flip", "rotate", "hue", "saturation", "noise"}
     assert not shallow.flip_tta and shallow.label_smoothing == 0
 
@@ -126,6 +172,18 @@ def test_the_fast_recipe_is_crop_flip_smoothing_nesterov_one_cycle_and_tta():
         recipes.recipe_for("fast", "vgg16", {"batch": 32})
     with pytest.raises(ValueError, match="unknown recipe"):
         recipes.recipe_for("slow", "vgg16")
+
+
+def test_epoch_steps_change_the_rate_at_the_reports_epochs():
+    schedule = schedules.build(recipes.recipe_for("seed", "resnet"), steps_per_epoch=10, epochs=40)
+    rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 69, 71, 159, 161, 299, 301)]
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 7e-5, 7e-5, 7e-6])
+
+
+def test_triangle_is_airbenchs_schedule():
+    schedule = schedules.Triangle(peak=1.5, total_steps=100, warmup_fraction=0.23)
+    rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 23, 100)]
+    assert rates == pytest.approx([0.3, 1.5, 0.105], rel=1e-5)
 
 
 def test_one_cycle_rises_to_the_peak_then_falls_to_zero():

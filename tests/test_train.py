@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import models
 from tasks.cli import main as cli
 from tasks.store import db
 from tasks.train import recipes
@@ -23,7 +24,7 @@ from tasks.registry import registry
 from tasks.config import Settings
 from tasks.data.prepare import CIFAR10_CLASSES, PrepareConfig, prepare
 
-ARCHITECTURES = ("shallow", "allconv", "resnet", "vgg16", "resnet9")
+ARCHITECTURES = models.ARCHITECTURES
 SMOKE = ["--epochs", "1", "--train-limit", "64", "--recipe-set", "batch_size=32"]  # 2 steps of 32 images
 # XLA's CPU compiler at its lowest optimisation: the JAX training steps compile several times faster,
 # which is all a two-step smoke run needs
@@ -91,7 +92,8 @@ from tasks.train import train
 
 assert keras.backend.backend() == "jax", keras.backend.backend()
 paths = []
-for architecture, recipe in [(name, "fast") for name in sys.argv[1].split(",")] + [("shallow", "seed")]:
+runs = [(name, "fast") for name in sys.argv[1].split(",")] + [("shallow", "seed"), ("airbench", "airbench")]
+for architecture, recipe in runs:
     metadata = train.train(train.TrainConfig(
         architecture=architecture, recipe=recipe, epochs=1, train_limit=64,
         recipe_overrides=(("batch_size", 32),), reports=False, register=False, verbose=0))
@@ -129,13 +131,14 @@ def test_every_architecture_trains_under_both_recipes_and_both_backends(tiny_cif
     assert jax_run is None or jax_run.returncode == 0, jax_stderr[-3000:]
     jax_folders = [Path(path) for path in json.loads(jax_stdout.strip().splitlines()[-1])]
     cli_folders = [folder for folder in model_folders(hashtagger_home) if folder not in jax_folders]
-    assert len(cli_folders) == 10 and len(jax_folders) in (0, len(ARCHITECTURES) + 1)
+    runs = len(ARCHITECTURES) * len(recipes.RECIPES)
+    assert len(cli_folders) == runs and len(jax_folders) in (0, len(ARCHITECTURES) + 2)
 
     # reloaded in a fresh TensorFlow process, the CLI's models answer exactly as they did when trained,
     # and the JAX-trained ones (the GPU machines' backend) the same to float rounding
     moved = fresh_process_verify(cli_folders + jax_folders)
-    assert moved[:10] == [0.0] * 10
-    assert all(difference < 1e-5 for difference in moved[10:])
+    assert moved[:runs] == [0.0] * runs
+    assert all(difference < 1e-5 for difference in moved[runs:])
 
     for folder in cli_folders:
         metadata = json.loads((folder / "metadata.json").read_text())

@@ -34,6 +34,22 @@ def half(dataset, which: str) -> list[int]:
     return classes[0::2] if which == "exposure" else classes[1::2]
 
 
+def held_out_sets(dataset_name: str, class_names: list[str], settings) -> dict[str, np.ndarray]:
+    """Outlier sets to measure a model of `dataset_name` on: for a CIFAR-10 model, the held-out half's
+    CIFAR-100 test images when CIFAR-100 is prepared here; otherwise none (synthetic ones are always
+    measured, tasks/evaluate/ood.py)."""
+    from tasks.data import dataset as datasets
+    from tasks.data.prepare import CIFAR10_CLASSES
+
+    if list(class_names) != list(CIFAR10_CLASSES):
+        return {}
+    try:
+        cifar100 = datasets.load("cifar100", None, settings)
+    except datasets.DatasetNotFound:
+        return {}
+    return {"cifar100_held_out": images(cifar100, "held_out", "test")}
+
+
 def images(dataset, which: str, split: str) -> np.ndarray:
     """uint8 images of one half's classes from one split (`train`, `val` or `test`) of CIFAR-100."""
     labels = np.asarray(dataset[f"y_{split}"])

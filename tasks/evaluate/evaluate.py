@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.registry import artifact
-from tasks.evaluate import calibration
+from tasks.evaluate import calibration, ood
 from tasks.evaluate import figures as reports
 from tasks.config import Settings
 from tasks.data.dataset import Dataset, DatasetNotFound, load
@@ -92,8 +92,13 @@ def per_class_accuracy(probabilities: np.ndarray, labels: np.ndarray, class_name
 
 def evaluate_model(model, dataset: Dataset, tta: str = "none", history: dict | None = None,
                    output_dir: Path | None = None, title: str = "",
-                   config: EvaluateConfig = EvaluateConfig()) -> dict:
-    """Metrics of `model` on `dataset`'s test split; with `output_dir`, the report files too."""
+                   config: EvaluateConfig = EvaluateConfig(),
+                   outlier_sets: dict[str, np.ndarray] | None = None) -> dict:
+    """Metrics of `model` on `dataset`'s test split; with `output_dir`, the report files too.
+
+    `outlier_sets` (name -> uint8 images of classes the model does not know) are measured for OOD
+    detection beside synthetic outliers (tasks/evaluate/ood.py); the result is `metrics["ood"]`.
+    """
     class_names = dataset.class_names
     y_test, y_val = np.asarray(dataset["y_test"]), np.asarray(dataset["y_val"])
     test_probs = predict_probabilities(model, dataset["x_test"])
@@ -112,15 +117,59 @@ def evaluate_model(model, dataset: Dataset, tta: str = "none", history: dict | N
     calibration_metrics, tables = calibration.calibrate(
         val_probs, y_val, test_probs, y_test, calibration.CalibrationConfig(ece_bins=config.ece_bins))
     metrics["calibration"] = calibration_metrics
+    metrics["ood"], ood_scores = out_of_distribution(
+        model, dataset, val_probs, test_probs, calibration_metrics["temperature"], outlier_sets)
     if output_dir is not None:
         write_report(Path(output_dir), metrics, class_names, test_probs, y_test, history, tables,
-                     title or dataset.name, config)
+                     title or dataset.name, config, ood_scores)
     return metrics
+
+
+def logits_model(model):
+    """A model that gives the logits (the input of the final softmax), or None when the softmax is
+    fused into a Dense layer (shallow, resnet and vgg16 end in Dense(activation="softmax"))."""
+    import keras
+
+    try:
+        final = model.get_layer("probs")
+    except (ValueError, AttributeError):  # no such layer, or not a Keras model
+        return None
+    if not isinstance(final, keras.layers.Activation):
+        return None
+    return keras.Model(model.inputs, final.input)
+
+
+def out_of_distribution(model, dataset: Dataset, val_probs, test_probs, temperature: float,
+                        outlier_sets: dict[str, np.ndarray] | None,
+                        config: ood.OodConfig = ood.OodConfig()) -> tuple[dict, dict[str, np.ndarray]]:
+    """OOD figures (calibrated MSP, and energy where the logits are at hand) of the test split against
+    each outlier set, with the serving threshold chosen on validation; and the scores, for plotting."""
+    sets = {**(outlier_sets or {}), **ood.synthetic_outliers(np.asarray(dataset["x_test"]), config)}
+    threshold = ood.threshold_for(ood.msp(val_probs, temperature), config.target_tpr)
+    test_msp = ood.msp(test_probs, temperature)
+    kept = test_msp >= threshold
+    correct = test_probs.argmax(axis=1) == np.asarray(dataset["y_test"])
+    to_logits = logits_model(model)
+    test_energy = ood.energy(predict_probabilities(to_logits, dataset["x_test"])) if to_logits else None
+    result = {"score": "msp", "temperature": temperature, "target_tpr": config.target_tpr,
+              "threshold": threshold, "fitted_on": "validation split", "test_kept": float(kept.mean()),
+              "test_top1_kept": float(correct[kept].mean()) if kept.any() else None, "sets": {}}
+    scores = {f"{dataset.name} test": test_msp}
+    for name, images in sets.items():
+        out_msp = ood.msp(predict_probabilities(model, images), temperature)
+        entry = {"msp": ood.separation(test_msp, out_msp, threshold)}
+        if to_logits is not None:
+            out_energy = ood.energy(predict_probabilities(to_logits, images))
+            entry["energy"] = {"auroc": ood.auroc(test_energy, out_energy),
+                               "fpr_at_95_tpr": ood.fpr_at_tpr(test_energy, out_energy)}
+        result["sets"][name] = entry
+        scores[name] = out_msp
+    return result, scores
 
 
 def write_report(output_dir: Path, metrics: dict, class_names: list[str], test_probs: np.ndarray,
                  y_test: np.ndarray, history: dict | None, tables: dict, title: str,
-                 config: EvaluateConfig) -> None:
+                 config: EvaluateConfig, ood_scores: dict[str, np.ndarray] | None = None) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     matrix = reports.confusion_matrix(y_test, test_probs.argmax(axis=1), len(class_names))
     np.savetxt(output_dir / "confusion_matrix.csv", matrix, fmt="%d", delimiter=",",
@@ -128,7 +177,7 @@ def write_report(output_dir: Path, metrics: dict, class_names: list[str], test_p
     figures = []
     if config.figures:
         figures = reports.write_figures(output_dir, title, class_names, matrix, history,
-                                        metrics["calibration"], tables)
+                                        metrics["calibration"], tables, ood_scores, metrics.get("ood"))
     (output_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=1))
     (output_dir / "reliability.json").write_text(json.dumps(_json_safe(tables), indent=1))
     reports.write_summary(metrics, class_names, output_dir / reports.SUMMARY_MD, title, figures)
@@ -170,8 +219,11 @@ def evaluate_artifact(path: str | Path, dataset_version: str | None = None, tta:
         if not own_version:
             output_dir = output_dir / dataset.version
     title = f"{metadata['model_id']} on {dataset.name} {dataset.version}"
+    from tasks.data import outliers
+
     metrics = evaluate_model(model, dataset, tta, metadata.get("history") if own_version else None,
-                             Path(output_dir), title, config)
+                             Path(output_dir), title, config,
+                             outliers.held_out_sets(dataset.name, dataset.class_names, settings))
     if Path(output_dir).resolve().is_relative_to(folder.resolve()):
         if own_version:
             metadata["metrics"] = metrics

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 CONFUSION_PNG = "confusion_matrix.png"
 CURVES_PNG = "learning_curves.png"
 RELIABILITY_PNG = "reliability.png"
+OOD_PNG = "ood_scores.png"
 SUMMARY_MD = "report.md"
 MAX_TICK_LABELS = 20  # more classes than this (CIFAR-100): the confusion matrix has no per-class ticks
 
@@ -121,8 +122,9 @@ def write_summary(metrics: dict, class_names: list[str], path: Path, title: str,
              "| measure | value |", "|---|---|",
              f"| top-1 | {metrics['test_top1']:.2%} |", f"| top-5 | {metrics['test_top5']:.2%} |"]
     if "test_top1_tta" in metrics:
-        lines += [f"| top-1 with flip TTA | {metrics['test_top1_tta']:.2%} |",
-                  f"| top-5 with flip TTA | {metrics['test_top5_tta']:.2%} |"]
+        tta = metrics.get("tta", "flip")
+        lines += [f"| top-1 with {tta} TTA | {metrics['test_top1_tta']:.2%} |",
+                  f"| top-5 with {tta} TTA | {metrics['test_top5_tta']:.2%} |"]
     calibration = metrics.get("calibration")
     if calibration:
         lines += [f"| temperature (fitted on validation) | {calibration['temperature']:.3f} |",
@@ -130,6 +132,7 @@ def write_summary(metrics: dict, class_names: list[str], path: Path, title: str,
                   f"{calibration['test_ece_before']:.4f} / {calibration['test_ece_after']:.4f} |",
                   f"| NLL before / after | {calibration['test_nll_before']:.4f} / "
                   f"{calibration['test_nll_after']:.4f} |"]
+    lines += ood_summary(metrics.get("ood"))
     lines += ["", "## Per-class accuracy", "", "| class | top-1 |", "|---|---|"]
     per_class = metrics["per_class_accuracy"]
     lines += [f"| {name} | {'—' if per_class[name] is None else format(per_class[name], '.2%')} |"
@@ -141,13 +144,49 @@ def write_summary(metrics: dict, class_names: list[str], path: Path, title: str,
     return path
 
 
+def ood_summary(ood: dict | None) -> list[str]:
+    """Markdown lines: the abstention threshold and, per outlier set, AUROC and FPR at 95% TPR."""
+    if not ood:
+        return []
+    kept = "—" if ood["test_top1_kept"] is None else f"{ood['test_top1_kept']:.2%}"
+    lines = ["", "## Out-of-distribution detection", "",
+             f"Score: maximum calibrated probability (T = {ood['temperature']:.3f}). Threshold "
+             f"{ood['threshold']:.4f}, chosen on the validation split to keep {ood['target_tpr']:.0%} of it: "
+             f"it keeps {ood['test_kept']:.2%} of the test images, whose top-1 is {kept}.", "",
+             "| outliers | images | AUROC (MSP) | FPR@95%TPR (MSP) | kept by the threshold | AUROC (energy) | "
+             "FPR@95%TPR (energy) |", "|---|---|---|---|---|---|---|"]
+    for name, entry in ood["sets"].items():
+        msp, energy = entry["msp"], entry.get("energy")
+        lines.append(f"| {name} | {msp['images']:,} | {msp['auroc']:.4f} | {msp['fpr_at_95_tpr']:.4f} | "
+                     f"{msp['kept_by_threshold']:.2%} | "
+                     + (f"{energy['auroc']:.4f} | {energy['fpr_at_95_tpr']:.4f} |" if energy else "— | — |"))
+    return lines
+
+
+def plot_ood_scores(scores: dict[str, np.ndarray], threshold: float, path: Path, title: str) -> Path:
+    """Histograms of the calibrated maximum probability, in-distribution test images against each
+    outlier set, with the serving threshold."""
+    figure = new_figure(7.5, 4.2)
+    axes = figure.add_subplot()
+    bins = np.linspace(0, 1, 41)
+    for name, values in scores.items():
+        axes.hist(values, bins=bins, density=True, histtype="step", linewidth=1.6, label=name)
+    axes.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:.3f}")
+    axes.set(xlabel="maximum calibrated probability (score)", ylabel="density", title=f"{title}: OOD scores")
+    axes.legend(fontsize=7)
+    return _save(figure, path)
+
+
 def write_figures(output_dir: Path, title: str, class_names: list[str], matrix: np.ndarray,
-                  history: dict | None, calibration_metrics: dict, tables: dict) -> list[str]:
+                  history: dict | None, calibration_metrics: dict, tables: dict,
+                  ood_scores: dict[str, np.ndarray] | None = None, ood: dict | None = None) -> list[str]:
     """Every PNG of an evaluation; returns the file names written (none without matplotlib)."""
     try:
         written = [plot_confusion_matrix(matrix, class_names, output_dir / CONFUSION_PNG, title)]
         written.append(plot_learning_curves(history or {}, output_dir / CURVES_PNG, title))
         written.append(plot_reliability(tables, calibration_metrics, output_dir / RELIABILITY_PNG, title))
+        if ood_scores and ood:
+            written.append(plot_ood_scores(ood_scores, ood["threshold"], output_dir / OOD_PNG, title))
     except PlottingUnavailable as error:
         log.warning("no report figures: %s", error)
         return []

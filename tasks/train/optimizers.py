@@ -14,6 +14,30 @@ import keras
 from keras import ops
 
 
+KERNEL_NAMES = ("kernel", "embeddings")  # what L2 decays; never batch-norm scales, biases or statistics
+
+
+def with_l2(optimizer_class):
+    """`optimizer_class` with a coupled L2 term on kernels: each kernel's gradient gains `l2 * w`
+    before the optimizer's own update (an L2 loss term, unlike Keras' decoupled `weight_decay`)."""
+
+    class CoupledL2(optimizer_class):
+        def __init__(self, *args, l2: float = 0.0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.l2 = float(l2)
+
+        def update_step(self, gradient, variable, learning_rate):
+            if self.l2 and variable.path.rsplit("/", 1)[-1] in KERNEL_NAMES:
+                gradient = ops.cast(gradient, variable.dtype) + self.l2 * variable
+            super().update_step(gradient, variable, learning_rate)
+
+        def get_config(self):
+            return {**super().get_config(), "l2": self.l2}
+
+    CoupledL2.__name__ = f"{optimizer_class.__name__}WithL2"
+    return CoupledL2
+
+
 @keras.saving.register_keras_serializable(package="hashtagger")
 class AirbenchSGD(keras.optimizers.SGD):
     """SGD (Nesterov) + coupled L2 + batch-norm bias LR scale + timed whitening bias + lookahead.
@@ -46,7 +70,8 @@ class AirbenchSGD(keras.optimizers.SGD):
         super().build(variables)
         self.slow = self.add_optimizer_variables(variables, "slow") if self.lookahead_every else []
         for slow, variable in zip(self.slow, variables):
-            slow.assign(variable)
+            # a copy: under JAX, sharing the variable's buffer would donate one buffer twice per step
+            slow.assign(ops.copy(variable.value))
         self._bias_indices = {self._get_variable_index(v) for v in variables
                               if v.path.rsplit("/", 1)[-1] in self.bias_names}
         self._timed_indices = {self._get_variable_index(v) for v in variables

@@ -55,6 +55,10 @@ def build(recipe, steps_per_epoch: int, epochs: int):
         return OneCycle(recipe.learning_rate, total, recipe.warmup_fraction)
     if recipe.schedule == "triangle":
         return Triangle(recipe.learning_rate, total, recipe.warmup_fraction)
+    if recipe.schedule == "epoch_steps":
+        boundaries = [max(1, int(epoch * steps_per_epoch)) for epoch, _ in recipe.step_rates]
+        values = [recipe.learning_rate] + [rate for _, rate in recipe.step_rates]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     if recipe.schedule == "steps":
         boundaries = [max(1, int(fraction * total)) for fraction, _ in recipe.step_rates]
         values = [recipe.learning_rate] + [rate for _, rate in recipe.step_rates]

@@ -49,20 +49,25 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 def make_optimizer(recipe: recipes.Recipe, learning_rate, airbench_options: dict | None = None):
     import keras
 
+    from tasks.train.optimizers import with_l2
+
     common = {"learning_rate": learning_rate}
     if recipe.weight_decay:
         common["weight_decay"] = recipe.weight_decay
+    if recipe.l2 and recipe.optimizer != "airbench_sgd":
+        common["l2"] = recipe.l2
     if recipe.optimizer == "airbench_sgd":
         from tasks.train.optimizers import AirbenchSGD
 
         return AirbenchSGD(learning_rate, momentum=recipe.momentum, l2=recipe.l2,
                            bias_lr_scale=recipe.bias_lr_scale, **(airbench_options or {}))
     if recipe.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(momentum=recipe.momentum, nesterov=True, **common)
+        optimizer = with_l2(keras.optimizers.SGD)(momentum=recipe.momentum, nesterov=True, **common)
     elif recipe.optimizer == "adam":
-        optimizer = keras.optimizers.AdamW(**common) if recipe.weight_decay else keras.optimizers.Adam(**common)
+        adam = keras.optimizers.AdamW if recipe.weight_decay else keras.optimizers.Adam
+        optimizer = with_l2(adam)(**common)
     elif recipe.optimizer == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(**common)
+        optimizer = with_l2(keras.optimizers.RMSprop)(**common)
     else:
         raise ValueError(f"unknown optimizer {recipe.optimizer!r}; choose sgd, adam or rmsprop")
     if recipe.weight_decay:
@@ -158,6 +163,7 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
 
     import models
     from models.layers import preprocessing_layer
+    from tasks.data import outliers
     from tasks.evaluate import evaluate
 
     settings = settings or Settings.from_env()
@@ -211,7 +217,8 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
         reports_dir = Path(scratch) / artifact.REPORTS_DIR if config.reports else None
         metrics = evaluate.evaluate_model(
             model, dataset, tta=recipes.tta_of(recipe), history=history_lists, output_dir=reports_dir,
-            title=f"{config.architecture} / {config.recipe} on {dataset.name}")
+            title=f"{config.architecture} / {config.recipe} on {dataset.name}",
+            outlier_sets=outliers.held_out_sets(dataset.name, dataset.class_names, settings))
         metadata = artifact.describe(
             model=model, config=config, recipe=recipe, dataset=dataset, metrics=metrics,
             history=history_lists, epochs_done=len(history.epoch), training_seconds=training_seconds,
