@@ -70,6 +70,34 @@ class ChannelStandardization(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
+@keras.saving.register_keras_serializable(package="hashtagger")
+class ErfGelu(keras.layers.Layer):
+    """Exact GELU written as 0.5 x (1 + erf(x / sqrt 2)): the same function as Activation("gelu"),
+    in an op ONNX has (TensorFlow's own GELU uses Erfc, which tf2onnx cannot export)."""
+
+    def call(self, inputs):
+        return 0.5 * inputs * (1.0 + ops.erf(inputs * 0.7071067811865476))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def exportable(model: keras.Model) -> keras.Model:
+    """`model` with every exact-GELU activation replaced by `ErfGelu` (same weights, same outputs to
+    float rounding), so that tf2onnx can export it."""
+    def swap(layer):
+        if isinstance(layer, keras.layers.Activation) and layer.activation is keras.activations.gelu:
+            return ErfGelu(name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    if not any(isinstance(layer, keras.layers.Activation) and layer.activation is keras.activations.gelu
+               for layer in model.layers):
+        return model
+    clone = keras.models.clone_model(model, clone_function=swap)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def preprocessing_layer(model: keras.Model) -> PixelMeanSubtraction | ChannelStandardization:
     """The model's input preprocessing, whose statistics `fit_statistics` sets from training images."""
     for layer in model.layers:

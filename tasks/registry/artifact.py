@@ -145,9 +145,12 @@ def load_keras(path: str | Path):
     """(keras.Model, metadata) from an artifact folder (imports Keras, and so TensorFlow by default)."""
     import keras
 
+    import models
     import models.layers  # noqa: F401  registers the custom layers before loading
 
     metadata = read_metadata(path)
+    if metadata.get("architecture") in models.ARCHITECTURES:
+        models.module(metadata["architecture"])  # registers the architecture's own layers/initializers
     return keras.saving.load_model(Path(metadata["path"]) / MODEL_FILE, compile=False), metadata
 
 

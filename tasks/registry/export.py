@@ -39,16 +39,48 @@ def export_onnx(artifact_dir: str | Path, overwrite: bool = False) -> Path:
 
     staging = target.with_name(f".staging-{os.getpid()}-{target.name}")
     try:
+        from models.layers import exportable
+
         model, metadata = artifact.load_keras(target.parent)
+        model = exportable(model)
         # a loaded model has not been called yet, and the exporter traces only called models
         model.predict_on_batch(np.zeros((1, *metadata["input"]["shape"]), dtype="float32"))
         model.export(str(staging), format="onnx", verbose=False)
+        check_onnx(staging, model, metadata)
         os.replace(staging, target)
     except Exception as error:  # tf2onnx raises many kinds; the caller needs one
         staging.unlink(missing_ok=True)
         raise ExportError(f"ONNX export of {target.parent} failed: {error}") from error
     log.info("exported %s", target)
     return target
+
+
+ONNX_TOLERANCE = 1e-5  # largest difference from Keras' probabilities the export may show
+
+
+def check_onnx(onnx_file: Path, model, metadata: dict) -> float:
+    """Run the exported file on ONNX Runtime against Keras on the same images (the artifact's
+    fingerprint images, else random ones); raises ExportError beyond ONNX_TOLERANCE (tf2onnx writes a
+    file that does not load when it meets an op it cannot convert). Returns the largest difference."""
+    import numpy as np
+    import onnxruntime
+
+    fingerprint = Path(metadata["path"]) / artifact.FINGERPRINT_FILE
+    if fingerprint.exists():
+        with np.load(fingerprint) as saved:
+            images = saved["images"].astype("float32")
+    else:
+        images = np.random.default_rng(0).integers(0, 256, (8, *metadata["input"]["shape"])).astype("float32")
+    try:
+        session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        exported = session.run(None, {name: images})[0]
+    except Exception as error:  # noqa: BLE001  onnxruntime raises its own kinds for invalid graphs
+        raise ExportError(f"the exported model does not run on ONNX Runtime: {error}") from error
+    difference = float(np.max(np.abs(exported - np.asarray(model.predict_on_batch(images)))))
+    if difference > ONNX_TOLERANCE:
+        raise ExportError(f"ONNX and Keras differ by {difference:.2e} (more than {ONNX_TOLERANCE:.0e})")
+    return difference
 
 
 def _export_in_child(folder: Path, overwrite: bool) -> Path:

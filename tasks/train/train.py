@@ -93,7 +93,8 @@ def compile_trainer(model, recipe: recipes.Recipe, steps_per_epoch: int, epochs:
 
     airbench_options = {}
     if host_augmented(recipe):
-        trainer = model
+        # a wrapper, not `model` itself: the saved model then carries no optimizer state
+        trainer = augment.training_model(model, (), seed)
         total = steps_per_epoch * epochs
         airbench_options = {"lookahead_every": recipe.lookahead_every, "total_steps": total,
                             "frozen_bias_after": steps_per_epoch * recipe.whiten_bias_epochs,
