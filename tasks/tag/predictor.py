@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.evaluate import calibration
 from tasks.registry import artifact
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent.parent / "models" / "bundled"
@@ -35,11 +36,30 @@ class Predictor:
     def class_names(self) -> list[str]:
         return self.metadata["class_names"]
 
+    @property
+    def dataset(self) -> str:
+        return self.metadata.get("dataset", "")
+
+    @property
+    def temperature(self) -> float:
+        """The temperature fitted on validation data (metrics.calibration), 1.0 when there is none."""
+        return float(((self.metadata.get("metrics") or {}).get("calibration") or {}).get("temperature") or 1.0)
+
+    @property
+    def min_confidence(self) -> float:
+        """The abstention threshold on the calibrated maximum probability (metrics.ood.threshold,
+        chosen on validation data to keep 95% of known images); 0.0 (never abstain) when there is none."""
+        return float(((self.metadata.get("metrics") or {}).get("ood") or {}).get("threshold") or 0.0)
+
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities (N, classes) for raw uint8 images (N, 32, 32, 3)."""
+        """Calibrated probabilities (N, classes) for raw uint8 images (N, 32, 32, 3): the model's
+        output with its logits divided by the fitted temperature (tasks/evaluate/calibration.py)."""
         if len(images) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        return self._run(np.asarray(images))
+        raw = self._run(np.asarray(images))
+        if self.temperature == 1.0:
+            return raw
+        return calibration.scale(raw, self.temperature).astype(np.float32)
 
     def top_labels(self, probabilities: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
         """The k most probable (label, probability) pairs of one image, best first."""

@@ -1,0 +1,75 @@
+"""Abstention: a label, or "no confident label", for each image a model sees.
+
+The score is the maximum calibrated probability (tasks/evaluate/ood.py measured it against energy and
+chose it: with outlier exposure it separates as well, and serving already has the probabilities). An
+image scoring below the model's threshold (chosen on validation data to keep 95% of the images the
+model knows; stored in its metadata as metrics.ood.threshold) gets no label and no label hashtags;
+its candidate labels and their probabilities are kept so people can see what the model thought.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """One model's answer for one image.
+
+    labels: the top candidates (label, calibrated probability), best first, kept even when abstaining;
+    coarse: CIFAR-100 superclasses with summed probability (empty for other models);
+    score: the OOD score (maximum calibrated probability), in [0, 1];
+    abstained: True when score < min_confidence; reason says why in words.
+    """
+
+    model_id: str
+    dataset: str
+    labels: list[tuple[str, float]]
+    coarse: list[tuple[str, float]]
+    score: float
+    min_confidence: float
+    abstained: bool
+    reason: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        """The label to store, None when the model abstained."""
+        return None if self.abstained else self.labels[0][0]
+
+
+def decide(predictor, probabilities: np.ndarray, min_confidence: float | None = None,
+           label_count: int = 3) -> list[Decision]:
+    """One Decision per row of calibrated `probabilities` (N, classes) from `predictor`.
+
+    `min_confidence` overrides the model's own threshold (None: the model's; 0: never abstain).
+    """
+    threshold = predictor.min_confidence if min_confidence is None else float(min_confidence)
+    scores = np.asarray(probabilities).max(axis=1) if len(probabilities) else np.zeros(0)
+    tops = predictor.top_labels_batch(np.asarray(probabilities), label_count)
+    decisions = []
+    for probs, top, score in zip(probabilities, tops, scores.tolist()):
+        abstained = score < threshold
+        reason = (f"no confident label: best guess {top[0][0]} at {score:.0%} is below the "
+                  f"{threshold:.0%} this model needs") if abstained else None
+        decisions.append(Decision(predictor.model_version, predictor.dataset, top,
+                                  predictor.coarse_labels(probs), score, threshold, abstained, reason))
+    return decisions
+
+
+def merged_labels(decisions: list[Decision]) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """(labels, coarse labels) for the hashtag ranker from several models' decisions on one image:
+    only models that did not abstain contribute; best probability first; a label named by two models
+    keeps its higher probability."""
+    labels: dict[str, float] = {}
+    coarse: dict[str, float] = {}
+    for decision in decisions:
+        if decision.abstained:
+            continue
+        for name, probability in decision.labels:
+            labels[name] = max(probability, labels.get(name, 0.0))
+        for name, probability in decision.coarse:
+            coarse[name] = max(probability, coarse.get(name, 0.0))
+    ordered = sorted(labels.items(), key=lambda item: -item[1])
+    return ordered, sorted(coarse.items(), key=lambda item: -item[1])

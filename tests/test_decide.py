@@ -1,0 +1,57 @@
+"""Serving-side confidence: the fitted temperature applied, abstention below the model's threshold,
+and two models' decisions merged (tasks/tag/predictor.py, tasks/tag/decide.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.evaluate import calibration
+from tasks.tag import decide
+from tasks.tag.predictor import Predictor
+
+
+def predictor(probabilities: np.ndarray, temperature: float | None, threshold: float | None,
+              class_names=("cat", "dog", "ship"), dataset="cifar10", coarse=None) -> Predictor:
+    metrics = {}
+    if temperature is not None:
+        metrics["calibration"] = {"temperature": temperature}
+    if threshold is not None:
+        metrics["ood"] = {"threshold": threshold}
+    metadata = {"model_id": f"m-{dataset}", "dataset": dataset, "class_names": list(class_names),
+                "metrics": metrics, **(coarse or {})}
+    return Predictor(metadata, "onnx", lambda batch: probabilities[: len(batch)])
+
+
+def test_serving_applies_the_fitted_temperature():
+    raw = calibration.softmax(np.array([[3.0, 1.0, 0.0], [0.2, 0.1, 0.0]]))
+    served = predictor(raw, 2.0, None).predict(np.zeros((2, 32, 32, 3), np.uint8))
+    np.testing.assert_allclose(served, calibration.softmax(np.log(raw) / 2.0), rtol=1e-5)
+    assert served[0].max() < raw[0].max()  # an overconfident model (T > 1) says less
+    untouched = predictor(raw, None, None).predict(np.zeros((2, 32, 32, 3), np.uint8))
+    np.testing.assert_array_equal(untouched, raw)
+
+
+def test_below_the_threshold_the_model_abstains_but_keeps_its_candidates():
+    probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25]])
+    model = predictor(probs, None, 0.5)
+    sure, unsure = decide.decide(model, probs)
+    assert (sure.abstained, sure.label, sure.score) == (False, "cat", pytest.approx(0.9))
+    assert unsure.abstained and unsure.label is None and unsure.score == pytest.approx(0.4)
+    assert [name for name, _ in unsure.labels] == ["cat", "dog", "ship"]
+    assert "no confident label" in unsure.reason and "cat at 40%" in unsure.reason
+    assert not any(d.abstained for d in decide.decide(model, probs, min_confidence=0.0))
+    assert all(d.abstained for d in decide.decide(model, probs, min_confidence=0.95))
+
+
+def test_two_models_merge_only_what_each_is_sure_of():
+    cifar10 = predictor(np.array([[0.3, 0.3, 0.4]]), None, 0.5)
+    cifar100 = predictor(np.array([[0.1, 0.8, 0.1]]), None, 0.5, class_names=("cup", "plate", "bowl"),
+                         dataset="cifar100",
+                         coarse={"fine_to_coarse": [0, 0, 0], "coarse_class_names": ["food_containers"]})
+    decisions = decide.decide(cifar10, np.array([[0.3, 0.3, 0.4]])) + \
+        decide.decide(cifar100, np.array([[0.1, 0.8, 0.1]]))
+    assert [d.abstained for d in decisions] == [True, False]  # a plate is not a CIFAR-10 thing
+    labels, coarse = decide.merged_labels(decisions)
+    assert labels[0] == ("plate", pytest.approx(0.8)) and {name for name, _ in labels} == {"cup", "plate", "bowl"}
+    assert coarse == [("food_containers", pytest.approx(1.0))]
