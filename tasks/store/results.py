@@ -92,18 +92,20 @@ class Prior:
     known: set[str]  # URIs with any earlier row, whose old rows a new result must replace
 
 
-def prior(connection, model_version: str, uris: list[str], retag: bool) -> Prior:
-    """What the database holds already for these URIs.
+def prior(connection, model_version: str, uris: list[str]) -> Prior:
+    """What the database holds already for these URIs, for the model `model_version`.
 
-    Done: tagged (by this model, when re-tagging), or failed on these very bytes (a decode failure does
-    not change until the bytes do; a read failure, with no hash, is tried again).
+    Done: tagged by this very model, or failed on these very bytes (a decode failure does not change
+    until the bytes do; a read failure, with no hash, is tried again). Tagging is incremental per model:
+    images that only earlier models tagged are not done, so a new champion re-tags them (the earlier
+    rows stay, in the views image_tags_all and image_labels_all).
     """
     if not uris:
         return Prior(set(), set())
     done, known = set(), set()
     for uri, content_hash, model in connection.execute(PRIOR_ROWS, {"uris": uris}):
         known.add(uri)
-        if model is None and content_hash or model is not None and (not retag or model == model_version):
+        if (model is None and content_hash) or model == model_version:
             done.add((uri, content_hash))
     return Prior(done, known)
 

@@ -44,7 +44,9 @@ class TagConfig:
     label_count: int = 5  # top labels stored per image
     limit: int | None = None  # at most this many new images (tagged or failed) this run; None: all
     dry_run: bool = False  # list and count only: no decoding, no writes
-    retag: bool = False  # re-tag images another model already tagged (after a new champion)
+    # kept for old callers: tagging is incremental per model, so a new champion always re-tags the
+    # images it has not tagged yet (tasks/store/results.py `prior`)
+    retag: bool = False
     progress: bool = False  # a progress bar on stderr
     max_bytes: int = sources.MAX_IMAGE_BYTES  # bytes per file; bigger files fail unread ("too large")
     # (index, count): tag only the images whose URI hashes to this shard, so `count` workers can split
@@ -145,7 +147,7 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
         while True:
             refs = next(batches, None)
             if refs is not None:
-                known = _prior(engine, predictor.model_version, refs, config.retag) if has_schema else None
+                known = _prior(engine, predictor.model_version, refs) if has_schema else None
                 done = known.done if known else set()
                 ahead.append((known, [pool.submit(_prepare, source, ref, done, config) for ref in refs]))
                 if len(ahead) < 2:
@@ -242,10 +244,11 @@ def _classify(items: list[_Item], predictor: Predictor, hashtags: HashtagEngine,
     return tagged
 
 
-def _prior(engine, model_version: str, refs: list[sources.ImageRef], retag: bool) -> results.Prior:
+def _prior(engine, model_version: str, refs: list[sources.ImageRef]) -> results.Prior:
+    """Which of these images `model_version` has tagged already (each model tags every image once)."""
     def query() -> results.Prior:
         with engine.connect() as connection:
-            return results.prior(connection, model_version, [ref.uri for ref in refs], retag)
+            return results.prior(connection, model_version, [ref.uri for ref in refs])
 
     return results.retrying(query, "looking up tagged images")
 
