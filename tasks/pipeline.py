@@ -111,16 +111,16 @@ def train_model(spec: dict) -> dict:
     # The evaluate task registers the model in the DAG's results database (the worker's default
     # database is not that one), so training does not.
     config = dataclasses.replace(train.TrainConfig(**spec), register=False)
-    _pull_dataset(config.dataset, config.dataset_version)
+    config = dataclasses.replace(config, dataset_version=_pull_dataset(config.dataset, config.dataset_version))
     return _publish(model_summary(train.train(config, settings())))
 
 
-def _pull_dataset(name: str, version: str | None) -> None:
-    """A dataset version prepared on another host comes from the artifact store, when one is set."""
+def _pull_dataset(name: str, version: str | None) -> str | None:
+    """A dataset version prepared on another host comes from the artifact store, when one is set
+    (version None: the store's latest); returns the version to train on (None: the local latest)."""
     from tasks.registry import store
 
-    if version:
-        store.pull_dataset(name, version, settings())
+    return store.pull_dataset(name, version, settings())[0]
 
 
 def _publish(summary: dict) -> dict:

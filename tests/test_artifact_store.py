@@ -111,6 +111,15 @@ def test_a_prepared_dataset_version_travels_through_the_store(artifacts, hashtag
     uri = store.push_dataset("cifar10", "0123456789abcdef")
     assert uri == f"{artifacts}/datasets/cifar10/0123456789abcdef/"
     elsewhere = Settings(home=tmp_path / "training-host")
-    pulled = store.pull_dataset("cifar10", "0123456789abcdef", elsewhere)
-    assert pulled == elsewhere.datasets_dir / "cifar10" / "0123456789abcdef"
+    latest, pulled = store.pull_dataset("cifar10", None, elsewhere)  # the store's latest version
+    assert (latest, pulled) == ("0123456789abcdef", elsewhere.datasets_dir / "cifar10" / "0123456789abcdef")
     assert (pulled / "test" / "images.npy").read_bytes() == (version / "test" / "images.npy").read_bytes()
+
+
+def test_without_a_store_datasets_and_models_stay_on_this_disk(hashtagger_home, monkeypatch):
+    monkeypatch.delenv("HASHTAGGER_ARTIFACTS", raising=False)
+    assert store.push_dataset("cifar10", "0123456789abcdef") is None
+    assert store.pull_dataset("cifar10", None) == (None, None)
+    assert store.publish(hashtagger_home / "models" / "m1", "m1") == "home:models/m1"
+    with pytest.raises(store.StoreError, match="s3://bucket/prefix"):
+        store.StoreConfig.from_env({"HASHTAGGER_ARTIFACTS": "/mnt/models"})

@@ -212,6 +212,17 @@ sys.exit(main.main(sys.argv[1:]))
 """
 
 
+def test_a_registry_row_from_before_references_gets_the_bundled_reference(engine):
+    """Registries written before this change hold the bundled model as an absolute path into the
+    install of the day; the next write path rewrites it as bundled:<dataset>."""
+    metadata = artifact.read_metadata(store.BUNDLED_DIR / "cifar10")
+    gone = "/old/venv/lib/python3.11/site-packages/models/bundled/cifar10"
+    registry.register(engine, {**metadata, "artifact_uri": gone})
+    registry.ensure_baseline(engine)
+    row = registry.champion(engine, "cifar10")
+    assert (row["model_id"], row["artifact_uri"]) == (bundled_id(), "bundled:cifar10")
+
+
 def test_moving_the_install_keeps_a_registry_that_points_at_a_bundled_model(tmp_path, db_url):
     """The package installed in one place records the baseline; that install is removed and another
     serves the same database (as after pip uninstall + install, or pip install -e elsewhere)."""

@@ -206,13 +206,14 @@ def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BASELINE_DATA
             continue
         metadata = {**json.loads((folder / "metadata.json").read_text()), "path": str(folder),
                     "artifact_uri": store.BUNDLED + dataset}
+        known = get(engine, metadata["model_id"])
+        if known is None or known["artifact_uri"] != metadata["artifact_uri"]:
+            # a candidate at least, so that a rollback can reach it; a row from before references
+            # (an absolute path into some install) gets its portable reference
+            register(engine, metadata)
         current = champion(engine, dataset)
         if current is not None and not _stale_bundled(current, metadata["model_id"]):
-            if get(engine, metadata["model_id"]) is None:
-                register(engine, metadata)  # a candidate, so that a rollback can reach it
             continue
-        if get(engine, metadata["model_id"]) is None:
-            register(engine, metadata)
         with _locked(engine, dataset) as connection:
             current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
             if current is not None and not _stale_bundled(current, metadata["model_id"]):

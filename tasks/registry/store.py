@@ -167,20 +167,43 @@ def download_folder(uri: str, target: Path) -> Path:
 
 def push_dataset(name: str, version: str, settings: Settings | None = None,
                  config: StoreConfig | None = None) -> str | None:
-    """Upload a prepared dataset version folder to the store (None when no store is configured)."""
+    """Upload a prepared dataset version folder to the store and mark it the latest there (an object
+    `<location>/datasets/<name>/LATEST` holding the version); None when no store is configured."""
+    from tasks.tag import s3
+
     settings, config = settings or Settings.from_env(), config or StoreConfig.from_env()
     if config.location is None:
         return None
     uri = f"{config.location}/datasets/{name}/{version}/"
     upload_folder(settings.datasets_dir / name / version, uri)
+    bucket, prefix = s3.parse_uri(f"{config.location}/datasets/{name}/LATEST")
+    try:
+        s3.make_client().put_object(Bucket=bucket, Key=prefix, Body=version.encode())
+    except Exception as error:  # noqa: BLE001  boto3's many kinds, as in upload_folder
+        raise StoreError(f"marking {name} {version} the latest in {config.location} failed: {error}") from error
     return uri
 
 
-def pull_dataset(name: str, version: str, settings: Settings | None = None,
-                 config: StoreConfig | None = None) -> Path:
-    """The dataset version folder on this machine, downloaded from the store when missing here."""
+def pull_dataset(name: str, version: str | None, settings: Settings | None = None,
+                 config: StoreConfig | None = None) -> tuple[str | None, Path | None]:
+    """(version, folder) of a dataset version on this machine, downloaded from the store when missing
+    here; version None asks for the store's latest. (None, None) when there is no store and no version."""
     settings, config = settings or Settings.from_env(), config or StoreConfig.from_env()
+    if config.location is None:
+        return version, (settings.datasets_dir / name / version) if version else None
+    version = version or _latest_version(name, config)
     folder = settings.datasets_dir / name / version
-    if folder.is_dir() or config.location is None:
-        return folder
-    return download_folder(f"{config.location}/datasets/{name}/{version}/", folder)
+    if folder.is_dir():
+        return version, folder
+    return version, download_folder(f"{config.location}/datasets/{name}/{version}/", folder)
+
+
+def _latest_version(name: str, config: StoreConfig) -> str:
+    from tasks.tag import s3
+
+    bucket, key = s3.parse_uri(f"{config.location}/datasets/{name}/LATEST")
+    try:
+        return s3.make_client().get_object(Bucket=bucket, Key=key)["Body"].read().decode().strip()
+    except Exception as error:  # noqa: BLE001
+        raise StoreError(f"no prepared {name} dataset in {config.location} ({error}): run cifar_dataset "
+                         f"or `hashtagger data prepare` with HASHTAGGER_ARTIFACTS set") from error
