@@ -20,7 +20,6 @@ dataset version. The promote task's log says why each model was refused; so does
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 
 from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
@@ -34,7 +33,6 @@ DATASETS = {name: Asset(name=f"{name}_dataset", uri=f"hashtagger://datasets/{nam
 CHAMPIONS = {name: Asset(name=f"{name}_champion", uri=f"hashtagger://models/{name}/champion", group="model")
              for name in DATASETS}
 PROMOTED = AssetAlias(name="hashtagger_promoted_champions")  # an event only when the champion changes
-log = logging.getLogger(__name__)
 TRAIN_QUEUE = os.environ.get("HASHTAGGER_TRAIN_QUEUE", "gpu")
 TRAIN_POOL = os.environ.get("HASHTAGGER_TRAIN_POOL", "training")
 
@@ -99,9 +97,6 @@ def train_models():
         evaluated, db_url, results = list(evaluated), connections.results_db_url(), []
         for dataset in sorted({model["dataset"] for model in evaluated}):
             result = pipeline.promote(evaluated, dataset, db_url)
-            for decision in result["decisions"]:
-                log.info("%s %s: %s", decision["model_id"], "promoted" if decision["promoted"] else "REFUSED",
-                         decision["reason"])
             if result["promoted"]:
                 context["outlet_events"][PROMOTED].add(CHAMPIONS[dataset], extra={
                     "dataset": dataset, "model_id": result["promoted"],

@@ -183,7 +183,8 @@ def promote(candidates: list[dict], dataset: str, db_url: str | None = None) -> 
     engine = _engine(db_url)
     decisions = [promotion.auto_promote(engine, candidate["model_id"]).as_dict() for candidate in candidates]
     for decision in decisions:
-        log.info("%s: %s: %s", decision["model_id"], "promoted" if decision["promoted"] else "refused",
+        # the promote task's log: why each model was (not) promoted, as model_events records it
+        log.info("%s %s: %s", decision["model_id"], "PROMOTED" if decision["promoted"] else "REFUSED",
                  decision["reason"])
     champion = registry.champion(engine, dataset)
     return {"dataset": dataset, "best": candidates[0]["model_id"],

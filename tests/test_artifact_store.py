@@ -96,6 +96,18 @@ def test_a_model_registered_from_one_home_is_served_from_another_empty_one(artif
     engine.dispose()
 
 
+def test_a_copy_cached_before_the_onnx_export_is_refreshed_when_the_export_is_uploaded(artifacts, hashtagger_home):
+    folder = tiny_model.build(hashtagger_home / "models" / "late-onnx", "late-onnx")
+    onnx = (folder / "model.onnx").read_bytes()
+    (folder / "model.onnx").unlink()
+    uri = store.publish(folder, "late-onnx")
+    cached = store.resolve(uri)  # an evaluation on this worker, before promotion
+    assert not (cached / "model.onnx").exists()
+    (folder / "model.onnx").write_bytes(onnx)
+    store.upload_folder(folder, uri)  # promotion exported and uploaded it
+    assert store.resolve(uri) == cached and (cached / "model.onnx").read_bytes() == onnx
+
+
 def test_an_unreachable_artifact_says_where_it_looked(artifacts):
     with pytest.raises(store.StoreError, match="nothing there"):
         store.resolve(f"{artifacts}/models/never-uploaded/")

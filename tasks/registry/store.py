@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 from tasks.config import Settings
+from tasks.registry import artifact
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent.parent / "models" / "bundled"
 BUNDLED, HOME, S3 = "bundled:", "home:", "s3://"
@@ -106,12 +107,25 @@ def publish(path: str | Path, model_id: str, settings: Settings | None = None,
 
 
 def _cached(uri: str, settings: Settings) -> Path:
-    """The local copy of an s3:// artifact, downloaded once per model id (folders are immutable)."""
+    """The local copy of an s3:// artifact, downloaded once per model id. A folder changes once only:
+    promotion adds its model.onnx, so a copy taken before (by an evaluation) is refreshed then."""
     target = settings.home / CACHE_DIR / model_id_of(uri)
-    if (target / "metadata.json").exists():
-        return target
+    if (target / artifact.METADATA_FILE).exists():
+        if (target / artifact.ONNX_FILE).exists() or not _exists(uri.rstrip("/") + "/" + artifact.ONNX_FILE):
+            return target
     download_folder(uri, target)
     return target
+
+
+def _exists(uri: str) -> bool:
+    from tasks.tag import s3
+
+    bucket, key = s3.parse_uri(uri)
+    try:
+        s3.make_client().head_object(Bucket=bucket, Key=key)
+        return True
+    except Exception:  # noqa: BLE001  404, or the store is unreachable: the cached copy serves as it is
+        return False
 
 
 def upload_folder(folder: Path, uri: str) -> int:
@@ -124,7 +138,7 @@ def upload_folder(folder: Path, uri: str) -> int:
     bucket, prefix = s3.parse_uri(uri.rstrip("/") + "/")
     client = s3.make_client()
     files = sorted((path for path in folder.rglob("*") if path.is_file() and not path.name.startswith(".")),
-                   key=lambda path: (path.name == "metadata.json", str(path)))
+                   key=lambda path: (path.name == artifact.METADATA_FILE, str(path)))
     try:
         for path in files:
             client.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
@@ -151,11 +165,7 @@ def download_folder(uri: str, target: Path) -> Path:
             local.parent.mkdir(parents=True, exist_ok=True)
             client.download_file(bucket, key, str(local))
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(staging, target)
-        except OSError:  # another process finished the same download first: theirs is as good
-            if not target.is_dir():
-                raise
+        _replace(staging, target)
     except StoreError:
         raise
     except Exception as error:
@@ -163,6 +173,19 @@ def download_folder(uri: str, target: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _replace(staging: Path, target: Path) -> None:
+    """Move the downloaded folder into place; an older copy there (without model.onnx) goes."""
+    old = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except OSError:  # another process finished the same download first: theirs is as good
+        if not target.is_dir():
+            raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def push_dataset(name: str, version: str, settings: Settings | None = None,
