@@ -228,5 +228,5 @@ def _latest_version(name: str, config: StoreConfig) -> str:
     try:
         return s3.make_client().get_object(Bucket=bucket, Key=key)["Body"].read().decode().strip()
     except Exception as error:  # noqa: BLE001
-        raise StoreError(f"no prepared {name} dataset in {config.location} ({error}): run cifar_dataset "
-                         f"or `hashtagger data prepare` with HASHTAGGER_ARTIFACTS set") from error
+        raise StoreError(f"no prepared {name} dataset in {config.location} ({error}): run the cifar_dataset "
+                         f"DAG with HASHTAGGER_ARTIFACTS set, or name a dataset_version") from error
