@@ -223,6 +223,20 @@ def test_a_registry_row_from_before_references_gets_the_bundled_reference(engine
     assert (row["model_id"], row["artifact_uri"]) == (bundled_id(), "bundled:cifar10")
 
 
+def test_an_updated_bundled_model_takes_over_from_the_one_it_replaces(engine):
+    """The lead retrains the bundled models: the files change, the reference stays. The old bundled
+    champion gives way, and a rollback cannot bring back a model whose files are gone."""
+    metadata = artifact.read_metadata(store.BUNDLED_DIR / "cifar10")
+    old = {**metadata, "model_id": "resnet9-cifar10-before", "artifact_uri": "bundled:cifar10"}
+    registry.register(engine, old)
+    registry.promote(engine, "resnet9-cifar10-before", "the bundled model of an older install")
+    assert registry.ensure_baseline(engine) == [bundled_id(), bundled_id("cifar100")]
+    assert champion_id(engine) == bundled_id()
+    with pytest.raises(registry.RegistryError, match="now holds"):
+        promote.rollback(engine, "cifar10")
+    assert champion_id(engine) == bundled_id()
+
+
 def test_moving_the_install_keeps_a_registry_that_points_at_a_bundled_model(tmp_path, db_url):
     """The package installed in one place records the baseline; that install is removed and another
     serves the same database (as after pip uninstall + install, or pip install -e elsewhere)."""

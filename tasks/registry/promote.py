@@ -31,10 +31,15 @@ class PromotionError(RuntimeError):
 
 def _metadata(model: dict) -> dict:
     try:
-        return artifact.read_metadata(store.resolve(model["artifact_uri"]))
+        metadata = artifact.read_metadata(store.resolve(model["artifact_uri"]))
     except (artifact.ArtifactError, store.StoreError) as error:
         # a champion that cannot be loaded would break tagging: refuse before anything changes
         raise registry.RegistryError(f"{model['model_id']}: its artifact is gone ({error})") from error
+    if metadata.get("model_id") != model["model_id"]:
+        # an older bundled model: `bundled:cifar10` now names the model this install ships
+        raise registry.RegistryError(f"{model['model_id']}: its artifact {model['artifact_uri']} now holds "
+                                     f"{metadata.get('model_id')}, another model")
+    return metadata
 
 
 def _prepare_champion(engine: sa.Engine, model_id: str, onnx: bool) -> None:

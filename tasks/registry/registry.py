@@ -198,7 +198,7 @@ def rollback(engine: sa.Engine, dataset: str) -> Decision:
 def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BASELINE_DATASETS) -> list[str]:
     """Record each dataset's bundled model (as `bundled:<dataset>`) and make it champion where there is
     none; a champion that is an older bundled model gives way to the current one. Returns the model ids
-    crowned now. Cheap when there is nothing to do: one read per dataset, no lock."""
+    crowned now. Cheap when there is nothing to do: two reads per dataset, no lock."""
     crowned = []
     for dataset in datasets:
         folder = store.BUNDLED_DIR / dataset
