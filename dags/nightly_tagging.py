@@ -15,8 +15,8 @@ chunks, and record the run's totals.
 - The model is the registry's champion for `dataset` (the bundled model until a trained one beats
   it), chosen once per run so that every shard uses the same one; `model` names another artifact.
   Tagging is incremental per model: after a champion change, the run tags the images the new champion
-  has not tagged yet, at most `max_images` a run (split over the shards), so a big bucket catches up
-  over several nights. The view `image_tags` shows the champion's rows; `image_tags_all` all of them.
+  has not tagged yet, at most `max_images` a run (split over the shards), oldest first, so a big bucket
+  catches up over several nights. The view `image_tags` shows the champion's rows; `image_tags_all` all of them.
 """
 
 from __future__ import annotations

@@ -178,6 +178,29 @@ def test_a_new_champion_retags_and_the_views_show_only_its_rows(engine, cli_db, 
     assert {model for _, model in labels(engine, "image_labels").values()} == {bundled_id()}
 
 
+def test_a_capped_catch_up_retags_the_images_tagged_longest_ago_first(engine, cli_db, tmp_path):
+    photos = tmp_path / "photos"
+    shutil.copytree(SAMPLES, photos)
+    tag_samples(tmp_path, "--limit", "4")  # airplane, automobile, bird, cat: first in listing order
+    tag_samples(tmp_path)  # dog, frog, horse, ship, a little later
+    for name in ("aaa-new.jpg", "aab-new.jpg"):  # never tagged: first in listing order, yet newest
+        shutil.copy(SAMPLES / "cat.jpg", photos / name)
+    registry.register(engine, trained(tmp_path / "models" / "tiny-v2", "tiny-v2", 0.95))
+    assert promote.auto_promote(engine, "tiny-v2").promoted
+
+    def by_new_champion() -> set[str]:
+        with engine.connect() as connection:
+            return {Path(uri).stem for (uri,) in connection.execute(sa.text(
+                "SELECT image_uri FROM image_labels_all WHERE model_version = 'tiny-v2'"))}
+
+    tag_samples(tmp_path, "--limit", "5")
+    assert by_new_champion() == {"airplane", "automobile", "bird", "cat", "dog"}  # oldest, then listing order
+    tag_samples(tmp_path, "--limit", "3")
+    assert by_new_champion() == {path.stem for path in SAMPLES.iterdir()}
+    tag_samples(tmp_path, "--limit", "3")  # the images no model had tagged come last
+    assert by_new_champion() == {path.stem for path in SAMPLES.iterdir()} | {"aaa-new", "aab-new"}
+
+
 def test_example_queries_run_on_the_views(engine, cli_db, tmp_path):
     tag_samples(tmp_path)
     parameters = {"top_hashtags_per_day": {"first_day": "2000-01-01", "last_day": "2999-12-31", "top": 3},

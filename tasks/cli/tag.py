@@ -23,7 +23,7 @@ def register(commands) -> None:
     tag.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS))
     tag.add_argument("--batch-size", type=int, default=256, help="images per model call and transaction")
     tag.add_argument("--workers", type=int, help="decoding threads (default: one per core)")
-    tag.add_argument("--limit", type=int, help="tag at most N images the model has not tagged (tagged or failed)")
+    tag.add_argument("--limit", type=int, help="tag at most N images the model has not tagged (tagged or failed), oldest first")
     tag.add_argument("--dry-run", action="store_true", help="count what would be tagged; write nothing")
     tag.add_argument("--retag", action="store_true",
                      help="no effect, kept for old scripts: each model tags the images it has not tagged, "

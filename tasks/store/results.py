@@ -68,6 +68,18 @@ SELECT image_uri, content_hash, model_version FROM image_results WHERE image_uri
 UNION ALL
 SELECT image_uri, content_hash, NULL FROM image_failures WHERE image_uri IN :uris
 """).bindparams(sa.bindparam("uris", expanding=True))
+# When each URI was first tagged (by any model), for the URIs `model` has not tagged: a capped run
+# catches up oldest first.
+FIRST_TAGGED = sa.text("""
+SELECT image_uri, MIN(tagged_at) AS first_tagged
+FROM image_results
+WHERE image_uri IN :uris
+GROUP BY image_uri
+HAVING MAX(CASE WHEN model_version = :model THEN 1 ELSE 0 END) = 0
+""").bindparams(sa.bindparam("uris", expanding=True))
+TAGGED_BY_MODEL = sa.text("""
+SELECT DISTINCT image_uri FROM image_results WHERE image_uri IN :uris AND model_version = :model
+""").bindparams(sa.bindparam("uris", expanding=True))
 UPSERT_RUN = sa.text("""
 INSERT INTO tagging_runs (run_id, source, model_version, started_at, status)
 VALUES (:run_id, :source, :model, :at, 'running')
@@ -108,6 +120,16 @@ def prior(connection, model_version: str, uris: list[str]) -> Prior:
         if (model is None and content_hash) or model == model_version:
             done.add((uri, content_hash))
     return Prior(done, known)
+
+
+def waiting_since(connection, model_version: str, uris: list[str]) -> dict[str, str | None]:
+    """For the URIs `model_version` has not tagged: when any model first tagged them (text that sorts
+    in time order), None for URIs no model has tagged yet. URIs it has tagged are left out."""
+    if not uris:
+        return {}
+    tagged = {uri for (uri,) in connection.execute(TAGGED_BY_MODEL, {"uris": uris, "model": model_version})}
+    first = {uri: str(at) for uri, at in connection.execute(FIRST_TAGGED, {"uris": uris, "model": model_version})}
+    return {uri: first.get(uri) for uri in dict.fromkeys(uris) if uri not in tagged}
 
 
 def retrying(work, what: str, attempts: int = WRITE_ATTEMPTS):

@@ -17,6 +17,7 @@ import concurrent.futures
 import dataclasses
 import datetime as dt
 import hashlib
+import heapq
 import itertools
 import logging
 import os
@@ -142,7 +143,7 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
     ahead: collections.deque = collections.deque()  # (prior rows, futures) submitted, not yet classified
     writing: concurrent.futures.Future | None = None
     try:
-        listing = (ref for ref in source.list() if in_shard(ref.uri, config.shard))
+        listing = _listing(source, config, engine, predictor.model_version, has_schema)
         batches = _batches(listing, config.batch_size)
         while True:
             refs = next(batches, None)
@@ -242,6 +243,42 @@ def _classify(items: list[_Item], predictor: Predictor, hashtags: HashtagEngine,
                                      hashtags.hashtags(top, predictor.coarse_labels(probs)),
                                      replaces=item.ref.uri in known_uris))
     return tagged
+
+
+def _listing(source, config: TagConfig, engine, model_version: str, has_schema: bool) -> Iterator[sources.ImageRef]:
+    """The images of this shard, in listing order; under a cap (`limit`), the oldest first."""
+    def shard() -> Iterator[sources.ImageRef]:
+        return (ref for ref in source.list() if in_shard(ref.uri, config.shard))
+
+    if config.limit is None or not has_schema:
+        return shard()
+    return _oldest_first(shard, engine, model_version, config.limit)
+
+
+def _oldest_first(shard, engine, model_version: str, limit: int,
+                  lookup_size: int = 1000) -> Iterator[sources.ImageRef]:
+    """First the `limit` images `model_version` has not tagged that have waited longest: those another
+    model tagged, earliest first, then those no model has tagged, in listing order; then the whole
+    listing again for whatever room is left (new bytes under a URI it tagged). Memory: `limit` refs.
+
+    So a capped catch-up after a champion change re-tags the images tagged longest ago first.
+    """
+    def waiting() -> Iterator[tuple[tuple, sources.ImageRef]]:
+        order = itertools.count()
+        for batch in _batches(shard(), lookup_size):
+            def query(batch=batch) -> dict:
+                with engine.connect() as connection:
+                    return results.waiting_since(connection, model_version, [ref.uri for ref in batch])
+
+            since = results.retrying(query, "looking up untagged images")
+            for ref in batch:
+                if ref.uri in since:  # never tagged: after every image another model tagged
+                    yield (since[ref.uri] is None, since[ref.uri] or "", next(order)), ref
+
+    chosen = [ref for _, ref in heapq.nsmallest(limit, waiting(), key=lambda pair: pair[0])]
+    yield from chosen
+    picked = {ref.uri for ref in chosen}
+    yield from (ref for ref in shard() if ref.uri not in picked)
 
 
 def _prior(engine, model_version: str, refs: list[sources.ImageRef]) -> results.Prior:
