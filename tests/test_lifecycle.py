@@ -126,6 +126,11 @@ def test_the_floor_and_the_margin_are_gates_and_a_full_better_run_takes_over(eng
     bundled_top1 = registry.champion(engine, "cifar10")["test_top1"]
     registry.register(engine, trained(tmp_path / "close", "close", bundled_top1 + 0.001))
     assert "margin" in promote.auto_promote(engine, "close").reason
+    other_version = {**trained(tmp_path / "elsewhere", "elsewhere", 0.99), "dataset_version": "c3c3c3c3c3c3c3c3"}
+    registry.register(engine, {**other_version, "metrics": {"test_top1": 0.99, "dataset_version": "c3c3c3c3c3c3c3c3"}})
+    # not the same test split: the champion must be evaluated there first, and the reason says how
+    assert (f"hashtagger evaluate {store.BUNDLED_DIR / 'cifar10'} --dataset-version c3c3c3c3c3c3c3c3"
+            in promote.auto_promote(engine, "elsewhere").reason)
     registry.register(engine, trained(tmp_path / "better", "better", bundled_top1 + 0.01))
     decision = promote.auto_promote(engine, "better")
     assert decision.promoted and decision.previous_champion == bundled_id()

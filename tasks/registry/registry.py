@@ -326,7 +326,8 @@ def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN,
         return Decision(
             model_id, dataset, False,
             f"champion {current['model_id']} has no test accuracy on dataset version {model['dataset_version']}: "
-            f"run `hashtagger evaluate {current['artifact_uri']} --dataset-version {model['dataset_version']}`",
+            f"run `hashtagger evaluate {store.local_path(current['artifact_uri'])} "
+            f"--dataset-version {model['dataset_version']}`",
             current["model_id"], margin=margin)
     version = model["dataset_version"] if model["dataset_version"] in common else common[0]
     gain = ours[version] - theirs[version]

@@ -80,6 +80,12 @@ def resolve(ref: str | Path, settings: Settings | None = None) -> Path:
     return bundled if bundled is not None else path
 
 
+def local_path(ref: str) -> str:
+    """A reference as a path a person can pass to a command, without downloading anything (an s3://
+    reference stays as it is)."""
+    return ref if ref.startswith(S3) else str(resolve(ref))
+
+
 def _moved_bundled(path: Path) -> Path | None:
     """A bundled model recorded by absolute path in an install that is gone (registries before references)."""
     if path.exists() or len(path.parts) < 3 or path.parts[-3:-1] != ("models", "bundled"):
