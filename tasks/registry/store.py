@@ -95,6 +95,7 @@ def _moved_bundled(path: Path) -> Path | None:
 
 
 def model_id_of(ref: str) -> str:
+    """The last part of a reference: an artifact folder is named after its model id."""
     return ref.rstrip("/").rsplit("/", 1)[-1]
 
 
