@@ -166,7 +166,7 @@ def write_rate(url: str, images: int = 3000, batch_size: int = 256) -> float:
     started = time.perf_counter()
     for batch in batches:
         with engine.connect() as connection:
-            results.prior(connection, "bench-model", [item.uri for item in batch], False)
+            results.prior(connection, "bench-model", [item.uri for item in batch])
         results.write_batch(engine, "bench", "bench-model", batch, [], 0)
     rate = len(batches) * batch_size / (time.perf_counter() - started)
     engine.dispose()

@@ -12,8 +12,11 @@ chunks, and record the run's totals.
   without it, hashtags come from the offline lexicon).
 - Idempotent: the tagging run ids come from the logical date (or the run id when a run has none), so
   clearing a run repeats the same runs and leaves one result per image.
-- The model is the registry's champion for `dataset` (else the bundled model), chosen once per run so
-  that every shard uses the same one; `model` names another artifact folder.
+- The model is the registry's champion for `dataset` (the bundled model until a trained one beats
+  it), chosen once per run so that every shard uses the same one; `model` names another artifact.
+  Tagging is incremental per model: after a champion change, the run tags the images the new champion
+  has not tagged yet, at most `max_images` a run (split over the shards), oldest first, so a big bucket
+  catches up over several nights. The view `image_tags` shows the champion's rows; `image_tags_all` all of them.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group=
         "dataset": Param("cifar10", enum=["cifar10", "cifar100"], description="whose champion tags"),
         "model": Param(None, type=["null", "string"], description="a model folder instead of the champion"),
         "platform": Param("generic", enum=["generic", "instagram", "x"], description="hashtags per image"),
+        "max_images": Param(None, type=["null", "integer"], minimum=1,
+                            description="tag at most this many images a run (None: all)"),
     },
     tags=["hashtagger", "tagging"],
     doc_md=__doc__,
@@ -80,9 +85,11 @@ def nightly_tagging():
     def tag_shard(order: dict) -> dict:
         from tasks import pipeline
 
-        platform = get_current_context()["params"]["platform"]
+        params = get_current_context()["params"]
         return pipeline.tag_shard(order["source"], order["model_path"], order["shard"], order["shards"],
-                               order["run_id"], connections.results_db_url(), connections.s3_settings(order["source"]), platform)
+                                  order["run_id"], connections.results_db_url(),
+                                  connections.s3_settings(order["source"]), params["platform"],
+                                  pipeline.shard_limit(params["max_images"], order["shards"]))
 
     @task(trigger_rule="none_failed", outlets=[RESULTS])
     def record_summary(hashtags: dict) -> dict:

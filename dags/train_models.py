@@ -4,13 +4,17 @@
 Train one model per architecture (a mapped task each, on the queue `$HASHTAGGER_TRAIN_QUEUE`, default
 `gpu`, in the pool `$HASHTAGGER_TRAIN_POOL`, default `training`: create it with
 `airflow pools set training 1 "model training"`, one slot per GPU), evaluate each saved model on its
-dataset version's test split, and promote the best one if it beats the champion.
+dataset version's test split, and promote the best one if it passes the promotion gates: a full
+training run (no `train_limit`, at least the recipe's `min_epochs`), a test top-1 above the dataset's
+floor, and a gain over the serving champion (at first the bundled model) by the margin on the same
+dataset version. The promote task's log says why each model was refused; so does `model_events`.
 
 - Starts when `cifar_dataset` prepares a dataset version (trains on that version), or by hand with the
   params `architectures`, `recipe`, `epochs` and `dataset` (trains on its latest version).
 - Models are recorded in the results database of `postgres_default`; a new champion gets an event on
   its Asset `hashtagger://models/<dataset>/champion`, and nightly tagging uses it from its next run.
-- Artifacts go under `$HASHTAGGER_HOME/models/`, which every worker must share (a volume or NFS).
+- Artifacts go under `$HASHTAGGER_HOME/models/` and, when `$HASHTAGGER_ARTIFACTS` names an
+  `s3://bucket/prefix`, to that object store too, from which every worker downloads the champion.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def train_models():
     def evaluate(model: dict) -> dict:
         from tasks import pipeline
 
-        return pipeline.evaluate_model(model["path"], connections.results_db_url())
+        return pipeline.evaluate_model(model.get("artifact_uri") or model["path"], connections.results_db_url())
 
     @task(queue=TRAIN_QUEUE, outlets=[PROMOTED])
     def promote(evaluated: list[dict]) -> list[dict]:

@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import os
 import re
 
 from tasks.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +72,14 @@ def prepare_dataset(dataset: str, source: str | None = None) -> dict:
 
     manifest = prepare.prepare(dataset, source, settings(), prepare.PrepareConfig(), progress=False)
     return {"dataset": manifest["name"], "version": manifest["version"], "source": manifest["source"],
-            "counts": manifest["counts"]}
+            "counts": manifest["counts"], "stored_at": _push_dataset(manifest["name"], manifest["version"])}
+
+
+def _push_dataset(name: str, version: str) -> str | None:
+    """Upload the prepared version to the artifact store (HASHTAGGER_ARTIFACTS), for workers elsewhere."""
+    from tasks.registry import store
+
+    return store.push_dataset(name, version, settings())
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -101,7 +111,23 @@ def train_model(spec: dict) -> dict:
     # The evaluate task registers the model in the DAG's results database (the worker's default
     # database is not that one), so training does not.
     config = dataclasses.replace(train.TrainConfig(**spec), register=False)
-    return model_summary(train.train(config, settings()))
+    config = dataclasses.replace(config, dataset_version=_pull_dataset(config.dataset, config.dataset_version))
+    return _publish(model_summary(train.train(config, settings())))
+
+
+def _pull_dataset(name: str, version: str | None) -> str | None:
+    """A dataset version prepared on another host comes from the artifact store, when one is set
+    (version None: the store's latest); returns the version to train on (None: the local latest)."""
+    from tasks.registry import store
+
+    return store.pull_dataset(name, version, settings())[0]
+
+
+def _publish(summary: dict) -> dict:
+    """Upload the model folder to the artifact store when one is set; the summary gains its reference."""
+    from tasks.registry import store
+
+    return dict(summary, artifact_uri=store.publish(summary["path"], summary["model_id"], settings()))
 
 
 def model_summary(metadata: dict) -> dict:
@@ -123,12 +149,17 @@ def evaluate_model(model_path: str, db_url: str | None = None) -> dict:
     from tasks.registry import artifact
     from tasks.evaluate import evaluate
     from tasks.registry import registry
+    from tasks.registry import store
 
+    reference = str(model_path)
+    model_path = store.resolve(reference, settings())  # an s3:// model trained on another host
     metadata = artifact.read_metadata(model_path)
     reports_dir = Path(metadata["path"]) / artifact.REPORTS_DIR
     if not (reports_dir / "metrics.json").exists():
         evaluate.evaluate_artifact(model_path, tta=evaluate.recipe_tta(metadata), settings=settings())
         metadata = artifact.read_metadata(model_path)
+    if reference.startswith(store.S3):
+        metadata["artifact_uri"] = reference
     registry.register(_engine(db_url), metadata)
     return dict(model_summary(metadata), reports_dir=str(reports_dir))
 
@@ -151,6 +182,10 @@ def promote(candidates: list[dict], dataset: str, db_url: str | None = None) -> 
         raise ValueError(f"no trained {dataset} model to promote")
     engine = _engine(db_url)
     decisions = [promotion.auto_promote(engine, candidate["model_id"]).as_dict() for candidate in candidates]
+    for decision in decisions:
+        # the promote task's log: why each model was (not) promoted, as model_events records it
+        log.info("%s %s: %s", decision["model_id"], "PROMOTED" if decision["promoted"] else "REFUSED",
+                 decision["reason"])
     champion = registry.champion(engine, dataset)
     return {"dataset": dataset, "best": candidates[0]["model_id"],
             "promoted": next((d["model_id"] for d in decisions if d["promoted"]), None),
@@ -160,10 +195,11 @@ def promote(candidates: list[dict], dataset: str, db_url: str | None = None) -> 
 
 
 def champion_path(dataset: str = "cifar10", db_url: str | None = None) -> str:
-    """The model tagging serves: the registry's champion of `dataset`, else the bundled model."""
+    """The reference of the model tagging serves (bundled:, home:, s3:// or a path, resolved by each
+    worker): the registry's champion of `dataset`, else the bundled model. Records nothing."""
     from tasks.tag import predictor
 
-    return str(predictor.default_model_path(_engine(db_url), dataset))
+    return predictor.default_model_path(_engine(db_url), dataset, record_bundled=False)
 
 
 # ------------------------------------------------------------------------------------------ hashtags
@@ -196,8 +232,8 @@ def list_new_images(source: str, model_path: str, db_url: str | None = None,
     from tasks.tag import tag
     from tasks.hashtags.engine import HashtagEngine
 
-    model = predictor.load(model_path)
-    with aws_environment(s3):
+    with aws_environment(s3):  # an s3:// model comes from the same store settings as the images
+        model = predictor.load(model_path, runtime="onnx")
         counted = tag.run(source, model, HashtagEngine([]), db.engine(settings(db_url).database_url),
                           tag.TagConfig(dry_run=True))
     return {"source": counted["source"], "model_path": str(model_path), "model_version": model.model_version,
@@ -205,20 +241,36 @@ def list_new_images(source: str, model_path: str, db_url: str | None = None,
 
 
 def tag_shard(source: str, model_path: str, shard: int, shards: int, run_id: str,
-              db_url: str | None = None, s3: S3Settings | None = None, platform: str = "generic") -> dict:
-    """Tag the new images of one shard of `source` under `run_id` (a rerun repeats the same run)."""
+              db_url: str | None = None, s3: S3Settings | None = None, platform: str = "generic",
+              limit: int | None = None) -> dict:
+    """Tag the images of one shard of `source` that the model has not tagged, under `run_id` (a rerun
+    repeats the same run), at most `limit` of them; serves ONNX only, so TensorFlow is never imported."""
     from tasks.tag import predictor
     from tasks.tag import tag
     from tasks.hashtags import providers
     from tasks.hashtags.rank import RankConfig
 
     engine = _engine(db_url)
-    model = predictor.load(model_path)
+    _ensure_baseline(engine)
     hashtags = providers.engine_for(engine, RankConfig(platform=platform))
     with aws_environment(s3):
-        summary = tag.run(source, model, hashtags, engine, tag.TagConfig(shard=(shard, shards)), run_id)
+        model = predictor.load(model_path, runtime="onnx")
+        summary = tag.run(source, model, hashtags, engine, tag.TagConfig(shard=(shard, shards), limit=limit),
+                          run_id)
     keys = ("run_id", "source", "model_version", "status", "seen", "tagged", "skipped", "failed", "seconds")
     return {key: summary.get(key) for key in keys}
+
+
+def _ensure_baseline(engine) -> None:
+    """Tagging writes results: the first write records the bundled models as the baseline champions."""
+    from tasks.registry import registry
+
+    registry.ensure_baseline(engine)
+
+
+def shard_limit(max_images: int | None, shards: int) -> int | None:
+    """Each shard's share of a run's cap on images (None: no cap); shards split a source evenly."""
+    return None if max_images is None else -(-int(max_images) // shards)
 
 
 def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:

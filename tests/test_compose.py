@@ -91,11 +91,16 @@ def test_celery_cluster_configuration_is_shared(services):
         assert env["HASHTAGGER_TRAIN_QUEUE"].startswith("${HASHTAGGER_TRAIN_QUEUE:-gpu}"), name
 
 
-def test_workers_share_the_home_volume(compose, services):
-    assert "hashtagger-home" in compose["volumes"]
+def test_models_and_datasets_travel_through_minio_not_a_shared_volume(compose, services):
+    assert "hashtagger-home" not in compose["volumes"]
+    script = "\n".join(command_words(services["minio-init"]))
     for name in ("worker-cpu", "worker-gpu", "scheduler", "airflow-init"):
-        home = services[name]["environment"]["HASHTAGGER_HOME"]
-        assert f"hashtagger-home:{home}" in services[name]["volumes"], name
+        env = services[name]["environment"]
+        assert not any(volume.startswith("hashtagger-home:") for volume in services[name]["volumes"]), name
+        bucket = re.fullmatch(r"\$\{HASHTAGGER_ARTIFACTS:-s3://([^/]+)/.*\}", env["HASHTAGGER_ARTIFACTS"]).group(1)
+        assert f"mc mb --ignore-existing local/{bucket}" in script, name
+        assert env["AWS_ENDPOINT_URL"].endswith("http://minio:9000}"), name
+    assert services["airflow-init"]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
     assert any(volume.startswith("postgres-data:") for volume in services["postgres"]["volumes"])
     assert any(volume.startswith("minio-data:") for volume in services["minio"]["volumes"])
 

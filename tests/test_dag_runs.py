@@ -211,7 +211,11 @@ def test_cifar_dataset_prepares_a_version_and_emits_its_asset(airflow_env, tiny_
     assert outcome["events"] == [["cifar10_dataset", {"dataset": "cifar10", "version": prepared["version"]}]]
 
 
-def test_train_models_trains_each_architecture_and_promotes_the_better(airflow_env, monkeypatch):
+def bundled_id(dataset: str = "cifar10") -> str:
+    return json.loads((REPO / "models" / "bundled" / dataset / "metadata.json").read_text())["model_id"]
+
+
+def test_train_models_trains_each_architecture_and_refuses_one_epoch_runs(airflow_env, monkeypatch):
     conf = {"architectures": ["shallow", "vgg16"], "epochs": 1, "recipe": "fast", "dataset": "cifar10"}
     outcome = dag_test(airflow_env, "train_models", conf)
     trained = returned(outcome, "train")
@@ -222,14 +226,15 @@ def test_train_models_trains_each_architecture_and_promotes_the_better(airflow_e
     assert all((Path(model["reports_dir"]) / "report.md").exists() for model in evaluated)
     best = min(evaluated, key=lambda model: (-model["test_top1"], model["model_id"]))  # ties: the first id
     (promotion,) = returned(outcome, "promote")[0]
-    assert promotion["best"] == promotion["promoted"] == promotion["champion"]["model_id"] == best["model_id"]
-    assert [decision["promoted"] for decision in promotion["decisions"]] == [True, False]
-    assert outcome["events"] == [["cifar10_champion", {"dataset": "cifar10", "model_id": best["model_id"],
-                                                       "test_top1": best["test_top1"]}]]
+    # 1 epoch is below the recipe's min_epochs: smoke runs, never promoted; the bundled model serves
+    assert promotion["best"] == best["model_id"] and promotion["promoted"] is None
+    assert all("smoke run" in decision["reason"] for decision in promotion["decisions"])
+    assert promotion["champion"]["model_id"] == bundled_id()
+    assert outcome["events"] == []
     from tasks import pipeline
 
     monkeypatch.setenv("HASHTAGGER_HOME", str(airflow_env["home"]))
-    assert Path(pipeline.champion_path("cifar10", airflow_env["results_url"])) == Path(best["path"])
+    assert pipeline.champion_path("cifar10", airflow_env["results_url"]) == "bundled:cifar10"
 
 
 def test_nightly_tagging_tags_the_bucket_with_the_champion_once(airflow_env, tiny_tree, s3_client):
@@ -252,7 +257,8 @@ def test_nightly_tagging_tags_the_bucket_with_the_champion_once(airflow_env, tin
     tagged = query(url, "SELECT DISTINCT image_uri, model_version FROM image_tags")
     assert len(tagged) == len(images)
     assert {version for _, version in tagged} == set(summary["model_versions"])
-    assert summary["model_versions"] == [Path(model_path).name]  # the champion trained above, not the bundled
+    assert model_path == "bundled:cifar10"  # the 1-epoch models trained above were refused
+    assert summary["model_versions"] == [bundled_id()]
     assert query(url, "SELECT image_uri FROM failed_images") == [(f"s3://{BUCKET}/{PREFIX}broken.jpg",)]
     rows_before = query(url, "SELECT count(*) FROM image_hashtags")[0][0]
 
@@ -275,3 +281,60 @@ def test_hashtag_refresh_without_x_credentials_succeeds_and_says_so(airflow_env)
     outcome = dag_test(airflow_env, "hashtag_refresh")
     (result,) = returned(outcome, "refresh")
     assert result["x"] == "no credentials" and result["labels"] == 10 and result["requests"] == {}
+
+
+def test_a_smoke_run_leaves_the_bundled_model_serving_and_a_new_champion_retags(airflow_env, tiny_tree, tmp_path,
+                                                                                monkeypatch):
+    """On a fresh results database: train_models with a 1-epoch train_limit run promotes nothing, the
+    bundled model tags samples/ as `hashtagger tag` does; after a promotion by hand, the next
+    nightly_tagging re-tags the folder with the new champion and image_tags shows only its rows."""
+    from fixtures import tiny_model
+    from tasks import pipeline
+    from tasks.registry import artifact, promote, registry
+    from tasks.store import db
+
+    results_url = _database(PG_ADMIN_URL, f"hashtagger_results_{uuid.uuid4().hex[:10]}", create=True)
+    results = sa.engine.make_url(results_url)
+    env = dict(airflow_env["env"], AIRFLOW_CONN_POSTGRES_DEFAULT=json.dumps({
+        "conn_type": "postgres", "host": results.host, "port": results.port, "login": results.username,
+        "password": results.password or "", "schema": results.database}))
+    fresh = dict(airflow_env, env=env, results_url=results_url)
+    monkeypatch.setenv("HASHTAGGER_HOME", str(airflow_env["home"]))
+    pipeline.prepare_dataset("cifar10", str(tiny_tree))  # what cifar_dataset does, without its DAG run
+
+    trained = dag_test(fresh, "train_models", {"architectures": ["shallow"], "epochs": 1, "train_limit": 40,
+                                               "recipe": "fast", "dataset": "cifar10"})
+    (promotion,) = returned(trained, "promote")[0]
+    assert promotion["promoted"] is None and "train_limit" in promotion["decisions"][0]["reason"]
+    assert trained["events"] == []
+    assert query(results_url, "SELECT model_id FROM models WHERE status = 'champion' AND dataset = 'cifar10'") == [
+        (bundled_id(),)]
+    refusals = query(results_url, "SELECT detail FROM model_events WHERE event = 'rejected'")
+    assert len(refusals) == 1 and "smoke run" in json.loads(refusals[0][0])["reason"]
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for sample in sorted((REPO / "samples").glob("*.jpg")):
+        (photos / sample.name).write_bytes(sample.read_bytes())
+    conf = {"source": str(photos), "shards": 2}
+    dag_test(fresh, "nightly_tagging", conf)
+    labels = query(results_url, "SELECT image_uri, label, model_version FROM image_labels")
+    assert sorted((Path(uri).stem, label, model) for uri, label, model in labels) == [
+        (path.stem, path.stem, bundled_id()) for path in sorted(photos.iterdir())]
+
+    folder = tiny_model.build(airflow_env["home"] / "models" / "tiny-champion", "tiny-champion")
+    artifact.write_metadata(folder, {**json.loads((folder / "metadata.json").read_text()),
+                                     "dataset_version": "by-hand", "metrics": {"test_top1": 0.5}})
+    engine = db.engine(results_url)
+    registry.register(engine, artifact.read_metadata(folder))
+    assert promote.promote(engine, "tiny-champion", "test: a champion by hand").promoted
+    engine.dispose()
+    again = dag_test(fresh, "nightly_tagging", conf, logical_date=None)
+    assert sum(shard["tagged"] for shard in returned(again, "tag_shard")) == len(labels)
+    assert returned(again, "find_new_images")[0][0]["model_path"] == "home:models/tiny-champion"
+    current = query(results_url, "SELECT DISTINCT image_uri, model_version FROM image_tags")
+    assert len(current) == len(labels) and {model for _, model in current} == {"tiny-champion"}
+    history = query(results_url, "SELECT DISTINCT model_version FROM image_tags_all ORDER BY model_version")
+    assert sorted(model for (model,) in history) == sorted([bundled_id(), "tiny-champion"])
+    db.engine.cache_clear()
+    _database(PG_ADMIN_URL, results.database, create=False)

@@ -50,16 +50,17 @@ def test_default_database_is_sqlite_under_home(tmp_path, monkeypatch):
     assert Settings.from_env({"HASHTAGGER_DB_URL": "postgresql://x/y"}).database_url == "postgresql://x/y"
 
 
-def test_bundled_model_is_recorded_in_the_registry_on_first_use(db_url):
+def test_bundled_model_is_recorded_as_the_baseline_champion_on_first_use_by_a_write(db_url):
     from tasks.tag import predictor
     from tasks.registry import registry
 
     engine = db.ensure_schema(db.engine(db_url))
-    assert registry.list_models(engine, "cifar10") == []
-    path = predictor.default_model_path(engine, "cifar10")
-    assert path == predictor.bundled_model("cifar10")
+    assert predictor.default_model_path(engine, "cifar10", record_bundled=False) == "bundled:cifar10"
+    assert registry.list_models(engine, "cifar10") == []  # a read records nothing
+    reference = predictor.default_model_path(engine, "cifar10")
+    assert reference == "bundled:cifar10"
     models = registry.list_models(engine, "cifar10")
-    assert [model["status"] for model in models] == ["candidate"]
-    assert models[0]["artifact_uri"] == str(path)
+    assert [model["status"] for model in models] == ["champion"]
+    assert models[0]["artifact_uri"] == reference
     predictor.default_model_path(engine, "cifar10")  # a second use records nothing more
     assert len(registry.list_models(engine, "cifar10")) == 1

@@ -101,9 +101,12 @@ def test_promotion_exports_the_champion_and_serving_uses_it(tiny_cifar, real_ima
     folder = Path(metadata["path"])
     assert not (folder / artifact.ONNX_FILE).exists()
 
-    decision = promote.auto_promote(engine, metadata["model_id"])
+    # a 1-epoch train_limit run is a smoke run: never promoted automatically, and nothing is exported
+    assert "smoke run" in promote.auto_promote(engine, metadata["model_id"]).reason
+    assert not (folder / artifact.ONNX_FILE).exists()
+    decision = promote.promote(engine, metadata["model_id"], "by hand, to test the export")
     assert decision.promoted and (folder / artifact.ONNX_FILE).exists()
-    assert registry.champion_path(engine, "cifar10") == str(folder)
+    assert registry.champion_path(engine, "cifar10") == f"home:models/{folder.name}"
     served = predictor.load(predictor.default_model_path(engine, "cifar10"))
     assert served.runtime == "onnx" and served.model_version == metadata["model_id"]
     keras_probabilities = predictor.load(folder, runtime="keras").predict(real_images)

@@ -1,7 +1,9 @@
 """tasks.registry and tasks.promote on PostgreSQL and SQLite: registration, promotion, rollback, races.
 
 Models here are metadata only (an artifact folder with metadata.json and no weights), so no Keras is
-imported; ONNX export is exercised in test_export.py.
+imported; ONNX export is exercised in test_export.py. They belong to a dataset without a bundled model
+(`toy`), so that the registry's mechanics are tested alone; the bundled baseline, the gates and
+re-tagging are in test_lifecycle.py.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import sqlalchemy as sa
 from tasks.registry import artifact
 from tasks.cli import main as cli
 from tasks.store import db
-from tasks.tag import predictor
 from tasks.registry import promote
 from tasks.registry import registry
 
 VERSION_1, VERSION_2 = "a1a1a1a1a1a1a1a1", "b2b2b2b2b2b2b2b2"
+DATASET, OTHER_DATASET = "toy", "toy2"  # no bundled model: no baseline champion
 
 
 @pytest.fixture
@@ -29,12 +31,15 @@ def engine(db_url):
     eng.dispose()
 
 
-def make_model(tmp_path, model_id: str, top1: float, version: str = VERSION_1, dataset: str = "cifar10") -> dict:
+def make_model(tmp_path, model_id: str, top1: float, version: str = VERSION_1, dataset: str = DATASET,
+               epochs: int = 10, train_limit: int | None = None) -> dict:
     """Metadata of a saved model (the folder holds metadata.json only: enough for the registry)."""
     folder = tmp_path / "models" / model_id
     folder.mkdir(parents=True)
-    metadata = {"model_id": model_id, "architecture": "vgg16", "recipe": {"name": "fast"}, "dataset": dataset,
-                "dataset_version": version, "class_names": ["a", "b"], "created_at": "2026-11-27T10:00:00+00:00",
+    metadata = {"model_id": model_id, "architecture": "vgg16", "recipe": {"name": "fast", "min_epochs": 8},
+                "train_config": {"epochs": epochs, "train_limit": train_limit}, "epochs_done": epochs,
+                "dataset": dataset, "dataset_version": version, "class_names": ["a", "b"],
+                "created_at": "2026-11-27T10:00:00+00:00",
                 "metrics": {"test_top1": top1, "test_top5": 1.0, "dataset_version": version}}
     artifact.write_metadata(folder, metadata)
     return artifact.read_metadata(folder)
@@ -45,7 +50,7 @@ def add(engine, tmp_path, model_id: str, top1: float, **kwargs) -> str:
     return model_id
 
 
-def champions(engine, dataset: str = "cifar10") -> list[str]:
+def champions(engine, dataset: str = DATASET) -> list[str]:
     with engine.connect() as connection:
         return [row.model_id for row in connection.execute(
             sa.text("SELECT model_id FROM models WHERE dataset = :d AND status = 'champion'"), {"d": dataset})]
@@ -67,12 +72,12 @@ def test_register_is_an_idempotent_upsert(engine, tmp_path):
 
 def test_first_model_becomes_champion_and_serves(engine, tmp_path):
     add(engine, tmp_path, "m1", 0.80)
-    assert registry.champion_path(engine, "cifar10") is None
+    assert registry.champion_path(engine, DATASET) is None
     decision = promote.auto_promote(engine, "m1", onnx=False)
     assert decision.promoted and "first champion" in decision.reason
     assert champions(engine) == ["m1"]
-    assert registry.champion_path(engine, "cifar10") == str(tmp_path / "models" / "m1")
-    assert predictor.default_model_path(engine, "cifar10") == tmp_path / "models" / "m1"
+    # recorded relative to HASHTAGGER_HOME when it lies there, else by absolute path
+    assert registry.champion_path(engine, DATASET) == str(tmp_path / "models" / "m1")
 
 
 def test_a_worse_challenger_is_never_promoted(engine, tmp_path):
@@ -122,24 +127,24 @@ def test_manual_promotion_and_rollback_walk_the_history(engine, tmp_path):
         add(engine, tmp_path, model_id, top1)
         promote.promote(engine, model_id, "chosen by hand", onnx=False)  # manual: accuracy not checked
     assert champions(engine) == ["c"]
-    assert promote.rollback(engine, "cifar10", onnx=False).model_id == "b"
+    assert promote.rollback(engine, DATASET, onnx=False).model_id == "b"
     assert champions(engine) == ["b"]
-    assert promote.rollback(engine, "cifar10", onnx=False).model_id == "a"
+    assert promote.rollback(engine, DATASET, onnx=False).model_id == "a"
     assert champions(engine) == ["a"]
     with pytest.raises(registry.RegistryError, match="nothing to roll back to"):
-        promote.rollback(engine, "cifar10", onnx=False)
+        promote.rollback(engine, DATASET, onnx=False)
     assert champions(engine) == ["a"]
     assert event_names(engine, "c") == ["registered", "promoted", "retired", "rolled_back"]
     with pytest.raises(registry.RegistryError, match="no champion"):
-        promote.rollback(engine, "cifar100", onnx=False)
+        promote.rollback(engine, OTHER_DATASET, onnx=False)
 
 
 def test_champions_are_per_dataset(engine, tmp_path):
     add(engine, tmp_path, "ten", 0.9)
-    add(engine, tmp_path, "hundred", 0.6, dataset="cifar100")
+    add(engine, tmp_path, "hundred", 0.6, dataset=OTHER_DATASET)
     promote.auto_promote(engine, "ten", onnx=False)
     promote.auto_promote(engine, "hundred", onnx=False)
-    assert champions(engine, "cifar10") == ["ten"] and champions(engine, "cifar100") == ["hundred"]
+    assert champions(engine, DATASET) == ["ten"] and champions(engine, OTHER_DATASET) == ["hundred"]
 
 
 def test_the_database_refuses_a_second_champion(engine, tmp_path):
@@ -222,9 +227,13 @@ def test_models_commands(engine, db_url, tmp_path, monkeypatch, capsys):
     assert cli.main(["models", "auto-promote", "m2", "--no-onnx"]) == 0
     assert "now champion" in capsys.readouterr().out
     assert cli.main(["models", "list"]) == 0
-    status = {line.split()[-1]: line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]}
-    assert status == {"m1": "retired", "m2": "champion"}
-    assert cli.main(["models", "rollback", "--dataset", "cifar10", "--no-onnx"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{DATASET} champion: m2 ") and "replacing m1" in line for line in lines), lines
+    table = lines[next(index for index, line in enumerate(lines) if line.startswith("status")) + 1:]
+    status = {line.split()[-1]: line.split()[0] for line in table}
+    assert {key: value for key, value in status.items() if key in ("m1", "m2")} == {"m1": "retired",
+                                                                                   "m2": "champion"}
+    assert cli.main(["models", "rollback", "--dataset", DATASET, "--no-onnx"]) == 0
     assert "champion is now m1" in capsys.readouterr().out
     assert cli.main(["models", "show", "m2"]) == 0
     assert "rolled_back" in capsys.readouterr().out

@@ -164,18 +164,21 @@ def test_dry_run_writes_nothing(tmp_path, model, db_url):
     assert count(engine, "image_results") == 4 and count(engine, "tagging_runs") == 1
 
 
-def test_a_new_champion_retags_only_when_asked(tmp_path, tiny_models, engine):
+def test_a_new_model_tags_the_images_it_has_not_tagged_and_the_views_show_one_model(tmp_path, tiny_models,
+                                                                                     engine):
     first, second = tiny_models
     colour_folder(tmp_path / "photos", 6)
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"broken")
     run(tmp_path / "photos", first, engine)
-    assert run(tmp_path / "photos", second, engine)["tagged"] == 0
-    retagged = run(tmp_path / "photos", second, engine, retag=True)
+    retagged = run(tmp_path / "photos", second, engine)  # incremental per model: no flag needed
     assert (retagged["tagged"], retagged["failed"], retagged["skipped"]) == (6, 0, 1)
-    versions = rows(engine, "SELECT model_version, COUNT(DISTINCT image_uri) FROM image_tags "
-                            "GROUP BY model_version ORDER BY model_version")
-    assert versions == [(first.model_version, 6), (second.model_version, 6)]
-    assert run(tmp_path / "photos", second, engine, retag=True)["tagged"] == 0
+    history = rows(engine, "SELECT model_version, COUNT(DISTINCT image_uri) FROM image_tags_all "
+                           "GROUP BY model_version ORDER BY model_version")
+    assert history == [(first.model_version, 6), (second.model_version, 6)]
+    # no champion in this registry: each image shows the model that tagged it last
+    assert rows(engine, "SELECT model_version, COUNT(DISTINCT image_uri) FROM image_tags "
+                        "GROUP BY model_version") == [(second.model_version, 6)]
+    assert run(tmp_path / "photos", second, engine)["tagged"] == 0
 
 
 def test_run_record_matches_the_rows(tmp_path, model, engine):
@@ -259,7 +262,7 @@ def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tin
     colour_folder(tmp_path / "photos", 9)
     run(tmp_path / "photos", first, engine)
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"broken")
-    run(tmp_path / "photos", second, engine, retag=True)
+    run(tmp_path / "photos", second, engine)
     today = rows(engine, "SELECT MAX(tagged_at) FROM image_tags")[0][0]
     day = str(today)[:10]
     queries = {path.stem: path.read_text() for path in (db.sql_dir() / "queries").glob("*.sql")}
@@ -274,9 +277,10 @@ def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tin
     answers = {name: rows(engine, queries[name], **params[name]) for name in queries}
     assert [(row.place, row.images) for row in answers["top_hashtags_per_day"]] == [(1, 3), (2, 3), (3, 3)]
     assert answers["top_hashtags_per_day"][0].tagged_day == day
+    # the current results: each image once, as the model that tagged it last labelled it
     assert {(row.model_version, row.label, row.images) for row in answers["images_per_label"]} == {
-        (model.model_version, label, 3) for model in tiny_models for label in ("cat", "frog", "ship")}
-    assert len(answers["low_confidence_images"]) == 18
+        (second.model_version, label, 3) for label in ("cat", "frog", "ship")}
+    assert len(answers["low_confidence_images"]) == 9
     assert [(Path(row.image_uri).name, row.reason) for row in answers["failures_of_last_run"]] == [
         ("broken.jpg", "not an image: a text file")]
     assert len(answers["compare_model_versions"]) == 9

@@ -17,4 +17,13 @@ def migrate_command(args) -> int:
     applied = db.migrate(engine)
     where = engine.url.render_as_string(hide_password=True)
     print(f"applied {', '.join(applied)} to {where}" if applied else f"{where} is up to date")
+    _record_baseline(engine)
     return 0
+
+
+def _record_baseline(engine) -> None:
+    """The bundled models become the first champions, the baseline every trained model must beat."""
+    from tasks.registry import registry
+
+    for model_id in registry.ensure_baseline(engine):
+        print(f"baseline champion: {model_id} (the bundled model)")

@@ -23,14 +23,17 @@ def register(commands) -> None:
     promote = models.add_parser("promote", help="make a model its dataset's champion (manual; no accuracy check)")
     promote.add_argument("model_id")
     promote.add_argument("--reason", default="manual promotion")
-    promote.add_argument("--no-onnx", action="store_true", help="do not export the champion to ONNX")
+    promote.add_argument("--no-onnx", action="store_true",
+                         help="skip the ONNX export (tests only: tagging cannot serve a champion without it)")
     promote.set_defaults(func=promote_command)
     auto = models.add_parser("auto-promote", help="promote only if it beats the champion on the same data")
     auto.add_argument("model_id")
-    auto.add_argument("--margin", type=float, default=0.002, help="top-1 gain needed (0.002 = 0.2 points)")
+    auto.add_argument("--margin", type=float, default=0.002, help="top-1 gain needed (0.002 = 0.2 points); "
+                                                                 "the other gates: tasks/registry/gates.py")
     auto.add_argument("--no-onnx", action="store_true")
     auto.set_defaults(func=auto_promote_command)
-    rollback = models.add_parser("rollback", help="bring back the champion the current one replaced")
+    rollback = models.add_parser("rollback", help="bring back the champion the current one replaced "
+                                                  "(in the end, the bundled model)")
     rollback.add_argument("--dataset", default="cifar10")
     rollback.add_argument("--no-onnx", action="store_true")
     rollback.set_defaults(func=rollback_command)
@@ -62,11 +65,22 @@ def list_command(args) -> int:
     if not rows:
         print("no models registered: train one with `hashtagger train`")
         return 0
+    _print_champions(registry.champions_history(_engine()))
     print(f"{'status':<10} {'top-1':>7}  {'dataset':<9} {'version':<17} {'arch':<8} {'recipe':<6} model_id")
     for row in rows:
         print(f"{row['status']:<10} {row['test_top1']:>7.2%}  {row['dataset']:<9} {row['dataset_version']:<17} "
               f"{row['architecture']:<8} {row['recipe']:<6} {row['model_id']}")
     return 0
+
+
+def _print_champions(champions: list[dict]) -> None:
+    """Each dataset's champion, since when, and what it replaced: the state tagging serves."""
+    for row in champions:
+        since = str(row["since"])[:19] if row["since"] else "?"
+        print(f"{row['dataset']} champion: {row['model_id']} ({row['test_top1']:.2%}) since {since}, "
+              f"replacing {row['replaced'] or 'nothing'}: {row['reason'] or ''}")
+    if champions:
+        print()
 
 
 def show_command(args) -> int:
@@ -81,6 +95,10 @@ def show_command(args) -> int:
     for key in ("model_id", "status", "architecture", "recipe", "dataset", "dataset_version", "test_top1",
                 "artifact_uri", "created_at"):
         print(f"{key:<16} {model[key]}")
+    metrics = json.loads(model["metrics"])
+    print("metrics:        " + "  ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                                         for key, value in sorted(metrics.items())
+                                         if isinstance(value, (int, float, str)) and key != "dataset_version"))
     with engine.connect() as connection:
         evaluations = connection.execute(sa.text(
             "SELECT dataset_version, test_top1, evaluated_at FROM model_evaluations WHERE model_id = :m "
@@ -119,7 +137,7 @@ def promote_command(args) -> int:
 
     try:
         decision = promote.promote(_engine(), args.model_id, args.reason, onnx=not args.no_onnx)
-    except registry.RegistryError as error:
+    except (registry.RegistryError, promote.PromotionError) as error:
         return _fail(error)
     _print_decision(decision)
     return 0
@@ -131,7 +149,7 @@ def auto_promote_command(args) -> int:
 
     try:
         decision = promote.auto_promote(_engine(), args.model_id, args.margin, onnx=not args.no_onnx)
-    except registry.RegistryError as error:
+    except (registry.RegistryError, promote.PromotionError) as error:
         return _fail(error)
     _print_decision(decision)
     return 0
@@ -143,7 +161,7 @@ def rollback_command(args) -> int:
 
     try:
         decision = promote.rollback(_engine(), args.dataset, onnx=not args.no_onnx)
-    except registry.RegistryError as error:
+    except (registry.RegistryError, promote.PromotionError) as error:
         return _fail(error)
     print(f"{args.dataset}: {decision.reason}; champion is now {decision.model_id}")
     return 0

@@ -23,10 +23,11 @@ def register(commands) -> None:
     tag.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS))
     tag.add_argument("--batch-size", type=int, default=256, help="images per model call and transaction")
     tag.add_argument("--workers", type=int, help="decoding threads (default: one per core)")
-    tag.add_argument("--limit", type=int, help="tag at most N new images (tagged or failed)")
+    tag.add_argument("--limit", type=int, help="tag at most N images the model has not tagged (tagged or failed), oldest first")
     tag.add_argument("--dry-run", action="store_true", help="count what would be tagged; write nothing")
     tag.add_argument("--retag", action="store_true",
-                     help="re-tag images an earlier model tagged (after a new champion)")
+                     help="no effect, kept for old scripts: each model tags the images it has not tagged, "
+                          "so a new champion always re-tags")
     tag.add_argument("--run-id", help="a run id to resume or repeat (default: a new one)")
     tag.add_argument("--quiet", action="store_true", help="no progress bar and no listing of results")
     tag.set_defaults(func=run)
@@ -60,7 +61,9 @@ def run(args) -> int:
     try:
         # a dry run on a database never migrated has no registry, so no champion: the bundled model
         registry = engine if not args.dry_run or sa.inspect(engine).has_table("schema_migrations") else None
-        model = predictor.load(args.model or predictor.default_model_path(registry, args.dataset, record_bundled=not args.dry_run))
+        model = predictor.load(args.model or predictor.default_model_path(registry, args.dataset,
+                                                                          record_bundled=not args.dry_run),
+                               runtime="onnx")  # tagging never imports TensorFlow
     except (predictor.ModelNotFound, OSError, ValueError) as error:
         print(f"hashtagger tag: cannot load the model: {error}", file=sys.stderr)
         return 2

@@ -1,1 +1,2 @@
-"""Registry stage: model artifacts, the champion/challenger registry, promotion and ONNX export."""
+"""Registry stage: model artifacts and where they are stored, the champion/challenger registry, the
+promotion gates, promotion and ONNX export."""

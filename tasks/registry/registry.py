@@ -8,7 +8,12 @@ advisory transaction lock; SQLite: the write lock that BEGIN IMMEDIATE takes), s
 promotions are serialised and each decides against the champion the previous one left. The unique
 partial index `models_one_champion` backs this up in the database itself.
 
-Database access only: exporting the new champion (ONNX) is the promote stage's job (tasks/registry/promote.py).
+Every database knows the bundled model of each dataset (models/bundled/<dataset>) as its first
+champion, the baseline a challenger must beat: `ensure_baseline` records it, called by `db migrate`
+and by the write paths (tagging, promotion), never by a read.
+
+Database access only: the gates that read an artifact and the ONNX export are the promote stage's job
+(tasks/registry/promote.py, tasks/registry/gates.py).
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ import zlib
 
 import sqlalchemy as sa
 
+from tasks.registry import gates
+from tasks.registry import store
 from tasks.store import db
 
-DEFAULT_MARGIN = 0.002  # 0.2 points of test top-1: the challenger's gain must reach this to win
+DEFAULT_MARGIN = gates.DEFAULT.margin  # 0.2 points of test top-1: the challenger's gain must reach this
+BASELINE_DATASETS = ("cifar10", "cifar100")  # those with a bundled model
 PG_PROMOTION_LOCK = 7_431_002  # advisory lock namespace; the second key is a hash of the dataset name
 STATUSES = ("candidate", "champion", "retired")
 
@@ -65,8 +73,11 @@ LAST_EVENT = sa.text("""
 SELECT event, detail FROM model_events WHERE model_id = :model_id ORDER BY at DESC LIMIT 1
 """)
 LAST_CROWNING = sa.text("""
-SELECT event, detail FROM model_events
+SELECT event, detail, at FROM model_events
 WHERE model_id = :model_id AND event IN ('promoted', 'restored') ORDER BY at DESC LIMIT 1
+""")
+SELECT_BASELINE = sa.text("""
+SELECT * FROM models WHERE dataset = :dataset AND artifact_uri = :uri ORDER BY created_at DESC LIMIT 1
 """)
 
 
@@ -91,7 +102,11 @@ class Decision:
 # ---------------------------------------------------------------------------------------------- writes
 
 def register(engine: sa.Engine, metadata: dict) -> dict:
-    """Record a saved model (its artifact metadata) as a candidate; a second call refreshes its metrics."""
+    """Record a saved model (its artifact metadata) as a candidate; a second call refreshes its metrics.
+
+    The artifact is recorded by a portable reference (tasks/registry/store.py): `metadata["artifact_uri"]`
+    when given, else its folder `metadata["path"]`, uploaded first when HASHTAGGER_ARTIFACTS is set.
+    """
     metrics = metadata.get("metrics") or {}
     if "test_top1" not in metrics:
         raise ValueError(f"{metadata.get('model_id')}: metadata has no test_top1; evaluate the model first")
@@ -101,7 +116,8 @@ def register(engine: sa.Engine, metadata: dict) -> dict:
         "recipe": recipe.get("name") if isinstance(recipe, dict) else str(recipe or "unknown"),
         "dataset": metadata["dataset"], "dataset_version": metadata["dataset_version"],
         "test_top1": float(metrics["test_top1"]), "metrics": _json(metrics),
-        "artifact_uri": str(metadata["path"]), "created_at": metadata.get("created_at") or db.utcnow(),
+        "artifact_uri": metadata.get("artifact_uri") or store.publish(metadata["path"], metadata["model_id"]),
+        "created_at": metadata.get("created_at") or db.utcnow(),
     }
     with engine.begin() as connection:
         inserted = connection.execute(INSERT_MODEL, row).first() is not None
@@ -136,12 +152,17 @@ def promote(engine: sa.Engine, model_id: str, reason: str = "manual") -> Decisio
     return Decision(model_id, dataset, True, reason, previous)
 
 
-def auto_promote(engine: sa.Engine, model_id: str, margin: float = DEFAULT_MARGIN) -> Decision:
-    """Make `model_id` champion only if it beats the champion's test top-1 on the same dataset version
-    by `margin` (or there is no champion yet); a rejection is logged once with its reason."""
+def auto_promote(engine: sa.Engine, model_id: str, margin: float = DEFAULT_MARGIN,
+                 refusal: str | None = None, config: gates.GateConfig = gates.DEFAULT) -> Decision:
+    """Make `model_id` champion only if it clears the floor and beats the champion's test top-1 on the
+    same dataset version by `margin` (or there is no champion yet); `refusal`, when given, is a gate
+    the caller found closed (a smoke run). A rejection is logged once with its reason."""
     dataset = _model(engine, model_id)["dataset"]
     with _locked(engine, dataset) as connection:
-        decision = decide(connection, model_id, margin)
+        decision = decide(connection, model_id, margin, config)
+        if refusal and decision.previous_champion != model_id:
+            decision = dataclasses.replace(decision, promoted=False, reason=refusal if decision.promoted
+                                           else f"{refusal}; {decision.reason}")
         if decision.promoted:
             model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
             champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
@@ -161,7 +182,7 @@ def rollback(engine: sa.Engine, dataset: str) -> Decision:
         champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
         if champion is None:
             raise RegistryError(f"no champion for {dataset}: nothing to roll back")
-        previous_id = _previous_champion(connection, champion["model_id"])
+        previous_id = _rollback_to(connection, champion)
         if previous_id is None:
             raise RegistryError(f"{champion['model_id']} was the first champion of {dataset}: "
                                 f"nothing to roll back to")
@@ -172,6 +193,41 @@ def rollback(engine: sa.Engine, dataset: str) -> Decision:
                previous_champion=_previous_champion(connection, previous_id))
         _log(connection, champion["model_id"], dataset, "rolled_back", {"restored": previous_id})
     return Decision(previous_id, dataset, True, f"rolled back {champion['model_id']}", champion["model_id"])
+
+
+def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BASELINE_DATASETS) -> list[str]:
+    """Record each dataset's bundled model (as `bundled:<dataset>`) and make it champion where there is
+    none; a champion that is an older bundled model gives way to the current one. Returns the model ids
+    crowned now. Cheap when there is nothing to do: two reads per dataset, no lock."""
+    crowned = []
+    for dataset in datasets:
+        folder = store.BUNDLED_DIR / dataset
+        if not (folder / "metadata.json").exists():
+            continue
+        metadata = {**json.loads((folder / "metadata.json").read_text()), "path": str(folder),
+                    "artifact_uri": store.BUNDLED + dataset}
+        known = get(engine, metadata["model_id"])
+        if known is None or known["artifact_uri"] != metadata["artifact_uri"]:
+            # a candidate at least, so that a rollback can reach it; a row from before references
+            # (an absolute path into some install) gets its portable reference
+            register(engine, metadata)
+        current = champion(engine, dataset)
+        if current is not None and not _stale_bundled(current, metadata["model_id"]):
+            continue
+        with _locked(engine, dataset) as connection:
+            current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+            if current is not None and not _stale_bundled(current, metadata["model_id"]):
+                continue  # another process crowned one meanwhile
+            reason = "baseline: the bundled model" if current is None else "the bundled model was updated"
+            model = _row(connection.execute(SELECT_MODEL, {"model_id": metadata["model_id"]}).first())
+            _crown(connection, model, current, "promoted", {"reason": reason},
+                   current["model_id"] if current else None)
+            crowned.append(metadata["model_id"])
+    return crowned
+
+
+def _stale_bundled(row: dict, bundled_id: str) -> bool:
+    return row["artifact_uri"] == store.BUNDLED + row["dataset"] and row["model_id"] != bundled_id
 
 
 # ---------------------------------------------------------------------------------------------- reads
@@ -211,25 +267,53 @@ def champion(engine: sa.Engine, dataset: str) -> dict | None:
 
 
 def champion_path(engine: sa.Engine, dataset: str = "cifar10") -> str | None:
-    """Artifact folder of the dataset's champion, or None when there is none."""
+    """Artifact reference of the dataset's champion (bundled:, home:, s3:// or a path; resolve it with
+    tasks.registry.store.resolve), or None when there is none."""
     row = champion(engine, dataset)
     return row["artifact_uri"] if row else None
+
+
+def champions_history(engine: sa.Engine) -> list[dict]:
+    """Each dataset's champion with when it was crowned, why, and the model it replaced."""
+    rows = []
+    for row in list_models(engine, status="champion"):
+        with engine.connect() as connection:
+            crowning = connection.execute(LAST_CROWNING, {"model_id": row["model_id"]}).first()
+        detail = json.loads(crowning.detail) if crowning else {}
+        rows.append({**row, "since": crowning.at if crowning else None, "replaced": detail.get("replaced"),
+                     "reason": detail.get("reason")})
+    return sorted(rows, key=lambda row: row["dataset"])
 
 
 def rollback_target(engine: sa.Engine, dataset: str) -> str | None:
     """The model a rollback would bring back (None: no champion, or nothing before it)."""
     with engine.connect() as connection:
         current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
-        return _previous_champion(connection, current["model_id"]) if current else None
+        return _rollback_to(connection, current) if current else None
 
 
-def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN) -> Decision:
+def _rollback_to(connection, champion: dict) -> str | None:
+    """The champion `champion` replaced; at the start of the history, the bundled model."""
+    previous = _previous_champion(connection, champion["model_id"])
+    if previous is not None:
+        return previous
+    baseline = _row(connection.execute(SELECT_BASELINE, {"dataset": champion["dataset"],
+                                                          "uri": store.BUNDLED + champion["dataset"]}).first())
+    return baseline["model_id"] if baseline and baseline["model_id"] != champion["model_id"] else None
+
+
+def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN,
+           config: gates.GateConfig = gates.DEFAULT) -> Decision:
     """Auto-promotion's verdict for `model_id` against the current champion; changes nothing."""
     model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
     if model is None:
         raise RegistryError(f"model {model_id} is not registered")
     dataset = model["dataset"]
     current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+    too_low = gates.floor_reason(dataset, float(model["test_top1"]), config)
+    if too_low and (current is None or current["model_id"] != model_id):
+        return Decision(model_id, dataset, False, too_low, current and current["model_id"],
+                        compared_on=model["dataset_version"], challenger_top1=model["test_top1"], margin=margin)
     if current is None:
         return Decision(model_id, dataset, True, f"first champion of {dataset}",
                         challenger_top1=model["test_top1"], compared_on=model["dataset_version"], margin=margin)
@@ -242,7 +326,8 @@ def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN) -> Decisio
         return Decision(
             model_id, dataset, False,
             f"champion {current['model_id']} has no test accuracy on dataset version {model['dataset_version']}: "
-            f"run `hashtagger evaluate {current['artifact_uri']} --dataset-version {model['dataset_version']}`",
+            f"run `hashtagger evaluate {store.local_path(current['artifact_uri'])} "
+            f"--dataset-version {model['dataset_version']}`",
             current["model_id"], margin=margin)
     version = model["dataset_version"] if model["dataset_version"] in common else common[0]
     gain = ours[version] - theirs[version]

@@ -68,6 +68,18 @@ SELECT image_uri, content_hash, model_version FROM image_results WHERE image_uri
 UNION ALL
 SELECT image_uri, content_hash, NULL FROM image_failures WHERE image_uri IN :uris
 """).bindparams(sa.bindparam("uris", expanding=True))
+# When each URI was first tagged (by any model), for the URIs `model` has not tagged: a capped run
+# catches up oldest first.
+FIRST_TAGGED = sa.text("""
+SELECT image_uri, MIN(tagged_at) AS first_tagged
+FROM image_results
+WHERE image_uri IN :uris
+GROUP BY image_uri
+HAVING MAX(CASE WHEN model_version = :model THEN 1 ELSE 0 END) = 0
+""").bindparams(sa.bindparam("uris", expanding=True))
+TAGGED_BY_MODEL = sa.text("""
+SELECT DISTINCT image_uri FROM image_results WHERE image_uri IN :uris AND model_version = :model
+""").bindparams(sa.bindparam("uris", expanding=True))
 UPSERT_RUN = sa.text("""
 INSERT INTO tagging_runs (run_id, source, model_version, started_at, status)
 VALUES (:run_id, :source, :model, :at, 'running')
@@ -92,20 +104,32 @@ class Prior:
     known: set[str]  # URIs with any earlier row, whose old rows a new result must replace
 
 
-def prior(connection, model_version: str, uris: list[str], retag: bool) -> Prior:
-    """What the database holds already for these URIs.
+def prior(connection, model_version: str, uris: list[str]) -> Prior:
+    """What the database holds already for these URIs, for the model `model_version`.
 
-    Done: tagged (by this model, when re-tagging), or failed on these very bytes (a decode failure does
-    not change until the bytes do; a read failure, with no hash, is tried again).
+    Done: tagged by this very model, or failed on these very bytes (a decode failure does not change
+    until the bytes do; a read failure, with no hash, is tried again). Tagging is incremental per model:
+    images that only earlier models tagged are not done, so a new champion re-tags them (the earlier
+    rows stay, in the views image_tags_all and image_labels_all).
     """
     if not uris:
         return Prior(set(), set())
     done, known = set(), set()
     for uri, content_hash, model in connection.execute(PRIOR_ROWS, {"uris": uris}):
         known.add(uri)
-        if model is None and content_hash or model is not None and (not retag or model == model_version):
+        if (model is None and content_hash) or model == model_version:
             done.add((uri, content_hash))
     return Prior(done, known)
+
+
+def waiting_since(connection, model_version: str, uris: list[str]) -> dict[str, str | None]:
+    """For the URIs `model_version` has not tagged: when any model first tagged them (text that sorts
+    in time order), None for URIs no model has tagged yet. URIs it has tagged are left out."""
+    if not uris:
+        return {}
+    tagged = {uri for (uri,) in connection.execute(TAGGED_BY_MODEL, {"uris": uris, "model": model_version})}
+    first = {uri: str(at) for uri, at in connection.execute(FIRST_TAGGED, {"uris": uris, "model": model_version})}
+    return {uri: first.get(uri) for uri in dict.fromkeys(uris) if uri not in tagged}
 
 
 def retrying(work, what: str, attempts: int = WRITE_ATTEMPTS):

@@ -91,13 +91,19 @@ def bundled_model(dataset: str = "cifar10") -> Path:
 
 
 def load(path: str | Path | None = None, runtime: str = "auto") -> Predictor:
-    """The model at `path` (an artifact folder), else the bundled CIFAR-10 model.
+    """The model at `path` (an artifact folder or a registry reference: bundled:, home:, s3://), else
+    the bundled CIFAR-10 model.
 
-    runtime: auto (ONNX when exported, else Keras), onnx, or keras.
+    runtime: auto (ONNX when exported, else Keras), onnx (ModelNotFound without model.onnx), or keras.
     """
-    path = Path(path) if path else bundled_model()
+    from tasks.registry import store
+
+    path = store.resolve(path) if path else bundled_model()
     metadata = artifact.read_metadata(path)
     onnx_path = Path(metadata["path"]) / artifact.ONNX_FILE
+    if runtime == "onnx" and not onnx_path.exists():
+        raise ModelNotFound(f"{path}: no {artifact.ONNX_FILE} to serve; export it with `hashtagger models export "
+                            f"{path}` (needs hashtagger[train])")
     if runtime == "onnx" or (runtime == "auto" and onnx_path.exists()):
         return Predictor(metadata, "onnx", _onnx_runner(onnx_path))
     model, metadata = artifact.load_keras(path)
@@ -127,21 +133,18 @@ def _onnx_runner(onnx_path: Path):
     return run
 
 
-def default_model_path(engine=None, dataset: str = "cifar10", record_bundled: bool = True) -> Path:
-    """The model to serve when none is named: the registry's champion, else the bundled one.
+def default_model_path(engine=None, dataset: str = "cifar10", record_bundled: bool = True) -> str:
+    """The reference of the model to serve when none is named: the registry's champion, else the
+    bundled one (`bundled:<dataset>`; resolve with predictor.load or tasks.registry.store.resolve).
 
-    The bundled model is recorded in the registry on first use, as a candidate: a model trained here
-    on the user's own dataset version then becomes champion without having to beat it on ours.
+    With `record_bundled` (write paths only), a database without a champion first records the bundled
+    model as its baseline champion (tasks.registry.registry.ensure_baseline).
     """
-    bundled = bundled_model(dataset)
+    bundled_model(dataset)  # ModelNotFound early when the install lacks it
     if engine is None:
-        return bundled
+        return f"bundled:{dataset}"
     from tasks.registry import registry
 
-    champion = registry.champion_path(engine, dataset)
-    if champion is not None:
-        return Path(champion)
-    metadata = artifact.read_metadata(bundled)
-    if record_bundled and registry.get(engine, metadata["model_id"]) is None:
-        registry.register(engine, metadata)
-    return bundled
+    if record_bundled:
+        registry.ensure_baseline(engine)
+    return registry.champion_path(engine, dataset) or f"bundled:{dataset}"

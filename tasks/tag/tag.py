@@ -17,6 +17,7 @@ import concurrent.futures
 import dataclasses
 import datetime as dt
 import hashlib
+import heapq
 import itertools
 import logging
 import os
@@ -44,7 +45,9 @@ class TagConfig:
     label_count: int = 5  # top labels stored per image
     limit: int | None = None  # at most this many new images (tagged or failed) this run; None: all
     dry_run: bool = False  # list and count only: no decoding, no writes
-    retag: bool = False  # re-tag images another model already tagged (after a new champion)
+    # kept for old callers: tagging is incremental per model, so a new champion always re-tags the
+    # images it has not tagged yet (tasks/store/results.py `prior`)
+    retag: bool = False
     progress: bool = False  # a progress bar on stderr
     max_bytes: int = sources.MAX_IMAGE_BYTES  # bytes per file; bigger files fail unread ("too large")
     # (index, count): tag only the images whose URI hashes to this shard, so `count` workers can split
@@ -140,12 +143,12 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
     ahead: collections.deque = collections.deque()  # (prior rows, futures) submitted, not yet classified
     writing: concurrent.futures.Future | None = None
     try:
-        listing = (ref for ref in source.list() if in_shard(ref.uri, config.shard))
+        listing = _listing(source, config, engine, predictor.model_version, has_schema)
         batches = _batches(listing, config.batch_size)
         while True:
             refs = next(batches, None)
             if refs is not None:
-                known = _prior(engine, predictor.model_version, refs, config.retag) if has_schema else None
+                known = _prior(engine, predictor.model_version, refs) if has_schema else None
                 done = known.done if known else set()
                 ahead.append((known, [pool.submit(_prepare, source, ref, done, config) for ref in refs]))
                 if len(ahead) < 2:
@@ -242,10 +245,47 @@ def _classify(items: list[_Item], predictor: Predictor, hashtags: HashtagEngine,
     return tagged
 
 
-def _prior(engine, model_version: str, refs: list[sources.ImageRef], retag: bool) -> results.Prior:
+def _listing(source, config: TagConfig, engine, model_version: str, has_schema: bool) -> Iterator[sources.ImageRef]:
+    """The images of this shard, in listing order; under a cap (`limit`), the oldest first."""
+    def shard() -> Iterator[sources.ImageRef]:
+        return (ref for ref in source.list() if in_shard(ref.uri, config.shard))
+
+    if config.limit is None or not has_schema:
+        return shard()
+    return _oldest_first(shard, engine, model_version, config.limit)
+
+
+def _oldest_first(shard, engine, model_version: str, limit: int,
+                  lookup_size: int = 1000) -> Iterator[sources.ImageRef]:
+    """First the `limit` images `model_version` has not tagged that have waited longest: those another
+    model tagged, earliest first, then those no model has tagged, in listing order; then the whole
+    listing again for whatever room is left (new bytes under a URI it tagged). Memory: `limit` refs.
+
+    So a capped catch-up after a champion change re-tags the images tagged longest ago first.
+    """
+    def waiting() -> Iterator[tuple[tuple, sources.ImageRef]]:
+        order = itertools.count()
+        for batch in _batches(shard(), lookup_size):
+            def query(batch=batch) -> dict:
+                with engine.connect() as connection:
+                    return results.waiting_since(connection, model_version, [ref.uri for ref in batch])
+
+            since = results.retrying(query, "looking up untagged images")
+            for ref in batch:
+                if ref.uri in since:  # never tagged: after every image another model tagged
+                    yield (since[ref.uri] is None, since[ref.uri] or "", next(order)), ref
+
+    chosen = [ref for _, ref in heapq.nsmallest(limit, waiting(), key=lambda pair: pair[0])]
+    yield from chosen
+    picked = {ref.uri for ref in chosen}
+    yield from (ref for ref in shard() if ref.uri not in picked)
+
+
+def _prior(engine, model_version: str, refs: list[sources.ImageRef]) -> results.Prior:
+    """Which of these images `model_version` has tagged already (each model tags every image once)."""
     def query() -> results.Prior:
         with engine.connect() as connection:
-            return results.prior(connection, model_version, [ref.uri for ref in refs], retag)
+            return results.prior(connection, model_version, [ref.uri for ref in refs])
 
     return results.retrying(query, "looking up tagged images")
 
