@@ -55,6 +55,13 @@ RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group=
 )
 def nightly_tagging():
     @task
+    def migrate() -> list[str]:
+        """Bring the results database to this version's schema (a no-op when it is current)."""
+        from tasks import pipeline
+
+        return pipeline.migrate_database(connections.results_db_url())[1]
+
+    @task
     def refresh_hashtags() -> dict:
         from tasks import pipeline
 
@@ -72,7 +79,7 @@ def nightly_tagging():
         found = pipeline.list_new_images(params["source"], model_path, db_url, connections.s3_settings(params["source"]))
         key, shards = pipeline.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
         log.info("%d of %d images of %s are new for %s", found["new"], found["seen"], found["source"],
-                 found["model_version"])
+                 found["model_id"])
         return [{"source": found["source"], "model_path": model_path, "shard": shard, "shards": shards,
                  "run_id": pipeline.shard_run_id(key, shard, shards)} for shard in range(shards) if found["new"]]
 
@@ -82,7 +89,8 @@ def nightly_tagging():
 
         platform = get_current_context()["params"]["platform"]
         return pipeline.tag_shard(order["source"], order["model_path"], order["shard"], order["shards"],
-                               order["run_id"], connections.results_db_url(), connections.s3_settings(order["source"]), platform)
+                                  order["run_id"], connections.results_db_url(), connections.s3_settings(order["source"]),
+                                  platform)
 
     @task(trigger_rule="none_failed", outlets=[RESULTS])
     def record_summary(hashtags: dict) -> dict:
@@ -96,6 +104,7 @@ def nightly_tagging():
         return summary
 
     hashtags = refresh_hashtags()
+    migrate() >> hashtags
     tagged = tag_shard.expand(order=find_new_images())
     hashtags >> tagged
     tagged >> record_summary(hashtags)

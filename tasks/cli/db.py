@@ -11,10 +11,8 @@ def register(commands) -> None:
 
 
 def migrate_command(args) -> int:
-    from tasks.store import db
+    from tasks import pipeline
 
-    engine = db.engine()
-    applied = db.migrate(engine)
-    where = engine.url.render_as_string(hide_password=True)
+    where, applied = pipeline.migrate_database()
     print(f"applied {', '.join(applied)} to {where}" if applied else f"{where} is up to date")
     return 0

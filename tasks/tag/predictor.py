@@ -23,17 +23,20 @@ class ModelNotFound(LookupError):
 
 @dataclasses.dataclass
 class Predictor:
-    metadata: dict
+    """A loaded model: its metadata, the runtime answering, and the call that answers."""
+
+    metadata: artifact.ModelMetadata
     runtime: str  # onnx | keras
     _run: object
 
     @property
-    def model_version(self) -> str:
-        return self.metadata["model_id"]
+    def model_id(self) -> str:
+        """The model's id (stored as `model_version` in the results tables)."""
+        return self.metadata.model_id
 
     @property
     def class_names(self) -> list[str]:
-        return self.metadata["class_names"]
+        return self.metadata.class_names
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) for raw uint8 images (N, 32, 32, 3)."""
@@ -56,7 +59,7 @@ class Predictor:
 
     def coarse_labels(self, probabilities: np.ndarray, k: int = 1) -> list[tuple[str, float]]:
         """CIFAR-100 superclasses, each with the summed probability of its fine classes."""
-        mapping, names = self.metadata.get("fine_to_coarse"), self.metadata.get("coarse_class_names")
+        mapping, names = self.metadata.fine_to_coarse, self.metadata.coarse_class_names
         if not mapping or not names:
             return []
         sums = np.bincount(np.asarray(mapping), weights=probabilities, minlength=len(names))
@@ -76,11 +79,11 @@ def load(path: str | Path | None = None, runtime: str = "auto") -> Predictor:
     runtime: auto (ONNX when exported, else Keras), onnx, or keras.
     """
     path = Path(path) if path else bundled_model()
-    metadata = artifact.read_metadata(path)
-    onnx_path = Path(metadata["path"]) / artifact.ONNX_FILE
+    metadata = artifact.read(path)
+    onnx_path = Path(metadata.path) / artifact.ONNX_FILE
     if runtime == "onnx" or (runtime == "auto" and onnx_path.exists()):
         return Predictor(metadata, "onnx", _onnx_runner(onnx_path))
-    model, metadata = artifact.load_keras(path)
+    model, _ = artifact.load_keras(path)
     return Predictor(metadata, "keras",
                      lambda batch: np.asarray(model.predict_on_batch(batch.astype(np.float32, copy=False))))
 
@@ -105,23 +108,3 @@ def _onnx_runner(onnx_path: Path):
         return session.run(None, {model_input.name: batch.astype(dtype, copy=False)})[0]
 
     return run
-
-
-def default_model_path(engine=None, dataset: str = "cifar10", record_bundled: bool = True) -> Path:
-    """The model to serve when none is named: the registry's champion, else the bundled one.
-
-    The bundled model is recorded in the registry on first use, as a candidate: a model trained here
-    on the user's own dataset version then becomes champion without having to beat it on ours.
-    """
-    bundled = bundled_model(dataset)
-    if engine is None:
-        return bundled
-    from tasks.registry import registry
-
-    champion = registry.champion_path(engine, dataset)
-    if champion is not None:
-        return Path(champion)
-    metadata = artifact.read_metadata(bundled)
-    if record_bundled and registry.get(engine, metadata["model_id"]) is None:
-        registry.register(engine, metadata)
-    return bundled
