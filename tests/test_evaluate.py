@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from test_train import tiny_cifar, tiny_cifar_home, tiny_cifar_tree  # noqa: F401  (shared fixtures)
 
 from tasks.evaluate import calibration
 from tasks.cli import main as cli
@@ -93,7 +92,7 @@ def test_evaluate_model_measures_and_writes_the_report(tmp_path):
     assert "| top-1 with flip TTA |" in (tmp_path / "reports" / "report.md").read_text()
 
 
-def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, hashtagger_home, capsys):  # noqa: F811
+def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, hashtagger_home, capsys):
     from tasks.registry import artifact
     from tasks.data import prepare
     from tasks.train import train
@@ -137,7 +136,7 @@ def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, ha
     assert "not a hashtagger model" in capsys.readouterr().err
 
 
-def test_a_model_from_elsewhere_is_evaluated_on_the_latest_local_version(tiny_cifar, hashtagger_home):  # noqa: F811
+def test_a_model_from_elsewhere_is_evaluated_on_the_latest_local_version(tiny_cifar, hashtagger_home):
     """A bundled or copied model names a dataset version this machine never prepared."""
     from tasks.registry import artifact
     from tasks.train import train

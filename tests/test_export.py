@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train import tiny_cifar, tiny_cifar_home, tiny_cifar_tree  # noqa: F401  (shared fixtures)
 
 from tasks.registry import artifact
 from tasks.store import db
@@ -90,7 +89,7 @@ def test_onnx_gives_keras_probabilities_on_real_images(architecture, real_images
     np.testing.assert_allclose(onnx_model.predict(real_images[:3]), keras_probabilities[:3], atol=TOLERANCE)
 
 
-def test_promotion_exports_the_champion_and_serving_uses_it(tiny_cifar, real_images, hashtagger_home):  # noqa: F811
+def test_promotion_exports_the_champion_and_serving_uses_it(tiny_cifar, real_images, hashtagger_home):
     from tasks.train import train
 
     real_images, _ = real_images

@@ -12,6 +12,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from tasks import pipeline
 from tasks.registry import artifact
 from tasks.cli import main as cli
 from tasks.store import db
@@ -65,14 +66,14 @@ def test_register_is_an_idempotent_upsert(engine, tmp_path):
     assert json.loads(row["metrics"])["test_top1"] == pytest.approx(0.81)
 
 
-def test_first_model_becomes_champion_and_serves(engine, tmp_path):
+def test_first_model_becomes_champion_and_serves(engine, db_url, tmp_path):
     add(engine, tmp_path, "m1", 0.80)
-    assert registry.champion_path(engine, "cifar10") is None
+    assert registry.champion(engine, "cifar10") is None
+    assert pipeline.champion_path("cifar10", db_url) == predictor.bundled_model("cifar10")
     decision = promote.auto_promote(engine, "m1", onnx=False)
     assert decision.promoted and "first champion" in decision.reason
     assert champions(engine) == ["m1"]
-    assert registry.champion_path(engine, "cifar10") == str(tmp_path / "models" / "m1")
-    assert predictor.default_model_path(engine, "cifar10") == tmp_path / "models" / "m1"
+    assert pipeline.champion_path("cifar10", db_url) == tmp_path / "models" / "m1"
 
 
 def test_a_worse_challenger_is_never_promoted(engine, tmp_path):
