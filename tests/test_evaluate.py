@@ -113,18 +113,18 @@ def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, ha
     # folder, the metrics under `evaluations`, and the registry can compare models on it
     other = prepare.prepare("cifar10", str(tiny_cifar_tree), config=prepare.PrepareConfig(validation_size=20, seed=1),
                             progress=False)
-    assert other["version"] != tiny_cifar.version
-    assert cli.main(["evaluate", folder, "--dataset-version", other["version"], "--tta"]) == 0
+    assert other.version != tiny_cifar.version
+    assert cli.main(["evaluate", folder, "--dataset-version", other.version, "--tta"]) == 0
     updated = artifact.read_metadata(folder)
     assert updated["metrics"] == reports["metrics"]
-    assert "test_top1_tta" in updated["evaluations"][other["version"]]
-    assert (hashtagger_home / "models" / metadata["model_id"] / "reports" / other["version"] / "report.md").exists()
+    assert "test_top1_tta" in updated["evaluations"][other.version]
+    assert (hashtagger_home / "models" / metadata["model_id"] / "reports" / other.version / "report.md").exists()
     engine = db.engine(Settings.from_env().database_url)
     with engine.connect() as connection:
         versions = {version for (version,) in connection.execute(
             sa.text("SELECT dataset_version FROM model_evaluations WHERE model_id = :m"),
             {"m": metadata["model_id"]})}
-    assert versions == {tiny_cifar.version, other["version"]}
+    assert versions == {tiny_cifar.version, other.version}
 
     # --output leaves the artifact alone
     assert cli.main(["evaluate", folder, "--output", str(hashtagger_home / "elsewhere"), "--no-figures",

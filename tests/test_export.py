@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tasks import pipeline
 from tasks.registry import artifact
 from tasks.store import db
 from tasks.tag import predictor
 from tasks.registry import promote
-from tasks.registry import registry
 from tasks.config import Settings
 
 pytest.importorskip("onnxruntime")
@@ -102,8 +102,8 @@ def test_promotion_exports_the_champion_and_serving_uses_it(tiny_cifar, real_ima
 
     decision = promote.auto_promote(engine, metadata["model_id"])
     assert decision.promoted and (folder / artifact.ONNX_FILE).exists()
-    assert registry.champion_path(engine, "cifar10") == str(folder)
-    served = predictor.load(predictor.default_model_path(engine, "cifar10"))
-    assert served.runtime == "onnx" and served.model_version == metadata["model_id"]
+    assert pipeline.champion_path("cifar10") == folder
+    served = pipeline.serving_model(dataset="cifar10")
+    assert served.runtime == "onnx" and served.model_id == metadata["model_id"]
     keras_probabilities = predictor.load(folder, runtime="keras").predict(real_images)
     assert np.max(np.abs(served.predict(real_images) - keras_probabilities)) < TOLERANCE

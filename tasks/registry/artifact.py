@@ -38,9 +38,9 @@ class ModelMetadata:
     """
 
     model_id: str  # <architecture>-<dataset>-<recipe>-<UTC time>-<6 hex>, or a bundled model's name
-    architecture: str  # a name in models.ARCHITECTURES (or a test model's)
-    dataset: str  # cifar10, cifar100, or the name of a user's own dataset
     class_names: list[str]  # the model's output order
+    architecture: str | None = None  # a name in models.ARCHITECTURES; the registry needs it
+    dataset: str | None = None  # cifar10, cifar100, or a user's own dataset's name; the registry needs it
     dataset_version: str | None = None  # content hash of the dataset version it was trained on
     path: str | None = None  # the artifact folder, filled in when read from disk (not trusted from the file)
     metrics: dict = dataclasses.field(default_factory=dict)  # test_top1, test_top5 (fractions), ...
@@ -55,10 +55,10 @@ class ModelMetadata:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelMetadata":
-        """From metadata.json's dict; KeyError names a missing required key."""
+        """From metadata.json's dict; ArtifactError names a missing required key."""
         names = {field.name for field in dataclasses.fields(cls)} - {"extra"}
         known = {key: value for key, value in values.items() if key in names}
-        missing = [name for name in ("model_id", "architecture", "dataset", "class_names") if name not in known]
+        missing = [name for name in ("model_id", "class_names") if name not in known]
         if missing:
             raise ArtifactError(f"metadata of {values.get('path') or values.get('model_id')} lacks {missing}")
         return cls(**known, extra={key: value for key, value in values.items() if key not in names})

@@ -62,6 +62,8 @@ def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict) -> dict
     if isinstance(metadata, dict):
         metadata = artifact.ModelMetadata.from_dict(metadata)
     metrics = metadata.metrics or {}
+    if not metadata.architecture or not metadata.dataset:
+        raise ValueError(f"{metadata.model_id}: metadata names no architecture or dataset; not a trained model")
     if "test_top1" not in metrics:
         raise ValueError(f"{metadata.model_id}: metadata has no test_top1; evaluate the model first")
     row = {
