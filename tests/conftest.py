@@ -43,7 +43,7 @@ def pg_server_url():
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as error:
-        reason = f"PostgreSQL is not answering at {PG_ADMIN_URL}: {str(error.orig).strip()}"
+        reason = f"PostgreSQL is not answering at {PG_ADMIN_URL}: {str(error.orig).strip().splitlines()[0]}"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)

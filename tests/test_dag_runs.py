@@ -25,7 +25,6 @@ import sqlalchemy as sa
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOGICAL_DATE = "2026-11-27T02:00:00+00:00"
 TRAIN_PER_CLASS, TEST_PER_CLASS = 8, 2  # 80 + 20 images: one epoch in seconds
 BUCKET, PREFIX = "photos", "incoming/"
@@ -95,11 +94,8 @@ def _tiny_cifar(archive: Path, root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_tree(tmp_path_factory):
-    archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
-    if not archive.exists():
-        pytest.skip(f"CIFAR-10 JPEGs not found at {archive} (a clone without ../shared/data)")
-    return _tiny_cifar(archive, tmp_path_factory.mktemp("tiny-cifar10"))
+def tiny_tree(tmp_path_factory, shared_data):
+    return _tiny_cifar(shared_data / "cifar10-jpeg.tar.gz", tmp_path_factory.mktemp("tiny-cifar10"))
 
 
 @pytest.fixture(scope="module")

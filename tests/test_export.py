@@ -22,16 +22,13 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "tensorflow":
     pytest.skip("ONNX export needs the TensorFlow backend", allow_module_level=True)
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def real_images() -> tuple[np.ndarray, np.ndarray]:
+def real_images(shared_data) -> tuple[np.ndarray, np.ndarray]:
     """64 test images of the CIFAR-10 JPEG archive in ../shared/data (decoded RGB) and their labels."""
-    archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
-    if not archive.exists():
-        pytest.skip(f"real CIFAR-10 images not found at {archive}")
+    archive = shared_data / "cifar10-jpeg.tar.gz"
     from PIL import Image
 
     from tasks.data.prepare import CIFAR10_CLASSES
