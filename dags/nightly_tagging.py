@@ -75,7 +75,7 @@ def nightly_tagging():
 
         context = get_current_context()
         params, db_url = context["params"], connections.results_db_url()
-        model_path = params["model"] or pipeline.champion_path(params["dataset"], db_url)
+        model_path = params["model"] or str(pipeline.champion_path(params["dataset"], db_url))
         found = pipeline.list_new_images(params["source"], model_path, db_url, connections.s3_settings(params["source"]))
         key, shards = pipeline.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
         log.info("%d of %d images of %s are new for %s", found["new"], found["seen"], found["source"],
