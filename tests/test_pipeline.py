@@ -183,3 +183,12 @@ def test_prepare_and_tag_make_identical_tiles(tmp_path, db_url):
     assert (prepared["transparent.png"][:, :14] > 240).all()
     unrotated = np.asarray(Image.fromarray(picture(2)).resize((32, 32), Image.Resampling.LANCZOS))
     assert np.abs(prepared["rotated.jpg"].astype(int) - unrotated).mean() > 20
+
+
+def test_no_test_module_imports_another_or_conftest():
+    """Shared fixtures live in conftest.py (pytest finds them) or tests/fixtures/ helpers, never in test modules."""
+    tests = REPO / "tests"
+    modules = {path.stem for path in tests.rglob("test_*.py")} | {"conftest"}
+    offending = {path.name: sorted(name for name in imported_modules(path) if name.split(".")[-1] in modules)
+                 for path in sorted(tests.rglob("*.py"))}
+    assert {name: found for name, found in offending.items() if found} == {}
