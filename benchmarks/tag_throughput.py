@@ -384,7 +384,7 @@ def table(config, model, rows, pools, spinning, serving, way_times, memory, tota
         "",
         f"One run of `benchmarks/tag_throughput.py{' --quick' if config == QUICK else ''}` on "
         f"{platform.node() or 'this machine'}: {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"model `{model.model_version}` ({model.runtime}), {config.workers} decoding threads, batches of 256, "
+        f"model `{model.model_id}` ({model.runtime}), {config.workers} decoding threads, batches of 256, "
         f"PostgreSQL on 127.0.0.1. Total {total_seconds / 60:.1f} min. The machine is shared (training jobs "
         f"and other tests ran at the same time; load average {load[0]:.1f} at the start, {load[1]:.1f} at the "
         "end, on 2 cores): repeated runs differ by 25% or more.",

@@ -46,10 +46,10 @@ def cifar_dataset():
 
         context = get_current_context()
         params = context["params"]
-        prepared = pipeline.prepare_dataset(params["dataset"], params["source"] or None)
+        manifest = pipeline.prepare_dataset(params["dataset"], params["source"] or None)
         context["outlet_events"][PREPARED].add(
-            DATASETS[prepared["dataset"]], extra={"dataset": prepared["dataset"], "version": prepared["version"]})
-        return prepared
+            DATASETS[manifest.name], extra={"dataset": manifest.name, "version": manifest.version})
+        return manifest.summary()
 
     prepare()
 

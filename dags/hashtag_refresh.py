@@ -32,13 +32,20 @@ from tasks import connections
 )
 def hashtag_refresh():
     @task
+    def migrate() -> list[str]:
+        """Bring the results database to this version's schema (a no-op when it is current)."""
+        from tasks import pipeline
+
+        return pipeline.migrate_database(connections.results_db_url())[1]
+
+    @task
     def refresh() -> dict:
         from tasks import pipeline
 
         dataset = get_current_context()["params"]["dataset"]
         return pipeline.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(), dataset)
 
-    refresh()
+    migrate() >> refresh()
 
 
 hashtag_refresh()

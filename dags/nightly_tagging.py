@@ -60,6 +60,13 @@ RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group=
 )
 def nightly_tagging():
     @task
+    def migrate() -> list[str]:
+        """Bring the results database to this version's schema (a no-op when it is current)."""
+        from tasks import pipeline
+
+        return pipeline.migrate_database(connections.results_db_url())[1]
+
+    @task
     def refresh_hashtags() -> dict:
         from tasks import pipeline
 
@@ -73,11 +80,11 @@ def nightly_tagging():
 
         context = get_current_context()
         params, db_url = context["params"], connections.results_db_url()
-        model_path = params["model"] or pipeline.champion_path(params["dataset"], db_url)
+        model_path = params["model"] or str(pipeline.champion_path(params["dataset"], db_url))
         found = pipeline.list_new_images(params["source"], model_path, db_url, connections.s3_settings(params["source"]))
         key, shards = pipeline.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
         log.info("%d of %d images of %s are new for %s", found["new"], found["seen"], found["source"],
-                 found["model_version"])
+                 found["model_id"])
         return [{"source": found["source"], "model_path": model_path, "shard": shard, "shards": shards,
                  "run_id": pipeline.shard_run_id(key, shard, shards)} for shard in range(shards) if found["new"]]
 
@@ -103,6 +110,7 @@ def nightly_tagging():
         return summary
 
     hashtags = refresh_hashtags()
+    migrate() >> hashtags
     tagged = tag_shard.expand(order=find_new_images())
     hashtags >> tagged
     tagged >> record_summary(hashtags)

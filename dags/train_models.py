@@ -24,9 +24,7 @@ import os
 
 from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
 
-import models
-from tasks import connections
-from tasks.train import recipes
+from tasks import connections, pipeline
 
 DATASETS = {name: Asset(name=f"{name}_dataset", uri=f"hashtagger://datasets/{name}", group="dataset")
             for name in ("cifar10", "cifar100")}
@@ -47,8 +45,8 @@ TRAIN_POOL = os.environ.get("HASHTAGGER_TRAIN_POOL", "training")
                   "execution_timeout": dt.timedelta(hours=2)},
     params={
         "architectures": Param(["vgg16", "resnet9"], type="array", minItems=1,
-                               items={"type": "string", "enum": list(models.ARCHITECTURES)}),
-        "recipe": Param("fast", enum=list(recipes.RECIPES)),
+                               items={"type": "string", "enum": list(pipeline.architectures())}),
+        "recipe": Param("fast", enum=list(pipeline.recipe_names())),
         "epochs": Param(10, type="integer", minimum=1),
         "dataset": Param("cifar10", enum=sorted(DATASETS), description="when started by hand"),
         "train_limit": Param(None, type=["null", "integer"], minimum=1,
@@ -61,10 +59,13 @@ TRAIN_POOL = os.environ.get("HASHTAGGER_TRAIN_POOL", "training")
 )
 def train_models():
     @task
+    def migrate() -> list[str]:
+        """Bring the results database to this version's schema (a no-op when it is current)."""
+        return pipeline.migrate_database(connections.results_db_url())[1]
+
+    @task
     def plan() -> list[dict]:
         """One training spec per architecture, on the dataset version that started the run, if any."""
-        from tasks import pipeline
-
         context = get_current_context()
         params = context["params"]
         versions = {event.extra["dataset"]: event.extra["version"]
@@ -78,21 +79,17 @@ def train_models():
 
     @task(queue=TRAIN_QUEUE, pool=TRAIN_POOL, execution_timeout=dt.timedelta(hours=12))
     def train(spec: dict) -> dict:
-        from tasks import pipeline
-
         return pipeline.train_model(spec)
 
     @task(queue=TRAIN_QUEUE)
     def evaluate(model: dict) -> dict:
-        from tasks import pipeline
-
-        return pipeline.evaluate_model(model.get("artifact_uri") or model["path"], connections.results_db_url())
+        # an s3:// reference when the model went through the artifact store (trained on another host)
+        return pipeline.evaluate(model.get("artifact_uri") or model["path"], db_url=connections.results_db_url(),
+                                 reuse=True)
 
     @task(queue=TRAIN_QUEUE, outlets=[PROMOTED])
     def promote(evaluated: list[dict]) -> list[dict]:
         """Per dataset trained: the best model of the run becomes champion if it beats the current one."""
-        from tasks import pipeline
-
         context = get_current_context()
         evaluated, db_url, results = list(evaluated), connections.results_db_url(), []
         for dataset in sorted({model["dataset"] for model in evaluated}):
@@ -104,7 +101,9 @@ def train_models():
             results.append(result)
         return results
 
-    promote(evaluate.expand(model=train.expand(spec=plan())))
+    specs = plan()
+    migrate() >> specs
+    promote(evaluate.expand(model=train.expand(spec=specs)))
 
 
 train_models()

@@ -1,9 +1,14 @@
-"""What the Airflow DAGs call: one plain function per task, taking URLs, paths and ids, returning small dicts.
+"""The service layer: one plain function per use case, called by both front ends (tasks/cli/ and dags/).
 
-No Airflow in here: the DAG layer turns connections into plain arguments (a SQLAlchemy URL, S3 settings,
-an X token), so every function runs and tests without Airflow. Each one wires stages together
-(prepare, train, evaluate, registry and promote, hashtags refresh, tag) and returns what the next task
-or a person needs to see: ids, paths, counts, never arrays or models.
+Nothing calls the stages below (data, train, evaluate, registry, tag, hashtags, store) except through
+here, so the CLI and the DAGs wire each use case the same way. No Airflow in here: the DAG layer turns
+connections into plain arguments (a SQLAlchemy URL, S3 settings, an X token), so every function runs
+and tests without Airflow. `db_url` None means the environment's results database (HASHTAGGER_DB_URL,
+else the embedded SQLite under HASHTAGGER_HOME). Functions return small things: typed contracts,
+ids, paths, counts; never arrays or models, except `serving_model`, which the tag use case takes.
+
+Importing this module is cheap (the DAG files import it when Airflow parses them): every stage is
+imported inside the function that needs it.
 """
 
 from __future__ import annotations
@@ -14,10 +19,44 @@ import datetime as dt
 import logging
 import os
 import re
+from pathlib import Path
 
 from tasks.config import Settings
+from tasks.hashtags.rank import PLATFORM_LIMITS  # noqa: F401  for the front ends' choices (a stdlib-only module)
 
 log = logging.getLogger(__name__)
+
+DATASETS = ("cifar10", "cifar100")  # the datasets with a bundled model
+
+
+class RunFailed(RuntimeError):
+    """A tagging run stopped early (source gone, database down); `summary` is what it wrote, all complete."""
+
+    def __init__(self, message: str, summary):
+        super().__init__(message)
+        self.summary = summary  # tasks.tag.tag.RunSummary
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean the results database is not ready (not migrated, not answering)."""
+    from tasks.store import db
+
+    return db.MigrationError, db.DatabaseUnavailable
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean bad input or an unready environment: show the message, no traceback."""
+    from tasks.data import download, images
+    from tasks.data.dataset import DatasetNotFound
+    from tasks.data.prepare import DataError
+    from tasks.evaluate.evaluate import EvaluationError
+    from tasks.registry import artifact, export, promote, registry
+    from tasks.store import db
+    from tasks.tag import predictor, refs
+
+    return (DataError, download.DownloadError, DatasetNotFound, EvaluationError, artifact.ArtifactError,
+            export.ExportError, registry.RegistryError, promote.PromotionError, predictor.ModelNotFound,
+            refs.SourceError, images.ImageError, db.MigrationError, db.DatabaseUnavailable)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,21 +97,60 @@ def settings(db_url: str | None = None) -> Settings:
     return dataclasses.replace(Settings.from_env(), db_url=db_url) if db_url else Settings.from_env()
 
 
-def _engine(db_url: str | None):
+# ------------------------------------------------------------------------------------------ database
+
+def results_engine(db_url: str | None = None):
+    """The results database, its schema checked: SchemaNotReady ("run `hashtagger db migrate`") when it
+    is missing or behind, DatabaseUnavailable when the database does not answer. The embedded default
+    SQLite is migrated on first use instead."""
     from tasks.store import db
 
-    return db.ensure_schema(db.engine(settings(db_url).database_url))
+    return db.require_schema(db.engine(settings(db_url).database_url))
+
+
+def _plain_engine(db_url: str | None):
+    """The results database as it is: for reads that work on an unmigrated database too."""
+    from tasks.store import db
+
+    return db.engine(settings(db_url).database_url)
+
+
+def migrate_database(db_url: str | None = None) -> tuple[str, list[str], list[str]]:
+    """Apply new migrations and record the bundled models as the baseline champions; returns (database,
+    migration names applied now, model ids crowned now)."""
+    from tasks.store import db
+
+    engine = db.engine(settings(db_url).database_url)
+    applied = db.migrate(engine)
+    crowned = ensure_baseline(engine)
+    return engine.url.render_as_string(hide_password=True), applied, crowned
+
+
+def ensure_baseline(engine, dataset: str | None = None) -> list[str]:
+    """Record the bundled model of `dataset` (None: of every dataset that has one) as the database's
+    baseline champion where it has none (tasks.registry.registry.ensure_baseline); returns the model ids
+    crowned now, [] when there was nothing to do.
+
+    A write path (db migrate, tag writes, promotion): the champion lookup never writes.
+    """
+    from tasks.registry import registry
+
+    return registry.ensure_baseline(engine, DATASETS if dataset is None else (dataset,))
 
 
 # ------------------------------------------------------------------------------------------ datasets
 
-def prepare_dataset(dataset: str, source: str | None = None) -> dict:
-    """Build (or find) the dataset version for `source`; returns its name, version and counts."""
+def prepare_dataset(dataset: str, source: str | None = None, md5: str | None = None,
+                    validation_size: int = 5000, seed: int = 0, progress: bool = False):
+    """Build (or find) the dataset version for `source` (None: the official archive); its DatasetManifest."""
     from tasks.data import prepare
 
-    manifest = prepare.prepare(dataset, source, settings(), prepare.PrepareConfig(), progress=False)
-    return {"dataset": manifest["name"], "version": manifest["version"], "source": manifest["source"],
-            "counts": manifest["counts"], "stored_at": _push_dataset(manifest["name"], manifest["version"])}
+    config = prepare.PrepareConfig(validation_size=validation_size, seed=seed)
+    manifest = prepare.prepare(dataset, source, settings(), config, md5=md5, progress=progress)
+    stored_at = _push_dataset(manifest.name, manifest.version)
+    if stored_at:
+        log.info("dataset %s %s uploaded to %s", manifest.name, manifest.version, stored_at)
+    return manifest
 
 
 def _push_dataset(name: str, version: str) -> str | None:
@@ -84,19 +162,30 @@ def _push_dataset(name: str, version: str) -> str | None:
 
 # ------------------------------------------------------------------------------------------ training
 
+def architectures() -> tuple[str, ...]:
+    """Names of the model architectures (models/)."""
+    import models
+
+    return models.ARCHITECTURES
+
+
+def recipe_names() -> tuple[str, ...]:
+    """Names of the training recipes (tasks/train/recipes.py)."""
+    from tasks.train import recipes
+
+    return tuple(recipes.RECIPES)
+
+
 def training_plan(architectures: list[str], dataset: str, recipe: str, epochs: int,
                   dataset_version: str | None = None, train_limit: int | None = None,
                   budget_minutes: float | None = None) -> list[dict]:
-    """One TrainConfig (as a dict) per distinct architecture; unknown names fail before any training."""
-    import models
-    from tasks.train import recipes
-
-    unknown = [name for name in architectures if name not in models.ARCHITECTURES]
+    """One training spec (TrainConfig fields) per distinct architecture; bad names fail before any training."""
+    known = globals()["architectures"]()
+    unknown = [name for name in architectures if name not in known]
     if unknown or not architectures:
-        raise ValueError(f"unknown or no architectures {unknown or architectures}; "
-                         f"choose from {', '.join(models.ARCHITECTURES)}")
-    if recipe not in recipes.RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(recipes.RECIPES)}")
+        raise ValueError(f"unknown or no architectures {unknown or architectures}; choose from {', '.join(known)}")
+    if recipe not in recipe_names():
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(recipe_names())}")
     if int(epochs) < 1:
         raise ValueError(f"epochs must be at least 1, not {epochs}")
     return [{"architecture": name, "dataset": dataset, "dataset_version": dataset_version, "recipe": recipe,
@@ -104,15 +193,32 @@ def training_plan(architectures: list[str], dataset: str, recipe: str, epochs: i
             for name in dict.fromkeys(architectures)]
 
 
-def train_model(spec: dict) -> dict:
-    """Train one architecture as `spec` (TrainConfig fields) says; returns the saved model's summary."""
-    from tasks.train import train
+def train(spec: dict, register: bool = False, db_url: str | None = None):
+    """Train one model as `spec` (TrainConfig fields) says; its ModelMetadata.
 
-    # The evaluate task registers the model in the DAG's results database (the worker's default
-    # database is not that one), so training does not.
-    config = dataclasses.replace(train.TrainConfig(**spec), register=False)
+    With `register`, it is recorded as a candidate in the results database; a database that cannot take
+    it is logged, never fatal: the saved model stays, and `hashtagger models register PATH` records it later.
+    A dataset version prepared on another host comes from the artifact store first (HASHTAGGER_ARTIFACTS).
+    """
+    from tasks.registry import artifact
+    from tasks.train import train as training
+
+    config = dataclasses.replace(training.TrainConfig(**spec), register=False)
     config = dataclasses.replace(config, dataset_version=_pull_dataset(config.dataset, config.dataset_version))
-    return _publish(model_summary(train.train(config, settings())))
+    metadata = artifact.ModelMetadata.from_dict(training.train(config, settings()))
+    if register:
+        try:
+            register_model(metadata.path, db_url)
+        except Exception as error:  # noqa: BLE001  the model is saved; only its registry row is missing
+            log.error("model %s saved but not registered (%s): run `hashtagger models register %s`",
+                      metadata.model_id, error, metadata.path)
+    return metadata
+
+
+def train_model(spec: dict) -> dict:
+    """Train one model (the DAG's task: the evaluate task registers it in the DAG's database); its summary,
+    with `artifact_uri`, the model's reference in the artifact store (its folder when none is set)."""
+    return _publish(model_summary(train(spec)))
 
 
 def _pull_dataset(name: str, version: str | None) -> str | None:
@@ -130,63 +236,129 @@ def _publish(summary: dict) -> dict:
     return dict(summary, artifact_uri=store.publish(summary["path"], summary["model_id"], settings()))
 
 
-def model_summary(metadata: dict) -> dict:
-    metrics = metadata.get("metrics", {})
-    return {"model_id": metadata["model_id"], "path": metadata["path"],
-            "architecture": metadata["architecture"], "dataset": metadata["dataset"],
-            "dataset_version": metadata["dataset_version"], "test_top1": metrics.get("test_top1"),
-            "test_top5": metrics.get("test_top5"), "test_images": metrics.get("test_images")}
+def model_summary(metadata) -> dict:
+    """What a DAG passes on about a model (ModelMetadata): ids, path, test accuracy; JSON-friendly."""
+    metrics = metadata.metrics or {}
+    return {"model_id": metadata.model_id, "path": metadata.path, "architecture": metadata.architecture,
+            "dataset": metadata.dataset, "dataset_version": metadata.dataset_version,
+            "test_top1": metrics.get("test_top1"), "test_top5": metrics.get("test_top5"),
+            "test_images": metrics.get("test_images")}
 
 
-def evaluate_model(model_path: str, db_url: str | None = None) -> dict:
-    """Register the saved model with its evaluation on its own dataset version (reports beside it).
+# ------------------------------------------------------------------------------------------ evaluation
 
-    Training evaluates at its end, so a model from `train_model` is not evaluated twice; an artifact
-    without reports (trained elsewhere) is evaluated here first.
+def evaluate(model_path: str, dataset_version: str | None = None, tta: str = "none", output_dir: str | None = None,
+             figures: bool = True, record: bool = True, reuse: bool = False, db_url: str | None = None) -> dict:
+    """Evaluate a saved model on a dataset version's test split, write its reports, record the result.
+
+    tta: none, flip, flip_translate, or recipe (the model recipe's own, at least flip). `reuse`: when the
+    artifact already has its reports (training evaluates at its end), take those instead of evaluating
+    again. `record`: register the model if needed and store the evaluation in the registry.
+    Returns the metrics (test_top1, test_top5 as fractions, ...) with model_id, path and reports_dir.
     """
-    from pathlib import Path
+    from tasks.evaluate import evaluate as evaluation
+    from tasks.registry import artifact, registry, store
 
-    from tasks.registry import artifact
-    from tasks.evaluate import evaluate
-    from tasks.registry import registry
-    from tasks.registry import store
-
+    engine = results_engine(db_url) if record else None  # an unready database fails before the work
     reference = str(model_path)
     model_path = store.resolve(reference, settings())  # an s3:// model trained on another host
-    metadata = artifact.read_metadata(model_path)
-    reports_dir = Path(metadata["path"]) / artifact.REPORTS_DIR
-    if not (reports_dir / "metrics.json").exists():
-        evaluate.evaluate_artifact(model_path, tta=evaluate.recipe_tta(metadata), settings=settings())
-        metadata = artifact.read_metadata(model_path)
-    if reference.startswith(store.S3):
-        metadata["artifact_uri"] = reference
-    registry.register(_engine(db_url), metadata)
-    return dict(model_summary(metadata), reports_dir=str(reports_dir))
+    metadata = artifact.read(model_path)
+    reports_dir = Path(metadata.path) / artifact.REPORTS_DIR
+    reused = reuse and dataset_version is None and output_dir is None and (reports_dir / "metrics.json").exists()
+    if reused:
+        metrics = dict(metadata.metrics, model_id=metadata.model_id, reports_dir=str(reports_dir))
+    else:
+        if tta == "recipe":  # the recipe's own, and at least the mirror image
+            tta = evaluation.recipe_tta(metadata.as_dict()).replace("none", "flip")
+        metrics = evaluation.evaluate_artifact(
+            model_path, dataset_version, tta, settings(), Path(output_dir) if output_dir else None,
+            evaluation.EvaluateConfig(tta=tta, figures=figures))
+        metadata = artifact.read(model_path)
+    if engine is not None:
+        if reused or registry.get(engine, metadata.model_id) is None:
+            # with its evaluation on its own dataset version; an s3:// model keeps its store reference
+            registry.register(engine, metadata, reference if reference.startswith(store.S3) else None)
+        if not reused:
+            registry.record_evaluation(engine, metadata.model_id, metrics)
+    return {**model_summary(metadata), **metrics}
 
 
-# ------------------------------------------------------------------------------------------ promotion
+# ------------------------------------------------------------------------------------------ registry
 
-def promote(candidates: list[dict], dataset: str, db_url: str | None = None) -> dict:
-    """Offer the `dataset` models among `candidates` for promotion, best first; returns the outcome.
+def register_model(path: str, db_url: str | None = None) -> dict:
+    """Record a saved model folder as a candidate (a second call refreshes its metrics); its registry row."""
+    from tasks.registry import artifact, registry
 
-    The registry promotes a challenger only if it beats the champion's test top-1 on the same dataset
-    version by its margin, one champion per dataset even under concurrent promotions; the promoted
-    model is exported to ONNX for the lean tagging workers.
-    """
-    from tasks.registry import promote as promotion
+    return registry.register(results_engine(db_url), artifact.read(path))
+
+
+def list_models(dataset: str | None = None, status: str | None = None, db_url: str | None = None) -> list[dict]:
+    """Registered models, newest first (registry rows)."""
     from tasks.registry import registry
 
+    return registry.list_models(results_engine(db_url), dataset, status)
+
+
+def champions_history(db_url: str | None = None) -> list[dict]:
+    """Each dataset's champion (registry row) with `since` (when crowned), `replaced` and `reason`."""
+    from tasks.registry import registry
+
+    return registry.champions_history(results_engine(db_url))
+
+
+def model_history(model_id: str, db_url: str | None = None) -> dict:
+    """One model's registry row, evaluations (oldest first) and events (newest first); RegistryError if unknown."""
+    from tasks.registry import registry
+
+    engine = results_engine(db_url)
+    model = registry.get(engine, model_id)
+    if model is None:
+        raise registry.RegistryError(f"model {model_id} is not registered")
+    return {"model": model, "evaluations": registry.evaluations(engine, model_id),
+            "events": registry.events(engine, model_id=model_id)}
+
+
+def promote_model(model_id: str, reason: str = "manual promotion", onnx: bool = True, db_url: str | None = None):
+    """Make a model its dataset's champion whatever its accuracy (exported to ONNX first); the Decision."""
+    from tasks.registry import promote
+
+    return promote.promote(results_engine(db_url), model_id, reason, onnx=onnx)
+
+
+def auto_promote_model(model_id: str, margin: float | None = None, onnx: bool = True, db_url: str | None = None):
+    """Make a model champion only if it beats the champion's test top-1 on the same dataset version by
+    `margin` (a fraction; None: the registry's default); the Decision."""
+    from tasks.registry import promote, registry
+
+    return promote.auto_promote(results_engine(db_url), model_id,
+                                registry.DEFAULT_MARGIN if margin is None else margin, onnx=onnx)
+
+
+def rollback_champion(dataset: str, onnx: bool = True, db_url: str | None = None):
+    """Bring back the champion the current one replaced; the Decision."""
+    from tasks.registry import promote
+
+    return promote.rollback(results_engine(db_url), dataset, onnx=onnx)
+
+
+def promote(candidates: list[dict], dataset: str, db_url: str | None = None) -> dict:
+    """Offer the `dataset` models among `candidates` (model summaries) for promotion, best first.
+
+    Each goes through `auto_promote_model`: one champion per dataset, even under concurrent promotions.
+    Returns the best model's id, the one promoted (or None), the champion after, and every decision.
+    """
     candidates = sorted((candidate for candidate in candidates if candidate["dataset"] == dataset),
                         key=lambda candidate: (-candidate["test_top1"], candidate["model_id"]))
     if not candidates:
         raise ValueError(f"no trained {dataset} model to promote")
-    engine = _engine(db_url)
-    decisions = [promotion.auto_promote(engine, candidate["model_id"]).as_dict() for candidate in candidates]
+    decisions = [auto_promote_model(candidate["model_id"], db_url=db_url).as_dict() for candidate in candidates]
     for decision in decisions:
         # the promote task's log: why each model was (not) promoted, as model_events records it
         log.info("%s %s: %s", decision["model_id"], "PROMOTED" if decision["promoted"] else "REFUSED",
                  decision["reason"])
-    champion = registry.champion(engine, dataset)
+    from tasks.registry import registry
+
+    champion = registry.champion(results_engine(db_url), dataset)
     return {"dataset": dataset, "best": candidates[0]["model_id"],
             "promoted": next((d["model_id"] for d in decisions if d["promoted"]), None),
             "champion": champion and {"model_id": champion["model_id"], "path": champion["artifact_uri"],
@@ -194,24 +366,141 @@ def promote(candidates: list[dict], dataset: str, db_url: str | None = None) -> 
             "decisions": [{key: d[key] for key in ("model_id", "promoted", "reason")} for d in decisions]}
 
 
+def export_model(path: str, overwrite: bool = False) -> Path:
+    """Write model.onnx beside model.keras (for the lean serving path); its path."""
+    from tasks.registry import export
+
+    return export.export_onnx(path, overwrite=overwrite)
+
+
 def champion_path(dataset: str = "cifar10", db_url: str | None = None) -> str:
-    """The reference of the model tagging serves (bundled:, home:, s3:// or a path, resolved by each
-    worker): the registry's champion of `dataset`, else the bundled model. Records nothing."""
+    """The reference of the model tagging serves: the registry's champion of `dataset` (its artifact_uri:
+    bundled:, home:, s3:// or a path, resolved by each worker with tasks.registry.store.resolve), else
+    the bundled model, `bundled:<dataset>`.
+
+    The one champion lookup; it only reads (a database never migrated has no champion: the bundled model).
+    ModelNotFound when the install lacks the bundled model it would fall back to.
+    """
+    import sqlalchemy as sa
+
+    from tasks.registry import registry
     from tasks.tag import predictor
 
-    return predictor.default_model_path(_engine(db_url), dataset, record_bundled=False)
+    engine = _plain_engine(db_url)
+    try:
+        champion = registry.champion(engine, dataset) if sa.inspect(engine).has_table("models") else None
+    except sa.exc.OperationalError as error:
+        from tasks.store import db
+
+        raise db.DatabaseUnavailable(f"cannot read the champion from {engine.url.render_as_string()}: "
+                                     f"{getattr(error, 'orig', error)}") from None
+    if champion:
+        return champion["artifact_uri"]
+    predictor.bundled_model(dataset)  # ModelNotFound early when the install lacks it
+    return f"bundled:{dataset}"
 
 
 # ------------------------------------------------------------------------------------------ hashtags
 
-def refresh_hashtags(db_url: str | None, bearer_token: str | None, dataset: str = "cifar10") -> dict:
-    """Refresh the X hashtag cache for the dataset's labels; never raises because of X."""
-    from tasks.hashtags import refresh
+def refresh_hashtags(db_url: str | None = None, bearer_token: str | None = None, dataset: str = "cifar10",
+                     labels: list[str] | None = None, lang: str | None = "en", woeid: int = 1,
+                     max_posts: int = 100, ttl_hours: float = 6.0, force: bool = False) -> dict:
+    """Refresh the X hashtag cache for `labels` (default: the dataset's); never raises because of X.
 
-    return refresh.refresh(_engine(db_url), dataset=dataset, bearer_token=bearer_token)
+    ValueError for settings out of range. Returns counts of labels by outcome and the requests sent.
+    """
+    from tasks.hashtags import refresh
+    from tasks.hashtags.x_api import XConfig
+
+    config = XConfig(lang=lang, woeid=woeid, max_posts=max_posts, ttl_hours=ttl_hours)
+    return refresh.refresh(results_engine(db_url), labels, dataset=dataset, bearer_token=bearer_token,
+                           config=config, force=force)
+
+
+def hashtag_report(label: str, platform: str = "generic", db_url: str | None = None) -> dict:
+    """What the cache holds for a label: the X query, the fetch log, cached counts (trending marked), and
+    the ranked hashtags tagging would give it."""
+    import time
+
+    from tasks.hashtags import cache, providers, x_search, x_trends
+    from tasks.hashtags.rank import RankConfig
+    from tasks.hashtags.x_api import XConfig
+
+    engine, config = results_engine(db_url), XConfig()
+    now = cache.utc(time.time())
+    trending = {tag.casefold() for tag in cache.read(engine, x_trends.place_label(config.woeid),
+                                                      x_trends.SOURCE, now - config.ttl)}
+    counts = cache.read(engine, label, x_search.SOURCE, now - config.serve_max_age)
+    ranked = providers.engine_for(engine, RankConfig(platform=platform)).hashtags([(label, 1.0)])
+    return {"query": x_search.search_query(label, config.lang),
+            "fetches": [dict(row._mapping) for row in cache.fetches(engine, label)],
+            "counts": [(tag, count, tag.casefold() in trending) for tag, count in counts.items()],
+            "ranked": [(tag.hashtag, tag.source) for tag in ranked]}
+
+
+def block_hashtag(hashtag: str, reason: str | None = None, db_url: str | None = None) -> str:
+    """Never suggest `hashtag` again; returns the stored key. ValueError when it is not a hashtag."""
+    from tasks.hashtags import cache
+
+    return cache.block(results_engine(db_url), hashtag, reason)
+
+
+def unblock_hashtag(hashtag: str, db_url: str | None = None) -> tuple[str, bool, bool]:
+    """Remove a hashtag from the database blocklist: (key, whether it was there, whether it stays blocked
+    because the shipped blocklist has it). ValueError when it is not a hashtag."""
+    from tasks.hashtags import cache, lexicon, rank
+
+    removed = cache.unblock(results_engine(db_url), hashtag)
+    key = rank.fold(hashtag)
+    return key, removed, key in lexicon.shipped_blocklist()
 
 
 # ------------------------------------------------------------------------------------------ tagging
+
+def serving_model(model_path: str | None = None, dataset: str = "cifar10", db_url: str | None = None,
+                  write: bool = True):
+    """The model a tagging run serves (a Predictor on ONNX Runtime, so tagging never imports TensorFlow):
+    `model_path` (a folder or a reference: bundled:, home:, s3://), else the champion of `dataset`.
+
+    `write`: a run that will write results first records the bundled models as the database's baseline
+    champions (ensure_baseline). ModelNotFound when the model has no model.onnx.
+    """
+    from tasks.tag import predictor
+
+    if write:
+        ensure_baseline(results_engine(db_url))
+    return predictor.load(model_path or champion_path(dataset, db_url), runtime="onnx")
+
+
+def tag_source(source: str, model, db_url: str | None = None, platform: str = "generic", run_id: str | None = None,
+               shard: tuple[int, int] | None = None, **options):
+    """Tag every new image of `source` (a folder or s3://bucket/prefix) with `model` (serving_model's).
+
+    `options` are TagConfig fields (batch_size, workers, limit, dry_run, retag, progress). Returns the
+    RunSummary; RunFailed (with the summary) when the source or the database fails for good.
+    """
+    from tasks.hashtags import providers
+    from tasks.hashtags.rank import RankConfig
+    from tasks.tag import sources
+    from tasks.tag import tag
+
+    engine = _plain_engine(db_url) if options.get("dry_run") else results_engine(db_url)
+    config = tag.TagConfig(shard=shard, **{key: value for key, value in options.items() if value is not None})
+    hashtags = providers.engine_for(engine, RankConfig(platform=platform))
+    opened = sources.open_source(source, config.workers)
+    try:
+        return tag.run(source, model, hashtags, engine, config, run_id, source=opened)
+    except tag.RunFailed as failed:
+        raise RunFailed(str(failed), failed.summary) from failed
+
+
+def run_results(run_id: str, images: int = 8, failures: int = 8, db_url: str | None = None) -> dict:
+    """A few of a run's tagged images (uri, label, confidence, hashtags) and failures (uri, reason), by URI."""
+    from tasks.store import runs
+
+    engine = results_engine(db_url)
+    return {"images": runs.run_images(engine, run_id, images), "failures": runs.run_failures(engine, run_id, failures)}
+
 
 def run_key(logical_date: dt.datetime | None, dag_run_id: str) -> str:
     """The tagging run id stem of one DAG run: from its logical date, or its run id when it has none."""
@@ -224,48 +513,24 @@ def shard_run_id(key: str, shard: int, shards: int) -> str:
     return f"{key}-shard{shard}of{shards}"
 
 
-def list_new_images(source: str, model_path: str, db_url: str | None = None,
-                    s3: S3Settings | None = None) -> dict:
+def list_new_images(source: str, model_path: str, db_url: str | None = None, s3: S3Settings | None = None) -> dict:
     """Count the images of `source` that the model has not tagged yet; writes nothing."""
-    from tasks.store import db
-    from tasks.tag import predictor
-    from tasks.tag import tag
-    from tasks.hashtags.engine import HashtagEngine
-
     with aws_environment(s3):  # an s3:// model comes from the same store settings as the images
-        model = predictor.load(model_path, runtime="onnx")
-        counted = tag.run(source, model, HashtagEngine([]), db.engine(settings(db_url).database_url),
-                          tag.TagConfig(dry_run=True))
-    return {"source": counted["source"], "model_path": str(model_path), "model_version": model.model_version,
-            "seen": counted["seen"], "new": counted["tagged"]}
+        model = serving_model(model_path, db_url=db_url, write=False)
+        counted = tag_source(source, model, db_url, dry_run=True)
+    return {"source": counted.source, "model_path": str(model_path), "model_id": model.model_id,
+            "seen": counted.seen, "new": counted.tagged}
 
 
-def tag_shard(source: str, model_path: str, shard: int, shards: int, run_id: str,
-              db_url: str | None = None, s3: S3Settings | None = None, platform: str = "generic",
-              limit: int | None = None) -> dict:
+def tag_shard(source: str, model_path: str, shard: int, shards: int, run_id: str, db_url: str | None = None,
+              s3: S3Settings | None = None, platform: str = "generic", limit: int | None = None) -> dict:
     """Tag the images of one shard of `source` that the model has not tagged, under `run_id` (a rerun
-    repeats the same run), at most `limit` of them; serves ONNX only, so TensorFlow is never imported."""
-    from tasks.tag import predictor
-    from tasks.tag import tag
-    from tasks.hashtags import providers
-    from tasks.hashtags.rank import RankConfig
-
-    engine = _engine(db_url)
-    _ensure_baseline(engine)
-    hashtags = providers.engine_for(engine, RankConfig(platform=platform))
+    repeats the same run), at most `limit` of them; serves ONNX only, so TensorFlow is never imported.
+    Its RunSummary as a dict."""
     with aws_environment(s3):
-        model = predictor.load(model_path, runtime="onnx")
-        summary = tag.run(source, model, hashtags, engine, tag.TagConfig(shard=(shard, shards), limit=limit),
-                          run_id)
-    keys = ("run_id", "source", "model_version", "status", "seen", "tagged", "skipped", "failed", "seconds")
-    return {key: summary.get(key) for key in keys}
-
-
-def _ensure_baseline(engine) -> None:
-    """Tagging writes results: the first write records the bundled models as the baseline champions."""
-    from tasks.registry import registry
-
-    registry.ensure_baseline(engine)
+        model = serving_model(model_path, db_url=db_url)
+        summary = tag_source(source, model, db_url, platform, run_id, shard=(shard, shards), limit=limit)
+    return summary.as_dict()
 
 
 def shard_limit(max_images: int | None, shards: int) -> int | None:
@@ -275,16 +540,64 @@ def shard_limit(max_images: int | None, shards: int) -> int | None:
 
 def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:
     """Totals over the shard runs of one DAG run, as recorded in tagging_runs."""
-    import sqlalchemy as sa
+    from tasks.store import runs
 
-    run_ids = [shard_run_id(key, shard, shards) for shard in range(shards)]
-    query = sa.text("SELECT run_id, model_version, status, seen, tagged, skipped, failed FROM tagging_runs "
-                    "WHERE run_id IN :run_ids ORDER BY run_id").bindparams(
-        sa.bindparam("run_ids", expanding=True))
-    with _engine(db_url).connect() as connection:
-        rows = [dict(row) for row in connection.execute(query, {"run_ids": run_ids}).mappings()]
+    rows = runs.runs(results_engine(db_url), [shard_run_id(key, shard, shards) for shard in range(shards)])
     totals = {name: sum(row[name] for row in rows) for name in ("seen", "tagged", "skipped", "failed")}
     statuses = {row["status"] for row in rows}
-    versions = sorted({row["model_version"] for row in rows})
-    return dict(totals, run_key=key, shard_runs=len(rows), model_versions=versions,
+    return dict(totals, run_key=key, shard_runs=len(rows), model_ids=sorted({row["model_id"] for row in rows}),
                 status="succeeded" if statuses <= {"succeeded"} else ",".join(sorted(statuses)))
+
+
+# ------------------------------------------------------------------------------------------ images in, hashtags out
+
+def hashtag_images(paths: list[str], model_path: str | None = None, dataset: str = "cifar10",
+                   platform: str = "generic", label_count: int = 3) -> tuple[str, list[dict]]:
+    """Labels and ranked hashtags for each image file, in the given order; writes nothing.
+
+    Returns (model_id, answers): each answer has `image` and either `labels` ([{label, probability}])
+    and `hashtags` ([{hashtag, source, label, score}]) or `error` (the reason, for a file that failed).
+    ModelNotFound / OSError / ValueError when the model cannot be loaded.
+    """
+    import numpy as np
+
+    from tasks.data import images
+    from tasks.hashtags import providers
+    from tasks.hashtags.rank import RankConfig
+    from tasks.tag import predictor
+
+    model = predictor.load(model_path or predictor.bundled_model(dataset))
+    engine = providers.engine_for(None, RankConfig(platform=platform))
+    answers: list[dict] = [{"image": path} for path in paths]
+    tiles = []
+    for answer in answers:
+        try:
+            tiles.append((answer, image_tile(answer["image"])))
+        except images.ImageError as error:
+            answer["error"] = str(error)
+    if tiles:
+        probabilities = model.predict(np.stack([tile for _, tile in tiles]))
+        for (answer, _), probs in zip(tiles, probabilities):
+            top = model.top_labels(probs, max(label_count, 1))
+            ranked = engine.hashtags(top, model.coarse_labels(probs))
+            answer["labels"] = [{"label": label, "probability": round(p, 4)} for label, p in top]
+            answer["hashtags"] = [{"hashtag": tag.hashtag, "source": tag.source, "label": tag.label,
+                                   "score": round(tag.score, 4)} for tag in ranked]
+    return model.model_id, answers
+
+
+def image_tile(path: str):
+    """The 32x32 RGB uint8 tile of one image file, as tagging makes it; ImageError with a reason people read."""
+    from tasks.data import images
+    from tasks.tag import sources
+
+    try:
+        data = sources.read_file(path)
+    except sources.UnreadableImage as error:
+        raise images.ImageError(str(error)) from None
+    try:
+        return images.decode(data)
+    except images.ImageError:
+        raise
+    except Exception as error:  # noqa: BLE001  a decoder bug on one file: still answer the others
+        raise images.ImageError(f"unreadable image ({type(error).__name__}: {error})") from None

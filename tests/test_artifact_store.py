@@ -70,7 +70,7 @@ import json, sys
 from tasks import pipeline
 model = pipeline.champion_path("cifar10", sys.argv[2])
 summary = pipeline.tag_shard(sys.argv[1], model, 0, 1, "served-elsewhere", sys.argv[2])
-print(json.dumps({"model": model, "tagged": summary["tagged"], "version": summary["model_version"]}))
+print(json.dumps({"model": model, "tagged": summary["tagged"], "version": summary["model_id"]}))
 """
 
 

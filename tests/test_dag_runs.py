@@ -3,8 +3,8 @@ the bucket on moto's S3 server, Airflow's metadata in another fresh PostgreSQL d
 
 Airflow reads its configuration once, when it is first imported, so every `dag.test()` runs in a
 subprocess with its own environment (AIRFLOW_HOME, the metadata database, AIRFLOW_CONN_* connections);
-this process never imports Airflow. The tests run in file order and share one HASHTAGGER_HOME:
-dataset -> models -> champion -> nightly tagging, as in production.
+this process never imports Airflow. The tests share one Airflow installation and HASHTAGGER_HOME, as
+the DAGs do in production, but none needs another to have run: each prepares what it uses.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ import sqlalchemy as sa
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-PG_ADMIN_URL = os.environ.get("HASHTAGGER_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 LOGICAL_DATE = "2026-11-27T02:00:00+00:00"
 TRAIN_PER_CLASS, TEST_PER_CLASS = 8, 2  # 80 + 20 images: one epoch in seconds
 BUCKET, PREFIX = "photos", "incoming/"
@@ -96,11 +94,8 @@ def _tiny_cifar(archive: Path, root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_tree(tmp_path_factory):
-    archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
-    if not archive.exists():
-        pytest.skip(f"CIFAR-10 JPEGs not found at {archive}")
-    return _tiny_cifar(archive, tmp_path_factory.mktemp("tiny-cifar10"))
+def tiny_tree(tmp_path_factory, shared_data):
+    return _tiny_cifar(shared_data / "cifar10-jpeg.tar.gz", tmp_path_factory.mktemp("tiny-cifar10"))
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +120,11 @@ def s3_client(s3_server):
 
 
 @pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory, s3_server):
+def airflow_env(tmp_path_factory, s3_server, pg_server_url):
     """Environment of a small Airflow installation: migrated metadata database, connections, home."""
     suffix = uuid.uuid4().hex[:10]
     names = {"meta": f"hashtagger_airflow_{suffix}", "results": f"hashtagger_results_{suffix}"}
-    try:
-        urls = {key: _database(PG_ADMIN_URL, name, create=True) for key, name in names.items()}
-    except sa.exc.OperationalError as error:
-        pytest.fail(f"PostgreSQL is not answering at {PG_ADMIN_URL}: {error.orig}")
+    urls = {key: _database(pg_server_url, name, create=True) for key, name in names.items()}
     base = tmp_path_factory.mktemp("airflow")
     results = sa.engine.make_url(urls["results"])
     env = {key: value for key, value in os.environ.items()
@@ -162,7 +154,7 @@ def airflow_env(tmp_path_factory, s3_server):
 
     db.engine.cache_clear()
     for name in names.values():
-        _database(PG_ADMIN_URL, name, create=False)
+        _database(pg_server_url, name, create=False)
 
 
 def dag_test(airflow_env, dag_id: str, conf: dict | None = None, logical_date: str | None = LOGICAL_DATE) -> dict:
@@ -215,14 +207,21 @@ def bundled_id(dataset: str = "cifar10") -> str:
     return json.loads((REPO / "models" / "bundled" / dataset / "metadata.json").read_text())["model_id"]
 
 
-def test_train_models_trains_each_architecture_and_refuses_one_epoch_runs(airflow_env, monkeypatch):
+def test_train_models_trains_each_architecture_and_refuses_one_epoch_runs(airflow_env, tiny_cifar_tree,
+                                                                          monkeypatch):
+    from tasks import pipeline
+
+    monkeypatch.setenv("HASHTAGGER_HOME", str(airflow_env["home"]))
+    # its own small dataset, made the latest cifar10 version: trained on by a run started by hand
+    prepared = pipeline.prepare_dataset("cifar10", str(tiny_cifar_tree), validation_size=20)
     conf = {"architectures": ["shallow", "vgg16"], "epochs": 1, "recipe": "fast", "dataset": "cifar10"}
     outcome = dag_test(airflow_env, "train_models", conf)
     trained = returned(outcome, "train")
     evaluated = returned(outcome, "evaluate")
     assert sorted(model["architecture"] for model in trained) == ["shallow", "vgg16"]
     assert [task for task, index, state in outcome["tasks"] if task == "train" and state == "success"] == ["train"] * 2
-    assert all(model["test_images"] == 10 * TEST_PER_CLASS for model in evaluated)
+    assert all(model["test_images"] == prepared.counts["test"] for model in evaluated)
+    assert {model["dataset_version"] for model in evaluated} == {prepared.version}
     assert all((Path(model["reports_dir"]) / "report.md").exists() for model in evaluated)
     best = min(evaluated, key=lambda model: (-model["test_top1"], model["model_id"]))  # ties: the first id
     (promotion,) = returned(outcome, "promote")[0]
@@ -231,9 +230,6 @@ def test_train_models_trains_each_architecture_and_refuses_one_epoch_runs(airflo
     assert all("smoke run" in decision["reason"] for decision in promotion["decisions"])
     assert promotion["champion"]["model_id"] == bundled_id()
     assert outcome["events"] == []
-    from tasks import pipeline
-
-    monkeypatch.setenv("HASHTAGGER_HOME", str(airflow_env["home"]))
     assert pipeline.champion_path("cifar10", airflow_env["results_url"]) == "bundled:cifar10"
 
 
@@ -256,9 +252,9 @@ def test_nightly_tagging_tags_the_bucket_with_the_champion_once(airflow_env, tin
     url = airflow_env["results_url"]
     tagged = query(url, "SELECT DISTINCT image_uri, model_version FROM image_tags")
     assert len(tagged) == len(images)
-    assert {version for _, version in tagged} == set(summary["model_versions"])
+    assert {version for _, version in tagged} == set(summary["model_ids"])
     assert model_path == "bundled:cifar10"  # the 1-epoch models trained above were refused
-    assert summary["model_versions"] == [bundled_id()]
+    assert summary["model_ids"] == [bundled_id()]
     assert query(url, "SELECT image_uri FROM failed_images") == [(f"s3://{BUCKET}/{PREFIX}broken.jpg",)]
     rows_before = query(url, "SELECT count(*) FROM image_hashtags")[0][0]
 

@@ -21,7 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
 EXPECTED = {"cifar_dataset", "train_models", "nightly_tagging", "hashtag_refresh"}
 HEAVY_MODULES = ("tensorflow", "keras", "jax", "torch", "onnxruntime", "numpy", "PIL", "boto3")
-IMPORT_LIMIT_S = 0.8  # per DAG file, once airflow.sdk itself is loaded (that alone takes seconds)
 
 INSPECT = r"""
 import importlib.util, json, os, sys, time
@@ -83,11 +82,11 @@ def test_every_dag_file_imports_without_errors(inspection):
     assert set(inspection["dags"]) == EXPECTED
 
 
-def test_dag_files_import_fast_and_without_heavy_libraries(inspection):
+def test_dag_files_import_without_heavy_libraries(inspection):
     for name, measured in inspection["files"].items():
         print(f"{name}: {measured['seconds'] * 1000:.0f} ms")
         assert measured["heavy"] == [], f"{name} imports {measured['heavy']} at parse time"
-        assert measured["seconds"] < IMPORT_LIMIT_S, f"{name} took {measured['seconds']:.2f} s to import"
+    # how fast: benchmarks/startup_time.py (a timing is a measurement, not a test)
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))

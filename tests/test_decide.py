@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tasks.evaluate import calibration
+from tasks.registry import artifact
 from tasks.tag import decide
 from tasks.tag.predictor import Predictor
 
@@ -20,7 +21,7 @@ def predictor(probabilities: np.ndarray, temperature: float | None, threshold: f
         metrics["ood"] = {"threshold": threshold}
     metadata = {"model_id": f"m-{dataset}", "dataset": dataset, "class_names": list(class_names),
                 "metrics": metrics, **(coarse or {})}
-    return Predictor(metadata, "onnx", lambda batch: probabilities[: len(batch)])
+    return Predictor(artifact.ModelMetadata.from_dict(metadata), "onnx", lambda batch: probabilities[: len(batch)])
 
 
 def test_serving_applies_the_fitted_temperature():

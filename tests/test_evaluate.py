@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from test_train import tiny_cifar, tiny_cifar_home, tiny_cifar_tree  # noqa: F401  (shared fixtures)
 
 from tasks.evaluate import calibration
 from tasks.cli import main as cli
@@ -98,7 +97,7 @@ def test_evaluate_model_measures_and_writes_the_report(tmp_path):
     assert "| top-1 with flip TTA |" in report and "## Out-of-distribution detection" in report
 
 
-def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, hashtagger_home, capsys):  # noqa: F811
+def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, hashtagger_home, capsys):
     from tasks.registry import artifact
     from tasks.data import prepare
     from tasks.train import train
@@ -119,18 +118,18 @@ def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, ha
     # folder, the metrics under `evaluations`, and the registry can compare models on it
     other = prepare.prepare("cifar10", str(tiny_cifar_tree), config=prepare.PrepareConfig(validation_size=20, seed=1),
                             progress=False)
-    assert other["version"] != tiny_cifar.version
-    assert cli.main(["evaluate", folder, "--dataset-version", other["version"], "--tta"]) == 0
+    assert other.version != tiny_cifar.version
+    assert cli.main(["evaluate", folder, "--dataset-version", other.version, "--tta"]) == 0
     updated = artifact.read_metadata(folder)
     assert updated["metrics"] == reports["metrics"]
-    assert "test_top1_tta" in updated["evaluations"][other["version"]]
-    assert (hashtagger_home / "models" / metadata["model_id"] / "reports" / other["version"] / "report.md").exists()
+    assert "test_top1_tta" in updated["evaluations"][other.version]
+    assert (hashtagger_home / "models" / metadata["model_id"] / "reports" / other.version / "report.md").exists()
     engine = db.engine(Settings.from_env().database_url)
     with engine.connect() as connection:
         versions = {version for (version,) in connection.execute(
             sa.text("SELECT dataset_version FROM model_evaluations WHERE model_id = :m"),
             {"m": metadata["model_id"]})}
-    assert versions == {tiny_cifar.version, other["version"]}
+    assert versions == {tiny_cifar.version, other.version}
 
     # --output leaves the artifact alone
     assert cli.main(["evaluate", folder, "--output", str(hashtagger_home / "elsewhere"), "--no-figures",
@@ -142,7 +141,7 @@ def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, ha
     assert "not a hashtagger model" in capsys.readouterr().err
 
 
-def test_a_model_from_elsewhere_is_evaluated_on_the_latest_local_version(tiny_cifar, hashtagger_home):  # noqa: F811
+def test_a_model_from_elsewhere_is_evaluated_on_the_latest_local_version(tiny_cifar, hashtagger_home):
     """A bundled or copied model names a dataset version this machine never prepared."""
     from tasks.registry import artifact
     from tasks.train import train

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train import tiny_cifar, tiny_cifar_home, tiny_cifar_tree  # noqa: F401  (shared fixtures)
 
+from tasks import pipeline
 from tasks.registry import artifact
 from tasks.store import db
 from tasks.tag import predictor
 from tasks.registry import promote
-from tasks.registry import registry
 from tasks.config import Settings
 
 pytest.importorskip("onnxruntime")
@@ -23,16 +22,13 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "tensorflow":
     pytest.skip("ONNX export needs the TensorFlow backend", allow_module_level=True)
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def real_images() -> tuple[np.ndarray, np.ndarray]:
+def real_images(shared_data) -> tuple[np.ndarray, np.ndarray]:
     """64 test images of the CIFAR-10 JPEG archive in ../shared/data (decoded RGB) and their labels."""
-    archive = SHARED_DATA / "cifar10-jpeg.tar.gz"
-    if not archive.exists():
-        pytest.skip(f"real CIFAR-10 images not found at {archive}")
+    archive = shared_data / "cifar10-jpeg.tar.gz"
     from PIL import Image
 
     from tasks.data.prepare import CIFAR10_CLASSES
@@ -90,7 +86,7 @@ def test_onnx_gives_keras_probabilities_on_real_images(architecture, real_images
     np.testing.assert_allclose(onnx_model.predict(real_images[:3]), keras_probabilities[:3], atol=TOLERANCE)
 
 
-def test_promotion_exports_the_champion_and_serving_uses_it(tiny_cifar, real_images, hashtagger_home):  # noqa: F811
+def test_promotion_exports_the_champion_and_serving_uses_it(tiny_cifar, real_images, hashtagger_home):
     from tasks.train import train
 
     real_images, _ = real_images
@@ -106,8 +102,8 @@ def test_promotion_exports_the_champion_and_serving_uses_it(tiny_cifar, real_ima
     assert not (folder / artifact.ONNX_FILE).exists()
     decision = promote.promote(engine, metadata["model_id"], "by hand, to test the export")
     assert decision.promoted and (folder / artifact.ONNX_FILE).exists()
-    assert registry.champion_path(engine, "cifar10") == f"home:models/{folder.name}"
-    served = predictor.load(predictor.default_model_path(engine, "cifar10"))
-    assert served.runtime == "onnx" and served.model_version == metadata["model_id"]
+    assert pipeline.champion_path("cifar10") == f"home:models/{folder.name}"
+    served = pipeline.serving_model(dataset="cifar10")
+    assert served.runtime == "onnx" and served.model_id == metadata["model_id"]
     keras_probabilities = predictor.load(folder, runtime="keras").predict(real_images)
     assert np.max(np.abs(served.predict(real_images) - keras_probabilities)) < TOLERANCE

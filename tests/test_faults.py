@@ -125,9 +125,9 @@ def test_connection_dropped_mid_batch_the_batch_is_retried_whole(tmp_path, model
                                      db_url if db_url.startswith("postgresql") else None)
     summary = tag.run(str(folder), predictor.load(model_dir), HashtagEngine(), engine, tag.TagConfig(batch_size=10))
     assert len(dropped) == 2
-    assert (summary["status"], summary["tagged"], summary["seen"]) == ("succeeded", 25, 25)
+    assert (summary.status, summary.tagged, summary.seen) == ("succeeded", 25, 25)
     assert_whole(engine, 25)
-    assert scalar(engine, "SELECT tagged FROM tagging_runs WHERE run_id = :run_id", run_id=summary["run_id"]) == 25, \
+    assert scalar(engine, "SELECT tagged FROM tagging_runs WHERE run_id = :run_id", run_id=summary.run_id) == 25, \
         "a retried batch is counted once"
 
 
@@ -151,9 +151,9 @@ def test_connection_that_keeps_dropping_fails_the_run_with_nothing_half_written(
     with pytest.raises(tag.RunFailed) as raised:
         tag.run(str(folder), model, HashtagEngine(), engine, tag.TagConfig(batch_size=10))
     summary = raised.value.summary
-    assert summary["status"] == "failed" and summary["error"]
+    assert summary.status == "failed" and summary.error
     assert len(attempts) == results.WRITE_ATTEMPTS, "bounded: the first batch is tried WRITE_ATTEMPTS times"
     assert scalar(engine, "SELECT COUNT(*) FROM image_results") == 0
     assert scalar(engine, "SELECT status FROM tagging_runs WHERE run_id = :run_id",
-                  run_id=summary["run_id"]) == "failed"
-    assert scalar(engine, "SELECT error FROM tagging_runs WHERE run_id = :run_id", run_id=summary["run_id"])
+                  run_id=summary.run_id) == "failed"
+    assert scalar(engine, "SELECT error FROM tagging_runs WHERE run_id = :run_id", run_id=summary.run_id)

@@ -264,7 +264,7 @@ def test_default_labels_are_the_dataset_class_names():
 
 def test_the_hashtag_command_path_reads_the_default_database(x_http, clock, sleeps):
     """engine_for(None), as `hashtag IMAGE` calls it, uses the default results database when it has a cache."""
-    default = db.engine(Settings.from_env().database_url)
+    default = db.ensure_schema(db.engine(Settings.from_env().database_url))
     serve_trends(x_http, clock)
     serve_search(x_http, clock, "cat", "search_cat.json")
     run_refresh(default, clock, sleeps, ["cat"])

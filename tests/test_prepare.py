@@ -216,19 +216,19 @@ def test_cifar10_official_archive_over_http(www, cifar10_archive, settings, home
     manifest = prepare.prepare("cifar10", url, settings, PrepareConfig(validation_size=20),
                                md5=md5(archive), progress=False)
 
-    assert manifest["name"] == "cifar10" and manifest["source"] == url
-    assert manifest["class_names"] == list(CIFAR10_CLASSES)
-    assert manifest["counts"] == {"train": 180, "validation": 20, "test": 40}
-    assert manifest["test_per_class"] == [4] * 10
-    assert manifest["image_shape"] == [32, 32, 3]
-    assert manifest["skipped_files"] == []
-    assert manifest["coarse_class_names"] is None and manifest["fine_to_coarse"] is None
-    assert manifest["prepare_config"] == {"validation_size": 20, "test_fraction": 0.1, "seed": 0}
+    assert manifest.name == "cifar10" and manifest.source == url
+    assert manifest.class_names == list(CIFAR10_CLASSES)
+    assert manifest.counts == {"train": 180, "validation": 20, "test": 40}
+    assert manifest.test_per_class == [4] * 10
+    assert manifest.image_shape == [32, 32, 3]
+    assert manifest.skipped_files == []
+    assert manifest.coarse_class_names is None and manifest.fine_to_coarse is None
+    assert manifest.prepare_config == {"validation_size": 20, "test_fraction": 0.1, "seed": 0}
     assert files_in(home / "downloads") == [home / "downloads" / "cifar-10-python.tar.gz"]
 
     loaded = dataset.load("cifar10")
-    assert loaded.version == manifest["version"]
-    assert (home / "datasets" / "cifar10" / "LATEST").read_text().strip() == manifest["version"]
+    assert loaded.version == manifest.version
+    assert (home / "datasets" / "cifar10" / "LATEST").read_text().strip() == manifest.version
     for key in ("x_train", "x_val", "x_test"):
         assert loaded[key].dtype == np.uint8 and loaded[key].shape[1:] == (32, 32, 3)
     # pixel round trip: the marker image comes out identical, in HWC order, with its label
@@ -250,38 +250,38 @@ def test_prepare_is_deterministic_and_reuses_the_version(www, cifar10_archive, s
     url = serve_as(www, archive)
     config = PrepareConfig(validation_size=20)
     first = prepare.prepare("cifar10", url, settings, config, md5=md5(archive), progress=False)
-    version_dir = home / "datasets" / "cifar10" / first["version"]
+    version_dir = home / "datasets" / "cifar10" / first.version
     stamp = (version_dir / "manifest.json").stat().st_mtime_ns
     first_val = np.load(version_dir / "y_val.npy")
 
     second = prepare.prepare("cifar10", url, settings, config, md5=md5(archive), progress=False)
-    assert second["version"] == first["version"]
+    assert second.version == first.version
     assert second == first  # the stored manifest, created_at included: nothing was rewritten
     assert (version_dir / "manifest.json").stat().st_mtime_ns == stamp
     assert www.requested.count("/cifar-10-python.tar.gz") == 1  # the checked download is reused
     entries = sorted(p.name for p in (home / "datasets" / "cifar10").iterdir())
-    assert entries == sorted(["LATEST", first["version"]])  # no staging folders, one version
+    assert entries == sorted(["LATEST", first.version])  # no staging folders, one version
 
     # the same images prepared in a fresh home give the same version and the same split
     other = Settings(home=home.parent / "other-home")
     third = prepare.prepare("cifar10", str(archive), other, config, progress=False)
-    assert third["version"] == first["version"]
-    assert np.array_equal(np.load(other.datasets_dir / "cifar10" / third["version"] / "y_val.npy"), first_val)
+    assert third.version == first.version
+    assert np.array_equal(np.load(other.datasets_dir / "cifar10" / third.version / "y_val.npy"), first_val)
 
     # another seed carves another validation set: another version, and LATEST follows it
     fourth = prepare.prepare("cifar10", str(archive), settings, PrepareConfig(validation_size=20, seed=1),
                              progress=False)
-    assert fourth["version"] != first["version"]
-    assert dataset.load("cifar10").version == fourth["version"]
-    assert dataset.load("cifar10", first["version"]).version == first["version"]
+    assert fourth.version != first.version
+    assert dataset.load("cifar10").version == fourth.version
+    assert dataset.load("cifar10", first.version).version == first.version
 
 
 def test_official_archive_from_a_local_path(cifar10_archive, settings):
     archive, put_in = cifar10_archive
     manifest = prepare.prepare("cifar10", str(archive), settings, PrepareConfig(validation_size=20),
                                progress=False)
-    assert manifest["counts"] == {"train": 180, "validation": 20, "test": 40}
-    assert manifest["source"] == str(archive)
+    assert manifest.counts == {"train": 180, "validation": 20, "test": 40}
+    assert manifest.source == str(archive)
     assert files_in(settings.downloads_dir) == []  # a local archive is read in place, not copied
 
 
@@ -292,15 +292,15 @@ def test_local_archive_with_the_wrong_md5_is_refused(cifar10_archive, settings):
     assert files_in(settings.datasets_dir) == []
     manifest = prepare.prepare("cifar10", str(archive), settings, PrepareConfig(validation_size=20),
                                md5=md5(archive).upper(), progress=False)
-    assert manifest["counts"]["test"] == 40
+    assert manifest.counts["test"] == 40
 
 
 def test_official_archive_under_a_name_of_ones_own(cifar10_archive, settings):
     archive, _ = cifar10_archive
     manifest = prepare.prepare("mycifar", str(archive), settings, PrepareConfig(validation_size=20),
                                progress=False)
-    assert manifest["class_names"] == list(CIFAR10_CLASSES)
-    assert manifest["counts"] == {"train": 180, "validation": 20, "test": 40}
+    assert manifest.class_names == list(CIFAR10_CLASSES)
+    assert manifest.counts == {"train": 180, "validation": 20, "test": 40}
 
 
 def test_cifar100_archive_given_for_cifar10_is_a_data_error(cifar100_archive, settings):
@@ -316,13 +316,13 @@ def test_cifar100_official_archive_keeps_coarse_labels(www, cifar100_archive, se
     manifest = prepare.prepare("cifar100", url, settings, PrepareConfig(validation_size=100),
                                md5=md5(archive), progress=False)
     labels = prepare.cifar100_labels()
-    assert manifest["class_names"] == labels["fine_names"]
-    assert manifest["coarse_class_names"] == labels["coarse_names"]
-    assert len(manifest["coarse_class_names"]) == 20
+    assert manifest.class_names == labels["fine_names"]
+    assert manifest.coarse_class_names == labels["coarse_names"]
+    assert len(manifest.coarse_class_names) == 20
     # derived from the archive's own fine and coarse labels, and the same as the published mapping
-    assert manifest["fine_to_coarse"] == labels["fine_to_coarse"]
-    assert manifest["counts"] == {"train": 270, "validation": 30, "test": 100}
-    assert manifest["test_per_class"] == [1] * 100
+    assert manifest.fine_to_coarse == labels["fine_to_coarse"]
+    assert manifest.counts == {"train": 270, "validation": 30, "test": 100}
+    assert manifest.test_per_class == [1] * 100
     loaded = dataset.load("cifar100")
     assert np.bincount(loaded["y_val"], minlength=100).max() == 1  # stratified: never 2 of a class
     assert pairs(np.concatenate([loaded["x_train"], loaded["x_val"]]),
@@ -343,7 +343,7 @@ def test_cifar100_fine_to_coarse_is_derived_from_the_archive(tmp_path, settings)
     archive = _tar_folder(folder, tmp_path / "cifar-100-python.tar.gz")
     manifest = prepare.prepare("cifar100", str(archive), settings, PrepareConfig(validation_size=20),
                                progress=False)
-    assert manifest["fine_to_coarse"] == [fine % 20 for fine in range(100)]
+    assert manifest.fine_to_coarse == [fine % 20 for fine in range(100)]
 
 
 # ----------------------------------------------------------------------------------------- failed downloads
@@ -468,10 +468,10 @@ def test_tree_folder_with_train_and_test(tmp_path, settings):
     put_in = build_tree(tmp_path / "tree", CIFAR10_CLASSES, 10, 3)
     manifest = prepare.prepare("cifar10", str(tmp_path / "tree"), settings,
                                PrepareConfig(validation_size=10), progress=False)
-    assert manifest["class_names"] == list(CIFAR10_CLASSES)  # official order, not alphabetical
-    assert manifest["counts"] == {"train": 90, "validation": 10, "test": 30}
-    assert manifest["test_per_class"] == [3] * 10
-    assert manifest["skipped_files"] == []
+    assert manifest.class_names == list(CIFAR10_CLASSES)  # official order, not alphabetical
+    assert manifest.counts == {"train": 90, "validation": 10, "test": 30}
+    assert manifest.test_per_class == [3] * 10
+    assert manifest.skipped_files == []
     loaded = dataset.load("cifar10")
     assert np.bincount(loaded["y_val"], minlength=10).tolist() == [1] * 10
     assert pairs(np.concatenate([loaded["x_train"], loaded["x_val"]]),
@@ -485,13 +485,13 @@ def test_tree_tarball_gives_the_same_version_as_the_folder(tmp_path, settings):
     from_folder = prepare.prepare("cifar10", str(tmp_path / "mytree"), settings, config, progress=False)
     archive = tar_gz(tmp_path / "mytree", tmp_path / "mytree.tar.gz")
     from_tar = prepare.prepare("cifar10", str(archive), settings, config, progress=False)
-    assert from_tar["version"] == from_folder["version"]
-    assert from_tar["counts"] == {"train": 90, "validation": 10, "test": 30}
+    assert from_tar.version == from_folder.version
+    assert from_tar.counts == {"train": 90, "validation": 10, "test": 30}
     # `tar -C mytree -czf x.tar.gz .` names members ./train/cat/0000.png: read the same way
     dotted = tar_gz(tmp_path / "mytree", tmp_path / "dotted.tar.gz", dot_prefix=True)
     assert tarfile.open(dotted).getnames()[0] == "."
     from_dotted = prepare.prepare("cifar10", str(dotted), settings, config, progress=False)
-    assert from_dotted["version"] == from_folder["version"]
+    assert from_dotted.version == from_folder.version
 
 
 def test_tree_tarball_over_http(www, tmp_path, settings, home):
@@ -499,8 +499,8 @@ def test_tree_tarball_over_http(www, tmp_path, settings, home):
     archive = tar_gz(tmp_path / "pets", tmp_path / "pets.tar.gz")
     url = serve_as(www, archive)
     manifest = prepare.prepare("pets", url, settings, progress=False)  # no md5: none is known
-    assert manifest["class_names"] == ["cat", "dog"]
-    assert manifest["counts"] == {"train": 36, "validation": 4, "test": 10}
+    assert manifest.class_names == ["cat", "dog"]
+    assert manifest.counts == {"train": 36, "validation": 4, "test": 10}
     assert files_in(home / "downloads") == [home / "downloads" / "pets.tar.gz"]
 
 
@@ -509,8 +509,8 @@ def test_tree_without_train_and_test_carves_test_out(tmp_path, settings):
     manifest = prepare.prepare("cifar10", str(tmp_path / "flat"), settings,
                                PrepareConfig(validation_size=20, test_fraction=0.1), progress=False)
     # 300 images: 30 (10%) for test, 3 a class; 20 of the remaining 270 for validation, 2 a class
-    assert manifest["counts"] == {"train": 250, "validation": 20, "test": 30}
-    assert manifest["test_per_class"] == [3] * 10
+    assert manifest.counts == {"train": 250, "validation": 20, "test": 30}
+    assert manifest.test_per_class == [3] * 10
     loaded = dataset.load("cifar10")
     assert np.bincount(loaded["y_val"], minlength=10).tolist() == [2] * 10
     everything = pairs(np.concatenate([loaded["x_train"], loaded["x_val"], loaded["x_test"]]),
@@ -518,7 +518,7 @@ def test_tree_without_train_and_test_carves_test_out(tmp_path, settings):
     assert everything == put_in["train"]  # nothing lost, nothing duplicated
     again = prepare.prepare("cifar10", str(tmp_path / "flat"), settings,
                             PrepareConfig(validation_size=20, test_fraction=0.1), progress=False)
-    assert again["version"] == manifest["version"]
+    assert again.version == manifest.version
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -550,13 +550,13 @@ def test_tree_with_odd_images_corrupt_files_and_clutter(tmp_path, settings):
 
     manifest = prepare.prepare("pets", str(root), settings, PrepareConfig(validation_size=2),
                                progress=False)
-    assert manifest["class_names"] == ["cat", "dog"]
-    assert manifest["counts"] == {"train": 21, "validation": 2, "test": 4}
-    skipped = manifest["skipped_files"]
+    assert manifest.class_names == ["cat", "dog"]
+    assert manifest.counts == {"train": 21, "validation": 2, "test": 4}
+    skipped = manifest.skipped_files
     assert len(skipped) == 2
     assert any(entry.startswith("train/cat/broken.jpg") for entry in skipped)
     assert any(entry.startswith("train/dog/empty.png") for entry in skipped)
-    assert json.loads((settings.datasets_dir / "pets" / manifest["version"] / "manifest.json")
+    assert json.loads((settings.datasets_dir / "pets" / manifest.version / "manifest.json")
                       .read_text())["skipped_files"] == skipped
 
     loaded = dataset.load("pets")
@@ -632,11 +632,11 @@ def test_cifar100_tree_keeps_coarse_labels(tmp_path, settings):
     archive = tar_gz(tmp_path / "c100" / "cifar100-jpeg", tmp_path / "c100.tar.gz")
     manifest = prepare.prepare("cifar100", str(archive), settings, PrepareConfig(validation_size=100),
                                progress=False)
-    assert manifest["class_names"] == labels["fine_names"]
-    assert manifest["coarse_class_names"] == labels["coarse_names"]
-    assert manifest["fine_to_coarse"] == labels["fine_to_coarse"]
-    assert manifest["counts"] == {"train": 270, "validation": 30, "test": 100}
-    assert manifest["test_per_class"] == [1] * 100
+    assert manifest.class_names == labels["fine_names"]
+    assert manifest.coarse_class_names == labels["coarse_names"]
+    assert manifest.fine_to_coarse == labels["fine_to_coarse"]
+    assert manifest.counts == {"train": 270, "validation": 30, "test": 100}
+    assert manifest.test_per_class == [1] * 100
     loaded = dataset.load("cifar100")
     assert pairs(np.concatenate([loaded["x_train"], loaded["x_val"]]),
                  np.concatenate([loaded["y_train"], loaded["y_val"]])) == put_in["train"]
@@ -647,9 +647,9 @@ def test_cifar100_tree_keeps_coarse_labels(tmp_path, settings):
 def test_custom_tree_has_no_coarse_labels(tmp_path, settings):
     build_tree(tmp_path / "pets", ["dog", "cat", "hamster"], 10, None)
     manifest = prepare.prepare("pets", str(tmp_path / "pets"), settings, progress=False)
-    assert manifest["class_names"] == ["cat", "dog", "hamster"]  # sorted
-    assert manifest["coarse_class_names"] is None and manifest["fine_to_coarse"] is None
-    assert manifest["counts"] == {"train": 25, "validation": 2, "test": 3}  # validation: a tenth of train
+    assert manifest.class_names == ["cat", "dog", "hamster"]  # sorted
+    assert manifest.coarse_class_names is None and manifest.fine_to_coarse is None
+    assert manifest.counts == {"train": 25, "validation": 2, "test": 3}  # validation: a tenth of train
 
 
 # --------------------------------------------------------------------------------------- splitting, writing
@@ -688,7 +688,7 @@ def test_a_failed_write_leaves_no_version_and_no_staging(cifar10_archive, settin
     monkeypatch.setattr(prepare.np, "save", real_save)
     manifest = prepare.prepare("cifar10", str(archive), settings, PrepareConfig(validation_size=20),
                                progress=False)
-    assert dataset.load("cifar10").version == manifest["version"]
+    assert dataset.load("cifar10").version == manifest.version
 
 
 def test_load_before_prepare_says_what_to_run(settings):
@@ -766,8 +766,8 @@ def test_real_cifar10_jpeg_tree(home):
            "1,000-1,000 test images per class" in result.stdout
     loaded = dataset.load("cifar10", settings=Settings(home=home))
     assert loaded.class_names == list(CIFAR10_CLASSES)
-    assert loaded.manifest["test_per_class"] == [1000] * 10
-    assert loaded.manifest["skipped_files"] == []
+    assert loaded.manifest.test_per_class == [1000] * 10
+    assert loaded.manifest.skipped_files == []
     assert np.bincount(loaded["y_val"], minlength=10).tolist() == [500] * 10
     assert loaded["x_train"].shape == (45000, 32, 32, 3)
 
@@ -782,7 +782,7 @@ def test_real_cifar100_jpeg_tree(home):
     loaded = dataset.load("cifar100", settings=Settings(home=home))
     labels = prepare.cifar100_labels()
     assert loaded.class_names == labels["fine_names"]
-    assert loaded.manifest["coarse_class_names"] == labels["coarse_names"]
-    assert loaded.manifest["fine_to_coarse"] == labels["fine_to_coarse"]
-    assert loaded.manifest["test_per_class"] == [100] * 100
+    assert loaded.manifest.coarse_class_names == labels["coarse_names"]
+    assert loaded.manifest.fine_to_coarse == labels["fine_to_coarse"]
+    assert loaded.manifest.test_per_class == [100] * 100
     assert np.bincount(loaded["y_val"], minlength=100).tolist() == [50] * 100

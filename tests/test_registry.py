@@ -14,11 +14,13 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from tasks import pipeline
 from tasks.registry import artifact
 from tasks.cli import main as cli
 from tasks.store import db
 from tasks.registry import promote
 from tasks.registry import registry
+from tasks.tag import predictor
 
 VERSION_1, VERSION_2 = "a1a1a1a1a1a1a1a1", "b2b2b2b2b2b2b2b2"
 DATASET, OTHER_DATASET = "toy", "toy2"  # no bundled model: no baseline champion
@@ -70,14 +72,16 @@ def test_register_is_an_idempotent_upsert(engine, tmp_path):
     assert json.loads(row["metrics"])["test_top1"] == pytest.approx(0.81)
 
 
-def test_first_model_becomes_champion_and_serves(engine, tmp_path):
+def test_first_model_becomes_champion_and_serves(engine, db_url, tmp_path):
     add(engine, tmp_path, "m1", 0.80)
-    assert registry.champion_path(engine, DATASET) is None
+    assert registry.champion(engine, DATASET) is None
+    with pytest.raises(predictor.ModelNotFound):  # no champion, and no bundled model to fall back to
+        pipeline.champion_path(DATASET, db_url)
     decision = promote.auto_promote(engine, "m1", onnx=False)
     assert decision.promoted and "first champion" in decision.reason
     assert champions(engine) == ["m1"]
     # recorded relative to HASHTAGGER_HOME when it lies there, else by absolute path
-    assert registry.champion_path(engine, DATASET) == str(tmp_path / "models" / "m1")
+    assert pipeline.champion_path(DATASET, db_url) == str(tmp_path / "models" / "m1")
 
 
 def test_a_worse_challenger_is_never_promoted(engine, tmp_path):

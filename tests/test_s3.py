@@ -129,7 +129,7 @@ def test_bucket_tagged_once_then_nothing_downloaded(bucket, model, db_url):
     source = s3.S3Source(uri)
     gets = count_calls(source, "GetObject")
     first = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=5), source=source)
-    assert (first["tagged"], first["failed"]) == (len(expected) - 2, 2)
+    assert (first.tagged, first.failed) == (len(expected) - 2, 2)
     assert len(gets) == len(expected)
     with engine.connect() as connection:
         tagged = dict(connection.execute(sa.text("SELECT image_uri, content_hash FROM image_results")).all())
@@ -141,7 +141,7 @@ def test_bucket_tagged_once_then_nothing_downloaded(bucket, model, db_url):
 
     gets.clear()
     second = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=5), source=source)
-    assert (second["tagged"], second["failed"], second["skipped"]) == (0, 0, len(expected))
+    assert (second.tagged, second.failed, second.skipped) == (0, 0, len(expected))
     assert gets == [], "done objects are recognised by their ETag, never downloaded again"
 
 
@@ -169,7 +169,7 @@ def test_source_gone_from_the_start_fails_the_run_clearly(aws_env, monkeypatch, 
     engine = db.ensure_schema(db.engine(sqlite_url))
     with pytest.raises(tag.RunFailed, match="does not answer") as raised:
         tag.run("s3://photos/nightly/", model, HashtagEngine(), engine, tag.TagConfig())
-    assert raised.value.summary["status"] == "failed"
+    assert raised.value.summary.status == "failed"
     assert scalar(engine, "SELECT status FROM tagging_runs") == "failed"
     assert "AWS_ENDPOINT_URL" in scalar(engine, "SELECT error FROM tagging_runs")
 
@@ -201,7 +201,7 @@ def test_server_gone_mid_run_nothing_half_written_and_a_rerun_finishes(aws_env, 
     monkeypatch.setattr(s3.S3Source, "read", read_then_vanish)
     with pytest.raises(tag.RunFailed, match="does not answer") as raised:
         tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=5, workers=1))
-    assert raised.value.summary["status"] == "failed"
+    assert raised.value.summary.status == "failed"
     written = (scalar(engine, "SELECT COUNT(*) FROM image_results")
                + scalar(engine, "SELECT COUNT(*) FROM failed_images"))
     assert written % 5 == 0 and 0 < written < len(expected), "whole batches only"
@@ -216,12 +216,13 @@ def test_server_gone_mid_run_nothing_half_written_and_a_rerun_finishes(aws_env, 
         summary = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=5))
     finally:
         back.stop()
-    assert summary["tagged"] + summary["failed"] == len(expected) - written
+    assert summary.tagged + summary.failed == len(expected) - written
     assert scalar(engine, "SELECT COUNT(*) FROM image_results") + scalar(
         engine, "SELECT COUNT(*) FROM failed_images") == len(expected)
 
 
-def test_cli_tags_a_bucket_twice_and_reports_a_dead_server(bucket, moto, db_url, bin_dir, tmp_path):
+def test_cli_tags_a_bucket_twice_and_reports_a_dead_server(bucket, moto, results_db_url, bin_dir, tmp_path):
+    db_url = results_db_url
     expected = fill(bucket)
     model_dir = tiny_model.build(tmp_path / "tiny")
     env = {**os.environ, "HASHTAGGER_DB_URL": db_url}

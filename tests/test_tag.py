@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -58,7 +56,7 @@ def count(engine, table: str) -> int:
     return rows(engine, f"SELECT COUNT(*) FROM {table}")[0][0]
 
 
-def run(folder, model, engine, **config) -> dict:
+def run(folder, model, engine, **config) -> tag.RunSummary:
     return tag.run(str(folder), model, HashtagEngine(), engine, tag.TagConfig(**{"batch_size": 7, **config}))
 
 
@@ -75,12 +73,12 @@ def test_hostile_folder_every_file_tagged_or_failed_with_its_reason_and_second_r
             assert path in tagged, path
         else:
             assert expect in failed[path], (path, failed.get(path))
-    assert (first["tagged"], first["failed"], first["status"]) == (len(tagged), len(failed), "succeeded")
+    assert (first.tagged, first.failed, first.status) == (len(tagged), len(failed), "succeeded")
     tag_rows, result_rows = count(engine, "image_tags"), count(engine, "image_results")
     assert tag_rows >= len(tagged) * 5
 
     second = run(tmp_path / "photos", model, engine)
-    assert (second["tagged"], second["failed"], second["skipped"]) == (0, 0, len(expected))
+    assert (second.tagged, second.failed, second.skipped) == (0, 0, len(expected))
     assert (count(engine, "image_tags"), count(engine, "image_results")) == (tag_rows, result_rows)
     assert count(engine, "failed_images") == len(failed)
 
@@ -103,7 +101,7 @@ def test_a_file_name_that_is_not_utf8_is_tagged_under_an_escaped_uri(tmp_path, m
     with open(raw, "wb") as file:
         file.write(hostile.jpeg())
     summary = run(folder, model, engine)
-    assert summary["tagged"] == 1
+    assert summary.tagged == 1
     assert rows(engine, "SELECT image_uri FROM image_results") == [(str(folder) + "/caf\\xe9.jpg",)]
 
 
@@ -117,16 +115,16 @@ def test_symlinks_that_leave_the_root_are_not_followed(tmp_path, model, engine):
     (root / "loop").symlink_to(root, target_is_directory=True)
     listed = [ref.uri for ref in sources.LocalSource(root).list()]
     assert listed == [str(root / "alias.jpg"), str(inside[0])]
-    assert run(root, model, engine)["tagged"] == 2
+    assert run(root, model, engine).tagged == 2
 
 
 def test_new_and_changed_files_are_tagged_and_only_they(tmp_path, model, engine):
     paths = colour_folder(tmp_path / "photos", 10)
-    assert run(tmp_path / "photos", model, engine)["tagged"] == 10
+    assert run(tmp_path / "photos", model, engine).tagged == 10
     Image.new("RGB", (48, 40), (20, 200, 20)).save(paths[0])  # was red: a new picture at the same path
     colour_folder(tmp_path / "photos" / "more", 3)
     summary = run(tmp_path / "photos", model, engine)
-    assert (summary["tagged"], summary["skipped"]) == (4, 9)
+    assert (summary.tagged, summary.skipped) == (4, 9)
     assert count(engine, "image_results") == 13, "one result per path: the old picture's rows are gone"
     assert rows(engine, "SELECT DISTINCT label FROM image_tags WHERE image_uri = :uri",
                 uri=str(paths[0])) == [("frog",)]
@@ -139,28 +137,28 @@ def test_a_fixed_file_leaves_failed_images(tmp_path, model, engine):
     run(folder, model, engine)
     assert count(engine, "failed_images") == 1
     (folder / "later.jpg").write_bytes(hostile.jpeg())
-    assert run(folder, model, engine)["tagged"] == 1
+    assert run(folder, model, engine).tagged == 1
     assert count(engine, "failed_images") == 0
 
 
 def test_limit_then_the_rest(tmp_path, model, engine):
     colour_folder(tmp_path / "photos", 20)
     first = run(tmp_path / "photos", model, engine, limit=5)
-    assert (first["tagged"], count(engine, "image_results")) == (5, 5)
+    assert (first.tagged, count(engine, "image_results")) == (5, 5)
     second = run(tmp_path / "photos", model, engine)
-    assert (second["tagged"], second["skipped"], count(engine, "image_results")) == (15, 5, 20)
+    assert (second.tagged, second.skipped, count(engine, "image_results")) == (15, 5, 20)
 
 
 def test_dry_run_writes_nothing(tmp_path, model, db_url):
     colour_folder(tmp_path / "photos", 9)
     engine = db.engine(db_url)
     summary = run(tmp_path / "photos", model, engine, dry_run=True)
-    assert (summary["status"], summary["seen"], summary["tagged"]) == ("dry-run", 9, 9)
+    assert (summary.status, summary.seen, summary.tagged) == ("dry-run", 9, 9)
     assert not sa.inspect(engine).has_table("image_results"), "not even the schema"
     db.ensure_schema(engine)
     run(tmp_path / "photos", model, engine, limit=4)
     again = run(tmp_path / "photos", model, engine, dry_run=True)
-    assert (again["tagged"], again["skipped"]) == (5, 4)
+    assert (again.tagged, again.skipped) == (5, 4)
     assert count(engine, "image_results") == 4 and count(engine, "tagging_runs") == 1
 
 
@@ -171,14 +169,14 @@ def test_a_new_model_tags_the_images_it_has_not_tagged_and_the_views_show_one_mo
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"broken")
     run(tmp_path / "photos", first, engine)
     retagged = run(tmp_path / "photos", second, engine)  # incremental per model: no flag needed
-    assert (retagged["tagged"], retagged["failed"], retagged["skipped"]) == (6, 0, 1)
+    assert (retagged.tagged, retagged.failed, retagged.skipped) == (6, 0, 1)
     history = rows(engine, "SELECT model_version, COUNT(DISTINCT image_uri) FROM image_tags_all "
                            "GROUP BY model_version ORDER BY model_version")
-    assert history == [(first.model_version, 6), (second.model_version, 6)]
+    assert history == [(first.model_id, 6), (second.model_id, 6)]
     # no champion in this registry: each image shows the model that tagged it last
     assert rows(engine, "SELECT model_version, COUNT(DISTINCT image_uri) FROM image_tags "
-                        "GROUP BY model_version") == [(second.model_version, 6)]
-    assert run(tmp_path / "photos", second, engine)["tagged"] == 0
+                        "GROUP BY model_version") == [(second.model_id, 6)]
+    assert run(tmp_path / "photos", second, engine).tagged == 0
 
 
 def test_run_record_matches_the_rows(tmp_path, model, engine):
@@ -186,8 +184,8 @@ def test_run_record_matches_the_rows(tmp_path, model, engine):
     (tmp_path / "photos" / "junk.jpg").write_bytes(b"junk")
     summary = run(tmp_path / "photos", model, engine)
     (record,) = rows(engine, "SELECT source, model_version, seen, tagged, skipped, failed, status, error, "
-                             "finished_at FROM tagging_runs WHERE run_id = :run_id", run_id=summary["run_id"])
-    assert record[:8] == (str(tmp_path / "photos"), model.model_version, 12, 11, 0, 1, "succeeded", None)
+                             "finished_at FROM tagging_runs WHERE run_id = :run_id", run_id=summary.run_id)
+    assert record[:8] == (str(tmp_path / "photos"), model.model_id, 12, 11, 0, 1, "succeeded", None)
     assert record.finished_at is not None
 
 
@@ -204,12 +202,12 @@ def test_unreadable_and_oversized_files_fail_with_a_reason_and_are_tried_again(t
 
     monkeypatch.setattr(sources.LocalSource, "read", read)
     summary = run(tmp_path / "photos", model, engine, max_bytes=20_000)
-    assert (summary["tagged"], summary["failed"]) == (1, 2)
+    assert (summary.tagged, summary.failed) == (1, 2)
     reasons = dict(rows(engine, "SELECT image_uri, reason FROM failed_images"))
     assert reasons[str(paths[0])] == "cannot read the file: Permission denied"
     assert reasons[str(paths[2])].startswith("too large")
     monkeypatch.setattr(sources.LocalSource, "read", original)
-    assert run(tmp_path / "photos", model, engine)["tagged"] == 2, "failures without a content hash are retried"
+    assert run(tmp_path / "photos", model, engine).tagged == 2, "failures without a content hash are retried"
 
 
 def test_hashtags_are_looked_up_once_per_label_per_run(tmp_path, model, engine):
@@ -228,7 +226,7 @@ def test_hashtags_are_looked_up_once_per_label_per_run(tmp_path, model, engine):
 
 def test_shards_split_a_source_without_overlap(tmp_path, model, engine):
     colour_folder(tmp_path / "photos", 40)
-    counts = [run(tmp_path / "photos", model, engine, shard=(index, 3))["tagged"] for index in range(3)]
+    counts = [run(tmp_path / "photos", model, engine, shard=(index, 3)).tagged for index in range(3)]
     assert sum(counts) == 40 and all(counts)
     assert count(engine, "image_results") == 40
 
@@ -240,7 +238,7 @@ def test_a_missing_folder_is_a_source_error(tmp_path):
 
 def test_a_single_file_can_be_a_source(tmp_path, model, engine):
     (path,) = colour_folder(tmp_path / "photos", 1)
-    assert run(path, model, engine)["tagged"] == 1
+    assert run(path, model, engine).tagged == 1
 
 
 def test_workers_and_batch_sizes_give_the_same_rows(tmp_path, model, db_url, sqlite_url):
@@ -265,13 +263,14 @@ def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tin
     run(tmp_path / "photos", second, engine)
     today = rows(engine, "SELECT MAX(tagged_at) FROM image_tags")[0][0]
     day = str(today)[:10]
-    queries = {path.stem: path.read_text() for path in (db.sql_dir() / "queries").glob("*.sql")}
+    queries = {path.name[:-4]: path.read_text() for path in (db.sql_dir() / "queries").iterdir()
+               if path.name.endswith(".sql")}
     params = {
         "top_hashtags_per_day": {"first_day": day, "last_day": day, "top": 3},
         "images_per_label": {},
         "low_confidence_images": {"threshold": 1.01, "top": 100},
         "failures_of_last_run": {},
-        "compare_model_versions": {"old_model": first.model_version, "new_model": second.model_version},
+        "compare_model_versions": {"old_model": first.model_id, "new_model": second.model_id},
     }
     assert set(queries) == set(params), "each query file is exercised here"
     answers = {name: rows(engine, queries[name], **params[name]) for name in queries}
@@ -279,7 +278,7 @@ def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tin
     assert answers["top_hashtags_per_day"][0].tagged_day == day
     # the current results: each image once, as the model that tagged it last labelled it
     assert {(row.model_version, row.label, row.images) for row in answers["images_per_label"]} == {
-        (second.model_version, label, 3) for label in ("cat", "frog", "ship")}
+        (second.model_id, label, 3) for label in ("cat", "frog", "ship")}
     assert len(answers["low_confidence_images"]) == 9
     assert [(Path(row.image_uri).name, row.reason) for row in answers["failures_of_last_run"]] == [
         ("broken.jpg", "not an image: a text file")]

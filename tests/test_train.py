@@ -1,19 +1,17 @@
 """Training through the CLI: every architecture under both recipes and both Keras backends, on a tiny
 prepared dataset; saved models reload in a fresh process with identical predictions.
 
-The tiny dataset (`tiny_cifar`) is shared with test_evaluate.py and test_export.py, which import it.
+The tiny dataset (`tiny_cifar`) is a fixture of conftest.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import models
@@ -22,53 +20,12 @@ from tasks.store import db
 from tasks.train import recipes
 from tasks.registry import registry
 from tasks.config import Settings
-from tasks.data.prepare import CIFAR10_CLASSES, PrepareConfig, prepare
 
 ARCHITECTURES = models.ARCHITECTURES
 SMOKE = ["--epochs", "1", "--train-limit", "64", "--recipe-set", "batch_size=32"]  # 2 steps of 32 images
 # XLA's CPU compiler at its lowest optimisation: the JAX training steps compile several times faster,
 # which is all a two-step smoke run needs
 FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-
-
-def write_image_tree(root: Path, per_class: int = 20, test_per_class: int = 10, seed: int = 0) -> Path:
-    """train/<class>/ and test/<class>/ of random 32x32 JPEGs, each class with its own mean colour."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    colours = rng.integers(30, 226, (len(CIFAR10_CLASSES), 3))
-    for split, count in (("train", per_class), ("test", test_per_class)):
-        for index, name in enumerate(CIFAR10_CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            colour = colours[index]
-            for number in range(count):
-                noise = rng.integers(-30, 31, (32, 32, 3))
-                pixels = np.clip(colour + noise, 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{index}-{number:03d}.jpg", quality=90)
-    return root
-
-
-@pytest.fixture(scope="session")
-def tiny_cifar_tree(tmp_path_factory) -> Path:
-    return write_image_tree(tmp_path_factory.mktemp("tiny-tree"))
-
-
-@pytest.fixture(scope="session")
-def tiny_cifar_home(tmp_path_factory, tiny_cifar_tree):
-    """A home with a prepared 'cifar10' of 180 train, 20 validation and 100 test images (built once)."""
-    home = tmp_path_factory.mktemp("tiny-home")
-    prepare("cifar10", str(tiny_cifar_tree), Settings(home=home), PrepareConfig(validation_size=20), progress=False)
-    return home
-
-
-@pytest.fixture
-def tiny_cifar(tiny_cifar_home, hashtagger_home):
-    """The tiny dataset, copied into this test's own HASHTAGGER_HOME; returns the dataset."""
-    from tasks.data.dataset import load
-
-    shutil.copytree(tiny_cifar_home / "datasets", hashtagger_home / "datasets")
-    return load("cifar10")
 
 
 def model_folders(home: Path) -> list[Path]:

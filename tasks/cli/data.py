@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.config import Settings
+from tasks import pipeline
 
 
 def register(commands) -> None:
@@ -20,23 +20,19 @@ def register(commands) -> None:
 def prepare(args) -> int:
     import sys
 
-    from tasks.data import download
-    from tasks.data import prepare as stage
-
-    config = stage.PrepareConfig(validation_size=args.validation_size, seed=args.seed)
     try:
-        manifest = stage.prepare(args.dataset, args.source, Settings.from_env(), config, md5=args.md5,
-                                 progress=not args.quiet)
-    except (stage.DataError, download.DownloadError) as error:  # the user's input, not a bug: no traceback
+        manifest = pipeline.prepare_dataset(args.dataset, args.source, args.md5, args.validation_size, args.seed,
+                                            progress=not args.quiet)
+    except pipeline.user_errors() as error:  # the user's input, not a bug: no traceback
         print(f"hashtagger data prepare: error: {error}", file=sys.stderr)
         return 1
-    counts = manifest["counts"]
-    per_class = manifest["test_per_class"]
-    print(f"{manifest['name']} version {manifest['version']}: {counts['train']:,} train, "
+    counts = manifest.counts
+    per_class = manifest.test_per_class
+    print(f"{manifest.name} version {manifest.version}: {counts['train']:,} train, "
           f"{counts['validation']:,} validation, {counts['test']:,} test images; "
-          f"{len(manifest['class_names'])} classes, "
+          f"{len(manifest.class_names)} classes, "
           f"{min(per_class):,}-{max(per_class):,} test images per class")
-    if manifest["skipped_files"]:
-        print(f"skipped {len(manifest['skipped_files'])} unreadable files, "
-              f"e.g. {manifest['skipped_files'][0]}")
+    if manifest.skipped_files:
+        print(f"skipped {len(manifest.skipped_files)} unreadable files, "
+              f"e.g. {manifest.skipped_files[0]}")
     return 0

@@ -11,19 +11,10 @@ def register(commands) -> None:
 
 
 def migrate_command(args) -> int:
-    from tasks.store import db
+    from tasks import pipeline
 
-    engine = db.engine()
-    applied = db.migrate(engine)
-    where = engine.url.render_as_string(hide_password=True)
+    where, applied, crowned = pipeline.migrate_database()
     print(f"applied {', '.join(applied)} to {where}" if applied else f"{where} is up to date")
-    _record_baseline(engine)
-    return 0
-
-
-def _record_baseline(engine) -> None:
-    """The bundled models become the first champions, the baseline every trained model must beat."""
-    from tasks.registry import registry
-
-    for model_id in registry.ensure_baseline(engine):
+    for model_id in crowned:  # the bundled models: the first champions, the baseline to beat
         print(f"baseline champion: {model_id} (the bundled model)")
+    return 0

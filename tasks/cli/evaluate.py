@@ -22,22 +22,15 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from tasks.registry import artifact
-    from tasks.evaluate import evaluate
-    from tasks.data.dataset import DatasetNotFound
+    from tasks import pipeline
 
     try:
-        tta = args.tta
-        if tta == "recipe":  # the recipe's own, and at least the mirror image
-            tta = evaluate.recipe_tta(artifact.read_metadata(args.model)).replace("none", "flip")
-        config = evaluate.EvaluateConfig(tta=tta, figures=not args.no_figures)
-        metrics = evaluate.evaluate_artifact(args.model, args.dataset_version, tta,
-                                             output_dir=Path(args.output) if args.output else None, config=config)
-    except (artifact.ArtifactError, DatasetNotFound, evaluate.EvaluationError) as error:
+        metrics = pipeline.evaluate(args.model, args.dataset_version, args.tta, args.output,
+                                    figures=not args.no_figures, record=not args.no_record)
+    except pipeline.user_errors() as error:
         print(f"hashtagger evaluate: error: {error}", file=sys.stderr)
         return 1
+    tta = metrics.get("tta", "none")
     calibration = metrics["calibration"]
     print(f"{metrics['model_id']} on {metrics['dataset']} {metrics['dataset_version']} "
           f"({metrics['test_images']:,} test images)")
@@ -49,18 +42,4 @@ def run(args) -> int:
     print(f"  calibration: temperature {calibration['temperature']:.3f}, ECE {calibration['test_ece_before']:.4f} "
           f"-> {calibration['test_ece_after']:.4f}")
     print(f"  reports in {metrics['reports_dir']}")
-    if not args.no_record:
-        record(args.model, metrics)
     return 0
-
-
-def record(path: str, metrics: dict) -> None:
-    """Store the evaluation in the registry, registering the model first if it is not yet."""
-    from tasks.registry import artifact
-    from tasks.store import db
-    from tasks.registry import registry
-
-    engine = db.ensure_schema(db.engine())
-    if registry.get(engine, metrics["model_id"]) is None:
-        registry.register(engine, artifact.read_metadata(path))
-    registry.record_evaluation(engine, metrics["model_id"], metrics)

@@ -11,7 +11,8 @@ import argparse
 import json
 import sys
 
-from tasks.hashtags.rank import PLATFORM_LIMITS
+from tasks import pipeline
+from tasks.pipeline import PLATFORM_LIMITS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,40 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import numpy as np
-
-    from tasks.data import images as decode
-    from tasks.tag import predictor
-    from tasks.hashtags import providers
-    from tasks.hashtags.rank import RankConfig
-
     try:
-        model = predictor.load(args.model or predictor.bundled_model(args.dataset))
-    except (predictor.ModelNotFound, OSError, ValueError) as error:
+        model_id, answers = pipeline.hashtag_images(args.images, args.model, args.dataset, args.platform, args.labels)
+    except (*pipeline.user_errors(), OSError, ValueError) as error:
         print(f"hashtag: cannot load the model: {error}", file=sys.stderr)
         return 2
-    engine = providers.engine_for(None, RankConfig(platform=args.platform))
-    answers, tiles, failures = [], [], 0
-    for name in args.images:
-        try:
-            tiles.append((name, _tile(name)))
-        except decode.ImageError as error:
-            print(f"hashtag: {name}: {error}", file=sys.stderr)
-            answers.append({"image": name, "error": str(error)})
-            failures += 1
-    if tiles:
-        probabilities = model.predict(np.stack([tile for _, tile in tiles]))
-        for (name, _), probs in zip(tiles, probabilities):
-            top = model.top_labels(probs, max(args.labels, 1))
-            ranked = engine.hashtags(top, model.coarse_labels(probs))
-            answers.append({"image": name,
-                            "labels": [{"label": label, "probability": round(p, 4)} for label, p in top],
-                            "hashtags": [{"hashtag": tag.hashtag, "source": tag.source,
-                                          "label": tag.label, "score": round(tag.score, 4)} for tag in ranked]})
-    order = {name: index for index, name in enumerate(args.images)}
-    answers.sort(key=lambda answer: order[answer["image"]])
+    failures = [answer for answer in answers if "error" in answer]
+    for answer in failures:
+        print(f"hashtag: {answer['image']}: {answer['error']}", file=sys.stderr)
     if args.json:
-        json.dump({"model": model.model_version, "results": answers}, sys.stdout, indent=1)
+        json.dump({"model": model_id, "results": answers}, sys.stdout, indent=1)
         print()
     else:
         for answer in answers:
@@ -72,20 +49,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{answer['image']}: {labels}")
             print("  " + " ".join(item["hashtag"] for item in answer["hashtags"]))
     return 1 if failures else 0
-
-
-def _tile(name: str):
-    """The 32x32 tile of one image file; every failure is an ImageError with a reason people read."""
-    from tasks.data import images as decode
-    from tasks.tag import sources
-
-    try:
-        data = sources.read_file(name)
-    except sources.UnreadableImage as error:
-        raise decode.ImageError(str(error)) from None
-    try:
-        return decode.decode(data)
-    except decode.ImageError:
-        raise
-    except Exception as error:  # noqa: BLE001  a decoder bug on one file: still answer the others
-        raise decode.ImageError(f"unreadable image ({type(error).__name__}: {error})") from None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from tasks.hashtags.rank import PLATFORM_LIMITS
+from tasks import pipeline
+from tasks.pipeline import PLATFORM_LIMITS
 
 
 def register(commands) -> None:
@@ -35,20 +36,12 @@ def register(commands) -> None:
 
 
 def refresh_command(args) -> int:
-    from tasks.store import db
-    from tasks.hashtags import refresh
-    from tasks.hashtags.x_api import XConfig
-
-    try:
-        config = XConfig(lang=None if args.lang == "any" else args.lang, woeid=args.woeid,
-                         max_posts=args.max_posts, ttl_hours=args.ttl_hours)
-    except ValueError as error:
-        print(f"hashtagger hashtags refresh: {error}", file=sys.stderr)
-        return 2
     labels = args.labels.split(",") if args.labels else None
     try:
-        summary = refresh.refresh(db.engine(), labels, dataset=args.dataset, config=config, force=args.force)
-    except ValueError as error:
+        summary = pipeline.refresh_hashtags(
+            dataset=args.dataset, labels=labels, lang=None if args.lang == "any" else args.lang, woeid=args.woeid,
+            max_posts=args.max_posts, ttl_hours=args.ttl_hours, force=args.force)
+    except (*pipeline.user_errors(), ValueError) as error:
         print(f"hashtagger hashtags refresh: {error}", file=sys.stderr)
         return 2
     print(f"{summary['labels']} labels: {summary['fetched']} fetched, {summary['empty']} without hashtags, "
@@ -59,38 +52,27 @@ def refresh_command(args) -> int:
 
 
 def show_command(args) -> int:
-    import time
-
-    from tasks.store import db
-    from tasks.hashtags import cache, providers, x_search, x_trends
-    from tasks.hashtags.rank import RankConfig
-    from tasks.hashtags.x_api import XConfig
-
-    engine = db.ensure_schema(db.engine())
-    config = XConfig()
-    print(f"{args.label}: X query {x_search.search_query(args.label, config.lang)!r}")
-    for source, fetched_at, status, posts, detail in cache.fetches(engine, args.label):
-        print(f"  {source} fetched {fetched_at}: {status}, {posts} posts" + (f" ({detail})" if detail else ""))
-    now = cache.utc(time.time())
-    trending = {tag.casefold() for tag in cache.read(engine, x_trends.place_label(config.woeid),
-                                                      x_trends.SOURCE, now - config.ttl)}
-    counts = cache.read(engine, args.label, x_search.SOURCE, now - config.serve_max_age)
-    for tag, count in counts.items():
-        print(f"  {count:5d}  {tag}" + ("  (trending)" if tag.casefold() in trending else ""))
-    if not counts:
+    try:
+        report = pipeline.hashtag_report(args.label, args.platform)
+    except pipeline.user_errors() as error:
+        print(f"hashtagger hashtags show: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.label}: X query {report['query']!r}")
+    for fetch in report["fetches"]:
+        print(f"  {fetch['source']} fetched {fetch['fetched_at']}: {fetch['status']}, {fetch['posts']} posts"
+              + (f" ({fetch['detail']})" if fetch["detail"] else ""))
+    for tag, count, trending in report["counts"]:
+        print(f"  {count:5d}  {tag}" + ("  (trending)" if trending else ""))
+    if not report["counts"]:
         print("  no cached hashtags from X: the lexicon answers for this label")
-    ranked = providers.engine_for(engine, RankConfig(platform=args.platform)).hashtags([(args.label, 1.0)])
-    print("ranked: " + " ".join(f"{tag.hashtag} ({tag.source})" for tag in ranked))
+    print("ranked: " + " ".join(f"{tag} ({source})" for tag, source in report["ranked"]))
     return 0
 
 
 def block_command(args) -> int:
-    from tasks.store import db
-    from tasks.hashtags import cache
-
     try:
-        key = cache.block(db.ensure_schema(db.engine()), args.hashtag, args.reason)
-    except ValueError as error:
+        key = pipeline.block_hashtag(args.hashtag, args.reason)
+    except (*pipeline.user_errors(), ValueError) as error:
         print(f"hashtagger hashtags block: {error}", file=sys.stderr)
         return 2
     print(f"blocked {key}")
@@ -98,16 +80,12 @@ def block_command(args) -> int:
 
 
 def unblock_command(args) -> int:
-    from tasks.store import db
-    from tasks.hashtags import cache, lexicon, rank
-
     try:
-        removed = cache.unblock(db.ensure_schema(db.engine()), args.hashtag)
-    except ValueError as error:
+        key, removed, shipped = pipeline.unblock_hashtag(args.hashtag)
+    except (*pipeline.user_errors(), ValueError) as error:
         print(f"hashtagger hashtags unblock: {error}", file=sys.stderr)
         return 2
-    key = rank.fold(args.hashtag)
-    if key in lexicon.shipped_blocklist():
+    if shipped:
         print(f"{key} is in the shipped blocklist (tasks/resources/blocklist.txt): it stays blocked")
     else:
         print(f"unblocked {key}" if removed else f"{key} was not in the blocklist")

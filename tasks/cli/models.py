@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from tasks import pipeline
+
 
 def register(commands) -> None:
     models = commands.add_parser("models", help="the model registry: champions, candidates, promotion").add_subparsers(
@@ -43,21 +45,16 @@ def register(commands) -> None:
     export.set_defaults(func=export_command)
 
 
-def _engine():
-    from tasks.store import db
-
-    return db.ensure_schema(db.engine())
-
-
 def _fail(error) -> int:
     print(f"hashtagger models: error: {error}", file=sys.stderr)
     return 1
 
 
 def list_command(args) -> int:
-    from tasks.registry import registry
-
-    rows = registry.list_models(_engine(), args.dataset, args.status)
+    try:
+        rows = pipeline.list_models(args.dataset, args.status)
+    except pipeline.user_errors() as error:
+        return _fail(error)
     if args.json:
         print(json.dumps([{key: value for key, value in row.items() if key != "metrics"} for row in rows],
                          indent=1, default=str))
@@ -65,7 +62,7 @@ def list_command(args) -> int:
     if not rows:
         print("no models registered: train one with `hashtagger train`")
         return 0
-    _print_champions(registry.champions_history(_engine()))
+    _print_champions(pipeline.champions_history())
     print(f"{'status':<10} {'top-1':>7}  {'dataset':<9} {'version':<17} {'arch':<8} {'recipe':<6} model_id")
     for row in rows:
         print(f"{row['status']:<10} {row['test_top1']:>7.2%}  {row['dataset']:<9} {row['dataset_version']:<17} "
@@ -84,41 +81,32 @@ def _print_champions(champions: list[dict]) -> None:
 
 
 def show_command(args) -> int:
-    import sqlalchemy as sa
-
-    from tasks.registry import registry
-
-    engine = _engine()
-    model = registry.get(engine, args.model_id)
-    if model is None:
-        return _fail(f"model {args.model_id} is not registered")
+    try:
+        history = pipeline.model_history(args.model_id)
+    except pipeline.user_errors() as error:
+        return _fail(error)
+    model = history["model"]
     for key in ("model_id", "status", "architecture", "recipe", "dataset", "dataset_version", "test_top1",
                 "artifact_uri", "created_at"):
         print(f"{key:<16} {model[key]}")
-    metrics = json.loads(model["metrics"])
+    metrics = model["metrics"] if isinstance(model["metrics"], dict) else json.loads(model["metrics"] or "{}")
     print("metrics:        " + "  ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
                                          for key, value in sorted(metrics.items())
                                          if isinstance(value, (int, float, str)) and key != "dataset_version"))
-    with engine.connect() as connection:
-        evaluations = connection.execute(sa.text(
-            "SELECT dataset_version, test_top1, evaluated_at FROM model_evaluations WHERE model_id = :m "
-            "ORDER BY evaluated_at"), {"m": args.model_id}).all()
     print("evaluations:")
-    for version, top1, at in evaluations:
-        print(f"  {version:<17} top-1 {top1:.2%}  at {str(at)[:19]}")
+    for evaluation in history["evaluations"]:
+        print(f"  {evaluation['dataset_version']:<17} top-1 {evaluation['test_top1']:.2%}  "
+              f"at {str(evaluation['evaluated_at'])[:19]}")
     print("events:")
-    for event in reversed(registry.events(engine, model_id=args.model_id)):
+    for event in reversed(history["events"]):
         print(f"  {str(event['at'])[:19]}  {event['event']:<11} {json.dumps(event['detail'])}")
     return 0
 
 
 def register_command(args) -> int:
-    from tasks.registry import artifact
-    from tasks.registry import registry
-
     try:
-        row = registry.register(_engine(), artifact.read_metadata(args.path))
-    except (artifact.ArtifactError, ValueError) as error:
+        row = pipeline.register_model(args.path)
+    except (*pipeline.user_errors(), ValueError) as error:
         return _fail(error)
     print(f"registered {row['model_id']} ({row['status']}, test top-1 {row['test_top1']:.2%})")
     return 0
@@ -132,47 +120,35 @@ def _print_decision(decision) -> None:
 
 
 def promote_command(args) -> int:
-    from tasks.registry import promote
-    from tasks.registry import registry
-
     try:
-        decision = promote.promote(_engine(), args.model_id, args.reason, onnx=not args.no_onnx)
-    except (registry.RegistryError, promote.PromotionError) as error:
+        decision = pipeline.promote_model(args.model_id, args.reason, onnx=not args.no_onnx)
+    except pipeline.user_errors() as error:
         return _fail(error)
     _print_decision(decision)
     return 0
 
 
 def auto_promote_command(args) -> int:
-    from tasks.registry import promote
-    from tasks.registry import registry
-
     try:
-        decision = promote.auto_promote(_engine(), args.model_id, args.margin, onnx=not args.no_onnx)
-    except (registry.RegistryError, promote.PromotionError) as error:
+        decision = pipeline.auto_promote_model(args.model_id, args.margin, onnx=not args.no_onnx)
+    except pipeline.user_errors() as error:
         return _fail(error)
     _print_decision(decision)
     return 0
 
 
 def rollback_command(args) -> int:
-    from tasks.registry import promote
-    from tasks.registry import registry
-
     try:
-        decision = promote.rollback(_engine(), args.dataset, onnx=not args.no_onnx)
-    except (registry.RegistryError, promote.PromotionError) as error:
+        decision = pipeline.rollback_champion(args.dataset, onnx=not args.no_onnx)
+    except pipeline.user_errors() as error:
         return _fail(error)
     print(f"{args.dataset}: {decision.reason}; champion is now {decision.model_id}")
     return 0
 
 
 def export_command(args) -> int:
-    from tasks.registry import artifact
-    from tasks.registry import export
-
     try:
-        print(export.export_onnx(args.path, overwrite=args.overwrite))
-    except (artifact.ArtifactError, export.ExportError) as error:
+        print(pipeline.export_model(args.path, overwrite=args.overwrite))
+    except pipeline.user_errors() as error:
         return _fail(error)
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from tasks.hashtags.rank import PLATFORM_LIMITS
+from tasks import pipeline
+from tasks.pipeline import PLATFORM_LIMITS
 
 SHOW_IMAGES = 8  # images listed after a run, so the summary fits on one screen; the rest are in the database
 SHOW_FAILURES = 8
@@ -23,7 +24,8 @@ def register(commands) -> None:
     tag.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS))
     tag.add_argument("--batch-size", type=int, default=256, help="images per model call and transaction")
     tag.add_argument("--workers", type=int, help="decoding threads (default: one per core)")
-    tag.add_argument("--limit", type=int, help="tag at most N images the model has not tagged (tagged or failed), oldest first")
+    tag.add_argument("--limit", type=int,
+                     help="tag at most N images the model has not tagged (tagged or failed), oldest first")
     tag.add_argument("--dry-run", action="store_true", help="count what would be tagged; write nothing")
     tag.add_argument("--retag", action="store_true",
                      help="no effect, kept for old scripts: each model tags the images it has not tagged, "
@@ -34,97 +36,61 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
-    import dataclasses
-
-    from tasks.store import db
-    from tasks.tag import predictor
-    from tasks.tag import sources
-    from tasks.tag import tag
-    from tasks.hashtags import providers
-    from tasks.hashtags.rank import RankConfig
-
     if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or (args.workers or 1) < 1:
         print("hashtagger tag: --batch-size and --workers must be at least 1, --limit at least 0",
               file=sys.stderr)
         return 2
-    import sqlalchemy as sa
-
-    engine = db.engine()
     try:
-        if not args.dry_run:
-            db.ensure_schema(engine)
-    except (db.MigrationError, sa.exc.OperationalError) as error:
-        where = engine.url.render_as_string(hide_password=True)
-        reason = getattr(error, "orig", None) or error
-        print(f"hashtagger tag: cannot use the results database {where}: {reason}".rstrip(), file=sys.stderr)
-        return 2
-    try:
-        # a dry run on a database never migrated has no registry, so no champion: the bundled model
-        registry = engine if not args.dry_run or sa.inspect(engine).has_table("schema_migrations") else None
-        model = predictor.load(args.model or predictor.default_model_path(registry, args.dataset,
-                                                                          record_bundled=not args.dry_run),
-                               runtime="onnx")  # tagging never imports TensorFlow
-    except (predictor.ModelNotFound, OSError, ValueError) as error:
-        print(f"hashtagger tag: cannot load the model: {error}", file=sys.stderr)
-        return 2
-    hashtags = providers.engine_for(engine, RankConfig(platform=args.platform))
-    config = tag.TagConfig(batch_size=args.batch_size, limit=args.limit, dry_run=args.dry_run,
-                           retag=args.retag, progress=not args.quiet and sys.stderr.isatty())
-    if args.workers:
-        config = dataclasses.replace(config, workers=args.workers)
-    try:
-        source = sources.open_source(args.source, config.workers)
-    except sources.SourceError as error:
+        # a run that writes records the bundled model first; a dry run reads only
+        model = pipeline.serving_model(args.model, args.dataset, write=not args.dry_run)
+    except pipeline.database_errors() as error:
         print(f"hashtagger tag: {error}", file=sys.stderr)
         return 2
+    except (*pipeline.user_errors(), OSError, ValueError) as error:
+        print(f"hashtagger tag: cannot load the model: {error}", file=sys.stderr)
+        return 2
     try:
-        summary = tag.run(args.source, model, hashtags, engine, config, args.run_id, source=source)
-    except tag.RunFailed as failed:
+        summary = pipeline.tag_source(
+            args.source, model, platform=args.platform, run_id=args.run_id, batch_size=args.batch_size,
+            workers=args.workers, limit=args.limit, dry_run=args.dry_run, retag=args.retag,
+            progress=not args.quiet and sys.stderr.isatty())
+    except pipeline.RunFailed as failed:
         print_summary(failed.summary, model)
         print(f"hashtagger tag: {failed}\n  every batch written before is complete; run the same command "
               f"again to finish", file=sys.stderr)
         return 1
+    except pipeline.user_errors() as error:
+        print(f"hashtagger tag: {error}", file=sys.stderr)
+        return 2
     print_summary(summary, model)
     if not args.quiet and not args.dry_run:
-        print_results(engine, summary["run_id"], summary)
+        print_results(summary)
     return 0
 
 
-def print_summary(summary: dict, model) -> None:
-    """Four lines: what ran, with what, how much, how fast."""
-    seconds = summary["seconds"]
-    rate = (summary["tagged"] + summary["failed"]) / seconds if seconds else 0.0
-    dry = summary["status"] == "dry-run"
-    print(f"run {summary['run_id']}: {summary['status']}  source {summary['source']}")
-    print(f"  model   {model.model_version} ({model.runtime})")
-    print(f"  images  {summary['seen']:,} seen  {summary['tagged']:,} {'to tag' if dry else 'tagged'}  "
-          f"{summary['skipped']:,} already done  {summary['failed']:,} failed")
-    print(f"  time    {seconds:,.1f} s  ({rate:,.0f} images/s)")
+def print_summary(summary, model) -> None:
+    """Four lines: what ran, with what, how much, how fast (`summary`: a RunSummary)."""
+    rate = (summary.tagged + summary.failed) / summary.seconds if summary.seconds else 0.0
+    dry = summary.status == "dry-run"
+    print(f"run {summary.run_id}: {summary.status}  source {summary.source}")
+    print(f"  model   {model.model_id} ({model.runtime})")
+    print(f"  images  {summary.seen:,} seen  {summary.tagged:,} {'to tag' if dry else 'tagged'}  "
+          f"{summary.skipped:,} already done  {summary.failed:,} failed")
+    print(f"  time    {summary.seconds:,.1f} s  ({rate:,.0f} images/s)")
 
 
-def print_results(engine, run_id: str, summary: dict) -> None:
+def print_results(summary) -> None:
     """A few of this run's images and failures: the database holds all of them."""
-    import sqlalchemy as sa
-
-    with engine.connect() as connection:
-        images = connection.execute(sa.text(
-            "SELECT image_uri, content_hash, model_version, label, confidence FROM image_results "
-            "WHERE run_id = :run_id ORDER BY image_uri LIMIT :n"), {"run_id": run_id, "n": SHOW_IMAGES}).all()
-        failures = connection.execute(sa.text(
-            "SELECT image_uri, reason FROM failed_images WHERE run_id = :run_id ORDER BY image_uri LIMIT :n"),
-            {"run_id": run_id, "n": SHOW_FAILURES}).all()
-        for uri, content_hash, model_version, label, confidence in images:
-            tags = connection.execute(sa.text(
-                "SELECT hashtag FROM image_hashtags WHERE image_uri = :uri AND content_hash = :hash "
-                "AND model_version = :model ORDER BY hashtag_rank LIMIT 5"),
-                {"uri": uri, "hash": content_hash, "model": model_version}).scalars().all()
-            print(f"  {label:>10} {confidence:4.0%}  {' '.join(tags):<50}  {_short(uri)}")
-    if summary["tagged"] > len(images):
-        print(f"  ... {summary['tagged'] - len(images):,} more in image_tags (run_id = '{run_id}')")
-    for uri, reason in failures:
+    shown = pipeline.run_results(summary.run_id, SHOW_IMAGES, SHOW_FAILURES)
+    for image in shown["images"]:
+        print(f"  {image['label']:>10} {image['confidence']:4.0%}  {' '.join(image['hashtags']):<50}  "
+              f"{_short(image['image_uri'])}")
+    if summary.tagged > len(shown["images"]):
+        print(f"  ... {summary.tagged - len(shown['images']):,} more in image_tags (run_id = '{summary.run_id}')")
+    for uri, reason in shown["failures"]:
         print(f"  FAILED  {_short(uri)}: {reason}")
-    if summary["failed"] > len(failures):
-        print(f"  ... {summary['failed'] - len(failures):,} more in failed_images (run_id = '{run_id}')")
+    if summary.failed > len(shown["failures"]):
+        print(f"  ... {summary.failed - len(shown['failures']):,} more in failed_images (run_id = '{summary.run_id}')")
 
 
 def _short(uri: str, width: int = 70) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tasks.config import Settings
+from tasks import pipeline
 
 
 def register(commands) -> None:
@@ -35,17 +35,14 @@ def pairs(items: list[str] | None) -> tuple[tuple[str, object], ...]:
 
 
 def run(args) -> int:
-    from tasks.train import train
-
-    config = train.TrainConfig(
-        architecture=args.arch, dataset=args.dataset, dataset_version=args.dataset_version,
-        recipe=args.recipe, epochs=args.epochs, budget_minutes=args.budget_minutes,
-        train_limit=args.train_limit, seed=args.seed, recipe_overrides=pairs(args.recipe_set),
-        model_overrides=pairs(args.model_set))
-    metadata = train.train(config, Settings.from_env())
-    metrics = metadata["metrics"]
-    print(f"trained {metadata['model_id']} in {metadata['training_seconds']:.0f} s "
-          f"({metadata['epochs_done']} epochs): test top-1 {metrics['test_top1']:.2%}, "
+    spec = {"architecture": args.arch, "dataset": args.dataset, "dataset_version": args.dataset_version,
+            "recipe": args.recipe, "epochs": args.epochs, "budget_minutes": args.budget_minutes,
+            "train_limit": args.train_limit, "seed": args.seed, "recipe_overrides": pairs(args.recipe_set),
+            "model_overrides": pairs(args.model_set)}
+    metadata = pipeline.train(spec, register=True)
+    metrics = metadata.metrics
+    print(f"trained {metadata.model_id} in {metadata.training_seconds:.0f} s "
+          f"({metadata.epochs_done} epochs): test top-1 {metrics['test_top1']:.2%}, "
           f"top-5 {metrics['test_top5']:.2%}")
-    print(f"saved to {metadata['path']}")
+    print(f"saved to {metadata.path}")
     return 0

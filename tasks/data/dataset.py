@@ -19,6 +19,36 @@ class DatasetNotFound(LookupError):
 
 
 @dataclasses.dataclass(frozen=True)
+class DatasetManifest:
+    """`manifest.json` of a prepared dataset version (written by tasks.data.prepare); keys as in the file."""
+
+    name: str  # cifar10, cifar100, or a user's own name
+    version: str  # 16 hex digits: sha256 of the class names and the arrays, so equal data = equal version
+    created_at: str  # ISO 8601, UTC, seconds
+    source: str  # the URL, archive or folder it was prepared from
+    class_names: list[str]  # label index -> name
+    image_shape: list[int]  # [32, 32, 3]: height, width, RGB channels of every uint8 image
+    counts: dict[str, int]  # images per split: train, validation, test
+    test_per_class: list[int]  # test images of each class, in class order
+    coarse_class_names: list[str] | None = None  # CIFAR-100 superclasses
+    fine_to_coarse: list[int] | None = None  # superclass index of each class
+    skipped_files: list[str] = dataclasses.field(default_factory=list)  # "path: reason" of unreadable files
+    prepare_config: dict = dataclasses.field(default_factory=dict)  # tasks.data.prepare.PrepareConfig's fields
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DatasetManifest":
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> dict:
+        """What a DAG passes on: dataset, version, source and counts."""
+        return {"dataset": self.name, "version": self.version, "source": self.source, "counts": self.counts}
+
+
+@dataclasses.dataclass(frozen=True)
 class Dataset:
     manifest: dict
     arrays: dict[str, np.ndarray]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import io
 import json
 import logging
 import os
@@ -23,9 +22,9 @@ from typing import Iterator
 
 import numpy as np
 
-from tasks.data import download
+from tasks.data import download, images
 from tasks.config import Settings
-from tasks.data.dataset import ARRAY_NAMES, write_latest
+from tasks.data.dataset import ARRAY_NAMES, DatasetManifest, write_latest
 
 log = logging.getLogger(__name__)
 
@@ -162,19 +161,14 @@ def _split_and_class(relative: str) -> tuple[str, str] | None:
 
 
 def decode_tile(data: bytes) -> np.ndarray:
-    """Any image file -> 32x32x3 uint8 (RGB, resized with antialiasing if it is not 32x32 already)."""
-    from PIL import Image, ImageOps
-
-    with Image.open(io.BytesIO(data)) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")  # phone photos: upright, as seen
-        if image.size != (IMAGE_SIZE, IMAGE_SIZE):
-            image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
-        return np.asarray(image, dtype=np.uint8)
+    """Any image file -> 32x32x3 uint8, by the decoder serving uses (tasks.data.images), so a model
+    trains on the very pixels it is later served: same EXIF rotation, alpha on white, resize filter."""
+    return images.decode(data)
 
 
 def read_image_tree(source: Path, class_order: list[str] | None = None) -> RawSplits:
     """Read a class-per-folder tree (optionally under train/ and test/), from a folder or a tarball."""
-    images: dict[str, list[np.ndarray]] = {"train": [], "test": [], "": []}
+    tiles: dict[str, list[np.ndarray]] = {"train": [], "test": [], "": []}
     labels: dict[str, list[str]] = {"train": [], "test": [], "": []}
     skipped: list[str] = []
     for relative, data in _tree_entries(source):
@@ -183,16 +177,16 @@ def read_image_tree(source: Path, class_order: list[str] | None = None) -> RawSp
             continue
         try:
             tile = decode_tile(data)
-        except Exception as error:  # a user's tree may hold broken files: keep going, report them
+        except Exception as error:  # noqa: BLE001  a user's tree may hold broken files: keep going, report them
             skipped.append(f"{relative}: {error}")
             continue
         split, label = place
-        images[split].append(tile)
+        tiles[split].append(tile)
         labels[split].append(label)
-    if images["train"] and images[""]:
+    if tiles["train"] and tiles[""]:
         raise DataError(f"{source}: mixes class folders at the top with train/ and test/ folders")
-    train_key = "train" if images["train"] else ""
-    if not images[train_key]:
+    train_key = "train" if tiles["train"] else ""
+    if not tiles[train_key]:
         raise DataError(f"{source}: no images found in class folders (expected [train/]<class>/<image>)")
     found = set(labels[train_key]) | set(labels["test"])
     if class_order is not None and set(class_order) != found:
@@ -204,9 +198,9 @@ def read_image_tree(source: Path, class_order: list[str] | None = None) -> RawSp
     index = {name: i for i, name in enumerate(class_names)}
 
     def stack(split: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-        if not images[split]:
+        if not tiles[split]:
             return None, None
-        return (np.stack(images[split]),
+        return (np.stack(tiles[split]),
                 np.asarray([index[label] for label in labels[split]], dtype=np.int16))
 
     x_train, y_train = stack(train_key)
@@ -264,14 +258,13 @@ def content_version(arrays: dict[str, np.ndarray], class_names: list[str]) -> st
 
 
 def write_version(settings: Settings, name: str, raw: RawSplits, arrays: dict[str, np.ndarray],
-                  source: str, config: PrepareConfig) -> dict:
+                  source: str, config: PrepareConfig) -> DatasetManifest:
     version = content_version(arrays, raw.class_names)
     root = settings.datasets_dir / name
     final = root / version
     if (final / "manifest.json").exists():
-        manifest = json.loads((final / "manifest.json").read_text())
         write_latest(root, version)
-        return manifest
+        return DatasetManifest.from_dict(json.loads((final / "manifest.json").read_text()))
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".staging-{version}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -287,32 +280,31 @@ def write_version(settings: Settings, name: str, raw: RawSplits, arrays: dict[st
         shutil.rmtree(staging, ignore_errors=True)  # another process wrote the same version first
         if not (final / "manifest.json").exists():
             raise
-        manifest = json.loads((final / "manifest.json").read_text())
+        manifest = DatasetManifest.from_dict(json.loads((final / "manifest.json").read_text()))
     write_latest(root, version)
     return manifest
 
 
 def _write_staging(staging: Path, name: str, version: str, raw: RawSplits,
-                   arrays: dict[str, np.ndarray], source: str, config: PrepareConfig) -> dict:
+                   arrays: dict[str, np.ndarray], source: str, config: PrepareConfig) -> DatasetManifest:
     for key in ARRAY_NAMES:
         np.save(staging / f"{key}.npy", arrays[key])
     num_classes = len(raw.class_names)
-    manifest = {
-        "name": name,
-        "version": version,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": source,
-        "class_names": raw.class_names,
-        "coarse_class_names": raw.coarse_class_names,
-        "fine_to_coarse": raw.fine_to_coarse,
-        "image_shape": [IMAGE_SIZE, IMAGE_SIZE, 3],
-        "counts": {"train": len(arrays["y_train"]), "validation": len(arrays["y_val"]),
-                   "test": len(arrays["y_test"])},
-        "test_per_class": np.bincount(arrays["y_test"], minlength=num_classes).tolist(),
-        "skipped_files": raw.skipped,
-        "prepare_config": dataclasses.asdict(config),
-    }
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    manifest = DatasetManifest(
+        name=name,
+        version=version,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        source=source,
+        class_names=raw.class_names,
+        coarse_class_names=raw.coarse_class_names,
+        fine_to_coarse=raw.fine_to_coarse,
+        image_shape=[IMAGE_SIZE, IMAGE_SIZE, 3],
+        counts={"train": len(arrays["y_train"]), "validation": len(arrays["y_val"]), "test": len(arrays["y_test"])},
+        test_per_class=np.bincount(arrays["y_test"], minlength=num_classes).tolist(),
+        skipped_files=raw.skipped,
+        prepare_config=dataclasses.asdict(config),
+    )
+    (staging / "manifest.json").write_text(json.dumps(manifest.as_dict(), indent=1))
     return manifest
 
 
@@ -358,7 +350,7 @@ def is_official_archive(path: Path) -> bool:
 
 def prepare(name: str, source: str | None = None, settings: Settings | None = None,
             config: PrepareConfig = PrepareConfig(), md5: str | None = None,
-            progress: bool = True) -> dict:
+            progress: bool = True) -> DatasetManifest:
     """Build (or find) the dataset version for `source` and return its manifest."""
     settings = settings or Settings.from_env()
     path = resolve_source(name, source, settings, md5, progress)

@@ -1,6 +1,7 @@
 """The X hashtag cache in the results database: written by refresh, read by tagging; the users' blocklist.
 
-Tables from sql/003_hashtag_cache.sql. Writes are upserts keyed on natural keys, with bind parameters.
+Tables from sql/003_hashtag_cache.sql. Writes are upserts keyed on natural keys, with bind parameters
+(the statements are in tasks/store/hashtag_cache_sql.py).
 Timestamps are bound as UTC datetimes and compared in SQL against bound cut-offs, which works on PostgreSQL
 (timestamptz) and on SQLite (ISO strings of one format, which sort as they compare).
 """
@@ -15,46 +16,13 @@ from typing import Callable
 import sqlalchemy as sa
 
 from tasks.hashtags import rank, x_search, x_trends
+from tasks.store.hashtag_cache_sql import (
+    BLOCK, DROP_UNSEEN, FRESH_LABELS, READ_BLOCKLIST, READ_FETCHES, READ_LABEL, UNBLOCK, UPSERT_FETCH, UPSERT_HASHTAG)
 from tasks.hashtags.x_api import XConfig
 
 log = logging.getLogger(__name__)
 
 FRESH_STATUSES = ("ok", "empty")  # fetches that count for the time to live; failures are retried
-
-UPSERT_HASHTAG = sa.text("""
-INSERT INTO hashtag_cache (label, hashtag, count, source, fetched_at)
-VALUES (:label, :hashtag, :count, :source, :fetched_at)
-ON CONFLICT (label, hashtag, source) DO UPDATE SET count = excluded.count, fetched_at = excluded.fetched_at
-""")
-# typed: PostgreSQL must compare an empty list as text too
-DROP_UNSEEN = sa.text("""
-DELETE FROM hashtag_cache WHERE label = :label AND source = :source AND hashtag NOT IN :kept
-""").bindparams(sa.bindparam("kept", expanding=True, type_=sa.String))
-UPSERT_FETCH = sa.text("""
-INSERT INTO hashtag_fetches (label, source, fetched_at, status, posts, detail)
-VALUES (:label, :source, :fetched_at, :status, :posts, :detail)
-ON CONFLICT (label, source) DO UPDATE SET
-  fetched_at = excluded.fetched_at, status = excluded.status, posts = excluded.posts, detail = excluded.detail
-""")
-FRESH_LABELS = sa.text("""
-SELECT label FROM hashtag_fetches
-WHERE source = :source AND status IN ('ok', 'empty') AND fetched_at >= :since
-""")
-READ_LABEL = sa.text("""
-SELECT hashtag, count FROM hashtag_cache
-WHERE label = :label AND source = :source AND fetched_at >= :since
-ORDER BY count DESC, hashtag
-""")
-READ_FETCHES = sa.text("""
-SELECT source, fetched_at, status, posts, detail FROM hashtag_fetches WHERE label = :label ORDER BY source
-""")
-READ_BLOCKLIST = sa.text("SELECT hashtag FROM hashtag_blocklist")
-BLOCK = sa.text("""
-INSERT INTO hashtag_blocklist (hashtag, added_at, reason) VALUES (:hashtag, :added_at, :reason)
-ON CONFLICT (hashtag) DO UPDATE SET reason = excluded.reason
-""")
-UNBLOCK = sa.text("DELETE FROM hashtag_blocklist WHERE hashtag = :hashtag")
-
 
 def utc(epoch_seconds: float) -> dt.datetime:
     """A whole-second UTC datetime: one string format on SQLite, so that comparisons stay correct."""

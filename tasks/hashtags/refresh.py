@@ -14,7 +14,6 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from tasks.store import db
 from tasks.hashtags import cache, x_api, x_search, x_trends
 from tasks.hashtags.x_api import XClient, XConfig, XUnavailable
 
@@ -41,11 +40,11 @@ def refresh(db_engine: sa.Engine, labels: list[str] | None = None, *, dataset: s
             clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> dict:
     """Fill the hashtag cache from X; returns a small summary (counts of labels by outcome, requests sent).
 
-    `labels` default to the dataset's class names; `force` ignores the time to live; `clock` (epoch seconds)
-    and `sleep` are injectable so that tests neither wait nor depend on the time of day.
+    The database must be migrated already (tasks.pipeline checks). `labels` default to the dataset's class
+    names; `force` ignores the time to live; `clock` (epoch seconds) and `sleep` are injectable so that
+    tests neither wait nor depend on the time of day.
     """
     labels = _clean(labels) if labels is not None else default_labels(dataset)
-    db.ensure_schema(db_engine)
     summary = {"labels": len(labels), "fetched": 0, "empty": 0, "fresh": 0, "failed": 0, "not_tried": 0,
                "trends": "not tried", "requests": {}, "x": "on"}
     token = x_api.bearer_token(bearer_token)

@@ -28,6 +28,56 @@ class ArtifactError(ValueError):
     """The path is not a hashtagger model artifact."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelMetadata:
+    """What `metadata.json` says about a saved model: enough to rebuild, serve and judge it.
+
+    The JSON keeps these keys (bundled models' files load as they are); keys this version does not
+    know are kept in `extra` and written back. `model_id` names the model everywhere in code (the
+    results tables call the same id `model_version`).
+    """
+
+    model_id: str  # <architecture>-<dataset>-<recipe>-<UTC time>-<6 hex>, or a bundled model's name
+    class_names: list[str]  # the model's output order
+    architecture: str | None = None  # a name in models.ARCHITECTURES; the registry needs it
+    dataset: str | None = None  # cifar10, cifar100, or a user's own dataset's name; the registry needs it
+    dataset_version: str | None = None  # content hash of the dataset version it was trained on
+    path: str | None = None  # the artifact folder, filled in when read from disk (not trusted from the file)
+    metrics: dict = dataclasses.field(default_factory=dict)  # test_top1, test_top5 (fractions), ...
+    recipe: dict | str | None = None  # the training recipe's fields (tasks/train/recipes.py)
+    coarse_class_names: list[str] | None = None  # CIFAR-100 superclasses
+    fine_to_coarse: list[int] | None = None  # superclass index of each class
+    input: dict | None = None  # {"shape": [32, 32, 3], "pixels": ..., "preprocessing": ...}
+    created_at: str | None = None  # ISO 8601, UTC
+    epochs_done: int | None = None  # epochs trained (a time budget may stop before the recipe's)
+    training_seconds: float | None = None  # wall-clock time of the fit
+    extra: dict = dataclasses.field(default_factory=dict)  # every other key of metadata.json, as is
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelMetadata":
+        """From metadata.json's dict; ArtifactError names a missing required key."""
+        names = {field.name for field in dataclasses.fields(cls)} - {"extra"}
+        known = {key: value for key, value in values.items() if key in names}
+        missing = [name for name in ("model_id", "class_names") if name not in known]
+        if missing:
+            raise ArtifactError(f"metadata of {values.get('path') or values.get('model_id')} lacks {missing}")
+        return cls(**known, extra={key: value for key, value in values.items() if key not in names})
+
+    def as_dict(self) -> dict:
+        """The metadata.json dict (extra keys included, `None` values of known keys kept)."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self) if field.name != "extra"}
+        return {**values, **self.extra}
+
+    @property
+    def test_top1(self) -> float | None:
+        """Test top-1 accuracy on its own dataset version (a fraction), if evaluated."""
+        return self.metrics.get("test_top1")
+
+    @property
+    def recipe_name(self) -> str:
+        return self.recipe.get("name", "unknown") if isinstance(self.recipe, dict) else str(self.recipe or "unknown")
+
+
 def code_version() -> str:
     """Package version, plus the git commit when running from a checkout."""
     try:
@@ -129,7 +179,13 @@ def write_metadata(folder: Path, metadata: dict) -> None:
     os.replace(tmp, folder / METADATA_FILE)
 
 
+def read(path: str | Path) -> ModelMetadata:
+    """The typed metadata of the artifact at `path`; ArtifactError when it is not one."""
+    return ModelMetadata.from_dict(read_metadata(path))
+
+
 def read_metadata(path: str | Path) -> dict:
+    """metadata.json of the artifact at `path` as a dict, with `path` set to its folder."""
     folder = Path(path)
     if folder.is_file():
         folder = folder.parent

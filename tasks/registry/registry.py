@@ -13,7 +13,8 @@ champion, the baseline a challenger must beat: `ensure_baseline` records it, cal
 and by the write paths (tagging, promotion), never by a read.
 
 Database access only: the gates that read an artifact and the ONNX export are the promote stage's job
-(tasks/registry/promote.py, tasks/registry/gates.py).
+(tasks/registry/promote.py, tasks/registry/gates.py). The statements live in tasks/store/registry_sql.py;
+this module holds the rules.
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ import zlib
 
 import sqlalchemy as sa
 
+from tasks.registry import artifact
 from tasks.registry import gates
 from tasks.registry import store
 from tasks.store import db
+from tasks.store.registry_sql import (
+    EVALUATIONS_IN_ORDER, INSERT_EVENT, INSERT_MODEL, LAST_CROWNING, LAST_EVENT, LIST_EVENTS, LIST_MODELS,
+    PROMOTION_LOCK, SELECT_BASELINE, SELECT_CHAMPION, SELECT_EVALUATIONS, SELECT_MODEL, SET_STATUS, UPDATE_MODEL, UPSERT_EVALUATION)
 
 DEFAULT_MARGIN = gates.DEFAULT.margin  # 0.2 points of test top-1: the challenger's gain must reach this
 BASELINE_DATASETS = ("cifar10", "cifar100")  # those with a bundled model
@@ -38,47 +43,6 @@ STATUSES = ("candidate", "champion", "retired")
 
 class RegistryError(LookupError):
     """The model or the champion asked for is not in the registry; the message says what to do."""
-
-
-INSERT_MODEL = sa.text("""
-INSERT INTO models (model_id, architecture, recipe, dataset, dataset_version, test_top1, metrics,
-                    artifact_uri, created_at, status)
-VALUES (:model_id, :architecture, :recipe, :dataset, :dataset_version, :test_top1, :metrics,
-        :artifact_uri, :created_at, 'candidate')
-ON CONFLICT (model_id) DO NOTHING
-RETURNING model_id
-""")
-UPDATE_MODEL = sa.text("""
-UPDATE models SET test_top1 = :test_top1, metrics = :metrics, artifact_uri = :artifact_uri
-WHERE model_id = :model_id
-""")
-UPSERT_EVALUATION = sa.text("""
-INSERT INTO model_evaluations (model_id, dataset_version, test_top1, metrics, evaluated_at)
-VALUES (:model_id, :dataset_version, :test_top1, :metrics, :evaluated_at)
-ON CONFLICT (model_id, dataset_version) DO UPDATE SET
-    test_top1 = excluded.test_top1, metrics = excluded.metrics, evaluated_at = excluded.evaluated_at
-""")
-INSERT_EVENT = sa.text("""
-INSERT INTO model_events (event_id, model_id, dataset, event, detail, at)
-VALUES (:event_id, :model_id, :dataset, :event, :detail, :at)
-""")
-SELECT_MODEL = sa.text("SELECT * FROM models WHERE model_id = :model_id")
-SELECT_CHAMPION = sa.text("SELECT * FROM models WHERE dataset = :dataset AND status = 'champion'")
-SET_STATUS = sa.text("UPDATE models SET status = :status WHERE model_id = :model_id")
-SELECT_EVALUATIONS = sa.text("""
-SELECT dataset_version, test_top1, evaluated_at FROM model_evaluations
-WHERE model_id = :model_id ORDER BY evaluated_at DESC
-""")
-LAST_EVENT = sa.text("""
-SELECT event, detail FROM model_events WHERE model_id = :model_id ORDER BY at DESC LIMIT 1
-""")
-LAST_CROWNING = sa.text("""
-SELECT event, detail, at FROM model_events
-WHERE model_id = :model_id AND event IN ('promoted', 'restored') ORDER BY at DESC LIMIT 1
-""")
-SELECT_BASELINE = sa.text("""
-SELECT * FROM models WHERE dataset = :dataset AND artifact_uri = :uri ORDER BY created_at DESC LIMIT 1
-""")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,23 +65,26 @@ class Decision:
 
 # ---------------------------------------------------------------------------------------------- writes
 
-def register(engine: sa.Engine, metadata: dict) -> dict:
+def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict, artifact_uri: str | None = None) -> dict:
     """Record a saved model (its artifact metadata) as a candidate; a second call refreshes its metrics.
 
-    The artifact is recorded by a portable reference (tasks/registry/store.py): `metadata["artifact_uri"]`
-    when given, else its folder `metadata["path"]`, uploaded first when HASHTAGGER_ARTIFACTS is set.
+    The artifact is recorded by a portable reference (tasks/registry/store.py): `artifact_uri` when
+    given, else its folder `metadata.path`, uploaded first when HASHTAGGER_ARTIFACTS is set.
     """
-    metrics = metadata.get("metrics") or {}
+    if isinstance(metadata, dict):
+        metadata = artifact.ModelMetadata.from_dict(metadata)
+    metrics = metadata.metrics or {}
+    if not metadata.architecture or not metadata.dataset:
+        raise ValueError(f"{metadata.model_id}: metadata names no architecture or dataset; not a trained model")
     if "test_top1" not in metrics:
-        raise ValueError(f"{metadata.get('model_id')}: metadata has no test_top1; evaluate the model first")
-    recipe = metadata.get("recipe")
+        raise ValueError(f"{metadata.model_id}: metadata has no test_top1; evaluate the model first")
     row = {
-        "model_id": metadata["model_id"], "architecture": metadata["architecture"],
-        "recipe": recipe.get("name") if isinstance(recipe, dict) else str(recipe or "unknown"),
-        "dataset": metadata["dataset"], "dataset_version": metadata["dataset_version"],
+        "model_id": metadata.model_id, "architecture": metadata.architecture, "recipe": metadata.recipe_name,
+        "dataset": metadata.dataset, "dataset_version": metadata.dataset_version,
         "test_top1": float(metrics["test_top1"]), "metrics": _json(metrics),
-        "artifact_uri": metadata.get("artifact_uri") or store.publish(metadata["path"], metadata["model_id"]),
-        "created_at": metadata.get("created_at") or db.utcnow(),
+        "artifact_uri": (artifact_uri or metadata.extra.get("artifact_uri")
+                         or store.publish(metadata.path, metadata.model_id)),
+        "created_at": metadata.created_at or db.utcnow(),
     }
     with engine.begin() as connection:
         inserted = connection.execute(INSERT_MODEL, row).first() is not None
@@ -127,7 +94,7 @@ def register(engine: sa.Engine, metadata: dict) -> dict:
                   "artifact_uri": row["artifact_uri"]})
         else:
             connection.execute(UPDATE_MODEL, row)
-        _record_evaluation(connection, row["model_id"], metadata["dataset_version"], metrics)
+        _record_evaluation(connection, row["model_id"], metadata.dataset_version, metrics)
     return get(engine, row["model_id"])
 
 
@@ -239,38 +206,28 @@ def get(engine: sa.Engine, model_id: str) -> dict | None:
 
 def list_models(engine: sa.Engine, dataset: str | None = None, status: str | None = None) -> list[dict]:
     """Registered models, newest first, optionally of one dataset and status."""
-    query = sa.text("""
-        SELECT * FROM models
-        WHERE (:dataset IS NULL OR dataset = :dataset) AND (:status IS NULL OR status = :status)
-        ORDER BY created_at DESC, model_id
-    """).bindparams(sa.bindparam("dataset", type_=sa.String), sa.bindparam("status", type_=sa.String))
     with engine.connect() as connection:
-        return [_row(row) for row in connection.execute(query, {"dataset": dataset, "status": status})]
+        return [_row(row) for row in connection.execute(LIST_MODELS, {"dataset": dataset, "status": status})]
 
 
 def events(engine: sa.Engine, dataset: str | None = None, model_id: str | None = None,
            limit: int = 50) -> list[dict]:
     """The change log, newest first."""
-    query = sa.text("""
-        SELECT * FROM model_events
-        WHERE (:dataset IS NULL OR dataset = :dataset) AND (:model_id IS NULL OR model_id = :model_id)
-        ORDER BY at DESC LIMIT :limit
-    """).bindparams(sa.bindparam("dataset", type_=sa.String), sa.bindparam("model_id", type_=sa.String))
     with engine.connect() as connection:
-        rows = connection.execute(query, {"dataset": dataset, "model_id": model_id, "limit": limit})
+        rows = connection.execute(LIST_EVENTS, {"dataset": dataset, "model_id": model_id, "limit": limit})
         return [{**_row(row), "detail": json.loads(row.detail)} for row in rows]
 
 
+def evaluations(engine: sa.Engine, model_id: str) -> list[dict]:
+    """A model's test accuracies, one per dataset version, oldest first."""
+    with engine.connect() as connection:
+        return [_row(row) for row in connection.execute(EVALUATIONS_IN_ORDER, {"model_id": model_id})]
+
+
 def champion(engine: sa.Engine, dataset: str) -> dict | None:
+    """The champion's registry row, or None; tasks.pipeline.champion_path is the lookup tagging uses."""
     with engine.connect() as connection:
         return _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
-
-
-def champion_path(engine: sa.Engine, dataset: str = "cifar10") -> str | None:
-    """Artifact reference of the dataset's champion (bundled:, home:, s3:// or a path; resolve it with
-    tasks.registry.store.resolve), or None when there is none."""
-    row = champion(engine, dataset)
-    return row["artifact_uri"] if row else None
 
 
 def champions_history(engine: sa.Engine) -> list[dict]:
@@ -347,8 +304,7 @@ def _locked(engine: sa.Engine, dataset: str):
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             key = zlib.crc32(dataset.encode()) - (1 << 31)  # into int4's range
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
-                                {"namespace": PG_PROMOTION_LOCK, "key": key})
+            connection.execute(PROMOTION_LOCK, {"namespace": PG_PROMOTION_LOCK, "key": key})
         # SQLite: db.engine's transactions begin IMMEDIATE, which already holds the one write lock
         yield connection
 

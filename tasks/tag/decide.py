@@ -53,7 +53,7 @@ def decide(predictor, probabilities: np.ndarray, min_confidence: float | None = 
         abstained = score < threshold
         reason = (f"no confident label: best guess {top[0][0]} at {score:.0%} is below the "
                   f"{threshold:.0%} this model needs") if abstained else None
-        decisions.append(Decision(predictor.model_version, predictor.dataset, top,
+        decisions.append(Decision(predictor.model_id, predictor.dataset, top,
                                   predictor.coarse_labels(probs), score, threshold, abstained, reason))
     return decisions
 

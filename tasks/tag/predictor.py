@@ -24,32 +24,35 @@ class ModelNotFound(LookupError):
 
 @dataclasses.dataclass
 class Predictor:
-    metadata: dict
+    """A loaded model: its metadata, the runtime answering, and the call that answers."""
+
+    metadata: artifact.ModelMetadata
     runtime: str  # onnx | keras
     _run: object
 
     @property
-    def model_version(self) -> str:
-        return self.metadata["model_id"]
+    def model_id(self) -> str:
+        """The model's id (stored as `model_version` in the results tables)."""
+        return self.metadata.model_id
 
     @property
     def class_names(self) -> list[str]:
-        return self.metadata["class_names"]
+        return self.metadata.class_names
 
     @property
     def dataset(self) -> str:
-        return self.metadata.get("dataset", "")
+        return self.metadata.dataset or ""
 
     @property
     def temperature(self) -> float:
         """The temperature fitted on validation data (metrics.calibration), 1.0 when there is none."""
-        return float(((self.metadata.get("metrics") or {}).get("calibration") or {}).get("temperature") or 1.0)
+        return float(((self.metadata.metrics or {}).get("calibration") or {}).get("temperature") or 1.0)
 
     @property
     def min_confidence(self) -> float:
         """The abstention threshold on the calibrated maximum probability (metrics.ood.threshold,
         chosen on validation data to keep 95% of known images); 0.0 (never abstain) when there is none."""
-        return float(((self.metadata.get("metrics") or {}).get("ood") or {}).get("threshold") or 0.0)
+        return float(((self.metadata.metrics or {}).get("ood") or {}).get("threshold") or 0.0)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (N, classes) for raw uint8 images (N, 32, 32, 3): the model's
@@ -76,7 +79,7 @@ class Predictor:
 
     def coarse_labels(self, probabilities: np.ndarray, k: int = 1) -> list[tuple[str, float]]:
         """CIFAR-100 superclasses, each with the summed probability of its fine classes."""
-        mapping, names = self.metadata.get("fine_to_coarse"), self.metadata.get("coarse_class_names")
+        mapping, names = self.metadata.fine_to_coarse, self.metadata.coarse_class_names
         if not mapping or not names:
             return []
         sums = np.bincount(np.asarray(mapping), weights=probabilities, minlength=len(names))
@@ -99,14 +102,14 @@ def load(path: str | Path | None = None, runtime: str = "auto") -> Predictor:
     from tasks.registry import store
 
     path = store.resolve(path) if path else bundled_model()
-    metadata = artifact.read_metadata(path)
-    onnx_path = Path(metadata["path"]) / artifact.ONNX_FILE
+    metadata = artifact.read(path)
+    onnx_path = Path(metadata.path) / artifact.ONNX_FILE
     if runtime == "onnx" and not onnx_path.exists():
         raise ModelNotFound(f"{path}: no {artifact.ONNX_FILE} to serve; export it with `hashtagger models export "
                             f"{path}` (needs hashtagger[train])")
     if runtime == "onnx" or (runtime == "auto" and onnx_path.exists()):
         return Predictor(metadata, "onnx", _onnx_runner(onnx_path))
-    model, metadata = artifact.load_keras(path)
+    model, _ = artifact.load_keras(path)
     return Predictor(metadata, "keras",
                      lambda batch: np.asarray(model.predict_on_batch(batch.astype(np.float32, copy=False))))
 
@@ -131,20 +134,3 @@ def _onnx_runner(onnx_path: Path):
         return session.run(None, {model_input.name: batch.astype(dtype, copy=False)})[0]
 
     return run
-
-
-def default_model_path(engine=None, dataset: str = "cifar10", record_bundled: bool = True) -> str:
-    """The reference of the model to serve when none is named: the registry's champion, else the
-    bundled one (`bundled:<dataset>`; resolve with predictor.load or tasks.registry.store.resolve).
-
-    With `record_bundled` (write paths only), a database without a champion first records the bundled
-    model as its baseline champion (tasks.registry.registry.ensure_baseline).
-    """
-    bundled_model(dataset)  # ModelNotFound early when the install lacks it
-    if engine is None:
-        return f"bundled:{dataset}"
-    from tasks.registry import registry
-
-    if record_bundled:
-        registry.ensure_baseline(engine)
-    return registry.champion_path(engine, dataset) or f"bundled:{dataset}"

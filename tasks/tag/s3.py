@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from tasks.tag.sources import ImageRef, SourceError, UnreadableImage, too_big
+from tasks.tag.refs import ImageRef, SourceError, UnreadableImage, too_big
 
 # Client errors that concern one object, not the bucket or the server: that image fails, the run goes on.
 PER_OBJECT_ERRORS = {

@@ -28,7 +28,6 @@ from typing import Iterable, Iterator
 import numpy as np
 import sqlalchemy as sa
 
-from tasks.store import db
 from tasks.data import images as decode
 from tasks.store import results
 from tasks.tag import sources
@@ -55,10 +54,33 @@ class TagConfig:
     shard: tuple[int, int] | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """One tagging run as recorded in `tagging_runs` (there `model_id` is the column `model_version`).
+
+    Counts are images: `seen` = `tagged` + `skipped` (done before) + `failed`; a dry run's `tagged`
+    counts the images it would tag. Small and JSON-friendly (`as_dict`), for XCom and the CLI.
+    """
+
+    run_id: str
+    source: str  # the source's URI as listed: an absolute folder path or s3://bucket/prefix
+    model_id: str
+    status: str  # succeeded | failed | dry-run
+    seen: int = 0
+    tagged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    error: str | None = None  # first line of why the run failed; None unless status is failed
+    seconds: float = 0.0  # wall-clock time of the run
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 class RunFailed(RuntimeError):
     """The run stopped early (source gone, database down); `summary` is what it wrote, all complete."""
 
-    def __init__(self, message: str, summary: dict):
+    def __init__(self, message: str, summary: RunSummary):
         super().__init__(message)
         self.summary = summary
 
@@ -91,8 +113,8 @@ def in_shard(uri: str, shard: tuple[int, int] | None) -> bool:
 
 def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: sa.Engine,
         config: TagConfig = TagConfig(), run_id: str | None = None,
-        source: sources.Source | None = None) -> dict:
-    """Tag every new image of `source_uri`; returns the run's record plus timing.
+        source: sources.Source | None = None) -> RunSummary:
+    """Tag every new image of `source_uri` (the database migrated beforehand); returns the run's record.
 
     Raises RunFailed when the source or the database fails for good; the run is then recorded as
     'failed' with the reason, and every batch it wrote is complete.
@@ -101,8 +123,7 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
     run_id = run_id or new_run_id()
     started = time.monotonic()
     if not config.dry_run:
-        db.ensure_schema(engine)
-        results.retrying(lambda: results.start_run(engine, run_id, source.uri, predictor.model_version),
+        results.retrying(lambda: results.start_run(engine, run_id, source.uri, predictor.model_id),
                          "recording the run")
     counts = collections.Counter(seen=0, tagged=0, skipped=0, failed=0)
     failure: BaseException | None = None
@@ -111,16 +132,15 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
     except BaseException as caught:  # recorded on the run, then raised again below
         failure = caught
     error = None if failure is None else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
-    summary = dict(counts, run_id=run_id, source=source.uri, model_version=predictor.model_version,
-                   status="succeeded" if failure is None else "failed", error=error)
-    if config.dry_run:
-        summary["status"] = "dry-run"
-    else:
+    status = "dry-run" if config.dry_run else "succeeded" if failure is None else "failed"
+    if not config.dry_run:
         try:
-            summary.update(results.finish_run(engine, run_id, summary["status"], error))
+            recorded = results.finish_run(engine, run_id, status, error)
+            counts = {key: recorded[key] for key in counts}  # exact: each committed batch added its own
         except sa.exc.DBAPIError as close_error:  # the database is gone; every batch it holds is complete
             log.error("cannot record the end of run %s: %s", run_id, close_error)
-    summary["seconds"] = round(time.monotonic() - started, 3)
+    summary = RunSummary(run_id=run_id, source=source.uri, model_id=predictor.model_id, status=status,
+                         error=error, seconds=round(time.monotonic() - started, 3), **counts)
     if failure is None:
         return summary
     if isinstance(failure, (sources.SourceError, sa.exc.DBAPIError)):
@@ -143,12 +163,12 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
     ahead: collections.deque = collections.deque()  # (prior rows, futures) submitted, not yet classified
     writing: concurrent.futures.Future | None = None
     try:
-        listing = _listing(source, config, engine, predictor.model_version, has_schema)
+        listing = _listing(source, config, engine, predictor.model_id, has_schema)
         batches = _batches(listing, config.batch_size)
         while True:
             refs = next(batches, None)
             if refs is not None:
-                known = _prior(engine, predictor.model_version, refs) if has_schema else None
+                known = _prior(engine, predictor.model_id, refs) if has_schema else None
                 done = known.done if known else set()
                 ahead.append((known, [pool.submit(_prepare, source, ref, done, config) for ref in refs]))
                 if len(ahead) < 2:
@@ -166,7 +186,7 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
                 writing.result()  # one write in flight at most; its error stops the run here
                 writing = None
             if not config.dry_run:
-                writing = writer.submit(results.write_batch, engine, run_id, predictor.model_version,
+                writing = writer.submit(results.write_batch, engine, run_id, predictor.model_id,
                                         tagged, failed, skipped)
             counts.update(seen=len(items), skipped=skipped, failed=len(failed),
                           tagged=len(tagged) + sum(item.state == "new" for item in items))
@@ -245,19 +265,19 @@ def _classify(items: list[_Item], predictor: Predictor, hashtags: HashtagEngine,
     return tagged
 
 
-def _listing(source, config: TagConfig, engine, model_version: str, has_schema: bool) -> Iterator[sources.ImageRef]:
+def _listing(source, config: TagConfig, engine, model_id: str, has_schema: bool) -> Iterator[sources.ImageRef]:
     """The images of this shard, in listing order; under a cap (`limit`), the oldest first."""
     def shard() -> Iterator[sources.ImageRef]:
         return (ref for ref in source.list() if in_shard(ref.uri, config.shard))
 
     if config.limit is None or not has_schema:
         return shard()
-    return _oldest_first(shard, engine, model_version, config.limit)
+    return _oldest_first(shard, engine, model_id, config.limit)
 
 
-def _oldest_first(shard, engine, model_version: str, limit: int,
+def _oldest_first(shard, engine, model_id: str, limit: int,
                   lookup_size: int = 1000) -> Iterator[sources.ImageRef]:
-    """First the `limit` images `model_version` has not tagged that have waited longest: those another
+    """First the `limit` images `model_id` has not tagged that have waited longest: those another
     model tagged, earliest first, then those no model has tagged, in listing order; then the whole
     listing again for whatever room is left (new bytes under a URI it tagged). Memory: `limit` refs.
 
@@ -268,7 +288,7 @@ def _oldest_first(shard, engine, model_version: str, limit: int,
         for batch in _batches(shard(), lookup_size):
             def query(batch=batch) -> dict:
                 with engine.connect() as connection:
-                    return results.waiting_since(connection, model_version, [ref.uri for ref in batch])
+                    return results.waiting_since(connection, model_id, [ref.uri for ref in batch])
 
             since = results.retrying(query, "looking up untagged images")
             for ref in batch:
@@ -281,11 +301,11 @@ def _oldest_first(shard, engine, model_version: str, limit: int,
     yield from (ref for ref in shard() if ref.uri not in picked)
 
 
-def _prior(engine, model_version: str, refs: list[sources.ImageRef]) -> results.Prior:
-    """Which of these images `model_version` has tagged already (each model tags every image once)."""
+def _prior(engine, model_id: str, refs: list[sources.ImageRef]) -> results.Prior:
+    """Which of these images `model_id` has tagged already (each model tags every image once)."""
     def query() -> results.Prior:
         with engine.connect() as connection:
-            return results.prior(connection, model_version, [ref.uri for ref in refs])
+            return results.prior(connection, model_id, [ref.uri for ref in refs])
 
     return results.retrying(query, "looking up tagged images")
 
