@@ -280,7 +280,7 @@ def test_hashtag_refresh_without_x_credentials_succeeds_and_says_so(airflow_env)
 
 
 def test_a_smoke_run_leaves_the_bundled_model_serving_and_a_new_champion_retags(airflow_env, tiny_tree, tmp_path,
-                                                                                monkeypatch):
+                                                                                monkeypatch, pg_server_url):
     """On a fresh results database: train_models with a 1-epoch train_limit run promotes nothing, the
     bundled model tags samples/ as `hashtagger tag` does; after a promotion by hand, the next
     nightly_tagging re-tags the folder with the new champion and image_tags shows only its rows."""
@@ -289,7 +289,7 @@ def test_a_smoke_run_leaves_the_bundled_model_serving_and_a_new_champion_retags(
     from tasks.registry import artifact, promote, registry
     from tasks.store import db
 
-    results_url = _database(PG_ADMIN_URL, f"hashtagger_results_{uuid.uuid4().hex[:10]}", create=True)
+    results_url = _database(pg_server_url, f"hashtagger_results_{uuid.uuid4().hex[:10]}", create=True)
     results = sa.engine.make_url(results_url)
     env = dict(airflow_env["env"], AIRFLOW_CONN_POSTGRES_DEFAULT=json.dumps({
         "conn_type": "postgres", "host": results.host, "port": results.port, "login": results.username,
@@ -333,4 +333,4 @@ def test_a_smoke_run_leaves_the_bundled_model_serving_and_a_new_champion_retags(
     history = query(results_url, "SELECT DISTINCT model_version FROM image_tags_all ORDER BY model_version")
     assert sorted(model for (model,) in history) == sorted([bundled_id(), "tiny-champion"])
     db.engine.cache_clear()
-    _database(PG_ADMIN_URL, results.database, create=False)
+    _database(pg_server_url, results.database, create=False)
