@@ -113,7 +113,7 @@ def describe(model, config, recipe, dataset, metrics: dict, history: dict, epoch
         "coarse_class_names": manifest.get("coarse_class_names"),
         "fine_to_coarse": manifest.get("fine_to_coarse"),
         "input": {"shape": manifest["image_shape"], "pixels": "raw RGB 0-255",
-                  "preprocessing": "inside the model: /255 then minus the training per-pixel mean"},
+                  "preprocessing": "inside the model: " + _preprocessing_summary(model)},
         "metrics": metrics,
         "history": history,
         "epochs_done": epochs_done,
@@ -127,6 +127,16 @@ def describe(model, config, recipe, dataset, metrics: dict, history: dict, epoch
         "created_at": created.isoformat(timespec="seconds"),
         "reproduce": reproduce_command(config),
     }
+
+
+def _preprocessing_summary(model) -> str:
+    """What the model's own preprocessing layer does, from the first line of its docstring."""
+    from models.layers import preprocessing_layer
+
+    try:
+        return (type(preprocessing_layer(model)).__doc__ or "").split("\n")[0].strip()
+    except ValueError:
+        return "none"
 
 
 def reproduce_command(config) -> str:
