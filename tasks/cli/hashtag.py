@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             tiles.append((name, _tile(name)))
         except decode.ImageError as error:
-            print(f"hashtag: {name}: {error}", file=sys.stderr)
+            print(f"hashtag: {_shown(name)}: {error}", file=sys.stderr)
             answers.append({"image": name, "error": str(error)})
             failures += 1
     if tiles:
@@ -62,16 +62,32 @@ def main(argv: list[str] | None = None) -> int:
     order = {name: index for index, name in enumerate(args.images)}
     answers.sort(key=lambda answer: order[answer["image"]])
     if args.json:
-        json.dump({"model": model.model_version, "results": answers}, sys.stdout, indent=1)
+        # a file name that is not UTF-8 goes out escaped, as the results database stores it
+        shown = [{**answer, "image": _escaped(answer["image"])} for answer in answers]
+        json.dump({"model": model.model_version, "results": shown}, sys.stdout, indent=1)
         print()
     else:
         for answer in answers:
             if "error" in answer:
                 continue
             labels = ", ".join(f"{item['label']} {item['probability']:.0%}" for item in answer["labels"])
-            print(f"{answer['image']}: {labels}")
+            print(f"{_shown(answer['image'])}: {labels}")
             print("  " + " ".join(item["hashtag"] for item in answer["hashtags"]))
     return 1 if failures else 0
+
+
+def _shown(name: str) -> str:
+    """A file name safe to print: escape sequences and non-UTF-8 bytes escaped (printing them raw crashes
+    on a UTF-8 terminal, or acts on it)."""
+    from tasks.tag import sources
+
+    return sources.shown(name)
+
+
+def _escaped(name: str) -> str:
+    from tasks.tag import sources
+
+    return sources.escaped(name)
 
 
 def _tile(name: str):
