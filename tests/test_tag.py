@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from PIL import Image
 
 from fixtures import hostile, tiny_model
 from tasks.store import db
+from tasks.store import results
 from tasks.tag import predictor
 from tasks.tag import sources
 from tasks.tag import tag
@@ -362,3 +364,72 @@ def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tin
         ("broken.jpg", "not an image: a text file")]
     assert len(answers["compare_model_versions"]) == 9
     assert {row.verdict for row in answers["compare_model_versions"]} == {"same"}
+
+
+class HeldSource(sources.LocalSource):
+    """A folder whose listing waits for `release`: a run that is live, holding its source."""
+
+    def __init__(self, root, release):
+        super().__init__(root)
+        self.release = release
+
+    def list(self):
+        assert self.release.wait(60)
+        yield from super().list()
+
+
+def test_a_second_run_on_the_same_source_is_refused_while_the_first_lives(tmp_path, model, engine):
+    import threading
+
+    colour_folder(tmp_path / "photos", 5)
+    release = threading.Event()
+    first: dict = {}
+    thread = threading.Thread(target=lambda: first.update(tag.run(
+        str(tmp_path / "photos"), model, HashtagEngine(), engine, tag.TagConfig(batch_size=7),
+        source=HeldSource(tmp_path / "photos", release))))
+    thread.start()
+    try:
+        for _ in range(500):
+            if rows(engine, "SELECT COUNT(*) FROM tagging_runs WHERE status = 'running'")[0][0]:
+                break
+            time.sleep(0.01)
+        with pytest.raises(results.AnotherRunActive, match="another run is active"):
+            run(tmp_path / "photos", model, engine)
+        other = run(tmp_path / "photos", model, engine, shard=(0, 2))  # another shard is another job
+        assert other["status"] == "succeeded"
+    finally:
+        release.set()
+        thread.join(60)
+    assert first["status"] == "succeeded" and first["tagged"] + other["tagged"] == 5
+    assert count(engine, "tagging_runs") == 2, "the refused run wrote nothing"
+    assert run(tmp_path / "photos", model, engine)["tagged"] == 0
+
+
+def test_runs_whose_process_is_gone_are_marked_interrupted_by_the_next_run(tmp_path, model, engine):
+    import datetime as dt
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    now = dt.datetime.now(dt.timezone.utc)
+    runs = [("killed-here", socket.gethostname(), dead.pid, now),
+            ("silent-elsewhere", "other-host", 4242, now - dt.timedelta(hours=1)),
+            ("alive-elsewhere", "other-host", 4243, now)]
+    with engine.begin() as connection:
+        for run_id, host, pid, beat in runs:
+            connection.execute(sa.text(
+                "INSERT INTO tagging_runs (run_id, source, model_version, started_at, status, host, pid, heartbeat_at) "
+                "VALUES (:run_id, :source, 'm', :at, 'running', :host, :pid, :at)"),
+                {"run_id": run_id, "source": f"/elsewhere/{run_id}", "at": beat, "host": host, "pid": pid})
+    colour_folder(tmp_path / "photos", 2)
+    summary = run(tmp_path / "photos", model, engine)
+    states = dict(rows(engine, "SELECT run_id, status FROM tagging_runs"))
+    assert states == {"killed-here": "interrupted", "silent-elsewhere": "interrupted",
+                      "alive-elsewhere": "running", summary["run_id"]: "succeeded"}
+    errors = dict(rows(engine, "SELECT run_id, error FROM tagging_runs WHERE status = 'interrupted'"))
+    assert f"process {dead.pid} on {socket.gethostname()} is gone" in errors["killed-here"]
+    assert "no heartbeat for 60 min from other-host:4242" in errors["silent-elsewhere"]
+    host, pid, beat = rows(engine, "SELECT host, pid, heartbeat_at FROM tagging_runs WHERE run_id = :r",
+                           r=summary["run_id"])[0]
+    assert (host, pid) == (socket.gethostname(), os.getpid()) and beat is not None
