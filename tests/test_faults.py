@@ -74,13 +74,16 @@ def test_killed_with_sigkill_mid_run_then_rerun_gives_one_result_per_image(photo
         killed_at.append(scalar(engine, "SELECT COUNT(*) FROM image_results"))
         assert killed_at[-1] % 10 == 0, "only whole batches are ever committed"
     assert killed_at[-1] < IMAGES, "the drill needs a run still going when it is killed"
-    assert scalar(engine, "SELECT COUNT(*) FROM tagging_runs WHERE status = 'running'") == 3, \
-        "a killed run stays 'running': nothing could record its end"
+    # each run marked the one killed before it; the last killed one waits for the next run
+    assert scalar(engine, "SELECT COUNT(*) FROM tagging_runs WHERE status = 'interrupted'") == 2
+    assert scalar(engine, "SELECT COUNT(*) FROM tagging_runs WHERE status = 'running'") == 1
 
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert f"{IMAGES - killed_at[-1]:,} tagged" in finished.stdout
     assert_whole(engine, IMAGES)
+    assert scalar(engine, "SELECT COUNT(*) FROM tagging_runs WHERE status = 'interrupted' AND error LIKE "
+                          "'interrupted: process % is gone%'") == 3
 
 
 def drop_connection_during(engine, statement_start: str, times: int, admin_url: str | None) -> list:
@@ -112,6 +115,8 @@ def drop_connection_during(engine, statement_start: str, times: int, admin_url: 
 @pytest.fixture
 def fast_retries(monkeypatch):
     monkeypatch.setattr(results, "RETRY_PAUSE", 0.01)
+    monkeypatch.setattr(results, "RETRY_MAX_PAUSE", 0.05)
+    monkeypatch.setattr(results, "RETRY_WINDOW_S", 0.5)
 
 
 def test_connection_dropped_mid_batch_the_batch_is_retried_whole(tmp_path, model_dir, db_url, fast_retries):
@@ -151,9 +156,67 @@ def test_connection_that_keeps_dropping_fails_the_run_with_nothing_half_written(
     with pytest.raises(tag.RunFailed) as raised:
         tag.run(str(folder), model, HashtagEngine(), engine, tag.TagConfig(batch_size=10))
     summary = raised.value.summary
-    assert summary["status"] == "failed" and summary["error"]
-    assert len(attempts) == results.WRITE_ATTEMPTS, "bounded: the first batch is tried WRITE_ATTEMPTS times"
+    assert summary["status"] == "failed"
+    assert "the database did not answer while writing a batch of 10 images" in summary["error"]
+    assert 3 <= len(attempts) < 100, "retried with backoff for RETRY_WINDOW_S, then given up"
     assert scalar(engine, "SELECT COUNT(*) FROM image_results") == 0
     assert scalar(engine, "SELECT status FROM tagging_runs WHERE run_id = :run_id",
                   run_id=summary["run_id"]) == "failed"
     assert scalar(engine, "SELECT error FROM tagging_runs WHERE run_id = :run_id", run_id=summary["run_id"])
+
+
+def photo_folder(tmp_path, count: int) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(count):
+        (folder / f"{index:03d}.jpg").write_bytes(hostile.jpeg(colour=(index * 5 % 250, 50, 50)))
+    return folder
+
+
+def test_a_run_that_loses_its_database_reports_exactly_what_it_committed(tmp_path, model_dir, db_url, fast_retries):
+    """The database goes away for good after three batches (the run's end cannot be recorded either):
+    the printed summary is what was committed, not what was handed to the writer."""
+    folder = photo_folder(tmp_path, 60)
+    engine = db.ensure_schema(db.engine(db_url))
+    admin = sa.create_engine(db_url, isolation_level="AUTOCOMMIT") if db_url.startswith("postgresql") else None
+    batches = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def gone_after_three_batches(connection, cursor, statement, parameters, context, executemany):
+        if len(batches) < 3:
+            if statement.lstrip().startswith("UPDATE tagging_runs SET seen = seen +"):
+                batches.append(statement)  # the last statement of a batch's transaction
+            return
+        if admin is not None:
+            with admin.connect() as other:
+                other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": cursor.connection.get_backend_pid()})
+        else:
+            import sqlite3
+
+            raise sa.exc.OperationalError(statement, parameters, sqlite3.OperationalError("injected: disk I/O error"))
+
+    with pytest.raises(tag.RunFailed, match="the database did not answer") as raised:
+        tag.run(str(folder), predictor.load(model_dir), HashtagEngine(), engine, tag.TagConfig(batch_size=10))
+    sa.event.remove(engine, "before_cursor_execute", gone_after_three_batches)
+    summary = raised.value.summary
+    assert summary["status"] == "failed"
+    assert summary["tagged"] == summary["seen"] == scalar(engine, "SELECT COUNT(*) FROM image_results") == 30
+    assert scalar(engine, "SELECT status FROM tagging_runs") == "running", "its end could not be recorded"
+
+
+def test_retries_back_off_with_jitter_for_about_the_window(monkeypatch):
+    sleeps = []
+    monkeypatch.setattr(results.time, "sleep", sleeps.append)
+    clock = iter(range(0, 10_000))  # each look at the clock: one second later
+    monkeypatch.setattr(results.time, "monotonic", lambda: float(next(clock)))
+    import sqlite3
+
+    def dropped():
+        raise sa.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError("server closed the connection"))
+
+    with pytest.raises(results.DatabaseUnavailable, match=r"the database did not answer while testing: \d+ tries"):
+        results.retrying(dropped, "testing", window_s=60)
+    assert 5 <= len(sleeps) <= 60
+    assert all(0 < pause <= results.RETRY_MAX_PAUSE for pause in sleeps)
+    assert sleeps[0] <= results.RETRY_PAUSE and max(sleeps) > 2, "pauses grow"
+    assert len(set(sleeps)) == len(sleeps), "jittered"

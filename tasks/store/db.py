@@ -100,8 +100,9 @@ def _watch(eng: sa.Engine) -> None:
 
     @sa.event.listens_for(eng, "handle_error")
     def _disarm_on_error(context):
-        if context.cursor is not None:
-            watchdog.disarm(context.cursor.connection)
+        cursor = getattr(context.execution_context, "cursor", None)
+        if cursor is not None:
+            watchdog.disarm(cursor.connection)
 
 
 class _Watchdog:

@@ -205,7 +205,11 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
             if config.limit is not None and submitted["tagged"] + submitted["failed"] >= config.limit:
                 break
         _committed(writing, counts)
+        writing = None
     finally:
+        if writing is not None:  # stopping on an error: the batch in flight may still commit; count it if so
+            with contextlib.suppress(Exception):
+                _committed(writing, counts)
         for _, futures in ahead:
             for future in futures:
                 future.cancel()
