@@ -220,3 +220,171 @@ def test_retries_back_off_with_jitter_for_about_the_window(monkeypatch):
     assert all(0 < pause <= results.RETRY_MAX_PAUSE for pause in sleeps)
     assert sleeps[0] <= results.RETRY_PAUSE and max(sleeps) > 2, "pauses grow"
     assert len(set(sleeps)) == len(sleeps), "jittered"
+
+
+# ------------------------------------------------------------------ drills on a throwaway PostgreSQL
+# Its own cluster (initdb, pg_ctl on a free port), stopped, frozen and restarted at will; the shared
+# server on 5432 is never touched.
+
+class ThrowawayPostgres:
+    def __init__(self):
+        import socket
+        import tempfile
+
+        self.folder = Path(tempfile.mkdtemp(prefix="hashtagger-drill-"))
+        os.chown(self.folder, *_postgres_ids())
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.data = self.folder / "data"
+        self._as_postgres("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, *command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "log"), "-w", "-t", "60", "-o",
+                          f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self, mode: str = "immediate") -> None:
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def processes(self) -> list[int]:
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def signal(self, number: int) -> None:
+        for pid in self.processes():
+            try:
+                os.kill(pid, number)
+            except ProcessLookupError:
+                pass
+
+
+def _postgres_ids() -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam("postgres")
+    return entry.pw_uid, entry.pw_gid
+
+
+@pytest.fixture
+def throwaway_pg():
+    import shutil
+
+    server = ThrowawayPostgres()
+    yield server
+    server.signal(signal.SIGCONT)
+    try:
+        server.stop()
+    finally:
+        db.engine.cache_clear()
+        shutil.rmtree(server.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def short_timeouts(monkeypatch):
+    """The production timeouts, scaled down so that a drill takes seconds, not minutes."""
+    monkeypatch.setitem(db.PG_CONNECT_ARGS, "connect_timeout", 2)
+    monkeypatch.setattr(db, "STATEMENT_TIMEOUT_S", 3)
+    monkeypatch.setattr(db, "WATCHDOG_GRACE_S", 2)
+    monkeypatch.setattr(db, "PING_TIMEOUT_S", 3)
+    monkeypatch.setattr(results, "RETRY_WINDOW_S", 20.0)
+    monkeypatch.setattr(results, "RETRY_MAX_PAUSE", 2.0)
+
+
+def run_in_thread(folder: Path, engine, model_dir: Path) -> tuple:
+    import threading
+
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["summary"] = tag.run(str(folder), predictor.load(model_dir), HashtagEngine(), engine,
+                                         tag.TagConfig(batch_size=10, workers=1))
+        except tag.RunFailed as failed:
+            outcome["failed"] = failed
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while scalar(engine, "SELECT COUNT(*) FROM image_results") < 20:  # two batches are in
+        assert time.monotonic() < deadline and thread.is_alive(), outcome
+        time.sleep(0.02)
+    return thread, outcome
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_database_frozen_for_good_ends_the_run_with_a_clear_message(tmp_path, model_dir, throwaway_pg,
+                                                                      short_timeouts):
+    folder = photo_folder(tmp_path, 300)
+    engine = db.ensure_schema(db.engine(throwaway_pg.url))
+    thread, outcome = run_in_thread(folder, engine, model_dir)
+    throwaway_pg.signal(signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    thread.join(120)
+    waited = time.monotonic() - frozen_at
+    throwaway_pg.signal(signal.SIGCONT)
+    assert not thread.is_alive(), "the run hung on a frozen database"
+    assert waited < 60, f"gave up after {waited:.0f} s: the watchdog, then the retry window"
+    failed = outcome["failed"]
+    assert "the database did not answer" in str(failed)
+    committed = scalar(engine, "SELECT COUNT(*) FROM image_results")
+    assert failed.summary["tagged"] == committed, "the summary says what was written"
+    again = tag.run(str(folder), predictor.load(model_dir), HashtagEngine(), engine, tag.TagConfig(batch_size=50))
+    assert again["tagged"] == 300 - committed and again["status"] == "succeeded"
+    assert_whole(engine, 300)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("outage", ["frozen for 6 s", "restarted with crash recovery"])
+def test_a_database_back_within_the_retry_window_costs_the_run_nothing(tmp_path, model_dir, throwaway_pg,
+                                                                         short_timeouts, outage):
+    folder = photo_folder(tmp_path, 300)
+    engine = db.ensure_schema(db.engine(throwaway_pg.url))
+    thread, outcome = run_in_thread(folder, engine, model_dir)
+    if outage.startswith("frozen"):
+        throwaway_pg.signal(signal.SIGSTOP)
+        time.sleep(6)
+        throwaway_pg.signal(signal.SIGCONT)
+    else:
+        throwaway_pg.stop("immediate")  # as a crash: the next start replays the WAL
+        time.sleep(1)
+        throwaway_pg.start()
+    thread.join(120)
+    assert not thread.is_alive()
+    assert "summary" in outcome, outcome.get("failed")
+    summary = outcome["summary"]
+    assert (summary["status"], summary["tagged"]) == ("succeeded", 300)
+    assert_whole(engine, 300)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_tag_processes_on_one_folder_the_second_says_another_run_is_active(photos, model_dir, db_url, bin_dir):
+    engine = db.ensure_schema(db.engine(db_url))
+    env = {**os.environ, "HASHTAGGER_DB_URL": db_url}
+    # batches of one: the first run lasts long enough for the second to start beside it
+    command = [str(bin_dir / "hashtagger"), "tag", str(photos), "--model", str(model_dir), "--batch-size", "1",
+               "--workers", "1", "--quiet"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not scalar(engine, "SELECT COUNT(*) FROM image_results"):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the drill needs the first run still going"
+        assert second.returncode == 1 and "another run is active on this source" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert f"{IMAGES:,} tagged" in out
+    assert scalar(engine, "SELECT COUNT(*) FROM tagging_runs") == 1, "the refused run recorded nothing"
+    assert_whole(engine, IMAGES)
