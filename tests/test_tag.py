@@ -433,3 +433,19 @@ def test_runs_whose_process_is_gone_are_marked_interrupted_by_the_next_run(tmp_p
     host, pid, beat = rows(engine, "SELECT host, pid, heartbeat_at FROM tagging_runs WHERE run_id = :r",
                            r=summary["run_id"])[0]
     assert (host, pid) == (socket.gethostname(), os.getpid()) and beat is not None
+
+
+def test_hashtag_answers_for_a_file_whose_name_is_not_utf8_and_prints_it_escaped(tmp_path, tiny_models, bin_dir):
+    import subprocess
+
+    folder = os.fsencode(tmp_path)
+    write_raw(folder + b"/chat-caf\xe9.jpg", hostile.jpeg())
+    write_raw(folder + b"/\x1b[2Jbroken.jpg", b"not a picture")
+    env = {**os.environ, "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8", "HASHTAGGER_HOME": str(tmp_path)}
+    answered = subprocess.run([bin_dir / "hashtag", "--model", tiny_models[0].metadata["path"],
+                               folder + b"/chat-caf\xe9.jpg", folder + b"/\x1b[2Jbroken.jpg"],
+                              env=env, capture_output=True, timeout=120)
+    stdout, stderr = answered.stdout.decode(), answered.stderr.decode()
+    assert answered.returncode == 1 and "Traceback" not in stderr, stderr
+    assert f"{tmp_path}/chat-caf\\xe9.jpg: cat" in stdout
+    assert "\x1b" not in stdout + stderr and f"{tmp_path}/\\x1b[2Jbroken.jpg: not an image" in stderr
