@@ -35,8 +35,7 @@ def register(commands) -> None:
 def run(args) -> int:
     import dataclasses
 
-    from tasks.store import db
-    from tasks.store import results
+    from tasks.store import db, results
     from tasks.tag import predictor
     from tasks.tag import sources
     from tasks.tag import tag

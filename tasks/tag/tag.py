@@ -184,13 +184,7 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
                 break
             known, futures = ahead.popleft()
             items = _within_limit([future.result() for future in futures], config, submitted)
-            tagged = _classify([item for item in items if item.state == "tile"], predictor, hashtags, config,
-                               known.known if known else set())
-            failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
-                      for item in items if item.state == "failed"]
-            skipped = sum(item.state == "done" for item in items)
-            batch = dict(seen=len(items), skipped=skipped, failed=len(failed),
-                         tagged=len(tagged) + sum(item.state == "new" for item in items))
+            tagged, failed, skipped, batch = _results(items, predictor, hashtags, config, known)
             _committed(writing, counts)  # one write in flight at most; its error stops the run here
             writing = None
             if config.dry_run:
@@ -216,6 +210,18 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
         pool.shutdown(wait=True, cancel_futures=True)
         writer.shutdown(wait=True)
         bar.close()
+
+
+def _results(items: list[_Item], predictor, hashtags, config: TagConfig, known: results.Prior | None):
+    """One batch's rows to write, the number skipped, and its counts for the run."""
+    tagged = _classify([item for item in items if item.state == "tile"], predictor, hashtags, config,
+                       known.known if known else set())
+    failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
+              for item in items if item.state == "failed"]
+    skipped = sum(item.state == "done" for item in items)
+    batch = dict(seen=len(items), skipped=skipped, failed=len(failed),
+                 tagged=len(tagged) + sum(item.state == "new" for item in items))
+    return tagged, failed, skipped, batch
 
 
 def _committed(writing: tuple[concurrent.futures.Future, dict] | None, counts) -> None:
