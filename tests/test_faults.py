@@ -189,7 +189,8 @@ def test_a_run_that_loses_its_database_reports_exactly_what_it_committed(tmp_pat
             return
         if admin is not None:
             with admin.connect() as other:
-                other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": cursor.connection.get_backend_pid()})
+                other.execute(sa.text("SELECT pg_terminate_backend(:pid)"),
+                              {"pid": cursor.connection.get_backend_pid()})
         else:
             import sqlite3
 

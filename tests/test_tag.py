@@ -206,7 +206,8 @@ def test_symlinks_that_leave_the_root_are_not_followed(tmp_path, model, engine):
 def test_new_and_changed_files_are_tagged_and_only_they(tmp_path, model, engine):
     paths = colour_folder(tmp_path / "photos", 10)
     assert run(tmp_path / "photos", model, engine)["tagged"] == 10
-    hostile.textured(Image.new("RGB", (48, 40), (20, 200, 20))).save(paths[0])  # was red: a new picture at the same path
+    # was red: a new picture at the same path
+    hostile.textured(Image.new("RGB", (48, 40), (20, 200, 20))).save(paths[0])
     colour_folder(tmp_path / "photos" / "more", 3)
     summary = run(tmp_path / "photos", model, engine)
     assert (summary["tagged"], summary["skipped"]) == (4, 9)
@@ -435,17 +436,21 @@ def test_runs_whose_process_is_gone_are_marked_interrupted_by_the_next_run(tmp_p
     assert (host, pid) == (socket.gethostname(), os.getpid()) and beat is not None
 
 
-def test_hashtag_answers_for_a_file_whose_name_is_not_utf8_and_prints_it_escaped(tmp_path, tiny_models, bin_dir):
+def test_hashtag_answers_for_a_file_whose_name_is_not_utf8_prints_it_escaped_and_refuses_a_blank(
+        tmp_path, tiny_models, bin_dir):
     import subprocess
 
     folder = os.fsencode(tmp_path)
     write_raw(folder + b"/chat-caf\xe9.jpg", hostile.jpeg())
     write_raw(folder + b"/\x1b[2Jbroken.jpg", b"not a picture")
+    write_raw(folder + b"/blank.png", hostile.alpha_cases()["blank-white.png"][0])
     env = {**os.environ, "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8", "HASHTAGGER_HOME": str(tmp_path)}
     answered = subprocess.run([bin_dir / "hashtag", "--model", tiny_models[0].metadata["path"],
-                               folder + b"/chat-caf\xe9.jpg", folder + b"/\x1b[2Jbroken.jpg"],
+                               folder + b"/chat-caf\xe9.jpg", folder + b"/\x1b[2Jbroken.jpg",
+                               folder + b"/blank.png"],
                               env=env, capture_output=True, timeout=120)
     stdout, stderr = answered.stdout.decode(), answered.stderr.decode()
     assert answered.returncode == 1 and "Traceback" not in stderr, stderr
     assert f"{tmp_path}/chat-caf\\xe9.jpg: cat" in stdout
     assert "\x1b" not in stdout + stderr and f"{tmp_path}/\\x1b[2Jbroken.jpg: not an image" in stderr
+    assert f"{tmp_path}/blank.png: blank: the picture is a single flat colour" in stderr

@@ -100,8 +100,11 @@ def _tile(name: str):
     except sources.UnreadableImage as error:
         raise decode.ImageError(str(error)) from None
     try:
-        return decode.decode(data)
+        tile = decode.decode(data)
     except decode.ImageError:
         raise
     except Exception as error:  # noqa: BLE001  a decoder bug on one file: still answer the others
         raise decode.ImageError(f"unreadable image ({type(error).__name__}: {error})") from None
+    if decode.is_flat(tile):  # nothing to recognise: no confident label for a blank picture
+        raise decode.ImageError(decode.FLAT_REASON)
+    return tile

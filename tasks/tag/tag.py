@@ -53,12 +53,6 @@ class TagConfig:
     shard: tuple[int, int] | None = None
 
 
-# A tile of one flat colour is refused, not tagged (decision for issue 12, until results can abstain):
-# blank scans, black video frames, pictures their format lost decode to it, and a classifier would still
-# name a class for it with confidence. The bytes' hash is kept, so the same file is not tried again.
-FLAT_REASON = "blank: the picture is a single flat colour, nothing to recognise (not tagged)"
-
-
 class RunFailed(RuntimeError):
     """The run stopped early (source gone, database down); `summary` is what it wrote, all complete."""
 
@@ -263,7 +257,7 @@ def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str,
             log.warning("%s: %s", sources.shown(ref.text), note)
         if decode.is_flat(tile):
             # nothing to recognise: a blank picture tagged "cat 40%" would be a confident lie
-            return _Item(ref, "failed", identity, reason=FLAT_REASON)
+            return _Item(ref, "failed", identity, reason=decode.FLAT_REASON)
         return _Item(ref, "tile", identity, tile=tile)
     except decode.ImageError as bad:
         return _Item(ref, "failed", identity, reason=str(bad))
