@@ -389,3 +389,22 @@ def test_two_tag_processes_on_one_folder_the_second_says_another_run_is_active(p
     assert f"{IMAGES:,} tagged" in out
     assert scalar(engine, "SELECT COUNT(*) FROM tagging_runs") == 1, "the refused run recorded nothing"
     assert_whole(engine, IMAGES)
+
+
+@pytest.mark.postgres
+def test_postgres_connections_carry_timeouts_and_a_statement_past_its_deadline_is_cut(pg_url, monkeypatch):
+    engine = db.engine(pg_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SHOW statement_timeout")).scalar() == f"{db.STATEMENT_TIMEOUT_S // 60}min"
+        info = connection.connection.dbapi_connection.get_dsn_parameters()
+    assert info["connect_timeout"] == str(db.CONNECT_TIMEOUT_S) and info["keepalives"] == "1"
+    # a server that stops answering: here a sleep longer than the client-side deadline
+    monkeypatch.setattr(db, "STATEMENT_TIMEOUT_S", 1)
+    monkeypatch.setattr(db, "WATCHDOG_GRACE_S", 1)
+    started = time.monotonic()
+    with pytest.raises(sa.exc.OperationalError) as raised, engine.connect() as connection:
+        connection.execute(sa.text("SELECT pg_sleep(30)"))
+    assert raised.value.connection_invalidated, "a disconnect: the retry helper takes a fresh connection"
+    assert time.monotonic() - started < 10
+    with engine.connect() as connection:  # the pool recovers by itself
+        assert connection.execute(sa.text("SELECT 1")).scalar() == 1

@@ -454,3 +454,19 @@ def test_hashtag_answers_for_a_file_whose_name_is_not_utf8_prints_it_escaped_and
     assert f"{tmp_path}/chat-caf\\xe9.jpg: cat" in stdout
     assert "\x1b" not in stdout + stderr and f"{tmp_path}/\\x1b[2Jbroken.jpg: not an image" in stderr
     assert f"{tmp_path}/blank.png: blank: the picture is a single flat colour" in stderr
+
+
+def test_broken_metadata_is_a_warning_naming_the_file_not_a_failure(tmp_path, model, engine, caplog):
+    folder = tmp_path / "metadata"
+    folder.mkdir()
+    cases = hostile.metadata_cases()
+    for name in ("exif-unit-rational.jpg", "exif-xresolution-byte.jpg", "png-huge-ztxt.png"):
+        (folder / name).write_bytes(cases[name][0])
+    with caplog.at_level("WARNING", logger="tasks.tag.tag"):
+        first = run(folder, model, engine)
+    assert (first["tagged"], first["failed"]) == (3, 0)
+    warned = [record.getMessage() for record in caplog.records if record.name == "tasks.tag.tag"]
+    assert any(str(folder / "exif-unit-rational.jpg") in text and "orientation 6 applied" in text for text in warned)
+    assert any(str(folder / "png-huge-ztxt.png") in text and "metadata skipped" in text for text in warned)
+    assert not any(record.exc_info for record in caplog.records), "no traceback"
+    assert_rerun_adds_nothing(folder, model, engine, first)

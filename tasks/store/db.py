@@ -65,7 +65,7 @@ def engine(url: str | None = None) -> sa.Engine:
     url = url or Settings.from_env().database_url
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    if not url.startswith("postgresql"):
+    if sa.engine.make_url(url).get_driver_name() not in ("psycopg2", "psycopg"):  # the libpq drivers
         return sa.create_engine(url, pool_pre_ping=True, future=True)
     eng = sa.create_engine(url, connect_args=dict(PG_CONNECT_ARGS), future=True)
     _watch(eng)
