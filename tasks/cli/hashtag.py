@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             tiles.append((name, _tile(name)))
         except decode.ImageError as error:
-            print(f"hashtag: {name}: {error}", file=sys.stderr)
+            print(f"hashtag: {_shown(name)}: {error}", file=sys.stderr)
             answers.append({"image": name, "error": str(error)})
             failures += 1
     if tiles:
@@ -62,16 +62,32 @@ def main(argv: list[str] | None = None) -> int:
     order = {name: index for index, name in enumerate(args.images)}
     answers.sort(key=lambda answer: order[answer["image"]])
     if args.json:
-        json.dump({"model": model.model_version, "results": answers}, sys.stdout, indent=1)
+        # a file name that is not UTF-8 goes out escaped, as the results database stores it
+        shown = [{**answer, "image": _escaped(answer["image"])} for answer in answers]
+        json.dump({"model": model.model_version, "results": shown}, sys.stdout, indent=1)
         print()
     else:
         for answer in answers:
             if "error" in answer:
                 continue
             labels = ", ".join(f"{item['label']} {item['probability']:.0%}" for item in answer["labels"])
-            print(f"{answer['image']}: {labels}")
+            print(f"{_shown(answer['image'])}: {labels}")
             print("  " + " ".join(item["hashtag"] for item in answer["hashtags"]))
     return 1 if failures else 0
+
+
+def _shown(name: str) -> str:
+    """A file name safe to print: escape sequences and non-UTF-8 bytes escaped (printing them raw crashes
+    on a UTF-8 terminal, or acts on it)."""
+    from tasks.tag import sources
+
+    return sources.shown(name)
+
+
+def _escaped(name: str) -> str:
+    from tasks.tag import sources
+
+    return sources.escaped(name)
 
 
 def _tile(name: str):
@@ -84,8 +100,11 @@ def _tile(name: str):
     except sources.UnreadableImage as error:
         raise decode.ImageError(str(error)) from None
     try:
-        return decode.decode(data)
+        tile = decode.decode(data)
     except decode.ImageError:
         raise
     except Exception as error:  # noqa: BLE001  a decoder bug on one file: still answer the others
         raise decode.ImageError(f"unreadable image ({type(error).__name__}: {error})") from None
+    if decode.is_flat(tile):  # nothing to recognise: no confident label for a blank picture
+        raise decode.ImageError(decode.FLAT_REASON)
+    return tile

@@ -36,7 +36,7 @@ def register(commands) -> None:
 def run(args) -> int:
     import dataclasses
 
-    from tasks.store import db
+    from tasks.store import db, results
     from tasks.tag import predictor
     from tasks.tag import sources
     from tasks.tag import tag
@@ -79,9 +79,12 @@ def run(args) -> int:
         return 2
     try:
         summary = tag.run(args.source, model, hashtags, engine, config, args.run_id, source=source)
+    except results.AnotherRunActive as active:
+        print(f"hashtagger tag: {sources.shown(str(active))}", file=sys.stderr)
+        return 1
     except tag.RunFailed as failed:
         print_summary(failed.summary, model)
-        print(f"hashtagger tag: {failed}\n  every batch written before is complete; run the same command "
+        print(f"hashtagger tag: {sources.shown(str(failed))}\n  every batch written before is complete; run the same command "
               f"again to finish", file=sys.stderr)
         return 1
     print_summary(summary, model)
@@ -95,7 +98,7 @@ def print_summary(summary: dict, model) -> None:
     seconds = summary["seconds"]
     rate = (summary["tagged"] + summary["failed"]) / seconds if seconds else 0.0
     dry = summary["status"] == "dry-run"
-    print(f"run {summary['run_id']}: {summary['status']}  source {summary['source']}")
+    print(f"run {summary['run_id']}: {summary['status']}  source {_shown(summary['source'])}")
     print(f"  model   {model.model_version} ({model.runtime})")
     print(f"  images  {summary['seen']:,} seen  {summary['tagged']:,} {'to tag' if dry else 'tagged'}  "
           f"{summary['skipped']:,} already done  {summary['failed']:,} failed")
@@ -108,24 +111,33 @@ def print_results(engine, run_id: str, summary: dict) -> None:
 
     with engine.connect() as connection:
         images = connection.execute(sa.text(
-            "SELECT image_uri, content_hash, model_version, label, confidence FROM image_results "
+            "SELECT image_uri, content_hash, model_version, label, confidence, COALESCE(uri_text, image_uri) "
+            "FROM image_results "
             "WHERE run_id = :run_id ORDER BY image_uri LIMIT :n"), {"run_id": run_id, "n": SHOW_IMAGES}).all()
         failures = connection.execute(sa.text(
             "SELECT image_uri, reason FROM failed_images WHERE run_id = :run_id ORDER BY image_uri LIMIT :n"),
             {"run_id": run_id, "n": SHOW_FAILURES}).all()
-        for uri, content_hash, model_version, label, confidence in images:
+        for uri, content_hash, model_version, label, confidence, text in images:
             tags = connection.execute(sa.text(
                 "SELECT hashtag FROM image_hashtags WHERE image_uri = :uri AND content_hash = :hash "
                 "AND model_version = :model ORDER BY hashtag_rank LIMIT 5"),
                 {"uri": uri, "hash": content_hash, "model": model_version}).scalars().all()
-            print(f"  {label:>10} {confidence:4.0%}  {' '.join(tags):<50}  {_short(uri)}")
+            print(f"  {label:>10} {confidence:4.0%}  {' '.join(tags):<50}  {_short(text)}")
     if summary["tagged"] > len(images):
         print(f"  ... {summary['tagged'] - len(images):,} more in image_tags (run_id = '{run_id}')")
     for uri, reason in failures:
-        print(f"  FAILED  {_short(uri)}: {reason}")
+        print(f"  FAILED  {_short(uri)}: {_shown(reason)}")
     if summary["failed"] > len(failures):
         print(f"  ... {summary['failed'] - len(failures):,} more in failed_images (run_id = '{run_id}')")
 
 
 def _short(uri: str, width: int = 70) -> str:
+    """The end of a stored name, escaped: a name holding terminal escape sequences must not act on the screen."""
+    uri = _shown(uri)
     return uri if len(uri) <= width else "..." + uri[-(width - 3):]
+
+
+def _shown(text: str) -> str:
+    from tasks.tag import sources
+
+    return sources.shown(text)

@@ -6,22 +6,95 @@ A source lists `ImageRef`s and reads their bytes; everything after listing is on
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Iterator, Protocol
 
 log = logging.getLogger(__name__)
 
 MAX_IMAGE_BYTES = 200 * 2**20  # a bigger file is refused unread: no camera photo comes close
+# URIs longer than this (UTF-8 bytes) are keyed by their hash: PostgreSQL refuses btree index entries over
+# about 2,700 bytes, and the results' primary keys hold the URI. 1,024 is S3's longest key.
+MAX_KEY_BYTES = 1024
+HASHED_KEY_PREFIX = "uri-sha256:"
+
+
+def storable(name: str) -> bool:
+    """Whether PostgreSQL and SQLite store this text as it is: valid Unicode (no lone surrogates, which
+    stand for the bytes of a non-UTF-8 file name) and no NUL character."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in name
+
+
+def escaped(name: str) -> str:
+    """Text for a name that cannot be stored as it is: its non-UTF-8 bytes as \\xNN, NUL as \\x00 and
+    backslashes doubled, so the escaping is reversible (`unescaped`). Storable names are returned as is."""
+    if storable(name):
+        return name
+    raw = name.encode("utf-8", "surrogateescape").replace(b"\\", b"\\\\").replace(b"\0", b"\\x00")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def unescaped(text: str) -> bytes:
+    """The name's bytes back from `escaped` text of a name that needed escaping."""
+    return re.sub(rb"\\(\\|x([0-9a-f]{2}))",
+                  lambda match: match.group(1) if match.group(2) is None else bytes([int(match.group(2), 16)]),
+                  text.encode("utf-8"))
+
+
+def image_key(name: str) -> str:
+    """The image's identity in the results tables: the URI itself when it is storable and short, else
+    'uri-sha256:<hex>' of its exact bytes, so two names stay two images even when their escaped texts
+    are alike, and a 4,000-byte path fits PostgreSQL's index."""
+    if storable(name) and len(name.encode("utf-8")) <= MAX_KEY_BYTES:
+        return name
+    return HASHED_KEY_PREFIX + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def shown(text: str) -> str:
+    """A name made safe for a terminal: control characters (escape sequences would clear the screen or move
+    the cursor) as Python escapes, a non-UTF-8 file name's bytes as \\xNN, printable text as it is."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape_character(char) for char in text)
+
+
+def _escape_character(char: str) -> str:
+    if 0xDC80 <= ord(char) <= 0xDCFF:  # a byte of an undecodable file name (os.fsdecode's surrogateescape)
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return char.encode("unicode_escape").decode("ascii")
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageRef:
-    uri: str  # what people see in the results: an absolute path or s3://bucket/key
+    """One listed image. `uri` is its identity in the results (image_key of the name); `name` the text people
+    read when that differs (escaped, or a long URI); `location` what read() opens when that differs."""
+
+    uri: str
     size: int | None = None  # bytes, when the listing says
     etag: str | None = None  # the store's content tag, when it gives one: the content's identity
-    location: str | None = None  # what read() opens when it differs from `uri` (an undecodable file name)
+    location: str | None = None  # the exact name (a non-UTF-8 file name, a key holding NUL)
+    name: str | None = None  # the escaped text, when `uri` is a hashed key
+    error: str | None = None  # listed but unreadable (a symbolic link loop): the failure's reason
+
+    @classmethod
+    def of(cls, name: str, size: int | None = None, etag: str | None = None) -> "ImageRef":
+        """The ref of an exact path or s3:// URI, with its key and, when they differ, its text."""
+        key = image_key(name)
+        if key == name:
+            return cls(name, size, etag)
+        return cls(key, size, etag, location=name, name=escaped(name))
+
+    @property
+    def text(self) -> str:
+        """The URI as stored for people to read (image_uri in the views)."""
+        return self.name or self.uri
 
     @property
     def listed_hash(self) -> str | None:
@@ -50,18 +123,21 @@ class LocalSource:
 
     File types are sniffed from content when decoding, so a JPEG named .txt is tagged and a text file
     named .jpg is reported. Symbolic links to files are followed only while they stay inside the root;
-    linked folders are never followed (no cycles, no escapes).
+    linked folders are never followed (no cycles, no escapes). A link that loops or points to nothing is
+    listed with its reason (`ImageRef.error`) and fails as one image; no entry stops the listing.
     """
 
     def __init__(self, root: str | Path):
-        self.root = Path(root).expanduser().resolve()
-        if not self.root.exists():
-            raise SourceError(f"{root}: no such file or folder")
-        self.uri = str(self.root)
+        try:
+            self.root = Path(root).expanduser().resolve(strict=True)
+        except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop, on Python < 3.13
+            raise SourceError(f"{shown(str(root))}: no such file or folder ({_why(error)})") from None
+        # a folder name that is not UTF-8 is stored escaped, like the file names under it
+        self.uri = escaped(str(self.root))
 
     def list(self) -> Iterator[ImageRef]:
         if self.root.is_file():
-            yield self._ref(str(self.root), _size(self.root))
+            yield ImageRef.of(str(self.root), _size(self.root))
             return
         folders = [str(self.root)]  # depth first: a folder's files in name order, then its subfolders
         while folders:
@@ -73,42 +149,43 @@ class LocalSource:
                     entries = sorted(listing, key=lambda entry: entry.name, reverse=True)
             except OSError as error:
                 if folder == str(self.root):
-                    raise SourceError(f"{self.root}: cannot list: {error.strerror or error}") from None
+                    raise SourceError(f"{self.uri}: cannot list: {_why(error)}") from None
                 # an unreadable subfolder: its files cannot be known, let alone tagged; say so and go on
-                log.warning("skipping %s: %s", folder, error.strerror or error)
+                log.warning("skipping %s: %s", shown(folder), _why(error))
                 continue
-            subfolders = []
+            subfolders: list[str] = []
             while entries:
                 entry = entries.pop()
                 if entry.name.startswith("."):
                     continue
                 try:
-                    if entry.is_dir(follow_symlinks=False):
-                        subfolders.append(entry.path)
-                    elif entry.is_symlink():
-                        if self._inside(Path(entry.path)) and entry.is_file():
-                            yield self._ref(entry.path, entry.stat().st_size)
-                    elif entry.is_file(follow_symlinks=False):
-                        yield self._ref(entry.path, entry.stat(follow_symlinks=False).st_size)
-                except OSError:  # gone since the folder was listed: nothing to tag
-                    continue
+                    ref = self._entry(entry, subfolders)
+                except Exception as error:  # noqa: BLE001  one odd entry never stops the listing
+                    ref = ImageRef.of(entry.path)
+                    ref = dataclasses.replace(ref, error=f"cannot list this entry: {_why(error)}")
+                if ref is not None:
+                    yield ref
             folders.extend(reversed(subfolders))
 
-    @staticmethod
-    def _ref(path: str, size: int | None) -> ImageRef:
+    def _entry(self, entry: os.DirEntry, subfolders: list[str]) -> ImageRef | None:
+        """The ref of one folder entry; None for folders (queued), links leaving the root and other skips."""
         try:
-            path.encode("utf-8")
-            return ImageRef(path, size)
-        except UnicodeEncodeError:
-            # a file name that is not UTF-8 cannot be stored as text: store it escaped, read the real one
-            return ImageRef(os.fsencode(path).decode("utf-8", "backslashreplace"), size, location=path)
-
-    def _inside(self, path: Path) -> bool:
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(entry.path)
+                return None
+            if not entry.is_symlink():
+                if entry.is_file(follow_symlinks=False):
+                    return ImageRef.of(entry.path, entry.stat(follow_symlinks=False).st_size)
+                return None  # a socket, a pipe, a device: not a picture
+        except FileNotFoundError:  # gone since the folder was listed: nothing to tag
+            return None
         try:
-            path.resolve().relative_to(self.root)
-            return True
-        except (ValueError, OSError):
-            return False
+            target = Path(entry.path).resolve(strict=True)
+        except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop, on Python < 3.13
+            return dataclasses.replace(ImageRef.of(entry.path), error=_broken_link(error))
+        if not target.is_file() or not target.is_relative_to(self.root):
+            return None  # linked folders are never followed, links out of the root never read
+        return ImageRef.of(entry.path, target.stat().st_size)
 
     def read(self, ref: ImageRef, max_bytes: int) -> bytes:
         return read_file(ref.location or ref.uri, max_bytes)
@@ -124,6 +201,20 @@ def read_file(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
     if len(data) > max_bytes:
         raise UnreadableImage(too_big(None, max_bytes))
     return data
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, RuntimeError) and "loop" in str(error).lower():
+        return "symbolic link loop"
+    return (getattr(error, "strerror", None) or str(error) or type(error).__name__)
+
+
+def _broken_link(error: BaseException) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "a symbolic link to nothing: its target does not exist"
+    if isinstance(error, RuntimeError) or getattr(error, "errno", None) == 40:  # ELOOP
+        return "a symbolic link loop: the link points back to itself"
+    return f"a symbolic link that cannot be followed: {_why(error)}"
 
 
 def _size(path: Path) -> int | None:

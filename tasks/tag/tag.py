@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -95,37 +96,55 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
     """Tag every new image of `source_uri`; returns the run's record plus timing.
 
     Raises RunFailed when the source or the database fails for good; the run is then recorded as
-    'failed' with the reason, and every batch it wrote is complete.
+    'failed' with the reason, and every batch it wrote is complete. Raises results.AnotherRunActive,
+    before writing anything, when a live run already tags the same source and shard.
     """
     source = source or sources.open_source(source_uri, config.workers)
     run_id = run_id or new_run_id()
     started = time.monotonic()
-    if not config.dry_run:
-        db.ensure_schema(engine)
-        results.retrying(lambda: results.start_run(engine, run_id, source.uri, predictor.model_version),
-                         "recording the run")
-    counts = collections.Counter(seen=0, tagged=0, skipped=0, failed=0)
+    counts = collections.Counter(seen=0, tagged=0, skipped=0, failed=0)  # as committed
     failure: BaseException | None = None
-    try:
-        _pipeline(source, predictor, hashtags, engine, config, run_id, counts)
-    except BaseException as caught:  # recorded on the run, then raised again below
-        failure = caught
-    error = None if failure is None else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
-    summary = dict(counts, run_id=run_id, source=source.uri, model_version=predictor.model_version,
-                   status="succeeded" if failure is None else "failed", error=error)
-    if config.dry_run:
-        summary["status"] = "dry-run"
-    else:
+    with contextlib.ExitStack() as stack:
+        if not config.dry_run:
+            _start(engine, run_id, source.uri, predictor.model_version, config, stack)
         try:
-            summary.update(results.finish_run(engine, run_id, summary["status"], error))
-        except sa.exc.DBAPIError as close_error:  # the database is gone; every batch it holds is complete
-            log.error("cannot record the end of run %s: %s", run_id, close_error)
+            _pipeline(source, predictor, hashtags, engine, config, run_id, counts)
+        except BaseException as caught:  # recorded on the run, then raised again below
+            failure = caught
+        summary = _finish(engine, run_id, source.uri, predictor.model_version, config, counts, failure)
     summary["seconds"] = round(time.monotonic() - started, 3)
     if failure is None:
         return summary
-    if isinstance(failure, (sources.SourceError, sa.exc.DBAPIError)):
-        raise RunFailed(f"run {run_id} failed: {error}", summary) from failure
+    if isinstance(failure, (sources.SourceError, sa.exc.DBAPIError, results.DatabaseUnavailable)):
+        raise RunFailed(f"run {run_id} failed: {summary['error']}", summary) from failure
     raise failure
+
+
+def _start(engine, run_id: str, source_uri: str, model_version: str, config: TagConfig,
+           stack: contextlib.ExitStack) -> None:
+    """Migrate, take the source's lock (held until the run ends) and record the run."""
+    db.ensure_schema(engine)
+    lock_key = source_uri if config.shard is None else f"{source_uri} shard {config.shard[0]}/{config.shard[1]}"
+    stack.enter_context(results.source_lock(engine, lock_key))
+    results.retrying(lambda: results.start_run(engine, run_id, source_uri, model_version,
+                                               lock_key if config.shard is None else None),
+                     "recording the run")
+
+
+def _finish(engine, run_id, source_uri, model_version, config, counts, failure) -> dict:
+    """The run's summary, recorded as its end unless this is a dry run; counts are what was committed."""
+    error = None if failure is None else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+    summary = dict(counts, run_id=run_id, source=source_uri, model_version=model_version,
+                   status="succeeded" if failure is None else "failed", error=error)
+    if config.dry_run:
+        summary["status"] = "dry-run"
+        return summary
+    try:
+        summary.update(results.finish_run(engine, run_id, summary["status"], error))
+    except (sa.exc.DBAPIError, results.DatabaseUnavailable) as close_error:
+        # the database is gone; every batch it holds is complete, and the next run marks this one
+        log.error("cannot record the end of run %s: %s", run_id, close_error)
+    return summary
 
 
 def _batches(refs: Iterable[sources.ImageRef], size: int) -> Iterator[list[sources.ImageRef]]:
@@ -135,13 +154,18 @@ def _batches(refs: Iterable[sources.ImageRef], size: int) -> Iterator[list[sourc
 
 
 def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> None:
-    """Decode batch n+1 while the model runs on batch n and batch n-1 is written."""
+    """Decode batch n+1 while the model runs on batch n and batch n-1 is written.
+
+    `counts` moves when a batch commits (a run that stops says exactly what it wrote); `submitted`,
+    which --limit and the progress bar follow, when it is handed to the writer.
+    """
     has_schema = not config.dry_run or sa.inspect(engine).has_table("image_results")
     pool = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="decode")
     writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write")
     bar = _progress_bar(config.progress)
     ahead: collections.deque = collections.deque()  # (prior rows, futures) submitted, not yet classified
-    writing: concurrent.futures.Future | None = None
+    writing: tuple[concurrent.futures.Future, dict] | None = None  # the batch in flight and its counts
+    submitted = collections.Counter(tagged=0, failed=0)
     try:
         listing = _listing(source, config, engine, predictor.model_version, has_schema)
         batches = _batches(listing, config.batch_size)
@@ -156,28 +180,27 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
             if not ahead:
                 break
             known, futures = ahead.popleft()
-            items = _within_limit([future.result() for future in futures], config, counts)
-            tagged = _classify([item for item in items if item.state == "tile"], predictor, hashtags, config,
-                               known.known if known else set())
-            failed = [results.Failed(item.ref.uri, item.content_hash, item.reason)
-                      for item in items if item.state == "failed"]
-            skipped = sum(item.state == "done" for item in items)
-            if writing is not None:
-                writing.result()  # one write in flight at most; its error stops the run here
-                writing = None
-            if not config.dry_run:
-                writing = writer.submit(results.write_batch, engine, run_id, predictor.model_version,
-                                        tagged, failed, skipped)
-            counts.update(seen=len(items), skipped=skipped, failed=len(failed),
-                          tagged=len(tagged) + sum(item.state == "new" for item in items))
+            items = _within_limit([future.result() for future in futures], config, submitted)
+            tagged, failed, skipped, batch = _results(items, predictor, hashtags, config, known)
+            _committed(writing, counts)  # one write in flight at most; its error stops the run here
+            writing = None
+            if config.dry_run:
+                counts.update(batch)
+            else:
+                writing = (writer.submit(results.write_batch, engine, run_id, predictor.model_version,
+                                         tagged, failed, skipped), batch)
+            submitted.update(batch)
             bar.update(len(items))
-            bar.set_postfix(tagged=counts["tagged"], failed=counts["failed"], skipped=counts["skipped"],
+            bar.set_postfix(tagged=submitted["tagged"], failed=submitted["failed"], skipped=submitted["skipped"],
                             refresh=False)
-            if config.limit is not None and counts["tagged"] + counts["failed"] >= config.limit:
+            if config.limit is not None and submitted["tagged"] + submitted["failed"] >= config.limit:
                 break
-        if writing is not None:
-            writing.result()
+        _committed(writing, counts)
+        writing = None
     finally:
+        if writing is not None:  # stopping on an error: the batch in flight may still commit; count it if so
+            with contextlib.suppress(Exception):
+                _committed(writing, counts)
         for _, futures in ahead:
             for future in futures:
                 future.cancel()
@@ -186,10 +209,32 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
         bar.close()
 
 
+def _results(items: list[_Item], predictor, hashtags, config: TagConfig, known: results.Prior | None):
+    """One batch's rows to write, the number skipped, and its counts for the run."""
+    tagged = _classify([item for item in items if item.state == "tile"], predictor, hashtags, config,
+                       known.known if known else set())
+    failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
+              for item in items if item.state == "failed"]
+    skipped = sum(item.state == "done" for item in items)
+    batch = dict(seen=len(items), skipped=skipped, failed=len(failed),
+                 tagged=len(tagged) + sum(item.state == "new" for item in items))
+    return tagged, failed, skipped, batch
+
+
+def _committed(writing: tuple[concurrent.futures.Future, dict] | None, counts) -> None:
+    """Wait for the batch in flight; its counts join the run's once its transaction committed."""
+    if writing is not None:
+        future, batch = writing
+        future.result()
+        counts.update(batch)
+
+
 def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str, str]],
              config: TagConfig) -> _Item:
     """In a worker thread: skip when done, else read, hash and decode one image; never raises for a bad
     image (only SourceError, which stops the run)."""
+    if ref.error:  # listed but unreadable: a symbolic link loop, a link to nothing
+        return _Item(ref, "failed", "", reason=ref.error)
     listed = ref.listed_hash
     if listed and (ref.uri, listed) in done:
         return _Item(ref, "done", listed)  # known from the listing: not even downloaded
@@ -200,18 +245,27 @@ def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str,
     try:
         data = source.read(ref, config.max_bytes)
     except sources.UnreadableImage as unreadable:
-        return _Item(ref, "failed", listed or "", reason=str(unreadable))
+        # no content hash: a read that failed (403, deleted, changed) is tried again by the next run;
+        # only a decode failure of the same bytes is final
+        return _Item(ref, "failed", "", reason=str(unreadable))
     identity = listed or content_hash(data)
     if (ref.uri, identity) in done:
         return _Item(ref, "done", identity)
     if config.dry_run:
         return _Item(ref, "new", identity)
+    notes: list[str] = []
     try:
-        return _Item(ref, "tile", identity, tile=decode.decode(data))
+        tile = decode.decode(data, notes)
+        for note in notes:  # broken metadata: the pixels were used; say what was skipped
+            log.warning("%s: %s", sources.shown(ref.text), note)
+        if decode.is_flat(tile):
+            # nothing to recognise: a blank picture tagged "cat 40%" would be a confident lie
+            return _Item(ref, "failed", identity, reason=decode.FLAT_REASON)
+        return _Item(ref, "tile", identity, tile=tile)
     except decode.ImageError as bad:
         return _Item(ref, "failed", identity, reason=str(bad))
     except Exception as unexpected:  # noqa: BLE001  a decoder bug on one hostile file must not stop the night
-        log.exception("unexpected error decoding %s", ref.uri)
+        log.exception("unexpected error decoding %s", sources.shown(ref.text))
         return _Item(ref, "failed", identity, reason=f"unreadable image ({type(unexpected).__name__}: "
                                                      f"{unexpected})")
 
@@ -241,7 +295,7 @@ def _classify(items: list[_Item], predictor: Predictor, hashtags: HashtagEngine,
     for item, probs, top in zip(items, probabilities, tops):
         tagged.append(results.Tagged(item.ref.uri, item.content_hash, top,
                                      hashtags.hashtags(top, predictor.coarse_labels(probs)),
-                                     replaces=item.ref.uri in known_uris))
+                                     replaces=item.ref.uri in known_uris, uri_text=item.ref.name))
     return tagged
 
 
