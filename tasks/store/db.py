@@ -37,10 +37,22 @@ def query_text(name: str) -> str:
 @functools.lru_cache(maxsize=8)
 def engine(url: str | None = None) -> sa.Engine:
     """One pooled engine per URL; the default URL comes from the environment."""
-    url = url or Settings.from_env().database_url
+    url = with_driver(url or Settings.from_env().database_url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     return sa.create_engine(url, pool_pre_ping=True, future=True)
+
+
+def with_driver(url: str) -> str:
+    """`postgresql://` (psql's form) -> `postgresql+psycopg2://`, the driver hashtagger installs.
+
+    SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not a dependency; a URL naming its
+    driver is left as it is.
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
 
 
 def _sqlite_engine(url: str) -> sa.Engine:
