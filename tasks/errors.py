@@ -20,11 +20,10 @@ EXIT_CODES_HELP = ("exit status: 0 ok, 1 some images failed (or the run stopped:
 class UserError(Exception):
     """Something the user can fix. str(error) says what is wrong; `hint` what to do next."""
 
-    exit_code = EXIT_USAGE
-
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = EXIT_USAGE):
         super().__init__(message)
         self.hint = hint
+        self.exit_code = exit_code
 
     def __str__(self) -> str:
         message = super().__str__().strip()

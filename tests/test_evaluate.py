@@ -133,7 +133,7 @@ def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, ha
     assert (hashtagger_home / "elsewhere" / "report.md").exists()
     assert artifact.read_metadata(folder) == updated
 
-    assert cli.main(["evaluate", str(hashtagger_home / "nothing-here")]) == 1
+    assert cli.main(["evaluate", str(hashtagger_home / "nothing-here")]) == 2  # a usage error
     assert "not a hashtagger model" in capsys.readouterr().err
 
 

@@ -120,7 +120,7 @@ def guarded(prog: str, run, argv: list[str] | None) -> int:
             print(f"{prog}: unexpected error: {type(error).__name__}: {_first_line(error)}"
                   + ("" if verbose else "; rerun with --verbose for the traceback"), file=sys.stderr)
             return EXIT_INTERNAL
-        message = str(user_error)
+        message = " ".join(line.strip() for line in str(user_error).splitlines() if line.strip())
         print(message if message.startswith(prog) else f"{prog}: {message}", file=sys.stderr)
         return user_error.exit_code
 

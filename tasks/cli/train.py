@@ -91,8 +91,8 @@ def run(args) -> int:
     from tasks.cli import progress
 
     settings = Settings.from_env()
-    check_dataset(args.dataset, settings)
     recipe_overrides, model_overrides = pairs(args.recipe_set), pairs(args.model_set)
+    check_dataset(args.dataset, settings)
     quiet.import_keras("training")
     from tasks.train import train
 

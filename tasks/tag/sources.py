@@ -14,6 +14,10 @@ from typing import Iterator, Protocol
 log = logging.getLogger(__name__)
 
 MAX_IMAGE_BYTES = 200 * 2**20  # a bigger file is refused unread: no camera photo comes close
+# Text and sidecar files people keep beside photos (notes, metadata, edits): a folder source does not
+# list them, so they are neither tagged nor reported as failed images; LocalSource counts them.
+NOT_IMAGE_SUFFIXES = frozenset({".txt", ".md", ".csv", ".json", ".xml", ".xmp", ".aae", ".log", ".yaml",
+                                ".yml", ".ini", ".db", ".sqlite", ".py", ".sh"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +52,9 @@ class Source(Protocol):
 class LocalSource:
     """Every regular file under a folder, recursively, in sorted order; hidden files and folders are skipped.
 
-    File types are sniffed from content when decoding, so a JPEG named .txt is tagged and a text file
-    named .jpg is reported. Symbolic links to files are followed only while they stay inside the root;
+    File types are sniffed from content when decoding, so a text file named .jpg is reported; files with
+    a text or sidecar suffix (NOT_IMAGE_SUFFIXES: notes.txt, .xmp) are skipped and counted in
+    `not_images`. Symbolic links to files are followed only while they stay inside the root;
     linked folders are never followed (no cycles, no escapes).
     """
 
@@ -58,8 +63,10 @@ class LocalSource:
         if not self.root.exists():
             raise SourceError(f"{root}: no such file or folder")
         self.uri = str(self.root)
+        self.not_images = 0  # files skipped for their suffix (NOT_IMAGE_SUFFIXES) by the last list()
 
     def list(self) -> Iterator[ImageRef]:
+        self.not_images = 0
         if self.root.is_file():
             yield self._ref(str(self.root), _size(self.root))
             return
@@ -85,6 +92,8 @@ class LocalSource:
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         subfolders.append(entry.path)
+                    elif os.path.splitext(entry.name)[1].lower() in NOT_IMAGE_SUFFIXES:
+                        self.not_images += 1
                     elif entry.is_symlink():
                         if self._inside(Path(entry.path)) and entry.is_file():
                             yield self._ref(entry.path, entry.stat().st_size)
