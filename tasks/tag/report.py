@@ -210,7 +210,9 @@ def render_page(name: str, runs: list[dict], images: list[Image], failures: list
                   "".join(f"<tr><td>{esc(uri)}</td><td>{esc(reason)}</td></tr>" for uri, reason in failures) +
                   "</table>")
     elif failures_total and page < pages:
-        failed = f'<p class=failed>{failures_total:,} failed images: on the <a href="{page_file(pages)}">last page</a>.</p>'
+        noun = "image" if failures_total == 1 else "images"
+        failed = (f'<p class=failed>{failures_total:,} failed {noun}: on the '
+                  f'<a href="{page_file(pages)}">last page</a>.</p>')
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>hashtagger run {esc(name)}</title>"
             f"<meta name=viewport content='width=device-width'><style>{STYLE}</style></head><body>"
             f"<h1>hashtagger run {esc(name)}</h1><div class=summary id=summary><table>{head}</table></div>"
