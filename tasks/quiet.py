@@ -29,6 +29,16 @@ def quiet_environment(environ=os.environ) -> None:
     environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def require_train_extra(what: str = "this command") -> None:
+    """MissingExtra, without importing anything, when Keras or its TensorFlow backend is not installed."""
+    import importlib.util
+
+    needed = ["keras"] + (["tensorflow"] if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" else [])
+    for module in needed:
+        if importlib.util.find_spec(module) is None:
+            raise errors.MissingExtra(what, "train", module)
+
+
 def import_keras(what: str = "this command"):
     """Keras (and its TensorFlow backend) imported without start-up banners; MissingExtra without it."""
     quiet_environment()

@@ -149,3 +149,23 @@ def test_a_model_from_elsewhere_is_evaluated_on_the_latest_local_version(tiny_ci
     metrics = evaluate.evaluate_artifact(metadata["path"], config=evaluate.EvaluateConfig(figures=False))
     assert metrics["dataset_version"] == tiny_cifar.version
     assert tiny_cifar.version in artifact.read_metadata(metadata["path"])["evaluations"]
+
+
+def test_a_model_outside_hashtagger_home_is_left_untouched(tiny_cifar, hashtagger_home, tmp_path):  # noqa: F811
+    """Evaluating the bundled model (or any folder outside $HASHTAGGER_HOME: a checkout, an installed
+    package) writes its reports under $HASHTAGGER_HOME/evaluations/<model_id>/, never beside the model."""
+    import shutil
+
+    from tasks.train import train
+
+    metadata = train.train(train.TrainConfig(
+        architecture="shallow", recipe="seed", epochs=1, train_limit=32, recipe_overrides=(("batch_size", 32),),
+        reports=False, register=False, verbose=0))
+    elsewhere = tmp_path / "checkout" / "models" / "bundled" / "cifar10"
+    shutil.copytree(metadata["path"], elsewhere)
+    before = {path: path.read_bytes() for path in elsewhere.rglob("*") if path.is_file()}
+
+    metrics = evaluate.evaluate_artifact(elsewhere, config=evaluate.EvaluateConfig(figures=False))
+    assert Path(metrics["reports_dir"]) == hashtagger_home / "evaluations" / metadata["model_id"]
+    assert (Path(metrics["reports_dir"]) / "report.md").exists()
+    assert {path: path.read_bytes() for path in elsewhere.rglob("*") if path.is_file()} == before

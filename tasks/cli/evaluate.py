@@ -36,6 +36,10 @@ def run(args) -> int:
 
     from tasks import quiet
 
+    quiet.require_train_extra("evaluation")
+    if not Path(args.model, "metadata.json").exists():  # before the 4 s TensorFlow import
+        raise errors.UserError(f"hashtagger evaluate: {args.model}: not a hashtagger model (no metadata.json)",
+                               "name a folder that `hashtagger train` wrote, e.g. ~/.hashtagger/models/<model_id>")
     quiet.import_keras("evaluation")
     from tasks.registry import artifact
     from tasks.evaluate import evaluate

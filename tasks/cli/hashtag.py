@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tasks.cli.main import configure_logging
+
     args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
     folders = [name for name in args.images if os.path.isdir(name)]
     if folders:
         raise errors.UserError(f"hashtag: {folders[0]} is a folder; hashtag takes image files",

@@ -6,11 +6,8 @@ so pipes, files and Airflow's task logs never fill with carriage returns.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
-
-log = logging.getLogger("hashtagger.progress")
 
 
 def enabled(quiet: bool = False) -> bool:
@@ -27,7 +24,7 @@ def bar(total: int | None, description: str, unit: str = "img", enabled_: bool =
 
 
 def keras_callback(live: bool):
-    """A Keras callback: a bar over each epoch's training steps (live), else one log line per epoch.
+    """A Keras callback: a bar over each epoch's training steps (live), and one line per epoch on stderr.
 
     Give it to tasks.train.train.train(..., callbacks=[...]) with TrainConfig(verbose=0), so Keras's own
     per-epoch printing does not interleave with it.
@@ -53,11 +50,9 @@ def keras_callback(live: bool):
         def on_epoch_end(self, epoch, logs=None):
             if self.bar is not None:
                 self.bar.close()
-            line = epoch_line(epoch + 1, self.epochs, time.monotonic() - self.started, logs or {})
-            if live:
-                print(line, file=sys.stderr)
-            else:
-                log.warning(line)  # warning: the CLI's default level shows it, Airflow's log keeps it
+            # one line per epoch, under the bar on a terminal, alone in a log
+            print(epoch_line(epoch + 1, self.epochs, time.monotonic() - self.started, logs or {}),
+                  file=sys.stderr, flush=True)
 
     return EpochProgress()
 

@@ -92,6 +92,7 @@ def run(args) -> int:
 
     settings = Settings.from_env()
     recipe_overrides, model_overrides = pairs(args.recipe_set), pairs(args.model_set)
+    quiet.require_train_extra("training")
     check_dataset(args.dataset, settings)
     quiet.import_keras("training")
     from tasks.train import train
