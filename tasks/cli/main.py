@@ -23,12 +23,13 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in hashtagger, not the user's input
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a reader that stopped early
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Appends "(default: X)" to every option's help that has a real default (not None or False)."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "%(default)" in text or unset or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
 

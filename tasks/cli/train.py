@@ -31,7 +31,7 @@ def register(commands) -> None:
     train.add_argument("--recipe-set", action="append", metavar="KEY=VALUE",
                        help="override a recipe field (repeatable), e.g. batch_size=64")
     train.add_argument("--model-set", action="append", metavar="KEY=VALUE",
-                       help="override an architecture field (repeatable), e.g. width=32")
+                       help="override an architecture field (repeatable), e.g. dense_units=256")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--json", action="store_true", help="the summary as one JSON document on stdout")
     train.set_defaults(func=run)
