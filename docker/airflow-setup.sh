@@ -9,7 +9,7 @@
 # 2. The pool `training` (HASHTAGGER_TRAIN_POOL) that train_models' training tasks wait for, with
 #    HASHTAGGER_TRAIN_SLOTS slots (default 1: one training at a time per GPU or CPU worker). Without it
 #    those tasks stay "scheduled" with an empty log.
-# 3. The results database's tables (hashtagger db migrate), when HASHTAGGER_DB_URL names one.
+# 3. The results database's tables (hashtagger db migrate), when HASHTAGGER_DB_URL names a PostgreSQL one.
 # 4. Connections, from the environment when given, stored in Airflow's database (AIRFLOW_CONN_*
 #    variables work as well, without this step):
 #      HASHTAGGER_DB_URL        -> postgres_default (results)
@@ -29,11 +29,10 @@ replace_connection() {  # NAME ARGS...: delete then add, so that a second run up
   echo "connection $1 set"
 }
 
-if [[ -n "${HASHTAGGER_DB_URL:-}" ]]; then
+if [[ "${HASHTAGGER_DB_URL:-}" == postgres* ]]; then
   hashtagger db migrate
-  # Airflow's postgres connection takes the postgres:// scheme; drop a +driver suffix if present
-  uri="$(python3 -c 'import re, sys; print(re.sub(r"^postgres(ql)?(\+\w+)?://", "postgres://", sys.argv[1]))' "$HASHTAGGER_DB_URL")"
-  replace_connection postgres_default --conn-uri "$uri"
+  # Airflow's postgres connection takes the postgres:// scheme: drop a +driver suffix if there is one
+  replace_connection postgres_default --conn-uri "postgres://${HASHTAGGER_DB_URL#*://}"
 fi
 if [[ -n "${AWS_ACCESS_KEY_ID:-}" ]]; then
   extra="{\"region_name\": \"${AWS_DEFAULT_REGION:-us-east-1}\"${S3_ENDPOINT_URL:+, \"endpoint_url\": \"$S3_ENDPOINT_URL\"}}"

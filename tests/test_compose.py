@@ -163,3 +163,15 @@ def test_secrets_and_the_build_context_are_kept_out():
     ignored = (root / ".dockerignore").read_text().split()
     for heavy in (".venv", ".git", "datasets", "docker/.env"):
         assert heavy in ignored, heavy
+
+
+def test_the_standalone_setup_creates_the_pool_train_models_waits_for():
+    """docker/airflow-setup.sh (run before `airflow standalone`) sets the pool the training tasks use."""
+    script = (DOCKER / "airflow-setup.sh").read_text()
+    dag = (DOCKER.parent / "dags" / "train_models.py").read_text()
+    default_pool = re.search(r'"HASHTAGGER_TRAIN_POOL", "(\w+)"', dag).group(1)
+    assert 'pool="${HASHTAGGER_TRAIN_POOL:-' + default_pool + '}"' in script
+    assert 'airflow pools set "$pool"' in script and "airflow db migrate" in script
+    readme = (DOCKER.parent / "README.md").read_text()
+    assert readme.index("docker/airflow-setup.sh") < readme.index("airflow standalone  ")
+    assert "airflow dags unpause" in readme
