@@ -19,6 +19,7 @@ def register(commands) -> None:
     refresh.add_argument("--max-posts", type=int, default=100, help="posts read per label (100: one request)")
     refresh.add_argument("--ttl-hours", type=float, default=6.0, help="skip labels fetched this recently")
     refresh.add_argument("--force", action="store_true", help="fetch every label, however fresh")
+    refresh.add_argument("--quiet", action="store_true", help="no progress bar")
     refresh.set_defaults(func=refresh_command)
     show = hashtags.add_parser("show", help="a label's cached hashtags, fetch log and ranked result")
     show.add_argument("label", help="a class name, e.g. cat or maple_tree")
@@ -35,6 +36,7 @@ def register(commands) -> None:
 
 
 def refresh_command(args) -> int:
+    from tasks.cli import progress
     from tasks.store import db
     from tasks.hashtags import refresh
     from tasks.hashtags.x_api import XConfig
@@ -45,10 +47,21 @@ def refresh_command(args) -> int:
     except ValueError as error:
         raise errors.UserError(f"hashtagger hashtags refresh: {error}") from None
     labels = args.labels.split(",") if args.labels else None
+    bar = None
+
+    def advance(done: int, total: int) -> None:  # called before each label, and once at the end
+        nonlocal bar
+        bar = bar or progress.bar(total, "labels", "label", progress.enabled(args.quiet))
+        bar.update(done - bar.n)
+
     try:
-        summary = refresh.refresh(db.engine(), labels, dataset=args.dataset, config=config, force=args.force)
+        summary = refresh.refresh(db.engine(), labels, dataset=args.dataset, config=config, force=args.force,
+                                  progress=advance)
     except ValueError as error:
         raise errors.UserError(f"hashtagger hashtags refresh: {error}") from None
+    finally:
+        if bar is not None:
+            bar.close()
     print(f"{summary['labels']} labels: {summary['fetched']} fetched, {summary['empty']} without hashtags, "
           f"{summary['fresh']} still fresh, {summary['failed']} failed, {summary['not_tried']} not tried")
     requests = ", ".join(f"{count} {endpoint}" for endpoint, count in summary["requests"].items()) or "none"
