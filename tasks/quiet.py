@@ -10,6 +10,8 @@ still reach stderr. Setting TF_ENABLE_ONEDNN_OPTS=0 would silence them too, but 
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
 import re
 import sys
@@ -25,14 +27,34 @@ NOISE = re.compile(rb"All log messages before absl::InitializeLog|oneDNN custom 
 
 
 def quiet_environment(environ=os.environ) -> None:
-    """Environment defaults that keep TensorFlow's C++ logging to errors (set before it is imported)."""
+    """Environment defaults that keep TensorFlow's C++ logging to errors (set before it is imported),
+    and a hook that filters its import banners wherever it is first imported (a model load, an export)."""
     environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules and not any(isinstance(hook, _QuietImport) for hook in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` once, through the other finders, and runs its import under _filtered_stderr."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once: the real finders answer from here on
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            exec_module = spec.loader.exec_module
+
+            def quiet_exec(module):
+                with _filtered_stderr():
+                    exec_module(module)
+
+            spec.loader.exec_module = quiet_exec
+        return spec
 
 
 def require_train_extra(what: str = "this command") -> None:
     """MissingExtra, without importing anything, when Keras or its TensorFlow backend is not installed."""
-    import importlib.util
-
     needed = ["keras"] + (["tensorflow"] if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" else [])
     for module in needed:
         if importlib.util.find_spec(module) is None:
