@@ -151,7 +151,7 @@ def test_a_model_from_elsewhere_is_evaluated_on_the_latest_local_version(tiny_ci
     assert tiny_cifar.version in artifact.read_metadata(metadata["path"])["evaluations"]
 
 
-def test_a_model_outside_hashtagger_home_is_left_untouched(tiny_cifar, hashtagger_home, tmp_path):  # noqa: F811
+def test_a_model_outside_hashtagger_home_is_left_untouched(tiny_cifar, hashtagger_home, tmp_path, capsys):  # noqa: F811
     """Evaluating the bundled model (or any folder outside $HASHTAGGER_HOME: a checkout, an installed
     package) writes its reports under $HASHTAGGER_HOME/evaluations/<model_id>/, never beside the model."""
     import shutil
@@ -169,3 +169,8 @@ def test_a_model_outside_hashtagger_home_is_left_untouched(tiny_cifar, hashtagge
     assert Path(metrics["reports_dir"]) == hashtagger_home / "evaluations" / metadata["model_id"]
     assert (Path(metrics["reports_dir"]) / "report.md").exists()
     assert {path: path.read_bytes() for path in elsewhere.rglob("*") if path.is_file()} == before
+
+    # the same through the command line, as JSON for scripts
+    assert cli.main(["evaluate", str(elsewhere), "--json", "--no-figures", "--no-record"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["model_id"] == metadata["model_id"] and document["reports_dir"] == metrics["reports_dir"]
