@@ -129,7 +129,8 @@ def nightly_tagging():
             log.info("nothing was tagged in this run: no page")
             return {"report": None}
         params = get_current_context()["params"]
-        run_ids = [pipeline.shard_run_id(summary["run_key"], shard, params["shards"]) for shard in range(params["shards"])]
+        run_ids = [pipeline.shard_run_id(summary["run_key"], shard, params["shards"])
+                   for shard in range(params["shards"])]
         with pipeline.aws_environment(connections.s3_settings(params["source"])):  # thumbnails from the bucket
             page = report.write(db.engine(connections.results_db_url()), run_ids, summary["run_key"])
         log.info("the run's page: %s", page.as_uri())

@@ -136,9 +136,8 @@ def write(engine: sa.Engine, run_ids: list[str], name: str | None = None, settin
     found = [run["run_id"] for run in runs]
     images = load_images(engine, found, config.hashtags_shown)
     failures = load_failures(engine, found)
-    for run in runs:
-        mine = [image for image in images if image.uri.startswith(_prefix(run["source"]))] if len(runs) > 1 else images
-        add_thumbnails(mine, run["source"], config)
+    for source in sorted({run["source"] for run in runs}):  # shard runs share one source: read it once
+        add_thumbnails([image for image in images if image.uri.startswith(_prefix(source))], source, config)
     folder = settings.home / "reports" / (name or found[0])
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("page-*.html"):
