@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,40 @@ def test_a_browser_renders_the_page(tagged_run, tmp_path, hashtagger_home):
     assert "9 seen, 8 tagged" in summary and "1 failed" in summary
     cards = re.findall(r'<figure class="image"><img src="data:image/jpeg;base64,[^"]+" alt="(\w+)">', dom.stdout)
     assert len(cards) == 4 and {"airplane", "automobile"} <= set(cards)
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch, tmp_path):
+    """moto's S3 server on 127.0.0.1, with its credentials and nothing from this machine's AWS set-up."""
+    from moto.server import ThreadedMotoServer
+
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_EC2_METADATA_DISABLED", "true"),
+                        ("AWS_CONFIG_FILE", str(tmp_path / "none")),
+                        ("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))):
+        monkeypatch.setenv(name, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def test_thumbnails_of_a_bucket_run_are_read_through_the_bucket(s3_endpoint, sqlite_url, hashtagger_home):
+    import boto3
+
+    bucket = f"photos-{uuid.uuid4().hex[:10]}"
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=bucket)
+    for path in sorted(SAMPLES.glob("*.jpg"))[:3]:
+        client.put_object(Bucket=bucket, Key=f"incoming/{path.name}", Body=path.read_bytes())
+    engine = db.ensure_schema(db.engine(sqlite_url))
+    summary = tag.run(f"s3://{bucket}/incoming/", predictor.load(predictor.bundled_model()), HashtagEngine(),
+                      engine)
+    client.delete_object(Bucket=bucket, Key="incoming/bird.jpg")  # gone since: its card stays, without a picture
+    page = report.write(engine, [summary["run_id"]]).read_text()
+    assert page.count('<img src="data:image/jpeg;base64,') == 2 and page.count("no longer readable") == 1
+    assert f"s3://{bucket}/incoming/airplane.jpg" in page
