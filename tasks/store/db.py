@@ -34,13 +34,20 @@ def query_text(name: str) -> str:
     return (sql_dir() / "queries" / f"{name}.sql").read_text()
 
 
-@functools.lru_cache(maxsize=8)
 def engine(url: str | None = None) -> sa.Engine:
-    """One pooled engine per URL; the default URL comes from the environment."""
-    url = with_driver(url or Settings.from_env().database_url)
+    """One pooled engine per URL; the default URL comes from the environment, read at each call (so a
+    changed HASHTAGGER_DB_URL or HASHTAGGER_HOME is followed, not the first one ever seen)."""
+    return _engine_for(with_driver(url or Settings.from_env().database_url))
+
+
+@functools.lru_cache(maxsize=8)
+def _engine_for(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     return sa.create_engine(url, pool_pre_ping=True, future=True)
+
+
+engine.cache_clear = _engine_for.cache_clear  # tests drop every engine between databases
 
 
 def with_driver(url: str) -> str:
