@@ -44,7 +44,7 @@ def refresh(db_engine: sa.Engine, labels: list[str] | None = None, *, dataset: s
 
     `labels` default to the dataset's class names; `force` ignores the time to live; `clock` (epoch seconds)
     and `sleep` are injectable so that tests neither wait nor depend on the time of day. `progress(done,
-    total)`, when given, is called after each label (the CLI's progress bar).
+    total)`, when given, is told how many labels are done, before each and at the end (a progress bar).
     """
     labels = _clean(labels) if labels is not None else default_labels(dataset)
     db.ensure_schema(db_engine)
