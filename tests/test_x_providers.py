@@ -275,15 +275,13 @@ def test_post_hashtags_come_from_entities_by_x_rules_and_never_from_a_truncated_
 
 
 def test_block_says_an_underscore_is_not_a_hashtag(sqlite_url, monkeypatch, capsys):
-    import argparse
-
-    from tasks.cli import hashtags as hashtags_command
+    from tasks.cli import main as cli
 
     monkeypatch.setenv("HASHTAGGER_DB_URL", sqlite_url)
-    for text in ("#_", "#1_2", "#〃"):
-        assert hashtags_command.block_command(argparse.Namespace(hashtag=text, reason=None)) == 2
+    for text in ("#_", "#1_2", "#〃"):  # a usage error, through the CLI's one handler (tasks/errors.py)
+        assert cli.main(["hashtags", "block", text]) == 2
         assert f"{text!r} is not a hashtag" in capsys.readouterr().err
-    assert hashtags_command.block_command(argparse.Namespace(hashtag="#spam_2", reason=None)) == 0
+    assert cli.main(["hashtags", "block", "#spam_2"]) == 0
 
 
 def test_no_token_reaches_any_log_at_debug(x_http, clock, sleeps, caplog):

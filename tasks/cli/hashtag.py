@@ -9,26 +9,41 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
+from tasks import errors
 from tasks.hashtags.rank import PLATFORM_LIMITS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hashtag", description="Images in, labels and hashtags out.")
-    parser.add_argument("images", nargs="+", help="image files")
+    from tasks.cli.main import Parser, add_common_options
+
+    parser = Parser(prog="hashtag", description="Images in, labels and hashtags out. For a folder or a "
+                                                "bucket, with results kept in a database: hashtagger tag.",
+                    epilog=errors.EXIT_CODES_HELP)
+    add_common_options(parser)
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--model", help="a model artifact folder (default: the bundled model of --dataset)")
     parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"),
                         help="whose bundled model answers when --model is not given")
     parser.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS),
                         help="instagram: at most 5 hashtags, x: 3, generic: 10")
-    parser.add_argument("--labels", type=int, default=3, help="top labels to show")
+    parser.add_argument("--labels", type=int, default=3, choices=range(1, 11), metavar="{1..10}",
+                        help="top labels to show")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tasks.cli.main import configure_logging
+
     args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    folders = [name for name in args.images if os.path.isdir(name)]
+    if folders:
+        raise errors.UserError(f"hashtag: {_shown(folders[0])} is a folder; hashtag takes image files",
+                               f"to tag a folder use: hashtagger tag {_shown(folders[0])}")
     import numpy as np
 
     from tasks.data import images as decode
@@ -39,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = predictor.load(args.model or predictor.bundled_model(args.dataset))
     except (predictor.ModelNotFound, OSError, ValueError) as error:
-        print(f"hashtag: cannot load the model: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtag: cannot load the model: {error}") from None
     engine = providers.engine_for(None, RankConfig(platform=args.platform))
     answers, tiles, failures = [], [], 0
     for name in args.images:
@@ -53,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if tiles:
         probabilities = model.predict(np.stack([tile for _, tile in tiles]))
         for (name, _), probs in zip(tiles, probabilities):
-            top = model.top_labels(probs, max(args.labels, 1))
+            top = model.top_labels(probs, args.labels)
             ranked = engine.hashtags(top, model.coarse_labels(probs))
             answers.append({"image": name,
                             "labels": [{"label": label, "probability": round(p, 4)} for label, p in top],
@@ -73,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             labels = ", ".join(f"{item['label']} {item['probability']:.0%}" for item in answer["labels"])
             print(f"{_shown(answer['image'])}: {labels}")
             print("  " + " ".join(item["hashtag"] for item in answer["hashtags"]))
-    return 1 if failures else 0
+    return errors.EXIT_FAILED_IMAGES if failures else errors.EXIT_OK
 
 
 def _shown(name: str) -> str:

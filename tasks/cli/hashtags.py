@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
+from tasks import errors
 from tasks.hashtags.rank import PLATFORM_LIMITS
 
 
@@ -20,21 +19,24 @@ def register(commands) -> None:
     refresh.add_argument("--max-posts", type=int, default=100, help="posts read per label (100: one request)")
     refresh.add_argument("--ttl-hours", type=float, default=6.0, help="skip labels fetched this recently")
     refresh.add_argument("--force", action="store_true", help="fetch every label, however fresh")
+    refresh.add_argument("--quiet", action="store_true", help="no progress bar")
     refresh.set_defaults(func=refresh_command)
     show = hashtags.add_parser("show", help="a label's cached hashtags, fetch log and ranked result")
-    show.add_argument("label")
-    show.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS))
+    show.add_argument("label", help="a class name, e.g. cat or maple_tree")
+    show.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS),
+                      help="instagram: at most 5 hashtags, x: 3, generic: 10")
     show.set_defaults(func=show_command)
     block = hashtags.add_parser("block", help="never suggest a hashtag again")
     block.add_argument("hashtag", help="e.g. '#spam' (quote it: '#' starts a shell comment)")
     block.add_argument("--reason", help="why, for whoever reads the table later")
     block.set_defaults(func=block_command)
     unblock = hashtags.add_parser("unblock", help="remove a hashtag from the database blocklist")
-    unblock.add_argument("hashtag")
+    unblock.add_argument("hashtag", help="e.g. '#spam' (quoted)")
     unblock.set_defaults(func=unblock_command)
 
 
 def refresh_command(args) -> int:
+    from tasks.cli import progress
     from tasks.store import db
     from tasks.hashtags import refresh
     from tasks.hashtags.x_api import XConfig
@@ -43,14 +45,23 @@ def refresh_command(args) -> int:
         config = XConfig(lang=None if args.lang == "any" else args.lang, woeid=args.woeid,
                          max_posts=args.max_posts, ttl_hours=args.ttl_hours)
     except ValueError as error:
-        print(f"hashtagger hashtags refresh: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtagger hashtags refresh: {error}") from None
     labels = args.labels.split(",") if args.labels else None
+    bar = None
+
+    def advance(done: int, total: int) -> None:  # called before each label, and once at the end
+        nonlocal bar
+        bar = bar or progress.bar(total, "labels", "label", progress.enabled(args.quiet))
+        bar.update(done - bar.n)
+
     try:
-        summary = refresh.refresh(db.engine(), labels, dataset=args.dataset, config=config, force=args.force)
+        summary = refresh.refresh(db.engine(), labels, dataset=args.dataset, config=config, force=args.force,
+                                  progress=advance)
     except ValueError as error:
-        print(f"hashtagger hashtags refresh: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtagger hashtags refresh: {error}") from None
+    finally:
+        if bar is not None:
+            bar.close()
     print(f"{summary['labels']} labels: {summary['fetched']} fetched, {summary['empty']} without hashtags, "
           f"{summary['fresh']} still fresh, {summary['failed']} failed, {summary['not_tried']} not tried")
     requests = ", ".join(f"{count} {endpoint}" for endpoint, count in summary["requests"].items()) or "none"
@@ -67,9 +78,11 @@ def show_command(args) -> int:
     from tasks.hashtags.x_api import XConfig
 
     engine = db.ensure_schema(db.engine())
+    fetches = cache.fetches(engine, args.label)
+    check_label(args.label, bool(fetches))
     config = XConfig()
     print(f"{args.label}: X query {x_search.search_query(args.label, config.lang)!r}")
-    for source, fetched_at, status, posts, detail in cache.fetches(engine, args.label):
+    for source, fetched_at, status, posts, detail in fetches:
         print(f"  {source} fetched {fetched_at}: {status}, {posts} posts" + (f" ({detail})" if detail else ""))
     now = cache.utc(time.time())
     trending = {tag.casefold() for tag in cache.read(engine, x_trends.place_label(config.woeid),
@@ -84,6 +97,20 @@ def show_command(args) -> int:
     return 0
 
 
+def check_label(label: str, fetched: bool) -> None:
+    """A UserError naming close matches when `label` is neither a lexicon label nor ever fetched from X."""
+    import difflib
+
+    from tasks.hashtags import lexicon
+
+    known = lexicon.entries()
+    if fetched or label in known:
+        return
+    close = difflib.get_close_matches(label, list(known), n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else "labels are class names such as cat or maple_tree"
+    raise errors.UserError(f"hashtagger hashtags show: no such label {label!r}", hint)
+
+
 def block_command(args) -> int:
     from tasks.store import db
     from tasks.hashtags import cache
@@ -91,8 +118,7 @@ def block_command(args) -> int:
     try:
         key = cache.block(db.ensure_schema(db.engine()), args.hashtag, args.reason)
     except ValueError as error:
-        print(f"hashtagger hashtags block: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtagger hashtags block: {error}") from None
     print(f"blocked {key}")
     return 0
 
@@ -104,8 +130,7 @@ def unblock_command(args) -> int:
     try:
         removed = cache.unblock(db.ensure_schema(db.engine()), args.hashtag)
     except ValueError as error:
-        print(f"hashtagger hashtags unblock: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtagger hashtags unblock: {error}") from None
     key = rank.fold(args.hashtag)
     if key in lexicon.shipped_blocklist():
         print(f"{key} is in the shipped blocklist (tasks/resources/blocklist.txt): it stays blocked")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
+from tasks import errors
 from tasks.hashtags.rank import PLATFORM_LIMITS
 
 SHOW_IMAGES = 8  # images listed after a run, so the summary fits on one screen; the rest are in the database
@@ -20,16 +22,19 @@ def register(commands) -> None:
     tag.add_argument("--model", help="a model artifact folder (default: the champion, else the bundled model)")
     tag.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"),
                      help="whose champion (else bundled model) tags when --model is not given")
-    tag.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS))
+    tag.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS),
+                     help="instagram: at most 5 hashtags, x: 3, generic: 10")
     tag.add_argument("--batch-size", type=int, default=256, help="images per model call and transaction")
     tag.add_argument("--workers", type=int, help="decoding threads (default: one per core)")
-    tag.add_argument("--limit", type=int, help="tag at most N images the model has not tagged (tagged or failed), oldest first")
+    tag.add_argument("--limit", type=int, metavar="N",
+                     help="tag at most N images the model has not tagged (tagged or failed), oldest first")
     tag.add_argument("--dry-run", action="store_true", help="count what would be tagged; write nothing")
     tag.add_argument("--retag", action="store_true",
                      help="no effect, kept for old scripts: each model tags the images it has not tagged, "
                           "so a new champion always re-tags")
     tag.add_argument("--run-id", help="a run id to resume or repeat (default: a new one)")
     tag.add_argument("--quiet", action="store_true", help="no progress bar and no listing of results")
+    tag.add_argument("--json", action="store_true", help="the run's summary as one JSON document on stdout")
     tag.set_defaults(func=run)
 
 
@@ -40,24 +45,17 @@ def run(args) -> int:
     from tasks.tag import predictor
     from tasks.tag import sources
     from tasks.tag import tag
+    from tasks.cli import progress
     from tasks.hashtags import providers
     from tasks.hashtags.rank import RankConfig
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or (args.workers or 1) < 1:
-        print("hashtagger tag: --batch-size and --workers must be at least 1, --limit at least 0",
-              file=sys.stderr)
-        return 2
+        raise errors.UserError("hashtagger tag: --batch-size and --workers must be at least 1, --limit at least 0")
     import sqlalchemy as sa
 
     engine = db.engine()
-    try:
-        if not args.dry_run:
-            db.ensure_schema(engine)
-    except (db.MigrationError, sa.exc.OperationalError) as error:
-        where = engine.url.render_as_string(hide_password=True)
-        reason = getattr(error, "orig", None) or error
-        print(f"hashtagger tag: cannot use the results database {where}: {reason}".rstrip(), file=sys.stderr)
-        return 2
+    if not args.dry_run:
+        db.ensure_schema(engine)  # an unreachable database is one line from tasks/cli/main.py
     try:
         # a dry run on a database never migrated has no registry, so no champion: the bundled model
         registry = engine if not args.dry_run or sa.inspect(engine).has_table("schema_migrations") else None
@@ -65,44 +63,59 @@ def run(args) -> int:
                                                                           record_bundled=not args.dry_run),
                                runtime="onnx")  # tagging never imports TensorFlow
     except (predictor.ModelNotFound, OSError, ValueError) as error:
-        print(f"hashtagger tag: cannot load the model: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtagger tag: cannot load the model: {error}") from None
     hashtags = providers.engine_for(engine, RankConfig(platform=args.platform))
     config = tag.TagConfig(batch_size=args.batch_size, limit=args.limit, dry_run=args.dry_run,
-                           retag=args.retag, progress=not args.quiet and sys.stderr.isatty())
+                           retag=args.retag, progress=progress.enabled(args.quiet or args.json))
     if args.workers:
         config = dataclasses.replace(config, workers=args.workers)
     try:
         source = sources.open_source(args.source, config.workers)
     except sources.SourceError as error:
-        print(f"hashtagger tag: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtagger tag: {error}") from None
+    if config.progress and isinstance(source, sources.LocalSource):  # a folder lists fast: a bar with a total
+        config = dataclasses.replace(config, progress_total=sum(1 for _ in source.list()))
     try:
         summary = tag.run(args.source, model, hashtags, engine, config, args.run_id, source=source)
-    except results.AnotherRunActive as active:
-        print(f"hashtagger tag: {sources.shown(str(active))}", file=sys.stderr)
-        return 1
+    except results.AnotherRunActive as active:  # not a usage error: the same command works once it ends
+        raise errors.UserError(f"hashtagger tag: {sources.shown(str(active))}",
+                               exit_code=errors.EXIT_FAILED_IMAGES) from None
     except tag.RunFailed as failed:
-        print_summary(failed.summary, model)
-        print(f"hashtagger tag: {sources.shown(str(failed))}\n  every batch written before is complete; run the same command "
-              f"again to finish", file=sys.stderr)
-        return 1
-    print_summary(summary, model)
-    if not args.quiet and not args.dry_run:
+        print_summary(failed.summary, model, args.json)
+        raise errors.UserError(f"hashtagger tag: {sources.shown(str(failed))}",
+                               "every batch written before is complete; run the same command again to finish",
+                               errors.EXIT_FAILED_IMAGES) from None
+    summary["not_images"] = getattr(source, "not_images", 0)
+    print_summary(summary, model, args.json)
+    if not args.quiet and not args.json and not args.dry_run:
         print_results(engine, summary["run_id"], summary)
-    return 0
+    return errors.EXIT_FAILED_IMAGES if summary["failed"] else errors.EXIT_OK
 
 
-def print_summary(summary: dict, model) -> None:
-    """Four lines: what ran, with what, how much, how fast."""
+def print_summary(summary: dict, model, as_json: bool = False) -> None:
+    """Four lines: what ran, with what, how much, how fast (or one JSON document)."""
     seconds = summary["seconds"]
     rate = (summary["tagged"] + summary["failed"]) / seconds if seconds else 0.0
+    if as_json:
+        keys = ("run_id", "status", "source", "model_version", "seen", "tagged", "skipped", "failed",
+                "not_images", "seconds", "error")
+        json.dump(dict({key: summary.get(key) for key in keys}, runtime=model.runtime,
+                       images_per_second=round(rate, 1)), sys.stdout, indent=1)
+        print()
+        return
     dry = summary["status"] == "dry-run"
     print(f"run {summary['run_id']}: {summary['status']}  source {_shown(summary['source'])}")
     print(f"  model   {model.model_version} ({model.runtime})")
+    skipped = summary.get("not_images") or 0
+    others = f"  ({skipped:,} non-image files skipped)" if skipped else ""
+    if not summary["seen"]:
+        print(f"  images  no images found{others}")
+        return
     print(f"  images  {summary['seen']:,} seen  {summary['tagged']:,} {'to tag' if dry else 'tagged'}  "
-          f"{summary['skipped']:,} already done  {summary['failed']:,} failed")
+          f"{summary['skipped']:,} already done  {summary['failed']:,} failed{others}")
     print(f"  time    {seconds:,.1f} s  ({rate:,.0f} images/s)")
+    if not dry and summary["tagged"]:
+        print(f"  page    hashtagger report {summary['run_id']}")
 
 
 def print_results(engine, run_id: str, summary: dict) -> None:

@@ -54,15 +54,19 @@ PG_CONNECT_ARGS = {
 }
 
 
-@functools.lru_cache(maxsize=8)
 def engine(url: str | None = None) -> sa.Engine:
-    """One pooled engine per URL; the default URL comes from the environment.
+    """One pooled engine per URL; the default URL comes from the environment, read at each call (so a
+    changed HASHTAGGER_DB_URL or HASHTAGGER_HOME is followed, not the first one ever seen).
 
     PostgreSQL connections carry a connect timeout, TCP keepalives and a statement timeout, and every
     statement (and the ping before a pooled connection is lent) runs under a client-side deadline, so a
     frozen server ends in a disconnect error, never in a hang.
     """
-    url = url or Settings.from_env().database_url
+    return _engine_for(with_driver(url or Settings.from_env().database_url))
+
+
+@functools.lru_cache(maxsize=8)
+def _engine_for(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     if sa.engine.make_url(url).get_driver_name() not in ("psycopg2", "psycopg"):  # the libpq drivers
@@ -149,6 +153,21 @@ def _sever(dbapi_connection) -> None:
         pass
     finally:
         duplicate.close()
+
+
+engine.cache_clear = _engine_for.cache_clear  # tests drop every engine between databases
+
+
+def with_driver(url: str) -> str:
+    """`postgresql://` (psql's form) -> `postgresql+psycopg2://`, the driver hashtagger installs.
+
+    SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not a dependency; a URL naming its
+    driver is left as it is.
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
 
 
 def _sqlite_engine(url: str) -> sa.Engine:

@@ -57,6 +57,17 @@ def image_key(name: str) -> str:
     return HASHED_KEY_PREFIX + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def exact_name(key: str, text: str | None) -> str | None:
+    """The exact name behind a stored key and its uri_text (what read() opens), or None when the key is
+    the name. uri_text is escaped only when the name was not storable; a long name is kept as it is."""
+    if text is None:
+        return None
+    for name in (text, unescaped(text).decode("utf-8", "surrogateescape")):
+        if image_key(name) == key:
+            return name
+    return None
+
+
 def shown(text: str) -> str:
     """A name made safe for a terminal: control characters (escape sequences would clear the screen or move
     the cursor) as Python escapes, a non-UTF-8 file name's bytes as \\xNN, printable text as it is."""
@@ -69,6 +80,12 @@ def _escape_character(char: str) -> str:
     if 0xDC80 <= ord(char) <= 0xDCFF:  # a byte of an undecodable file name (os.fsdecode's surrogateescape)
         return f"\\x{ord(char) - 0xDC00:02x}"
     return char.encode("unicode_escape").decode("ascii")
+
+
+# Text and sidecar files people keep beside photos (notes, metadata, edits): a folder source does not
+# list them, so they are neither tagged nor reported as failed images; LocalSource counts them.
+NOT_IMAGE_SUFFIXES = frozenset({".txt", ".md", ".csv", ".json", ".xml", ".xmp", ".aae", ".log", ".yaml",
+                                ".yml", ".ini", ".db", ".sqlite", ".py", ".sh"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +138,10 @@ class Source(Protocol):
 class LocalSource:
     """Every regular file under a folder, recursively, in sorted order; hidden files and folders are skipped.
 
-    File types are sniffed from content when decoding, so a JPEG named .txt is tagged and a text file
-    named .jpg is reported. Symbolic links to files are followed only while they stay inside the root;
-    linked folders are never followed (no cycles, no escapes). A link that loops or points to nothing is
+    File types are sniffed from content when decoding, so a text file named .jpg is reported; files with
+    a text or sidecar suffix (NOT_IMAGE_SUFFIXES: notes.txt, .xmp) are skipped and counted in
+    `not_images`. Symbolic links to files are followed only while they stay inside the root; linked
+    folders are never followed (no cycles, no escapes). A link that loops or points to nothing is
     listed with its reason (`ImageRef.error`) and fails as one image; no entry stops the listing.
     """
 
@@ -134,8 +152,10 @@ class LocalSource:
             raise SourceError(f"{shown(str(root))}: no such file or folder ({_why(error)})") from None
         # a folder name that is not UTF-8 is stored escaped, like the file names under it
         self.uri = escaped(str(self.root))
+        self.not_images = 0  # files skipped for their suffix (NOT_IMAGE_SUFFIXES) by the last list()
 
     def list(self) -> Iterator[ImageRef]:
+        self.not_images = 0
         if self.root.is_file():
             yield ImageRef.of(str(self.root), _size(self.root))
             return
@@ -172,6 +192,9 @@ class LocalSource:
         try:
             if entry.is_dir(follow_symlinks=False):
                 subfolders.append(entry.path)
+                return None
+            if os.path.splitext(entry.name)[1].lower() in NOT_IMAGE_SUFFIXES:
+                self.not_images += 1
                 return None
             if not entry.is_symlink():
                 if entry.is_file(follow_symlinks=False):

@@ -50,6 +50,7 @@ class TagConfig:
     # images it has not tagged yet (tasks/store/results.py `prior`)
     retag: bool = False
     progress: bool = False  # a progress bar on stderr
+    progress_total: int | None = None  # images the bar counts up to (the CLI counts a folder first); None: unknown
     max_bytes: int = sources.MAX_IMAGE_BYTES  # bytes per file; bigger files fail unread ("too large")
     # (index, count): tag only the images whose URI hashes to this shard, so `count` workers can split
     # one source without coordinating (the nightly DAG maps one task per shard)
@@ -162,7 +163,7 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
     has_schema = not config.dry_run or sa.inspect(engine).has_table("image_results")
     pool = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="decode")
     writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write")
-    bar = _progress_bar(config.progress)
+    bar = _progress_bar(config.progress, config.progress_total)
     ahead: collections.deque = collections.deque()  # (prior rows, futures) submitted, not yet classified
     writing: tuple[concurrent.futures.Future, dict] | None = None  # the batch in flight and its counts
     submitted = collections.Counter(tagged=0, failed=0)
@@ -344,7 +345,7 @@ def _prior(engine, model_version: str, refs: list[sources.ImageRef]) -> results.
     return results.retrying(query, "looking up tagged images")
 
 
-def _progress_bar(enabled: bool):
+def _progress_bar(enabled: bool, total: int | None = None):
     from tqdm import tqdm
 
-    return tqdm(unit="img", desc="tagging", disable=not enabled, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, unit="img", desc="tagging", disable=not enabled, leave=False, dynamic_ncols=True)
