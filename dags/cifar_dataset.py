@@ -8,7 +8,8 @@ its content and written under `$HASHTAGGER_HOME/datasets/<dataset>/<version>/`; 
 again finds the same version.
 
 On success the dataset's Asset (`hashtagger://datasets/<dataset>`) gets an event whose extra names the
-version, which starts `train_models` on it.
+version, which starts `train_models` on it with its default params (sized for a CPU-only deployment:
+see `train_models`). A missing or malformed source fails at once, without retries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
+
+from tasks import retries
 
 DATASETS = {name: Asset(name=f"{name}_dataset", uri=f"hashtagger://datasets/{name}", group="dataset")
             for name in ("cifar10", "cifar100")}
@@ -25,6 +28,7 @@ PREPARED = AssetAlias(name="hashtagger_prepared_datasets")
 
 @dag(
     dag_id="cifar_dataset",
+    description="Prepare a CIFAR-10/100 dataset version; its Asset starts train_models on it",
     schedule=None,
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
@@ -34,7 +38,8 @@ PREPARED = AssetAlias(name="hashtagger_prepared_datasets")
     params={
         "dataset": Param("cifar10", enum=sorted(DATASETS), description="which dataset to prepare"),
         "source": Param(None, type=["null", "string"],
-                        description="URL, .tar.gz or folder; empty: the official archive"),
+                        description="URL, .tar.gz or class-per-folder tree the workers can read; empty: the "
+                                    "official archive (170 MB download)"),
     },
     tags=["hashtagger", "data"],
     doc_md=__doc__,
@@ -46,7 +51,8 @@ def cifar_dataset():
 
         context = get_current_context()
         params = context["params"]
-        manifest = pipeline.prepare_dataset(params["dataset"], params["source"] or None)
+        with retries.fail_fast():  # a missing or malformed source: no retries (a download error retries)
+            manifest = pipeline.prepare_dataset(params["dataset"], params["source"] or None)
         context["outlet_events"][PREPARED].add(
             DATASETS[manifest.name], extra={"dataset": manifest.name, "version": manifest.version})
         return manifest.summary()

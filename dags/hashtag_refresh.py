@@ -19,6 +19,7 @@ from tasks import connections
 
 @dag(
     dag_id="hashtag_refresh",
+    description="Hourly: refresh the X hashtag cache for the labels of a dataset (succeeds without X)",
     schedule=CronTriggerTimetable("0 * * * *", timezone="UTC"),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
@@ -26,7 +27,8 @@ from tasks import connections
     dagrun_timeout=dt.timedelta(minutes=50),  # done before the next hour's run is due
     default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=5),
                   "execution_timeout": dt.timedelta(minutes=30)},
-    params={"dataset": Param("cifar10", enum=["cifar10", "cifar100"], description="whose labels to refresh")},
+    params={"dataset": Param("cifar10", enum=["cifar10", "cifar100"],
+                             description="whose labels to refresh (cifar100: fine and coarse classes)")},
     tags=["hashtagger", "hashtags"],
     doc_md=__doc__,
 )

@@ -13,10 +13,18 @@ chunks, and record the run's totals.
 - Idempotent: the tagging run ids come from the logical date (or the run id when a run has none), so
   clearing a run repeats the same runs and leaves one result per image.
 - The model is the registry's champion for `dataset` (the bundled model until a trained one beats
-  it), chosen once per run so that every shard uses the same one; `model` names another artifact.
+  it), chosen once per run so that every shard uses the same one; `model` names another artifact folder.
   Tagging is incremental per model: after a champion change, the run tags the images the new champion
   has not tagged yet, at most `max_images` a run (split over the shards), oldest first, so a big bucket
   catches up over several nights. The view `image_tags` shows the champion's rows; `image_tags_all` all of them.
+- A source that does not exist (or a bucket that refuses the credentials) fails the run at once, without
+  retries; an unreachable database or S3 endpoint is retried.
+- Each shard logs one line (tagged, failed, already done, images/s); `record_summary` returns the run's
+  totals (its XCom), and `write_report` writes the run's HTML page, thumbnails with labels, hashtags and
+  model and the failures with their reasons, to `$HASHTAGGER_HOME/reports/<run key>/index.html` on the
+  workers' shared volume: its return value (XCom tab) and its log give the path.
+- Unpausing runs the most recent 02:00 slot at once (Airflow's `catchup=False` keeps the latest one):
+  point `HASHTAGGER_SOURCE` at the right place first.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import os
 
 from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_context, task
 
-from tasks import connections
+from tasks import connections, retries
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,7 @@ RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group=
 
 @dag(
     dag_id="nightly_tagging",
+    description="02:00 UTC: tag the new images of $HASHTAGGER_SOURCE with the champion, then write the run's page",
     schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
@@ -48,10 +57,13 @@ RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group=
     params={
         "source": Param(DEFAULT_SOURCE, type="string", minLength=1,
                         description="s3://bucket/prefix or a folder the workers can read"),
-        "shards": Param(4, type="integer", minimum=1, maximum=64, description="parallel tagging tasks"),
+        "shards": Param(4, type="integer", minimum=1, maximum=64,
+                        description="parallel tagging tasks (each takes the images whose URI hashes to it)"),
         "dataset": Param("cifar10", enum=["cifar10", "cifar100"], description="whose champion tags"),
-        "model": Param(None, type=["null", "string"], description="a model folder instead of the champion"),
-        "platform": Param("generic", enum=["generic", "instagram", "x"], description="hashtags per image"),
+        "model": Param(None, type=["null", "string"],
+                       description="a model artifact folder the workers can read, instead of the champion"),
+        "platform": Param("generic", enum=["generic", "instagram", "x"],
+                          description="hashtags kept per image: instagram 5, x 3, generic 10"),
         "max_images": Param(None, type=["null", "integer"], minimum=1,
                             description="tag at most this many images a run (None: all)"),
     },
@@ -80,8 +92,10 @@ def nightly_tagging():
 
         context = get_current_context()
         params, db_url = context["params"], connections.results_db_url()
-        model_path = params["model"] or str(pipeline.champion_path(params["dataset"], db_url))
-        found = pipeline.list_new_images(params["source"], model_path, db_url, connections.s3_settings(params["source"]))
+        with retries.fail_fast():  # a missing source or model: fail now, not after every retry
+            model_path = params["model"] or str(pipeline.champion_path(params["dataset"], db_url))
+            found = pipeline.list_new_images(params["source"], model_path, db_url,
+                                             connections.s3_settings(params["source"]))
         key, shards = pipeline.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
         log.info("%d of %d images of %s are new for %s", found["new"], found["seen"], found["source"],
                  found["model_id"])
@@ -93,10 +107,15 @@ def nightly_tagging():
         from tasks import pipeline
 
         params = get_current_context()["params"]
-        return pipeline.tag_shard(order["source"], order["model_path"], order["shard"], order["shards"],
-                                  order["run_id"], connections.results_db_url(),
-                                  connections.s3_settings(order["source"]), params["platform"],
-                                  pipeline.shard_limit(params["max_images"], order["shards"]))
+        summary = pipeline.tag_shard(order["source"], order["model_path"], order["shard"], order["shards"],
+                                     order["run_id"], connections.results_db_url(),
+                                     connections.s3_settings(order["source"]), params["platform"],
+                                     pipeline.shard_limit(params["max_images"], order["shards"]))
+        done = (summary["tagged"] or 0) + (summary["failed"] or 0)
+        log.info("shard %d of %d: %s tagged, %s failed, %s already done, %s seen in %.1f s (%.0f images/s)",
+                 order["shard"] + 1, order["shards"], summary["tagged"], summary["failed"], summary["skipped"],
+                 summary["seen"], summary["seconds"] or 0, done / summary["seconds"] if summary["seconds"] else 0)
+        return summary
 
     @task(trigger_rule="none_failed", outlets=[RESULTS])
     def record_summary(hashtags: dict) -> dict:
@@ -107,13 +126,33 @@ def nightly_tagging():
         summary = pipeline.summarize_run(key, context["params"]["shards"], connections.results_db_url())
         summary.update(source=context["params"]["source"], x=hashtags.get("x"))
         context["outlet_events"][RESULTS].extra = summary
+        log.info("run %s: %s; %s tagged, %s failed, %s already done, %s seen, over %s shard runs",
+                 key, summary["status"], summary["tagged"], summary["failed"], summary["skipped"],
+                 summary["seen"], summary["shard_runs"])
         return summary
+
+    @task
+    def write_report(summary: dict) -> dict:
+        """The run's HTML page (thumbnails, hashtags, failures) beside the results; returns its path."""
+        from tasks import pipeline
+
+        if not summary["shard_runs"]:
+            log.info("nothing was tagged in this run: no page")
+            return {"report": None}
+        params = get_current_context()["params"]
+        run_ids = [pipeline.shard_run_id(summary["run_key"], shard, params["shards"])
+                   for shard in range(params["shards"])]
+        # thumbnails come from the source, through the bucket's connection for s3://
+        page = pipeline.write_run_report(run_ids, summary["run_key"], db_url=connections.results_db_url(),
+                                         s3=connections.s3_settings(params["source"]))
+        log.info("the run's page: %s", page.as_uri())
+        return {"report": page.as_uri(), "tagged": summary["tagged"], "failed": summary["failed"]}
 
     hashtags = refresh_hashtags()
     migrate() >> hashtags
     tagged = tag_shard.expand(order=find_new_images())
     hashtags >> tagged
-    tagged >> record_summary(hashtags)
+    write_report(tagged >> record_summary(hashtags))
 
 
 nightly_tagging()

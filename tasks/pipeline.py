@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 DATASETS = ("cifar10", "cifar100")  # the datasets with a bundled model
 
 
+class RunActive(RuntimeError):
+    """Another live run is tagging the same source (and shard): this one would only repeat its work."""
+
+
 class RunFailed(RuntimeError):
     """A tagging run stopped early (source gone, database down); `summary` is what it wrote, all complete."""
 
@@ -52,9 +56,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     from tasks.evaluate.evaluate import EvaluationError
     from tasks.registry import artifact, export, promote, registry
     from tasks.store import db
-    from tasks.tag import predictor, refs
+    from tasks.tag import predictor, refs, report
 
-    return (DataError, download.DownloadError, DatasetNotFound, EvaluationError, artifact.ArtifactError,
+    return (report.RunNotFound, DataError, download.DownloadError, DatasetNotFound, EvaluationError, artifact.ArtifactError,
             export.ExportError, registry.RegistryError, promote.PromotionError, predictor.ModelNotFound,
             refs.SourceError, images.ImageError, db.MigrationError, db.DatabaseUnavailable)
 
@@ -193,7 +197,7 @@ def training_plan(architectures: list[str], dataset: str, recipe: str, epochs: i
             for name in dict.fromkeys(architectures)]
 
 
-def train(spec: dict, register: bool = False, db_url: str | None = None):
+def train(spec: dict, register: bool = False, db_url: str | None = None, callbacks: tuple = ()):
     """Train one model as `spec` (TrainConfig fields) says; its ModelMetadata.
 
     With `register`, it is recorded as a candidate in the results database; a database that cannot take
@@ -205,7 +209,7 @@ def train(spec: dict, register: bool = False, db_url: str | None = None):
 
     config = dataclasses.replace(training.TrainConfig(**spec), register=False)
     config = dataclasses.replace(config, dataset_version=_pull_dataset(config.dataset, config.dataset_version))
-    metadata = artifact.ModelMetadata.from_dict(training.train(config, settings()))
+    metadata = artifact.ModelMetadata.from_dict(training.train(config, settings(), callbacks=tuple(callbacks)))
     if register:
         try:
             register_model(metadata.path, db_url)
@@ -404,17 +408,19 @@ def champion_path(dataset: str = "cifar10", db_url: str | None = None) -> str:
 
 def refresh_hashtags(db_url: str | None = None, bearer_token: str | None = None, dataset: str = "cifar10",
                      labels: list[str] | None = None, lang: str | None = "en", woeid: int = 1,
-                     max_posts: int = 100, ttl_hours: float = 6.0, force: bool = False) -> dict:
+                     max_posts: int = 100, ttl_hours: float = 6.0, force: bool = False,
+                     progress=None) -> dict:
     """Refresh the X hashtag cache for `labels` (default: the dataset's); never raises because of X.
 
     ValueError for settings out of range. Returns counts of labels by outcome and the requests sent.
+    `progress(done, total)`, when given, is told how many labels are done (a progress bar).
     """
     from tasks.hashtags import refresh
     from tasks.hashtags.x_api import XConfig
 
     config = XConfig(lang=lang, woeid=woeid, max_posts=max_posts, ttl_hours=ttl_hours)
     return refresh.refresh(results_engine(db_url), labels, dataset=dataset, bearer_token=bearer_token,
-                           config=config, force=force)
+                           config=config, force=force, progress=progress)
 
 
 def hashtag_report(label: str, platform: str = "generic", db_url: str | None = None) -> dict:
@@ -436,6 +442,13 @@ def hashtag_report(label: str, platform: str = "generic", db_url: str | None = N
             "fetches": [dict(row._mapping) for row in cache.fetches(engine, label)],
             "counts": [(tag, count, tag.casefold() in trending) for tag, count in counts.items()],
             "ranked": [(tag.hashtag, tag.source) for tag in ranked]}
+
+
+def known_labels() -> list[str]:
+    """The labels the shipped lexicon knows (class names such as cat or maple_tree)."""
+    from tasks.hashtags import lexicon
+
+    return list(lexicon.entries())
 
 
 def block_hashtag(hashtag: str, reason: str | None = None, db_url: str | None = None) -> str:
@@ -477,10 +490,13 @@ def tag_source(source: str, model, db_url: str | None = None, platform: str = "g
     """Tag every new image of `source` (a folder or s3://bucket/prefix) with `model` (serving_model's).
 
     `options` are TagConfig fields (batch_size, workers, limit, dry_run, retag, progress). Returns the
-    RunSummary; RunFailed (with the summary) when the source or the database fails for good.
+    RunSummary; RunFailed (with the summary) when the source or the database fails for good; RunActive,
+    before writing anything, when a live run already tags the same source (and shard); SourceError when
+    the source cannot be opened. A progress bar over a folder counts its images first (a total and ETA).
     """
     from tasks.hashtags import providers
     from tasks.hashtags.rank import RankConfig
+    from tasks.store import results
     from tasks.tag import sources
     from tasks.tag import tag
 
@@ -488,8 +504,12 @@ def tag_source(source: str, model, db_url: str | None = None, platform: str = "g
     config = tag.TagConfig(shard=shard, **{key: value for key, value in options.items() if value is not None})
     hashtags = providers.engine_for(engine, RankConfig(platform=platform))
     opened = sources.open_source(source, config.workers)
+    if config.progress and config.progress_total is None and isinstance(opened, sources.LocalSource):
+        config = dataclasses.replace(config, progress_total=sum(1 for _ in opened.list()))  # a folder lists fast
     try:
         return tag.run(source, model, hashtags, engine, config, run_id, source=opened)
+    except results.AnotherRunActive as active:
+        raise RunActive(str(active)) from None
     except tag.RunFailed as failed:
         raise RunFailed(str(failed), failed.summary) from failed
 
@@ -500,6 +520,18 @@ def run_results(run_id: str, images: int = 8, failures: int = 8, db_url: str | N
 
     engine = results_engine(db_url)
     return {"images": runs.run_images(engine, run_id, images), "failures": runs.run_failures(engine, run_id, failures)}
+
+
+def write_run_report(run_ids: list[str], name: str | None = None, page_size: int = 200,
+                     db_url: str | None = None, s3: S3Settings | None = None) -> Path:
+    """Write the static HTML page of tagging runs (one run, or a nightly run's shards) under
+    $HASHTAGGER_HOME/reports/<name or the run id>/ and return its index.html; thumbnails are read from the
+    runs' source (through `s3` for a bucket). RunNotFound (tasks.tag.report) when no run exists."""
+    from tasks.tag import report
+
+    engine = results_engine(db_url)
+    with aws_environment(s3):
+        return report.write(engine, list(run_ids), name, settings(db_url), report.ReportConfig(page_size=page_size))
 
 
 def run_key(logical_date: dt.datetime | None, dag_run_id: str) -> str:
@@ -572,7 +604,10 @@ def hashtag_images(paths: list[str], model_path: str | None = None, dataset: str
     tiles = []
     for answer in answers:
         try:
-            tiles.append((answer, image_tile(answer["image"])))
+            tile = image_tile(answer["image"])
+            if images.is_flat(tile):  # nothing to recognise: no confident label for a blank picture
+                raise images.ImageError(images.FLAT_REASON)
+            tiles.append((answer, tile))
         except images.ImageError as error:
             answer["error"] = str(error)
     if tiles:
@@ -584,6 +619,20 @@ def hashtag_images(paths: list[str], model_path: str | None = None, dataset: str
             answer["hashtags"] = [{"hashtag": tag.hashtag, "source": tag.source, "label": tag.label,
                                    "score": round(tag.score, 4)} for tag in ranked]
     return model.model_id, answers
+
+
+def shown_name(name: str) -> str:
+    """A file name or URI safe to print: control characters and non-UTF-8 bytes escaped."""
+    from tasks.tag import sources
+
+    return sources.shown(name)
+
+
+def escaped_name(name: str) -> str:
+    """A name as the results database stores it: non-UTF-8 bytes and NUL escaped (reversibly)."""
+    from tasks.tag import refs
+
+    return refs.escaped(name)
 
 
 def image_tile(path: str):

@@ -142,3 +142,41 @@ def test_files_the_compose_file_mounts_exist(services):
         if source.startswith("."):
             assert (DOCKER / source).exists(), source
     assert (DOCKER / ".env.example").exists() and (DOCKER / "README.md").exists()
+
+
+def test_no_default_passwords_and_ports_stay_on_this_machine(services):
+    """Compose refuses to start without the secrets; published ports bind to 127.0.0.1 unless
+    HASHTAGGER_BIND says otherwise; PostgreSQL is published beside, not over, a local server."""
+    text = (DOCKER / "docker-compose.yaml").read_text()
+    for secret in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET",
+                   "AIRFLOW_API_SECRET_KEY", "AIRFLOW_FERNET_KEY"):
+        uses = re.findall(rf"\$\{{{secret}(:?[-?])", text)
+        assert uses and set(uses) == {":?"}, f"{secret} must be required (${{{secret}:?...}}), not defaulted"
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("${HASHTAGGER_BIND:-127.0.0.1}:"), f"{name} publishes {port} on every interface"
+    (postgres,) = services["postgres"]["ports"]
+    assert postgres.endswith(":${HASHTAGGER_POSTGRES_PORT:-15432}:5432")
+    example = (DOCKER / ".env.example").read_text()
+    for secret in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"):
+        assert re.search(rf"^{secret}=$", example, flags=re.M), f"docker/.env.example must not ship a {secret}"
+
+
+def test_secrets_and_the_build_context_are_kept_out():
+    root = DOCKER.parent
+    assert "docker/.env" in (root / ".gitignore").read_text().split()
+    ignored = (root / ".dockerignore").read_text().split()
+    for heavy in (".venv", ".git", "datasets", "docker/.env"):
+        assert heavy in ignored, heavy
+
+
+def test_the_standalone_setup_creates_the_pool_train_models_waits_for():
+    """docker/airflow-setup.sh (run before `airflow standalone`) sets the pool the training tasks use."""
+    script = (DOCKER / "airflow-setup.sh").read_text()
+    dag = (DOCKER.parent / "dags" / "train_models.py").read_text()
+    default_pool = re.search(r'"HASHTAGGER_TRAIN_POOL", "(\w+)"', dag).group(1)
+    assert 'pool="${HASHTAGGER_TRAIN_POOL:-' + default_pool + '}"' in script
+    assert 'airflow pools set "$pool"' in script and "airflow db migrate" in script
+    readme = (DOCKER.parent / "README.md").read_text()
+    assert readme.index("docker/airflow-setup.sh") < readme.index("airflow standalone  ")
+    assert "airflow dags unpause" in readme

@@ -37,15 +37,18 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.utils.session import create_session
 import sqlalchemy as sa
 
-dag_id, conf, logical = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+dag_id, conf, logical, keep_retries = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 assert not bag.import_errors, bag.import_errors
 dag = bag.get_dag(dag_id)
 for task in dag.tasks:
-    task.retries = 0  # a failure shows at once instead of after the retry delays
+    if not keep_retries:
+        task.retries = 0  # a failure shows at once instead of after the retry delays
 run = dag.test(run_conf=conf, logical_date=None if logical == "none" else dt.datetime.fromisoformat(logical))
 with create_session() as session:
-    states = [[ti.task_id, ti.map_index, str(ti.state)] for ti in run.get_task_instances(session=session)]
+    instances = run.get_task_instances(session=session)
+    states = [[ti.task_id, ti.map_index, str(ti.state)] for ti in instances]
+    tries = {f"{ti.task_id}[{ti.map_index}]": ti.try_number for ti in instances}
     rows = session.execute(sa.text(
         "SELECT task_id, map_index, value FROM xcom WHERE dag_id = :d AND run_id = :r AND key = 'return_value'"),
         {"d": dag_id, "r": run.run_id}).all()
@@ -55,7 +58,7 @@ with create_session() as session:
 def plain(value):
     return json.loads(value) if isinstance(value, str) else value
 print("DAG_TEST_RESULT " + json.dumps({
-    "state": str(run.state), "run_id": run.run_id, "tasks": states,
+    "state": str(run.state), "run_id": run.run_id, "tasks": states, "tries": tries,
     "xcom": [[task_id, map_index, plain(value)] for task_id, map_index, value in rows],
     "events": [[name, plain(extra)] for name, extra in events]}, default=str))
 """
@@ -157,11 +160,16 @@ def airflow_env(tmp_path_factory, s3_server, pg_server_url):
         _database(pg_server_url, name, create=False)
 
 
-def dag_test(airflow_env, dag_id: str, conf: dict | None = None, logical_date: str | None = LOGICAL_DATE) -> dict:
-    """Run one DAG with dag.test() in a subprocess; its final state, task states, return values, events."""
+def dag_test(airflow_env, dag_id: str, conf: dict | None = None, logical_date: str | None = LOGICAL_DATE,
+             expect: str = "success", keep_retries: bool = False) -> dict:
+    """Run one DAG with dag.test() in a subprocess; its final state, task states, return values, events.
+
+    keep_retries: run with the DAG's own retries (by default they are set to 0 so failures show at once).
+    """
     started = time.monotonic()
     process = subprocess.run(
-        [sys.executable, "-c", DRIVER, dag_id, json.dumps(conf or {}), logical_date or "none"],
+        [sys.executable, "-c", DRIVER, dag_id, json.dumps(conf or {}), logical_date or "none",
+         "1" if keep_retries else "0"],
         env=airflow_env["env"], cwd=REPO, capture_output=True, text=True, timeout=900)
     lines = [line for line in process.stdout.splitlines() if line.startswith("DAG_TEST_RESULT ")]
     log_file = Path(airflow_env["env"]["AIRFLOW_HOME"]) / f"dag-test-{dag_id}-{time.time_ns()}.log"
@@ -173,7 +181,7 @@ def dag_test(airflow_env, dag_id: str, conf: dict | None = None, logical_date: s
     outcome = json.loads(lines[-1].removeprefix("DAG_TEST_RESULT "))
     outcome["seconds"] = round(time.monotonic() - started, 1)
     print(f"dag.test({dag_id}): {outcome['state']} in {outcome['seconds']} s")
-    assert outcome["state"] == "success", f"{dag_id}: {outcome['tasks']}\n{log}"
+    assert outcome["state"] == expect, f"{dag_id}: {outcome['tasks']}\n{log}"
     return outcome
 
 
@@ -334,3 +342,45 @@ def test_a_smoke_run_leaves_the_bundled_model_serving_and_a_new_champion_retags(
     assert sorted(model for (model,) in history) == sorted([bundled_id(), "tiny-champion"])
     db.engine.cache_clear()
     _database(pg_server_url, results.database, create=False)
+
+
+# ------------------------------------------------------------- a first run as the README describes it
+
+# The smoke params documented in dags/train_models.py and the README (a first try, CI).
+SMOKE_PARAMS = {"architectures": ["vgg16"], "epochs": 1, "train_limit": 500}
+
+
+def test_train_models_with_the_documented_smoke_params_right_after_cifar_dataset(airflow_env, tiny_tree):
+    assert json.dumps(SMOKE_PARAMS) in (REPO / "dags" / "train_models.py").read_text()
+    assert json.dumps(SMOKE_PARAMS) in (REPO / "README.md").read_text()
+    dag_test(airflow_env, "cifar_dataset", {"dataset": "cifar10", "source": str(tiny_tree)})
+    outcome = dag_test(airflow_env, "train_models", SMOKE_PARAMS)
+    (trained,) = returned(outcome, "train")
+    assert trained["architecture"] == "vgg16" and Path(trained["path"]).is_dir()
+    (evaluated,) = returned(outcome, "evaluate")
+    assert evaluated["test_images"] == 10 * TEST_PER_CLASS
+    print(f"cifar_dataset -> train_models smoke run: {outcome['seconds']} s")
+
+
+def test_nightly_tagging_of_a_folder_writes_the_runs_page(airflow_env, tiny_tree, tmp_path):
+    folder = tmp_path / "incoming"
+    for path in sorted((tiny_tree / "test" / "cat").glob("*.jpg")):
+        (folder / path.name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "notes.txt").write_text("not an image, not a failure")
+    outcome = dag_test(airflow_env, "nightly_tagging", {"source": str(folder), "shards": 1},
+                       logical_date="2026-11-28T02:00:00+00:00")
+    (summary,) = returned(outcome, "record_summary")
+    assert (summary["tagged"], summary["failed"]) == (TEST_PER_CLASS, 0)
+    (page,) = returned(outcome, "write_report")
+    index = Path(page["report"].removeprefix("file://"))
+    assert index == airflow_env["home"] / "reports" / summary["run_key"] / "index.html"
+    assert index.read_text().count('<img src="data:image/jpeg;base64,') == TEST_PER_CLASS
+
+
+def test_a_missing_source_fails_the_nightly_run_in_one_try(airflow_env, tmp_path):
+    outcome = dag_test(airflow_env, "nightly_tagging", {"source": str(tmp_path / "no-such-folder"), "shards": 1},
+                       logical_date="2026-11-29T02:00:00+00:00", expect="failed", keep_retries=True)
+    states = {task: state for task, _, state in outcome["tasks"]}
+    assert states["find_new_images"] == "failed", states
+    assert outcome["tries"]["find_new_images[-1]"] == 1, outcome["tries"]

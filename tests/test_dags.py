@@ -51,7 +51,8 @@ for dag_id, dag in bag.dags.items():
         "utc": dag.start_date is not None and dag.start_date.utcoffset().total_seconds() == 0,
         "timetable": type(dag.timetable).__name__, "cron": getattr(dag.timetable, "expression", None),
         "timezone": str(getattr(dag.timetable, "timezone", None) or ""),
-        "params": sorted(dag.params.keys()),
+        "params": sorted(dag.params.keys()), "description": dag.description or "",
+        "param_descriptions": {name: dag.params.get_param(name).description or "" for name in dag.params},
         "tasks": {task.task_id: {"retries": task.retries, "queue": task.queue, "pool": task.pool,
                                  "mapped": bool(getattr(task, "is_mapped", False)),
                                  "outlets": [getattr(o, "name", str(o)) for o in task.outlets]}
@@ -98,6 +99,14 @@ def test_dag_declares_what_the_house_style_asks(inspection, dag_id):
     assert dag["catchup"] is False
     assert dag["utc"], dag["start_date"]
     assert all(task["retries"] >= 2 for task in dag["tasks"].values()), dag["tasks"]
+
+
+def test_every_dag_and_param_is_described(inspection):
+    """The DAG list shows a description, the trigger form a description of every param."""
+    for dag_id, dag in inspection["dags"].items():
+        assert dag["description"], f"{dag_id} has no description"
+        undescribed = [name for name, text in dag["param_descriptions"].items() if not text]
+        assert not undescribed, f"{dag_id}: params without a description: {undescribed}"
 
 
 def test_schedules(inspection):

@@ -137,7 +137,7 @@ def test_the_evaluate_command_on_a_trained_model(tiny_cifar, tiny_cifar_tree, ha
     assert (hashtagger_home / "elsewhere" / "report.md").exists()
     assert artifact.read_metadata(folder) == updated
 
-    assert cli.main(["evaluate", str(hashtagger_home / "nothing-here")]) == 1
+    assert cli.main(["evaluate", str(hashtagger_home / "nothing-here")]) == 2  # a usage error
     assert "not a hashtagger model" in capsys.readouterr().err
 
 
@@ -180,3 +180,28 @@ def test_synthetic_outliers_show_nothing_of_the_source_images():
     # shuffled patches keep every pixel value, in another place
     np.testing.assert_array_equal(np.sort(sets["shuffled"].reshape(20, -1), axis=1),
                                   np.sort(images[:20].reshape(20, -1), axis=1))
+
+
+def test_a_model_outside_hashtagger_home_is_left_untouched(tiny_cifar, hashtagger_home, tmp_path, capsys):  # noqa: F811
+    """Evaluating the bundled model (or any folder outside $HASHTAGGER_HOME: a checkout, an installed
+    package) writes its reports under $HASHTAGGER_HOME/evaluations/<model_id>/, never beside the model."""
+    import shutil
+
+    from tasks.train import train
+
+    metadata = train.train(train.TrainConfig(
+        architecture="shallow", recipe="seed", epochs=1, train_limit=32, recipe_overrides=(("batch_size", 32),),
+        reports=False, register=False, verbose=0))
+    elsewhere = tmp_path / "checkout" / "models" / "bundled" / "cifar10"
+    shutil.copytree(metadata["path"], elsewhere)
+    before = {path: path.read_bytes() for path in elsewhere.rglob("*") if path.is_file()}
+
+    metrics = evaluate.evaluate_artifact(elsewhere, config=evaluate.EvaluateConfig(figures=False))
+    assert Path(metrics["reports_dir"]) == hashtagger_home / "evaluations" / metadata["model_id"]
+    assert (Path(metrics["reports_dir"]) / "report.md").exists()
+    assert {path: path.read_bytes() for path in elsewhere.rglob("*") if path.is_file()} == before
+
+    # the same through the command line, as JSON for scripts
+    assert cli.main(["evaluate", str(elsewhere), "--json", "--no-figures", "--no-record"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["model_id"] == metadata["model_id"] and document["reports_dir"] == metrics["reports_dir"]

@@ -19,7 +19,7 @@ def lexicon_candidates(label):
     ("#Cat", "#Cat"), ("cat", "#Cat".lower()), ("  #maple_tree ", "#maple_tree"), ("＃Caturday", "#Caturday"),
     ("#cafe\u0301", "#caf\u00e9"),  # NFC
     ("#猫", "#猫"), ("#हिन्दी", "#हिन्दी"),  # combining vowel signs are hashtag characters on X
-    ("#2024cars", "#2024cars"), ("#_", "#_"),
+    ("#2024cars", "#2024cars"), ("#_", None), ("#1_2", None), ("#〃", None),  # X: at least one letter
     ("#123", None), ("#", None), ("#lawn-mower", None), ("#lawn mower", None), ("#a" + "b" * 100, None),
 ])
 def test_normalise_follows_x_rules(raw, expected):

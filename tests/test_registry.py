@@ -241,5 +241,5 @@ def test_models_commands(engine, db_url, tmp_path, monkeypatch, capsys):
     assert "champion is now m1" in capsys.readouterr().out
     assert cli.main(["models", "show", "m2"]) == 0
     assert "rolled_back" in capsys.readouterr().out
-    assert cli.main(["models", "promote", "nope", "--no-onnx"]) == 1
+    assert cli.main(["models", "promote", "nope", "--no-onnx"]) == 2  # a usage error
     assert "not registered" in capsys.readouterr().err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image
 
 from fixtures import hostile, tiny_model
 from tasks.store import db
+from tasks.store import results
 from tasks.tag import predictor
 from tasks.tag import sources
 from tasks.tag import tag
@@ -42,7 +45,8 @@ def colour_folder(root: Path, count: int, colours=((200, 20, 20), (20, 200, 20),
     paths = []
     for index in range(count):
         path = root / f"img{index:04d}.jpg"
-        Image.new("RGB", (48, 40), colours[index % len(colours)]).save(path, quality=90)
+        # textured: a tile of one flat colour is refused as blank
+        hostile.textured(Image.new("RGB", (48, 40), colours[index % len(colours)])).save(path, quality=90)
         paths.append(path)
     return paths
 
@@ -94,15 +98,95 @@ def test_hostile_names_are_stored_verbatim(tmp_path, model, engine):
     assert count(engine, "image_results") == len(hostile.HOSTILE_NAMES), "the DROP TABLE in a name did nothing"
 
 
-def test_a_file_name_that_is_not_utf8_is_tagged_under_an_escaped_uri(tmp_path, model, engine):
+def write_raw(path: bytes, data: bytes) -> None:
+    with open(path, "wb") as file:
+        file.write(data)
+
+
+def assert_rerun_adds_nothing(folder, model, engine, first: dict) -> None:
+    """A second run tags and fails nothing new and leaves every table as it was."""
+    tables = ("image_results", "image_hashtags", "image_failures")
+    before = [count(engine, table) for table in tables]
+    again = run(folder, model, engine)
+    assert (again.tagged, again.skipped + again.failed) == (0, first.tagged + first.failed)
+    assert [count(engine, table) for table in tables] == before
+
+
+def test_file_names_that_are_not_utf8_are_tagged_under_escaped_text_and_lookalikes_stay_apart(
+        tmp_path, model, engine):
     folder = tmp_path / "latin1"
     folder.mkdir()
-    raw = os.fsencode(folder) + b"/caf\xe9.jpg"
-    with open(raw, "wb") as file:
-        file.write(hostile.jpeg())
-    summary = run(folder, model, engine)
-    assert summary.tagged == 1
-    assert rows(engine, "SELECT image_uri FROM image_results") == [(str(folder) + "/caf\\xe9.jpg",)]
+    names = set(hostile.NON_UTF8_NAMES) | {name for pair in hostile.LOOKALIKE_NAMES for name in pair}
+    for name in names:
+        write_raw(os.fsencode(folder) + b"/" + name, hostile.jpeg())
+    first = run(folder, model, engine)
+    assert (first.tagged, first.failed, first.status) == (len(names), 0, "succeeded")
+    shown = [uri for (uri,) in rows(engine, "SELECT image_uri FROM image_labels")]
+    assert len(shown) == len(names), "two byte names with alike texts are two images"
+    assert shown.count(str(folder) + "/caf\\xe9.jpg") == 2, "b'caf\\xe9.jpg' and b'caf\\\\xe9.jpg' look alike"
+    raw_paths = {os.fsencode(folder) + b"/" + name for name in names}
+    escaped_rows = rows(engine, "SELECT image_uri, uri_text FROM image_results WHERE uri_text IS NOT NULL")
+    assert len(escaped_rows) == len(hostile.NON_UTF8_NAMES) + 1  # + b"\xff.jpg"
+    for key, text in escaped_rows:  # the stored text gives the exact bytes back, and they give the key
+        assert sources.unescaped(text) in raw_paths
+        assert key == sources.image_key(os.fsdecode(sources.unescaped(text)))
+    assert_rerun_adds_nothing(folder, model, engine, first)
+
+
+@pytest.mark.parametrize("folder_name", hostile.NON_UTF8_FOLDERS)
+def test_a_source_folder_whose_own_name_is_not_utf8_is_tagged(tmp_path, model, engine, folder_name):
+    folder = os.fsencode(tmp_path) + b"/" + folder_name
+    os.mkdir(folder)
+    write_raw(folder + b"/dog.jpg", hostile.jpeg())
+    first = run(os.fsdecode(folder), model, engine)
+    assert (first.tagged, first.status) == (1, "succeeded")
+    escaped = sources.escaped(os.fsdecode(folder))
+    assert first.source == escaped and rows(engine, "SELECT source FROM tagging_runs") == [(escaped,)]
+    assert rows(engine, "SELECT image_uri FROM image_labels") == [(escaped + "/dog.jpg",)]
+    assert_rerun_adds_nothing(os.fsdecode(folder), model, engine, first)
+
+
+def test_symbolic_link_loops_and_dangling_links_fail_alone(tmp_path, model, engine):
+    expected = hostile.symlinks(tmp_path / "links")
+    first = run(tmp_path / "links", model, engine)
+    assert (first.tagged, first.failed, first.status) == (1, len(expected), "succeeded")
+    failed = dict(rows(engine, "SELECT image_uri, reason FROM failed_images"))
+    assert {uri: reason for uri, reason in failed.items()} .keys() == {str(tmp_path / "links" / n) for n in expected}
+    for name, reason in expected.items():
+        assert reason in failed[str(tmp_path / "links" / name)]
+    assert_rerun_adds_nothing(tmp_path / "links", model, engine, first)
+
+
+def test_a_path_longer_than_an_index_entry_is_tagged(tmp_path, model, engine):
+    path = hostile.long_path(tmp_path / "deep")
+    assert len(path) > 3000
+    first = run(tmp_path / "deep", model, engine)
+    assert (first.tagged, first.status) == (1, "succeeded")
+    assert rows(engine, "SELECT image_uri FROM image_tags LIMIT 1") == [(os.fsdecode(path),)]
+    key = rows(engine, "SELECT image_uri FROM image_results")[0][0]
+    assert key == sources.image_key(os.fsdecode(path)) and key.startswith(sources.HASHED_KEY_PREFIX)
+    assert_rerun_adds_nothing(tmp_path / "deep", model, engine, first)
+
+
+def test_names_with_terminal_escapes_are_stored_as_they_are_and_printed_escaped(tmp_path, model, engine, capsys):
+    from tasks.cli import tag as tag_command
+
+    folder = tmp_path / "terminal"
+    folder.mkdir()
+    for name in hostile.TERMINAL_NAMES:
+        (folder / name).write_bytes(hostile.jpeg())
+    (folder / "\x1b[31mred-broken.jpg").write_bytes(b"not a picture")
+    first = run(folder, model, engine)
+    assert (first.tagged, first.failed) == (len(hostile.TERMINAL_NAMES), 1)
+    stored = {uri for (uri,) in rows(engine, "SELECT image_uri FROM image_labels")}
+    assert stored == {str(folder / name) for name in hostile.TERMINAL_NAMES}
+    capsys.readouterr()
+    tag_command.SHOW_IMAGES = 20
+    tag_command.print_results(first, engine.url.render_as_string(hide_password=False))
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\x07" not in printed and "\u202e" not in printed
+    assert "\\x1b[2J\\x1b[Hclear-screen.jpg" in printed and "line\\nbreak.jpg" in printed
+    assert "FAILED" in printed and "\\x1b[31mred-broken.jpg" in printed
 
 
 def test_symlinks_that_leave_the_root_are_not_followed(tmp_path, model, engine):
@@ -121,7 +205,8 @@ def test_symlinks_that_leave_the_root_are_not_followed(tmp_path, model, engine):
 def test_new_and_changed_files_are_tagged_and_only_they(tmp_path, model, engine):
     paths = colour_folder(tmp_path / "photos", 10)
     assert run(tmp_path / "photos", model, engine).tagged == 10
-    Image.new("RGB", (48, 40), (20, 200, 20)).save(paths[0])  # was red: a new picture at the same path
+    # was red: a new picture at the same path
+    hostile.textured(Image.new("RGB", (48, 40), (20, 200, 20))).save(paths[0])
     colour_folder(tmp_path / "photos" / "more", 3)
     summary = run(tmp_path / "photos", model, engine)
     assert (summary.tagged, summary.skipped) == (4, 9)
@@ -284,3 +369,108 @@ def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tin
         ("broken.jpg", "not an image: a text file")]
     assert len(answers["compare_model_versions"]) == 9
     assert {row.verdict for row in answers["compare_model_versions"]} == {"same"}
+
+
+class HeldSource(sources.LocalSource):
+    """A folder whose listing waits for `release`: a run that is live, holding its source."""
+
+    def __init__(self, root, release):
+        super().__init__(root)
+        self.release = release
+
+    def list(self):
+        assert self.release.wait(60)
+        yield from super().list()
+
+
+def test_a_second_run_on_the_same_source_is_refused_while_the_first_lives(tmp_path, model, engine):
+    import threading
+
+    colour_folder(tmp_path / "photos", 5)
+    release = threading.Event()
+    first: dict = {}
+    thread = threading.Thread(target=lambda: first.update(tag.run(
+        str(tmp_path / "photos"), model, HashtagEngine(), engine, tag.TagConfig(batch_size=7),
+        source=HeldSource(tmp_path / "photos", release))))
+    thread.start()
+    try:
+        for _ in range(500):
+            if rows(engine, "SELECT COUNT(*) FROM tagging_runs WHERE status = 'running'")[0][0]:
+                break
+            time.sleep(0.01)
+        with pytest.raises(results.AnotherRunActive, match="another run is active"):
+            run(tmp_path / "photos", model, engine)
+        other = run(tmp_path / "photos", model, engine, shard=(0, 2))  # another shard is another job
+        assert other.status == "succeeded"
+    finally:
+        release.set()
+        thread.join(60)
+    assert first.status == "succeeded" and first.tagged + other.tagged == 5
+    assert count(engine, "tagging_runs") == 2, "the refused run wrote nothing"
+    assert run(tmp_path / "photos", model, engine).tagged == 0
+
+
+def test_runs_whose_process_is_gone_are_marked_interrupted_by_the_next_run(tmp_path, model, engine):
+    import datetime as dt
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    now = dt.datetime.now(dt.timezone.utc)
+    runs = [("killed-here", socket.gethostname(), dead.pid, now),
+            ("silent-elsewhere", "other-host", 4242, now - dt.timedelta(hours=1)),
+            ("alive-elsewhere", "other-host", 4243, now)]
+    with engine.begin() as connection:
+        for run_id, host, pid, beat in runs:
+            connection.execute(sa.text(
+                "INSERT INTO tagging_runs (run_id, source, model_version, started_at, status, host, pid, heartbeat_at) "
+                "VALUES (:run_id, :source, 'm', :at, 'running', :host, :pid, :at)"),
+                {"run_id": run_id, "source": f"/elsewhere/{run_id}", "at": beat, "host": host, "pid": pid})
+    colour_folder(tmp_path / "photos", 2)
+    summary = run(tmp_path / "photos", model, engine)
+    states = dict(rows(engine, "SELECT run_id, status FROM tagging_runs"))
+    assert states == {"killed-here": "interrupted", "silent-elsewhere": "interrupted",
+                      "alive-elsewhere": "running", summary.run_id: "succeeded"}
+    errors = dict(rows(engine, "SELECT run_id, error FROM tagging_runs WHERE status = 'interrupted'"))
+    assert f"process {dead.pid} on {socket.gethostname()} is gone" in errors["killed-here"]
+    assert "no heartbeat for 60 min from other-host:4242" in errors["silent-elsewhere"]
+    host, pid, beat = rows(engine, "SELECT host, pid, heartbeat_at FROM tagging_runs WHERE run_id = :r",
+                           r=summary.run_id)[0]
+    assert (host, pid) == (socket.gethostname(), os.getpid()) and beat is not None
+
+
+def test_hashtag_answers_for_a_file_whose_name_is_not_utf8_prints_it_escaped_and_refuses_a_blank(
+        tmp_path, tiny_models, bin_dir):
+    import subprocess
+
+    folder = os.fsencode(tmp_path)
+    write_raw(folder + b"/chat-caf\xe9.jpg", hostile.jpeg())
+    write_raw(folder + b"/\x1b[2Jbroken.jpg", b"not a picture")
+    write_raw(folder + b"/blank.png", hostile.alpha_cases()["blank-white.png"][0])
+    env = {**os.environ, "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8", "HASHTAGGER_HOME": str(tmp_path)}
+    answered = subprocess.run([bin_dir / "hashtag", "--model", tiny_models[0].metadata["path"],
+                               folder + b"/chat-caf\xe9.jpg", folder + b"/\x1b[2Jbroken.jpg",
+                               folder + b"/blank.png"],
+                              env=env, capture_output=True, timeout=120)
+    stdout, stderr = answered.stdout.decode(), answered.stderr.decode()
+    assert answered.returncode == 1 and "Traceback" not in stderr, stderr
+    assert f"{tmp_path}/chat-caf\\xe9.jpg: cat" in stdout
+    assert "\x1b" not in stdout + stderr and f"{tmp_path}/\\x1b[2Jbroken.jpg: not an image" in stderr
+    assert f"{tmp_path}/blank.png: blank: the picture is a single flat colour" in stderr
+
+
+def test_broken_metadata_is_a_warning_naming_the_file_not_a_failure(tmp_path, model, engine, caplog):
+    folder = tmp_path / "metadata"
+    folder.mkdir()
+    cases = hostile.metadata_cases()
+    for name in ("exif-unit-rational.jpg", "exif-xresolution-byte.jpg", "png-huge-ztxt.png"):
+        (folder / name).write_bytes(cases[name][0])
+    with caplog.at_level("WARNING", logger="tasks.tag.tag"):
+        first = run(folder, model, engine)
+    assert (first.tagged, first.failed) == (3, 0)
+    warned = [record.getMessage() for record in caplog.records if record.name == "tasks.tag.tag"]
+    assert any(str(folder / "exif-unit-rational.jpg") in text and "orientation 6 applied" in text for text in warned)
+    assert any(str(folder / "png-huge-ztxt.png") in text and "metadata skipped" in text for text in warned)
+    assert not any(record.exc_info for record in caplog.records), "no traceback"
+    assert_rerun_adds_nothing(folder, model, engine, first)

@@ -81,7 +81,11 @@ def test_hashtags_come_from_the_text_when_entities_are_absent(x_http, client, cl
     ("café: #cafe\u0301", ["#café"]),  # NFC: a decomposed accent becomes one character
     ("a#b &#39; https://example.com/#fragment", []),
     ("#️⃣ #kitty#x ＃Caturday", ["#Caturday"]),
-    ("#under_score_ok #_", ["#under_score_ok", "#_"]),
+    ("#under_score_ok #_", ["#under_score_ok"]),  # twitter-text: at least one letter
+    ("#_ #1_2 #〃 #__1 #1st #〃猫", ["#1st", "#〃猫"]),
+    ("RT @cats: look at this #CatsOfX and #A…", ["#CatsOfX"]),  # X cut the retweet: '#A' is a fragment
+    ("RT @cats: #Caturday #Ca…  ", ["#Caturday"]),
+    ("not cut: #cat… and more", ["#cat"]),
 ])
 def test_text_hashtags_follow_x_rules(text, expected):
     assert x_search.hashtags_in_text(text) == expected
@@ -255,3 +259,37 @@ def test_bearer_token_falls_back_to_the_environment(monkeypatch):
     monkeypatch.setenv("X_BEARER_TOKEN", "from-env")
     assert x_api.bearer_token() == "from-env"
     assert x_api.bearer_token("from-airflow") == "from-airflow"
+
+
+@pytest.mark.parametrize("post, expected", [
+    ({"text": "RT @cats: #Caturday #A\u2026", "entities": {"hashtags": [
+        {"start": 10, "end": 19, "tag": "Caturday"}, {"start": 20, "end": 22, "tag": "A"}]}}, ["#Caturday"]),
+    ({"text": "RT @cats: #Caturday #A\u2026", "entities": {"hashtags": [{"tag": "Caturday"}, {"tag": "A"}]}},
+     ["#Caturday"]),  # no offsets: the text says which one runs into the cut
+    ({"text": "#_ and #1_2 #kitten", "entities": {"hashtags": [{"tag": "_"}, {"tag": "1_2"}, {"tag": "kitten"}]}},
+     ["#kitten"]),
+    ({"text": "entities win: #fromtext", "entities": {"hashtags": [{"tag": "FromEntities"}]}}, ["#FromEntities"]),
+])
+def test_post_hashtags_come_from_entities_by_x_rules_and_never_from_a_truncated_tail(post, expected):
+    assert x_search.post_hashtags(post) == expected
+
+
+def test_block_says_an_underscore_is_not_a_hashtag(sqlite_url, monkeypatch, capsys):
+    from tasks.cli import main as cli
+
+    monkeypatch.setenv("HASHTAGGER_DB_URL", sqlite_url)
+    for text in ("#_", "#1_2", "#〃"):  # a usage error, through the CLI's one handler (tasks/errors.py)
+        assert cli.main(["hashtags", "block", text]) == 2
+        assert f"{text!r} is not a hashtag" in capsys.readouterr().err
+    assert cli.main(["hashtags", "block", "#spam_2"]) == 0
+
+
+def test_no_token_reaches_any_log_at_debug(x_http, clock, sleeps, caplog):
+    x_http.add(responses.GET, SEARCH_URL, json=body("search_cat.json"), headers=rate_headers(clock))
+    with caplog.at_level(logging.DEBUG):
+        client = XClient(TOKEN, XConfig(), clock=clock, sleep=sleeps.append)
+        x_search.search_label(client, "cat")
+        logging.getLogger("some.other.module").debug("headers %s", {"Authorization": f"Bearer {TOKEN}"})
+    assert "Making API request" in caplog.text, "tweepy did log the request at DEBUG"
+    assert TOKEN not in caplog.text and "Bearer [redacted]" in caplog.text
+    assert all(TOKEN not in record.getMessage() for record in caplog.records)

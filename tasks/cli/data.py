@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks import pipeline
+from tasks import errors, pipeline
 
 
 def register(commands) -> None:
@@ -11,21 +11,21 @@ def register(commands) -> None:
     prep.add_argument("dataset", help="cifar10, cifar100, or a name for your own labelled tree")
     prep.add_argument("--source", help="URL, .tar.gz (official or a class-per-folder tree) or folder")
     prep.add_argument("--md5", help="expected md5 of a downloaded archive (official ones are known)")
-    prep.add_argument("--validation-size", type=int, default=5000)
-    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--validation-size", type=int, default=5000,
+                      help="training images held out for validation (early stopping, calibration)")
+    prep.add_argument("--seed", type=int, default=0, help="random seed of the validation split")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
     prep.set_defaults(func=prepare)
 
 
 def prepare(args) -> int:
-    import sys
+    from tasks.cli import progress
 
     try:
         manifest = pipeline.prepare_dataset(args.dataset, args.source, args.md5, args.validation_size, args.seed,
-                                            progress=not args.quiet)
+                                            progress=progress.enabled(args.quiet))
     except pipeline.user_errors() as error:  # the user's input, not a bug: no traceback
-        print(f"hashtagger data prepare: error: {error}", file=sys.stderr)
-        return 1
+        raise errors.UserError(f"hashtagger data prepare: {error}") from None
     counts = manifest.counts
     per_class = manifest.test_per_class
     print(f"{manifest.name} version {manifest.version}: {counts['train']:,} train, "

@@ -6,7 +6,9 @@ from __future__ import annotations
 def register(commands) -> None:
     database = commands.add_parser("db", help="the results database").add_subparsers(
         dest="db_command", required=True)
-    migrate = database.add_parser("migrate", help="apply new migrations from sql/ (a second run does nothing)")
+    migrate = database.add_parser("migrate", help="apply new migrations from sql/ (a second run does nothing)",
+                                  description="Apply the numbered migrations of sql/ to the results database "
+                                              "(HASHTAGGER_DB_URL, default SQLite under HASHTAGGER_HOME).")
     migrate.set_defaults(func=migrate_command)
 
 

@@ -2,35 +2,58 @@
 
 from __future__ import annotations
 
+import json
 import sys
+
+from tasks import errors
 
 
 def register(commands) -> None:
-    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a dataset version's test split")
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a dataset version's test split "
+                                                    "(train extra)",
+                                   description="Test accuracy, per-class accuracy, calibration and figures of a "
+                                               "saved model. Reports go beside a model trained here (under "
+                                               "$HASHTAGGER_HOME/models/), else under "
+                                               "$HASHTAGGER_HOME/evaluations/<model_id>/: never into the "
+                                               "installed package or a checkout. Needs the train extra.")
     evaluate.add_argument("model", help="a model artifact folder (holding model.keras and metadata.json)")
     evaluate.add_argument("--dataset-version", help="default: the model's own version, else the latest")
     evaluate.add_argument("--tta", nargs="?", const="recipe", default="none",
                           choices=("recipe", "none", "flip", "flip_translate"),
                           help="also measure with test-time augmentation; alone: the model recipe's "
                                "(flip_translate for airbench, else flip) (default: %(default)s)")
-    evaluate.add_argument("--output", help="write the reports here instead of the artifact's reports/ "
-                                           "(metadata.json is then left as it is)")
+    evaluate.add_argument("--output", help="write the reports here (default: beside a model trained here, else "
+                                           "$HASHTAGGER_HOME/evaluations/<model_id>/)")
     evaluate.add_argument("--no-figures", action="store_true", help="metrics and report.md only, no PNGs")
     evaluate.add_argument("--no-record", action="store_true",
                           help="do not record the result in the registry (results database)")
+    evaluate.add_argument("--json", action="store_true", help="the metrics summary as one JSON document on stdout")
     evaluate.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from tasks import pipeline
+    from pathlib import Path
 
+    from tasks import pipeline, quiet
+
+    quiet.require_train_extra("evaluation")
+    local = "://" not in args.model and not args.model.startswith(("bundled:", "home:"))
+    if local and not Path(args.model, "metadata.json").exists():  # before the 4 s TensorFlow import
+        raise errors.UserError(f"hashtagger evaluate: {args.model}: not a hashtagger model (no metadata.json)",
+                               "name a folder that `hashtagger train` wrote, e.g. ~/.hashtagger/models/<model_id>")
+    quiet.import_keras("evaluation")
     try:
         metrics = pipeline.evaluate(args.model, args.dataset_version, args.tta, args.output,
                                     figures=not args.no_figures, record=not args.no_record)
     except pipeline.user_errors() as error:
-        print(f"hashtagger evaluate: error: {error}", file=sys.stderr)
-        return 1
+        raise errors.UserError(f"hashtagger evaluate: {error}") from None
     tta = metrics.get("tta", "none")
+    if args.json:
+        keys = ("model_id", "dataset", "dataset_version", "test_images", "test_top1", "test_top5",
+                "test_top1_tta", "tta", "calibration", "reports_dir")
+        json.dump({key: metrics[key] for key in keys if key in metrics}, sys.stdout, indent=1, default=str)
+        print()
+        return errors.EXIT_OK
     calibration = metrics["calibration"]
     print(f"{metrics['model_id']} on {metrics['dataset']} {metrics['dataset_version']} "
           f"({metrics['test_images']:,} test images)")
@@ -42,4 +65,4 @@ def run(args) -> int:
     print(f"  calibration: temperature {calibration['temperature']:.3f}, ECE {calibration['test_ece_before']:.4f} "
           f"-> {calibration['test_ece_after']:.4f}")
     print(f"  reports in {metrics['reports_dir']}")
-    return 0
+    return errors.EXIT_OK

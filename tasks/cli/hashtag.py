@@ -9,43 +9,61 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from tasks import pipeline
+from tasks import errors, pipeline
 from tasks.pipeline import PLATFORM_LIMITS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hashtag", description="Images in, labels and hashtags out.")
-    parser.add_argument("images", nargs="+", help="image files")
+    from tasks.cli.options import Parser, add_common_options
+
+    parser = Parser(prog="hashtag", description="Images in, labels and hashtags out. For a folder or a "
+                                                "bucket, with results kept in a database: hashtagger tag.",
+                    epilog=errors.EXIT_CODES_HELP)
+    add_common_options(parser)
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--model", help="a model artifact folder (default: the bundled model of --dataset)")
     parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"),
                         help="whose bundled model answers when --model is not given")
     parser.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS),
                         help="instagram: at most 5 hashtags, x: 3, generic: 10")
-    parser.add_argument("--labels", type=int, default=3, help="top labels to show")
+    parser.add_argument("--labels", type=int, default=3, choices=range(1, 11), metavar="{1..10}",
+                        help="top labels to show")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    folders = [name for name in args.images if os.path.isdir(name)]
+    if folders:
+        raise errors.UserError(f"hashtag: {_shown(folders[0])} is a folder; hashtag takes image files",
+                               f"to tag a folder use: hashtagger tag {_shown(folders[0])}")
     try:
         model_id, answers = pipeline.hashtag_images(args.images, args.model, args.dataset, args.platform, args.labels)
     except (*pipeline.user_errors(), OSError, ValueError) as error:
-        print(f"hashtag: cannot load the model: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtag: cannot load the model: {error}") from None
     failures = [answer for answer in answers if "error" in answer]
     for answer in failures:
-        print(f"hashtag: {answer['image']}: {answer['error']}", file=sys.stderr)
+        print(f"hashtag: {_shown(answer['image'])}: {answer['error']}", file=sys.stderr)
     if args.json:
-        json.dump({"model": model_id, "results": answers}, sys.stdout, indent=1)
+        # a file name that is not UTF-8 goes out escaped, as the results database stores it
+        shown = [{**answer, "image": pipeline.escaped_name(answer["image"])} for answer in answers]
+        json.dump({"model": model_id, "results": shown}, sys.stdout, indent=1)
         print()
     else:
         for answer in answers:
             if "error" in answer:
                 continue
             labels = ", ".join(f"{item['label']} {item['probability']:.0%}" for item in answer["labels"])
-            print(f"{answer['image']}: {labels}")
+            print(f"{_shown(answer['image'])}: {labels}")
             print("  " + " ".join(item["hashtag"] for item in answer["hashtags"]))
-    return 1 if failures else 0
+    return errors.EXIT_FAILED_IMAGES if failures else errors.EXIT_OK
+
+
+def _shown(name: str) -> str:
+    """A file name safe to print: escape sequences and non-UTF-8 bytes escaped (printing them raw crashes
+    on a UTF-8 terminal, or acts on it)."""
+    return pipeline.shown_name(name)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from tasks import pipeline
+from tasks import errors, pipeline
 from tasks.pipeline import PLATFORM_LIMITS
 
 
@@ -21,29 +19,42 @@ def register(commands) -> None:
     refresh.add_argument("--max-posts", type=int, default=100, help="posts read per label (100: one request)")
     refresh.add_argument("--ttl-hours", type=float, default=6.0, help="skip labels fetched this recently")
     refresh.add_argument("--force", action="store_true", help="fetch every label, however fresh")
+    refresh.add_argument("--quiet", action="store_true", help="no progress bar")
     refresh.set_defaults(func=refresh_command)
     show = hashtags.add_parser("show", help="a label's cached hashtags, fetch log and ranked result")
-    show.add_argument("label")
-    show.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS))
+    show.add_argument("label", help="a class name, e.g. cat or maple_tree")
+    show.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS),
+                      help="instagram: at most 5 hashtags, x: 3, generic: 10")
     show.set_defaults(func=show_command)
     block = hashtags.add_parser("block", help="never suggest a hashtag again")
     block.add_argument("hashtag", help="e.g. '#spam' (quote it: '#' starts a shell comment)")
     block.add_argument("--reason", help="why, for whoever reads the table later")
     block.set_defaults(func=block_command)
     unblock = hashtags.add_parser("unblock", help="remove a hashtag from the database blocklist")
-    unblock.add_argument("hashtag")
+    unblock.add_argument("hashtag", help="e.g. '#spam' (quoted)")
     unblock.set_defaults(func=unblock_command)
 
 
 def refresh_command(args) -> int:
+    from tasks.cli import progress
+
     labels = args.labels.split(",") if args.labels else None
+    bar = None
+
+    def advance(done: int, total: int) -> None:  # called before each label, and once at the end
+        nonlocal bar
+        bar = bar or progress.bar(total, "labels", "label", progress.enabled(args.quiet))
+        bar.update(done - bar.n)
+
     try:
         summary = pipeline.refresh_hashtags(
             dataset=args.dataset, labels=labels, lang=None if args.lang == "any" else args.lang, woeid=args.woeid,
-            max_posts=args.max_posts, ttl_hours=args.ttl_hours, force=args.force)
+            max_posts=args.max_posts, ttl_hours=args.ttl_hours, force=args.force, progress=advance)
     except (*pipeline.user_errors(), ValueError) as error:
-        print(f"hashtagger hashtags refresh: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtagger hashtags refresh: {error}") from None
+    finally:
+        if bar is not None:
+            bar.close()
     print(f"{summary['labels']} labels: {summary['fetched']} fetched, {summary['empty']} without hashtags, "
           f"{summary['fresh']} still fresh, {summary['failed']} failed, {summary['not_tried']} not tried")
     requests = ", ".join(f"{count} {endpoint}" for endpoint, count in summary["requests"].items()) or "none"
@@ -55,8 +66,8 @@ def show_command(args) -> int:
     try:
         report = pipeline.hashtag_report(args.label, args.platform)
     except pipeline.user_errors() as error:
-        print(f"hashtagger hashtags show: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtagger hashtags show: {error}") from None
+    check_label(args.label, bool(report["fetches"]))
     print(f"{args.label}: X query {report['query']!r}")
     for fetch in report["fetches"]:
         print(f"  {fetch['source']} fetched {fetch['fetched_at']}: {fetch['status']}, {fetch['posts']} posts"
@@ -69,12 +80,23 @@ def show_command(args) -> int:
     return 0
 
 
+def check_label(label: str, fetched: bool) -> None:
+    """A UserError naming close matches when `label` is neither a lexicon label nor ever fetched from X."""
+    import difflib
+
+    known = pipeline.known_labels()
+    if fetched or label in known:
+        return
+    close = difflib.get_close_matches(label, list(known), n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else "labels are class names such as cat or maple_tree"
+    raise errors.UserError(f"hashtagger hashtags show: no such label {label!r}", hint)
+
+
 def block_command(args) -> int:
     try:
         key = pipeline.block_hashtag(args.hashtag, args.reason)
     except (*pipeline.user_errors(), ValueError) as error:
-        print(f"hashtagger hashtags block: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtagger hashtags block: {error}") from None
     print(f"blocked {key}")
     return 0
 
@@ -83,8 +105,7 @@ def unblock_command(args) -> int:
     try:
         key, removed, shipped = pipeline.unblock_hashtag(args.hashtag)
     except (*pipeline.user_errors(), ValueError) as error:
-        print(f"hashtagger hashtags unblock: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtagger hashtags unblock: {error}") from None
     if shipped:
         print(f"{key} is in the shipped blocklist (tasks/resources/blocklist.txt): it stays blocked")
     else:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
+
+from tasks import errors
 
 from tasks import pipeline
 
@@ -12,42 +13,43 @@ def register(commands) -> None:
     models = commands.add_parser("models", help="the model registry: champions, candidates, promotion").add_subparsers(
         dest="models_command", required=True)
     listing = models.add_parser("list", help="registered models, newest first")
-    listing.add_argument("--dataset")
-    listing.add_argument("--status", choices=("candidate", "champion", "retired"))
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--dataset", help="only this dataset's models (default: all)")
+    listing.add_argument("--status", choices=("candidate", "champion", "retired"), help="only these (default: all)")
+    listing.add_argument("--json", action="store_true", help="one JSON document on stdout")
     listing.set_defaults(func=list_command)
     show = models.add_parser("show", help="one model: its evaluations and its change log")
-    show.add_argument("model_id")
+    show.add_argument("model_id", help="as `hashtagger models list` shows it")
     show.set_defaults(func=show_command)
     add = models.add_parser("register", help="record a saved model folder as a candidate")
-    add.add_argument("path")
+    add.add_argument("path", help="a model artifact folder (model.keras and metadata.json)")
     add.set_defaults(func=register_command)
     promote = models.add_parser("promote", help="make a model its dataset's champion (manual; no accuracy check)")
-    promote.add_argument("model_id")
-    promote.add_argument("--reason", default="manual promotion")
+    promote.add_argument("model_id", help="as `hashtagger models list` shows it")
+    promote.add_argument("--reason", default="manual promotion", help="recorded in model_events")
     promote.add_argument("--no-onnx", action="store_true",
                          help="skip the ONNX export (tests only: tagging cannot serve a champion without it)")
     promote.set_defaults(func=promote_command)
     auto = models.add_parser("auto-promote", help="promote only if it beats the champion on the same data")
-    auto.add_argument("model_id")
+    auto.add_argument("model_id", help="as `hashtagger models list` shows it")
     auto.add_argument("--margin", type=float, default=0.002, help="top-1 gain needed (0.002 = 0.2 points); "
                                                                  "the other gates: tasks/registry/gates.py")
-    auto.add_argument("--no-onnx", action="store_true")
+    auto.add_argument("--no-onnx", action="store_true",
+                      help="skip the ONNX export of a new champion (tests only: tagging needs it)")
     auto.set_defaults(func=auto_promote_command)
     rollback = models.add_parser("rollback", help="bring back the champion the current one replaced "
                                                   "(in the end, the bundled model)")
-    rollback.add_argument("--dataset", default="cifar10")
-    rollback.add_argument("--no-onnx", action="store_true")
+    rollback.add_argument("--dataset", default="cifar10", help="whose champion to roll back")
+    rollback.add_argument("--no-onnx", action="store_true",
+                          help="skip the ONNX export of the restored champion (tests only: tagging needs it)")
     rollback.set_defaults(func=rollback_command)
     export = models.add_parser("export", help="write model.onnx beside model.keras")
     export.add_argument("path", help="a model artifact folder")
-    export.add_argument("--overwrite", action="store_true")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing model.onnx")
     export.set_defaults(func=export_command)
 
 
 def _fail(error) -> int:
-    print(f"hashtagger models: error: {error}", file=sys.stderr)
-    return 1
+    raise errors.UserError(f"hashtagger models: {error}")
 
 
 def list_command(args) -> int:
@@ -113,8 +115,10 @@ def register_command(args) -> int:
 
 
 def _print_decision(decision) -> None:
-    verb = "now champion" if decision.promoted else "not promoted"
-    print(f"{decision.model_id}: {verb} of {decision.dataset}: {decision.reason}")
+    if not decision.promoted:  # not an error: the gate said no, and nothing changed
+        print(f"{decision.model_id}: not promoted, nothing changed ({decision.reason})")
+        return
+    print(f"{decision.model_id}: now champion of {decision.dataset}: {decision.reason}")
     if decision.promoted and decision.previous_champion and decision.previous_champion != decision.model_id:
         print(f"  replaced {decision.previous_champion} (retired)")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
-from tasks import pipeline
+from tasks import errors, pipeline
 from tasks.pipeline import PLATFORM_LIMITS
 
 SHOW_IMAGES = 8  # images listed after a run, so the summary fits on one screen; the rest are in the database
@@ -21,10 +22,11 @@ def register(commands) -> None:
     tag.add_argument("--model", help="a model artifact folder (default: the champion, else the bundled model)")
     tag.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"),
                      help="whose champion (else bundled model) tags when --model is not given")
-    tag.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS))
+    tag.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS),
+                     help="instagram: at most 5 hashtags, x: 3, generic: 10")
     tag.add_argument("--batch-size", type=int, default=256, help="images per model call and transaction")
     tag.add_argument("--workers", type=int, help="decoding threads (default: one per core)")
-    tag.add_argument("--limit", type=int,
+    tag.add_argument("--limit", type=int, metavar="N",
                      help="tag at most N images the model has not tagged (tagged or failed), oldest first")
     tag.add_argument("--dry-run", action="store_true", help="count what would be tagged; write nothing")
     tag.add_argument("--retag", action="store_true",
@@ -32,66 +34,84 @@ def register(commands) -> None:
                           "so a new champion always re-tags")
     tag.add_argument("--run-id", help="a run id to resume or repeat (default: a new one)")
     tag.add_argument("--quiet", action="store_true", help="no progress bar and no listing of results")
+    tag.add_argument("--json", action="store_true", help="the run's summary as one JSON document on stdout")
     tag.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from tasks.cli import progress
+
     if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or (args.workers or 1) < 1:
-        print("hashtagger tag: --batch-size and --workers must be at least 1, --limit at least 0",
-              file=sys.stderr)
-        return 2
+        raise errors.UserError("hashtagger tag: --batch-size and --workers must be at least 1, --limit at least 0")
     try:
         # a run that writes records the bundled model first; a dry run reads only
         model = pipeline.serving_model(args.model, args.dataset, write=not args.dry_run)
-    except pipeline.database_errors() as error:
-        print(f"hashtagger tag: {error}", file=sys.stderr)
-        return 2
+    except pipeline.database_errors() as error:  # not migrated, not answering: the message says what to do
+        raise errors.UserError(f"hashtagger tag: {error}") from None
     except (*pipeline.user_errors(), OSError, ValueError) as error:
-        print(f"hashtagger tag: cannot load the model: {error}", file=sys.stderr)
-        return 2
+        raise errors.UserError(f"hashtagger tag: cannot load the model: {error}") from None
     try:
         summary = pipeline.tag_source(
             args.source, model, platform=args.platform, run_id=args.run_id, batch_size=args.batch_size,
             workers=args.workers, limit=args.limit, dry_run=args.dry_run, retag=args.retag,
-            progress=not args.quiet and sys.stderr.isatty())
+            progress=progress.enabled(args.quiet or args.json))
+    except pipeline.RunActive as active:  # not a usage error: the same command works once it ends
+        raise errors.UserError(f"hashtagger tag: {_shown(str(active))}",
+                               exit_code=errors.EXIT_FAILED_IMAGES) from None
     except pipeline.RunFailed as failed:
-        print_summary(failed.summary, model)
-        print(f"hashtagger tag: {failed}\n  every batch written before is complete; run the same command "
-              f"again to finish", file=sys.stderr)
-        return 1
+        print_summary(failed.summary, model, args.json)
+        raise errors.UserError(f"hashtagger tag: {_shown(str(failed))}",
+                               "every batch written before is complete; run the same command again to finish",
+                               errors.EXIT_FAILED_IMAGES) from None
     except pipeline.user_errors() as error:
-        print(f"hashtagger tag: {error}", file=sys.stderr)
-        return 2
-    print_summary(summary, model)
-    if not args.quiet and not args.dry_run:
+        raise errors.UserError(f"hashtagger tag: {_shown(str(error))}") from None
+    print_summary(summary, model, args.json)
+    if not args.quiet and not args.json and not args.dry_run:
         print_results(summary)
-    return 0
+    return errors.EXIT_FAILED_IMAGES if summary.failed else errors.EXIT_OK
 
 
-def print_summary(summary, model) -> None:
-    """Four lines: what ran, with what, how much, how fast (`summary`: a RunSummary)."""
+def print_summary(summary, model, as_json: bool = False) -> None:
+    """Four lines: what ran, with what, how much, how fast (`summary`: a RunSummary), or one JSON document."""
     rate = (summary.tagged + summary.failed) / summary.seconds if summary.seconds else 0.0
+    if as_json:
+        json.dump(dict(summary.as_dict(), runtime=model.runtime, images_per_second=round(rate, 1)),
+                  sys.stdout, indent=1)
+        print()
+        return
     dry = summary.status == "dry-run"
-    print(f"run {summary.run_id}: {summary.status}  source {summary.source}")
+    print(f"run {summary.run_id}: {summary.status}  source {_shown(summary.source)}")
     print(f"  model   {model.model_id} ({model.runtime})")
+    others = f"  ({summary.not_images:,} non-image files skipped)" if summary.not_images else ""
+    if not summary.seen:
+        print(f"  images  no images found{others}")
+        return
     print(f"  images  {summary.seen:,} seen  {summary.tagged:,} {'to tag' if dry else 'tagged'}  "
-          f"{summary.skipped:,} already done  {summary.failed:,} failed")
+          f"{summary.skipped:,} already done  {summary.failed:,} failed{others}")
     print(f"  time    {summary.seconds:,.1f} s  ({rate:,.0f} images/s)")
+    if not dry and summary.tagged:
+        print(f"  page    hashtagger report {summary.run_id}")
 
 
-def print_results(summary) -> None:
+def print_results(summary, db_url: str | None = None) -> None:
     """A few of this run's images and failures: the database holds all of them."""
-    shown = pipeline.run_results(summary.run_id, SHOW_IMAGES, SHOW_FAILURES)
+    shown = pipeline.run_results(summary.run_id, SHOW_IMAGES, SHOW_FAILURES, db_url)
     for image in shown["images"]:
         print(f"  {image['label']:>10} {image['confidence']:4.0%}  {' '.join(image['hashtags']):<50}  "
-              f"{_short(image['image_uri'])}")
+              f"{_short(image['image_text'])}")
     if summary.tagged > len(shown["images"]):
         print(f"  ... {summary.tagged - len(shown['images']):,} more in image_tags (run_id = '{summary.run_id}')")
     for uri, reason in shown["failures"]:
-        print(f"  FAILED  {_short(uri)}: {reason}")
+        print(f"  FAILED  {_short(uri)}: {_shown(reason)}")
     if summary.failed > len(shown["failures"]):
         print(f"  ... {summary.failed - len(shown['failures']):,} more in failed_images (run_id = '{summary.run_id}')")
 
 
 def _short(uri: str, width: int = 70) -> str:
+    """The end of a stored name, escaped: a name holding terminal escape sequences must not act on the screen."""
+    uri = _shown(uri)
     return uri if len(uri) <= width else "..." + uri[-(width - 3):]
+
+
+def _shown(text: str) -> str:
+    return pipeline.shown_name(text)

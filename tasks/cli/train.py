@@ -3,30 +3,66 @@
 from __future__ import annotations
 
 import json
+import sys
 
-from tasks import pipeline
+from tasks import errors, pipeline
+from tasks.config import Settings
 
 
 def register(commands) -> None:
-    train = commands.add_parser("train", help="train one architecture and save a model artifact")
-    train.add_argument("--arch", default="vgg16", help="shallow, allconv, resnet, vgg16, resnet9 or airbench")
-    train.add_argument("--dataset", default="cifar10")
-    train.add_argument("--dataset-version", help="default: the latest prepared version")
-    train.add_argument("--recipe", default="fast", help="seed (the report's), fast or airbench")
-    train.add_argument("--epochs", type=int, help="default: the recipe's own (airbench 10)")
-    train.add_argument("--budget-minutes", type=float, help="stop after this much wall-clock time")
-    train.add_argument("--train-limit", type=int, help="train on the first N images only")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--recipe-set", action="append", metavar="KEY=VALUE", help="override a recipe field")
-    train.add_argument("--model-set", action="append", metavar="KEY=VALUE", help="override a model field")
+    train = commands.add_parser("train", help="train one architecture and save a model artifact (train extra)",
+                                description="Train one architecture with one recipe on a prepared dataset "
+                                            "version, evaluate it, save it under $HASHTAGGER_HOME/models/ and "
+                                            "register it as a candidate. Needs the train extra: "
+                                            "pip install 'hashtagger[train]'.")
+    train.add_argument("--arch", required=True, choices=pipeline.architectures(),
+                       help="the network (README: Models, recipes and promotion)")
+    train.add_argument("--dataset", default="cifar10", help="a prepared dataset (hashtagger data prepare NAME)")
+    train.add_argument("--dataset-version", help="a prepared version (default: the latest)")
+    train.add_argument("--recipe", default="fast", choices=pipeline.recipe_names(),
+                       help="seed: the report's; fast: one-cycle SGD; airbench: airbench's")
+    train.add_argument("--epochs", type=positive_int, help="epochs to train (default: the recipe's own)")
+    train.add_argument("--budget-minutes", type=positive_float, help="stop after this much wall-clock time")
+    train.add_argument("--train-limit", type=positive_int, metavar="N",
+                       help="train on the first N images only (smoke runs; default: all)")
+    train.add_argument("--seed", type=int, default=0, help="random seed of weights, shuffling, augmentation")
+    train.add_argument("--recipe-set", action="append", metavar="KEY=VALUE",
+                       help="override a recipe field (repeatable), e.g. batch_size=64")
+    train.add_argument("--model-set", action="append", metavar="KEY=VALUE",
+                       help="override an architecture field (repeatable), e.g. dense_units=256")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--json", action="store_true", help="the summary as one JSON document on stdout")
     train.set_defaults(func=run)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+positive_int.__name__ = "integer >= 1"  # what argparse's "invalid ... value" message names
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
+
+
+positive_float.__name__ = "number > 0"
 
 
 def pairs(items: list[str] | None) -> tuple[tuple[str, object], ...]:
     """KEY=VALUE strings -> ((key, parsed value), ...); values are parsed as JSON when they can be."""
     parsed = []
     for item in items or []:
-        key, _, value = item.partition("=")
+        key, equals, value = item.partition("=")
+        if not key or not equals:
+            raise errors.UserError(f"hashtagger train: {item!r} is not KEY=VALUE")
         try:
             parsed.append((key, json.loads(value)))
         except json.JSONDecodeError:
@@ -34,15 +70,45 @@ def pairs(items: list[str] | None) -> tuple[tuple[str, object], ...]:
     return tuple(parsed)
 
 
+def check_dataset(name: str, settings: Settings) -> None:
+    """A UserError, before TensorFlow is imported, when `name` was never prepared here."""
+    import difflib
+
+    root = settings.datasets_dir
+    if (root / name / "LATEST").exists():
+        return
+    prepared = sorted(path.name for path in root.glob("*") if (path / "LATEST").exists()) if root.is_dir() else []
+    close = difflib.get_close_matches(name, prepared + ["cifar10", "cifar100"], n=1)
+    hint = (f"did you mean {close[0]}? " if close and close[0] != name else "") + \
+        f"prepare it with `hashtagger data prepare {close[0] if close else name}`"
+    raise errors.UserError(f"hashtagger train: dataset {name!r} is not prepared under {root}", hint)
+
+
 def run(args) -> int:
+    from tasks import quiet
+    from tasks.cli import progress
+
+    settings = Settings.from_env()
     spec = {"architecture": args.arch, "dataset": args.dataset, "dataset_version": args.dataset_version,
             "recipe": args.recipe, "epochs": args.epochs, "budget_minutes": args.budget_minutes,
             "train_limit": args.train_limit, "seed": args.seed, "recipe_overrides": pairs(args.recipe_set),
-            "model_overrides": pairs(args.model_set)}
-    metadata = pipeline.train(spec, register=True)
+            "model_overrides": pairs(args.model_set), "verbose": 0}
+    quiet.require_train_extra("training")
+    check_dataset(args.dataset, settings)
+    quiet.import_keras("training")
+    live = progress.enabled(args.quiet or args.json)
+    callbacks = () if args.quiet else (progress.keras_callback(live),)
+    metadata = pipeline.train(spec, register=True, callbacks=callbacks)
     metrics = metadata.metrics
+    if args.json:
+        json.dump({"model_id": metadata.model_id, "path": str(metadata.path),
+                   "epochs_done": metadata.epochs_done, "training_seconds": metadata.training_seconds,
+                   "test_top1": metrics["test_top1"], "test_top5": metrics["test_top5"]}, sys.stdout, indent=1)
+        print()
+        return errors.EXIT_OK
+    epochs = metadata.epochs_done
     print(f"trained {metadata.model_id} in {metadata.training_seconds:.0f} s "
-          f"({metadata.epochs_done} epochs): test top-1 {metrics['test_top1']:.2%}, "
+          f"({epochs} epoch{'' if epochs == 1 else 's'}): test top-1 {metrics['test_top1']:.2%}, "
           f"top-5 {metrics['test_top5']:.2%}")
     print(f"saved to {metadata.path}")
-    return 0
+    return errors.EXIT_OK

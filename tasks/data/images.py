@@ -61,18 +61,53 @@ class ImageError(ValueError):
     """The bytes are not an image hashtagger can tag; str(error) is the reason shown to people."""
 
 
-def decode(data: bytes) -> np.ndarray:
-    """Decode, apply EXIF orientation, convert to RGB and resize with antialiasing to 32x32 uint8."""
+# Formats whose decoder scales DCT blocks on load (draft mode). MPO is a phone's JPEG with extra frames.
+DRAFT_FORMATS = {"JPEG", "MPO"}
+# EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose does)
+ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+FLAT_RANGE = 3  # a tile whose every channel spans at most this (of 255) is one flat colour: JPEG noise
+# A tile of one flat colour is refused by the tag stage and `hashtag`, not tagged (issue 12's decision,
+# until results can abstain): blank scans, black video frames and pictures their format lost decode to
+# it, and a classifier would still name a class for it with confidence. prepare does not apply it.
+FLAT_REASON = "blank: the picture is a single flat colour, nothing to recognise (not tagged)"
+
+
+def decode(data: bytes, notes: list[str] | None = None) -> np.ndarray:
+    """Decode, apply EXIF orientation, convert to RGB and resize with antialiasing to 32x32 uint8.
+
+    Broken metadata never costs an image: when the pixels decode only without their metadata (a text,
+    ICC or XMP chunk over Pillow's limits, EXIF of the wrong types), the pixels are used and each
+    problem is appended to `notes` as a sentence (a warning for the caller to log, not a failure).
+    Raises ImageError with a reason people read when the pixels themselves cannot be had.
+    """
+    notes = notes if notes is not None else []
+    try:
+        return _decode(data, notes)
+    except ImageError as first:
+        stripped = _without_metadata(data)
+        if stripped is None:
+            raise
+        try:
+            tile = _decode(stripped, notes)
+        except ImageError:
+            raise first from None
+        notes.append(f"metadata skipped: {first}")
+        return tile
+
+
+def _decode(data: bytes, notes: list[str]) -> np.ndarray:
     if not data:
         raise ImageError("empty file (0 bytes)")
     try:
         with Image.open(io.BytesIO(data)) as image:
             _check_size(image)
-            if image.format == "JPEG":
+            if image.format in DRAFT_FORMATS:
                 # DCT scaling: decode at 1/2..1/8 of the size, 3-8x faster on camera photos
                 image.draft("RGB", (TILE[0] * DRAFT_FACTOR, TILE[1] * DRAFT_FACTOR))
-            image = ImageOps.exif_transpose(image)
-            image = to_rgb(image)
+            image = _upright(image, notes)
+            image = to_rgb(image, notes)
             image = image.resize(TILE, Image.Resampling.LANCZOS, reducing_gap=3.0)
             return np.asarray(image, dtype=np.uint8)
     except ImageError:
@@ -87,6 +122,77 @@ def decode(data: bytes) -> np.ndarray:
         if "truncated" in message or "broken data stream" in message or isinstance(error, EOFError):
             raise ImageError(f"truncated or corrupt image data ({message})") from None
         raise ImageError(f"unreadable image ({message})") from None
+
+
+def _upright(image: Image.Image, notes: list[str]) -> Image.Image:
+    """The picture turned as its EXIF orientation says; EXIF Pillow cannot parse (a RATIONAL where a
+    SHORT belongs, one BYTE for a resolution) costs only the tags it breaks."""
+    image.load()  # the pixels first: their errors are the image's, not its metadata's
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception as error:  # noqa: BLE001  any EXIF parsing error: fall back to the raw tag
+        orientation = _orientation(image)
+        notes.append(f"EXIF metadata is malformed ({type(error).__name__}: {error}); "
+                     f"{'orientation ' + str(orientation) + ' applied' if orientation else 'orientation unknown'}")
+        return image.transpose(ORIENTATIONS[orientation]) if orientation in ORIENTATIONS else image
+
+
+def _orientation(image: Image.Image) -> int | None:
+    try:
+        value = image.getexif().get(0x0112)
+        return int(value[0] if isinstance(value, tuple) else value)
+    except Exception:  # noqa: BLE001  an orientation tag that cannot be read is no orientation
+        return None
+
+
+def is_flat(tile: np.ndarray) -> bool:
+    """Whether a decoded tile is one flat colour (blank, or a picture lost to its format): nothing a
+    classifier can recognise, so the tag stage refuses it instead of tagging it with confidence."""
+    return bool(np.all(np.ptp(tile.reshape(-1, tile.shape[-1]), axis=0) <= FLAT_RANGE))
+
+
+# PNG chunks the pixels need; every other chunk (text, ICC, XMP, EXIF, time, ...) is metadata.
+_PNG_PIXEL_CHUNKS = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND", b"sBIT", b"gAMA", b"acTL", b"fcTL", b"fdAT"}
+
+
+def _without_metadata(data: bytes) -> bytes | None:
+    """The same image without its metadata chunks (PNG) or application segments (JPEG, APP14 kept: it
+    says how colours are stored); None when there is nothing to strip or the layout is not recognised."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _strip_png(data)
+    if data.startswith(b"\xff\xd8"):
+        return _strip_jpeg(data)
+    return None
+
+
+def _strip_png(data: bytes) -> bytes | None:
+    kept, position = [data[:8]], 8
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        end = position + 12 + length
+        if kind in _PNG_PIXEL_CHUNKS:
+            kept.append(data[position:end])
+        position = end
+        if kind == b"IEND":
+            break
+    stripped = b"".join(kept)
+    return stripped if len(stripped) < len(data) else None
+
+
+def _strip_jpeg(data: bytes) -> bytes | None:
+    kept, position = [data[:2]], 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xDA:  # start of scan: the entropy-coded data follows, kept whole
+            kept.append(data[position:])
+            break
+        end = position + 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        if not (0xE1 <= marker <= 0xEF and marker != 0xEE) and marker != 0xFE:  # APP1-APP15 but APP14, COM
+            kept.append(data[position:end])
+        position = end
+    stripped = b"".join(kept)
+    return stripped if len(stripped) < len(data) else None
 
 
 def _check_size(image: Image.Image) -> None:
@@ -123,8 +229,13 @@ def _not_an_image(data: bytes) -> str:
     return "not an image: unknown or unsupported format"
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any mode -> RGB; transparent pixels are composed on white, as a viewer would show them."""
+def to_rgb(image: Image.Image, notes: list[str] | None = None) -> Image.Image:
+    """Any mode -> RGB; transparent pixels are composed on white, as a viewer would show them.
+
+    Unless that leaves nothing: an alpha layout that, taken literally, hides a picture the colour
+    channels hold (alpha all zero, or transparency everywhere the picture is) gives the colour channels
+    themselves, with a note.
+    """
     if image.mode == "RGB":
         return image
     if image.mode.startswith("I;16"):
@@ -139,5 +250,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        composed = Image.alpha_composite(background, rgba).convert("RGB")
+        colours = rgba.convert("RGB")
+        if _flat_image(composed) and not _flat_image(colours):
+            if notes is not None:
+                notes.append("the transparency hides the whole picture; its colours were used without it")
+            return colours
+        return composed
     return image.convert("RGB")
+
+
+def _flat_image(image: Image.Image) -> bool:
+    extrema = image.getextrema()
+    return all(high - low <= FLAT_RANGE for low, high in extrema)

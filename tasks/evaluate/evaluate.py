@@ -200,9 +200,11 @@ def evaluate_artifact(path: str | Path, dataset_version: str | None = None, tta:
     """Evaluate a saved model; writes its reports and records the metrics in its metadata.
 
     Default dataset version: the model's own when prepared here, else the latest one (the test split
-    of CIFAR is fixed, so that is still a fair test). On its own version the metrics replace
-    `metrics` in metadata.json and the reports go to `reports/`; on another they go under
-    `evaluations` and `reports/<version>/`. With `output_dir`, only that folder is written.
+    of CIFAR is fixed, so that is still a fair test). For a model under $HASHTAGGER_HOME, on its own
+    version the metrics replace `metrics` in metadata.json and the reports go to `reports/`; on another
+    they go under `evaluations` and `reports/<version>/`. Any other model folder (the bundled models)
+    is left untouched: the reports go to $HASHTAGGER_HOME/evaluations/<model_id>/ (default_output_dir).
+    With `output_dir`, only that folder is written.
     Returns the metrics, with `model_id` and `reports_dir`.
     """
     settings = settings or Settings.from_env()
@@ -215,9 +217,7 @@ def evaluate_artifact(path: str | Path, dataset_version: str | None = None, tta:
     own_version = dataset.version == metadata.get("dataset_version")
     folder = Path(metadata["path"])
     if output_dir is None:
-        output_dir = folder / artifact.REPORTS_DIR
-        if not own_version:
-            output_dir = output_dir / dataset.version
+        output_dir = default_output_dir(folder, metadata["model_id"], dataset.version, own_version, settings)
     title = f"{metadata['model_id']} on {dataset.name} {dataset.version}"
     from tasks.data import outliers
 
@@ -231,6 +231,18 @@ def evaluate_artifact(path: str | Path, dataset_version: str | None = None, tta:
             metadata.setdefault("evaluations", {})[dataset.version] = metrics
         artifact.write_metadata(folder, metadata)
     return {**metrics, "model_id": metadata["model_id"], "reports_dir": str(output_dir)}
+
+
+def default_output_dir(folder: Path, model_id: str, version: str, own_version: bool, settings: Settings) -> Path:
+    """Where an evaluation's reports go: beside a model trained here (under $HASHTAGGER_HOME), else under
+    $HASHTAGGER_HOME/evaluations/<model_id>/, so that evaluating the bundled model (or one inside an
+    installed package or a checkout) never rewrites those files; a version other than the model's own
+    gets a subfolder."""
+    if folder.resolve().is_relative_to(settings.home.resolve()):
+        base = folder / artifact.REPORTS_DIR
+    else:
+        base = settings.home / "evaluations" / model_id
+    return base if own_version else base / version
 
 
 def recipe_tta(metadata: dict) -> str:

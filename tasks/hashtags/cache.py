@@ -85,7 +85,8 @@ def blocklist(engine: sa.Engine) -> frozenset[str]:
 def _blocklist_key(hashtag: str) -> str:
     tag = rank.normalise(hashtag)
     if tag is None:
-        raise ValueError(f"{hashtag!r} is not a hashtag: letters, digits or '_' after '#', not digits only")
+        raise ValueError(f"{hashtag!r} is not a hashtag: on X a hashtag is letters, digits or '_' after '#', "
+                         f"with at least one letter")
     return tag.casefold()
 
 

@@ -69,9 +69,10 @@ def is_hashtag_character(character: str) -> bool:
 
 
 def is_hashtag_body(body: str) -> bool:
-    """X's rule for what follows '#': hashtag characters only, and not decimal digits only."""
+    """X's rule for what follows '#' (twitter-text): hashtag characters only, at least one of them a
+    letter or mark ('#1_2', '#_' and '#〃' are not hashtags, '#1st' is)."""
     return (0 < len(body) <= MAX_HASHTAG_LENGTH and all(map(is_hashtag_character, body))
-            and not all(unicodedata.category(character) == "Nd" for character in body))
+            and any(unicodedata.category(character)[0] in "LM" for character in body))
 
 
 @functools.lru_cache(maxsize=65_536)  # a run ranks the same few hundred tags for every image

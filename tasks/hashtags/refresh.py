@@ -37,12 +37,14 @@ def default_labels(dataset: str = "cifar10") -> list[str]:
 
 def refresh(db_engine: sa.Engine, labels: list[str] | None = None, *, dataset: str = "cifar10",
             bearer_token: str | None = None, config: XConfig = XConfig(), force: bool = False,
-            clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> dict:
+            clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+            progress: Callable[[int, int], None] | None = None) -> dict:
     """Fill the hashtag cache from X; returns a small summary (counts of labels by outcome, requests sent).
 
     The database must be migrated already (tasks.pipeline checks). `labels` default to the dataset's class
     names; `force` ignores the time to live; `clock` (epoch seconds) and `sleep` are injectable so that
-    tests neither wait nor depend on the time of day.
+    tests neither wait nor depend on the time of day. `progress(done, total)`, when given, is told how many
+    labels are done, before each and at the end (a progress bar).
     """
     labels = _clean(labels) if labels is not None else default_labels(dataset)
     summary = {"labels": len(labels), "fetched": 0, "empty": 0, "fresh": 0, "failed": 0, "not_tried": 0,
@@ -57,7 +59,9 @@ def refresh(db_engine: sa.Engine, labels: list[str] | None = None, *, dataset: s
     summary["trends"] = _refresh_trends(db_engine, x, config, now, force)
     fresh = set() if force else cache.fresh_labels(db_engine, x_search.SOURCE, now - config.ttl)
     failed_in_row = 0
-    for label in labels:
+    for done, label in enumerate(labels):
+        if progress is not None:
+            progress(done, len(labels))
         if label in fresh:
             summary["fresh"] += 1
             continue
@@ -77,6 +81,8 @@ def refresh(db_engine: sa.Engine, labels: list[str] | None = None, *, dataset: s
         failed_in_row = 0
         status = cache.store(db_engine, label, x_search.SOURCE, counts, now, posts)
         summary["fetched" if status == "ok" else "empty"] += 1
+    if progress is not None:
+        progress(len(labels), len(labels))
     summary["requests"] = dict(x.requests)
     summary["x"] = _state(x)
     log.info("hashtag refresh: %s", summary)

@@ -16,7 +16,9 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import re
 import time
+import urllib.parse
 from typing import Any, Callable
 
 import requests
@@ -76,6 +78,61 @@ class XUnavailable(Exception):
         self.status = status  # denied | rate-limited | error | malformed (recorded in the fetch log)
 
 
+# Loggers that see request headers: tweepy logs "Headers: {'Authorization': 'Bearer <token>'}" at DEBUG
+# (Airflow's logging_level = DEBUG turns that on for every task).
+REDACTED_LOGGERS = ("tweepy", "tweepy.client", "tweepy.api", "tweepy.auth", "tweepy.asynchronous.client",
+                    "requests_oauthlib", "oauthlib", "urllib3.connectionpool", "requests")
+_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9%._~+/=-]{16,}")  # an Authorization header's value
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces bearer tokens, and every secret registered with `add`, by '[redacted]' in log records."""
+
+    def __init__(self):
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def add(self, secret: str) -> None:
+        # as sent and as URL-encoded (X's tokens hold '%' escapes; a logged URL may hold either form)
+        self.secrets |= {form for form in (secret, urllib.parse.unquote(secret), urllib.parse.quote(secret, safe=""))
+                         if len(form) >= 8}
+
+    def redact(self, text: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            text = text.replace(secret, "[redacted]")
+        return _BEARER.sub(r"\1[redacted]", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001  a malformed record is logging's problem, not a reason to leak
+            return True
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+REDACTION = RedactSecrets()
+
+
+def protect(token: str) -> None:
+    """Keep `token` out of every log: on each logger that may print it, at any level."""
+    REDACTION.add(token)
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if REDACTION not in logger.filters:
+            logger.addFilter(REDACTION)
+    log_filter_root()
+
+
+def log_filter_root() -> None:
+    """The same filter on the root logger's handlers: records of other loggers that carry a token."""
+    for handler in logging.getLogger().handlers:
+        if REDACTION not in handler.filters:
+            handler.addFilter(REDACTION)
+
+
 def bearer_token(explicit: str | None = None) -> str | None:
     """The token passed in (the Airflow connection `x_api`), else $X_BEARER_TOKEN, else None."""
     token = explicit if explicit is not None else os.environ.get(TOKEN_VARIABLE)
@@ -101,6 +158,7 @@ class XClient:
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
         self.config = config
         self.clock, self.sleep = clock, sleep
+        protect(token)
         # return_type=Response keeps the rate-limit headers; wait_on_rate_limit=False: we never block a run
         self.client = tweepy.Client(bearer_token=token, return_type=requests.Response, wait_on_rate_limit=False)
         self.client.session = _TimeoutSession(config.timeout_s)

@@ -52,6 +52,7 @@ SEARCH_TERMS: dict[str, tuple[str, ...]] = {
 
 URL = re.compile(r"https?://\S+", re.IGNORECASE)  # '#' inside a link is a fragment, not a hashtag
 KEYCAP = ("\ufe0f", "\u20e3")  # '#️⃣' is the keycap emoji
+ELLIPSIS = "\u2026"  # how X ends a text it truncated
 
 
 def search_terms(label: str) -> tuple[str, ...]:
@@ -74,7 +75,8 @@ def hashtags_in_text(text: str) -> list[str]:
     """Hashtags in a post's text by X's rules, for posts that come without `entities`.
 
     '#' or '＃', not preceded by a hashtag character or '&' (HTML entities), followed by letters, marks,
-    digits or '_' (not digits only), and not followed by another '#' or '://'.
+    digits or '_' (at least one letter or mark), not followed by another '#' or '://', and not cut off
+    by X's truncation ('#A…' at the end of a retweet).
     """
     text = URL.sub(" ", unicodedata.normalize("NFC", text))
     found, position = [], 0
@@ -90,17 +92,37 @@ def hashtags_in_text(text: str) -> list[str]:
             end += 1
         body = text[position + 1: end]
         following = text[end: end + 3]
-        if rank.is_hashtag_body(body) and not following.startswith(("#", "\uff03", "://")):
+        if (rank.is_hashtag_body(body) and not following.startswith(("#", "\uff03", "://"))
+                and end != _truncated_at(text)):
             found.append(f"#{body}")
         position = max(end, position + 1)
     return found
+
+
+def _truncated_at(text: str) -> int | None:
+    """Where X cut a long text (a retweet's 'RT @user: ...'): the index of the closing '…', else None.
+    The word before it is a fragment: '#A…' is not the hashtag '#A'."""
+    stripped = text.rstrip()
+    return len(stripped) - 1 if stripped.endswith(ELLIPSIS) else None
+
+
+def _cut_off(entity: dict, cut: int | None, text: str) -> bool:
+    """Whether an entity hashtag runs into the truncation point (by its offsets, else by the text)."""
+    if cut is None:
+        return False
+    end = entity.get("end")
+    if isinstance(end, int):
+        return end >= cut
+    return text[:cut].endswith(f"#{entity['tag']}") or text[:cut].endswith(f"\uff03{entity['tag']}")
 
 
 def post_hashtags(post: dict) -> list[str]:
     """One post's hashtags, each once (case-insensitively), from `entities` when X sent them."""
     entities = post.get("entities")
     if isinstance(entities, dict):
-        raw = [f"#{item['tag']}" for item in entities.get("hashtags") or () if item.get("tag")]
+        cut = _truncated_at(post.get("text") or "")
+        raw = [f"#{item['tag']}" for item in entities.get("hashtags") or ()
+               if isinstance(item, dict) and item.get("tag") and not _cut_off(item, cut, post.get("text") or "")]
     else:
         raw = hashtags_in_text(post.get("text") or "")
     unique: dict[str, str] = {}

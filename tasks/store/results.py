@@ -2,48 +2,66 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
+import hashlib
 import json
 import logging
+import os
+import random
+import socket
 import time
 
 import sqlalchemy as sa
 
-from tasks.store.db import utcnow
+# one class for "the database does not answer", whether at the schema check or after the retry window
+from tasks.store.db import DatabaseUnavailable, utcnow  # noqa: F401
 from tasks.hashtags.rank import RankedHashtag
 
 log = logging.getLogger(__name__)
 
-WRITE_ATTEMPTS = 4  # a batch is tried this many times when the connection drops; then the run fails
-RETRY_PAUSE = 0.5  # seconds before the first retry, doubled after each
+# A dropped connection is retried for about a minute: long enough for a restart with crash recovery
+# (8 s measured) or a managed failover (30-60 s), short enough that a dead database ends the run tonight.
+RETRY_WINDOW_S = 60.0  # seconds of retrying, then the run fails with a clear message
+RETRY_PAUSE = 0.5  # seconds before the first retry, doubled after each (with jitter) ...
+RETRY_MAX_PAUSE = 8.0  # ... up to this
+HEARTBEAT_STALE_S = 15 * 60  # a 'running' run silent this long is dead (a batch takes seconds)
+
+
+class AnotherRunActive(RuntimeError):
+    """Another live run is tagging the same source (and shard): this one would only repeat its work."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Tagged:
-    uri: str
+    uri: str  # the image's key (tasks.tag.sources.image_key)
     content_hash: str
     top_labels: list[tuple[str, float]]
     hashtags: list[RankedHashtag]
     replaces: bool = True  # the URI has earlier rows (old content, fewer hashtags, a failure) to clear
+    uri_text: str | None = None  # the name for people when the key is a hash of it
 
 
 @dataclasses.dataclass(frozen=True)
 class Failed:
-    uri: str
-    content_hash: str  # '' when the bytes could not be read
+    uri: str  # the image's key
+    content_hash: str  # '' when the bytes could not be read: tried again by the next run
     reason: str
+    uri_text: str | None = None
 
 
 # Tables written in bulk, as Core constructs: an INSERT built this way is sent as multi-row VALUES
 # pages (SQLAlchemy's "insertmanyvalues"), where a text() statement would cost one round trip per row:
 # 1,700 -> ~6,000 images/s written on PostgreSQL here.
 RESULTS = sa.table("image_results", *map(sa.column, (
-    "image_uri", "content_hash", "model_version", "label", "confidence", "top_labels", "run_id", "tagged_at")))
+    "image_uri", "content_hash", "model_version", "label", "confidence", "top_labels", "run_id", "tagged_at",
+    "uri_text")))
 HASHTAGS = sa.table("image_hashtags", *map(sa.column, (
     "image_uri", "content_hash", "model_version", "hashtag_rank", "hashtag", "label", "confidence", "score",
     "hashtag_source")))
 FAILURES = sa.table("image_failures", *map(sa.column, (
-    "image_uri", "content_hash", "reason", "run_id", "failed_at")))
+    "image_uri", "content_hash", "reason", "run_id", "failed_at", "uri_text")))
 KEYS = {"image_results": ("image_uri", "content_hash", "model_version"),
         "image_hashtags": ("image_uri", "content_hash", "model_version", "hashtag_rank"),
         "image_failures": ("image_uri", "content_hash")}
@@ -81,15 +99,25 @@ TAGGED_BY_MODEL = sa.text("""
 SELECT DISTINCT image_uri FROM image_results WHERE image_uri IN :uris AND model_version = :model
 """).bindparams(sa.bindparam("uris", expanding=True))
 UPSERT_RUN = sa.text("""
-INSERT INTO tagging_runs (run_id, source, model_version, started_at, status)
-VALUES (:run_id, :source, :model, :at, 'running')
-ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL
+INSERT INTO tagging_runs (run_id, source, model_version, started_at, status, host, pid, heartbeat_at)
+VALUES (:run_id, :source, :model, :at, 'running', :host, :pid, :at)
+ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL,
+                                   host = excluded.host, pid = excluded.pid, heartbeat_at = excluded.heartbeat_at
 """)
 ADD_COUNTS = sa.text("""
 UPDATE tagging_runs SET seen = seen + :seen, tagged = tagged + :tagged, skipped = skipped + :skipped,
-                        failed = failed + :failed
+                        failed = failed + :failed, heartbeat_at = :at
 WHERE run_id = :run_id
 """)
+RUNNING = sa.text("""
+SELECT run_id, source, host, pid, started_at, heartbeat_at FROM tagging_runs WHERE status = 'running'
+""")
+MARK_INTERRUPTED = sa.text("""
+UPDATE tagging_runs SET status = 'interrupted', finished_at = :at, error = :error
+WHERE run_id = :run_id AND status = 'running'
+""")
+TRY_SOURCE_LOCK = sa.text("SELECT pg_try_advisory_lock(:id)")
+RELEASE_SOURCE_LOCK = sa.text("SELECT pg_advisory_unlock(:id)")
 FINISH_RUN = sa.text("""
 UPDATE tagging_runs SET status = :status, finished_at = :at, error = :error WHERE run_id = :run_id
 """)
@@ -132,24 +160,40 @@ def waiting_since(connection, model_version: str, uris: list[str]) -> dict[str, 
     return {uri: first.get(uri) for uri in dict.fromkeys(uris) if uri not in tagged}
 
 
-def retrying(work, what: str, attempts: int = WRITE_ATTEMPTS):
+def retrying(work, what: str, window_s: float | None = None):
     """work() again, on a fresh connection, when the database connection dropped or the transaction
     was rolled back by the server (restart, failover, pg_terminate_backend, deadlock, SQLite busy).
 
-    Safe because `work` is one transaction of upserts: a failed try left nothing behind.
+    Pauses double from RETRY_PAUSE up to RETRY_MAX_PAUSE, with full jitter (many workers reconnecting
+    to a restarted server do not all knock at once), for about RETRY_WINDOW_S seconds; then
+    DatabaseUnavailable says what failed for how long. Safe because `work` is one transaction of
+    upserts: a failed try left nothing behind.
     """
-    pause = RETRY_PAUSE
-    for attempt in range(1, attempts + 1):
+    window_s = RETRY_WINDOW_S if window_s is None else window_s
+    started, pause, tries = time.monotonic(), RETRY_PAUSE, 0
+    while True:
+        tries += 1
         try:
             return work()
         except sa.exc.DBAPIError as error:
             transient = isinstance(error, sa.exc.OperationalError) or error.connection_invalidated
-            if not transient or attempt == attempts:
+            if not transient:
                 raise
-            log.warning("%s failed (try %d of %d), retrying in %.1f s: %s", what, attempt, attempts, pause,
-                        str(error.orig).strip().splitlines()[0] if error.orig else error)
-            time.sleep(pause)
-            pause *= 2
+            reason = _first_line(error)
+            elapsed = time.monotonic() - started
+            if elapsed + pause > window_s:
+                raise DatabaseUnavailable(
+                    f"the database did not answer while {what}: {tries} tries in {elapsed:.0f} s, last error: "
+                    f"{reason}") from error
+            wait = random.uniform(pause / 2, pause)
+            log.warning("%s failed (try %d), retrying in %.1f s: %s", what, tries, wait, reason)
+            time.sleep(wait)
+            pause = min(pause * 2, RETRY_MAX_PAUSE)
+
+
+def _first_line(error: sa.exc.DBAPIError) -> str:
+    text = str(error.orig if error.orig is not None else error).strip()
+    return (text.splitlines() or [type(error).__name__])[0]
 
 
 def upsert(connection, table: sa.TableClause, rows: list[dict]) -> None:
@@ -172,12 +216,92 @@ def upsert(connection, table: sa.TableClause, rows: list[dict]) -> None:
     connection.execute(statement.returning(table.columns[keys[-1]]), rows).close()
 
 
-def start_run(engine: sa.Engine, run_id: str, source: str, model_version: str) -> None:
-    """Record the run; starting the same run id again resets its counters (a rerun counts afresh)."""
+def start_run(engine: sa.Engine, run_id: str, source: str, model_version: str, lock_key: str | None = None) -> None:
+    """Record the run with this host, process id and a first heartbeat; starting the same run id again
+    resets its counters (a rerun counts afresh). Runs left 'running' by dead processes are marked
+    'interrupted' first. On SQLite (no advisory locks) a live run with the same `lock_key` raises
+    AnotherRunActive; the check and the insert are one IMMEDIATE transaction, so two starts queue."""
+    now = utcnow()
     with engine.begin() as connection:
-        connection.execute(UPSERT_RUN, {"run_id": run_id, "source": source, "model": model_version,
-                                        "at": utcnow()})
+        live = _close_dead_runs(connection, now)
+        if lock_key is not None and connection.dialect.name != "postgresql":
+            for other in live:
+                if other.source == lock_key and other.run_id != run_id:
+                    raise AnotherRunActive(_active_message(other))
+        connection.execute(UPSERT_RUN, {"run_id": run_id, "source": source, "model": model_version, "at": now,
+                                        "host": socket.gethostname(), "pid": os.getpid()})
         connection.execute(RESET_COUNTS, {"run_id": run_id})
+
+
+def _close_dead_runs(connection, now: dt.datetime) -> list:
+    """Mark 'interrupted' the running runs whose process is gone; returns the live ones."""
+    live = []
+    host = socket.gethostname()
+    for run in connection.execute(RUNNING).all():
+        last = _as_utc(run.heartbeat_at) or _as_utc(run.started_at)
+        silent = (now - last).total_seconds() if last else float("inf")
+        if run.host == host and run.pid and not _process_alive(run.pid):
+            why = f"process {run.pid} on {host} is gone (killed, or the machine restarted)"
+        elif silent > HEARTBEAT_STALE_S:
+            why = f"no heartbeat for {silent / 60:.0f} min from {run.host or 'an unknown host'}:{run.pid or '?'}"
+        else:
+            live.append(run)
+            continue
+        connection.execute(MARK_INTERRUPTED, {"run_id": run.run_id, "at": now,
+                                              "error": f"interrupted: {why}; a rerun finishes its work"})
+        log.warning("run %s was interrupted: %s", run.run_id, why)
+    return live
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, another user's
+        return True
+    return True
+
+
+def _as_utc(value) -> dt.datetime | None:
+    """A timestamp as read back: a datetime (PostgreSQL) or ISO text (SQLite); naive means UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _active_message(run) -> str:
+    return (f"another run is active on this source: {run.run_id} (host {run.host or '?'}, process "
+            f"{run.pid or '?'}, last heartbeat {run.heartbeat_at or run.started_at}); wait for it to finish")
+
+
+@contextlib.contextmanager
+def source_lock(engine: sa.Engine, lock_key: str):
+    """Hold a PostgreSQL session advisory lock on `lock_key` (a source and shard) for the run; another
+    process holding it makes this raise AnotherRunActive. On SQLite start_run checks instead."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    lock_id = int.from_bytes(hashlib.sha256(lock_key.encode("utf-8", "surrogateescape")).digest()[:8], "big",
+                             signed=True)
+    connection = engine.connect()
+    try:
+        got = connection.execute(TRY_SOURCE_LOCK, {"id": lock_id}).scalar()
+        connection.commit()
+        if not got:
+            live = [run for run in connection.execute(RUNNING).all() if run.source == lock_key]
+            raise AnotherRunActive(_active_message(live[0]) if live else
+                                   "another run is active on this source (it holds its lock); wait for it")
+        yield
+    finally:
+        try:
+            connection.execute(RELEASE_SOURCE_LOCK, {"id": lock_id})
+            connection.commit()
+            connection.close()
+        except sa.exc.DBAPIError:  # the server went away, and the lock with its session
+            connection.invalidate()
 
 
 def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list[Tagged],
@@ -190,7 +314,7 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
         result_rows.append({"image_uri": item.uri, "content_hash": item.content_hash, "model_version": model_version,
                             "label": label, "confidence": confidence,
                             "top_labels": json.dumps([[name, round(p, 6)] for name, p in item.top_labels]),
-                            "run_id": run_id, "tagged_at": now})
+                            "run_id": run_id, "tagged_at": now, "uri_text": item.uri_text})
         if item.replaces:
             trims.append({"uri": item.uri, "hash": item.content_hash, "model": model_version,
                           "keep": len(item.hashtags)})
@@ -200,9 +324,9 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
                              "hashtag_source": tag.source}
                             for tag in item.hashtags)
     failure_rows = [{"image_uri": item.uri, "content_hash": item.content_hash, "reason": item.reason,
-                     "run_id": run_id, "failed_at": now} for item in failed]
+                     "run_id": run_id, "failed_at": now, "uri_text": item.uri_text} for item in failed]
     counts = {"run_id": run_id, "seen": len(tagged) + len(failed) + skipped, "tagged": len(tagged),
-              "skipped": skipped, "failed": len(failed)}
+              "skipped": skipped, "failed": len(failed), "at": now}
     cleared = [{"uri": item.uri} for item in tagged if item.replaces]
     current = [{"uri": item.uri, "hash": item.content_hash} for item in tagged if item.replaces]
 

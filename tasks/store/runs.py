@@ -13,8 +13,8 @@ SELECT run_id, model_version, status, seen, tagged, skipped, failed FROM tagging
 WHERE run_id IN :run_ids ORDER BY run_id
 """).bindparams(sa.bindparam("run_ids", expanding=True))
 RUN_IMAGES = sa.text("""
-SELECT image_uri, content_hash, model_version, label, confidence FROM image_results
-WHERE run_id = :run_id ORDER BY image_uri LIMIT :n
+SELECT image_uri, content_hash, model_version, label, confidence, COALESCE(uri_text, image_uri) AS image_text
+FROM image_results WHERE run_id = :run_id ORDER BY image_uri LIMIT :n
 """)
 RUN_FAILURES = sa.text("""
 SELECT image_uri, reason FROM failed_images WHERE run_id = :run_id ORDER BY image_uri LIMIT :n
@@ -23,6 +23,48 @@ IMAGE_HASHTAGS = sa.text("""
 SELECT hashtag FROM image_hashtags
 WHERE image_uri = :uri AND content_hash = :hash AND model_version = :model ORDER BY hashtag_rank LIMIT :n
 """)
+# The run page's reads (tasks/tag/report.py): every row of the runs, with the escaped text of hashed keys.
+PAGE_RUNS = sa.text("""
+SELECT run_id, source, model_version, started_at, finished_at, seen, tagged, skipped, failed, status, error
+FROM tagging_runs WHERE run_id IN :ids
+""").bindparams(sa.bindparam("ids", expanding=True))
+PAGE_IMAGES = sa.text("""
+SELECT image_uri, content_hash, model_version, label, confidence, uri_text FROM image_results
+WHERE run_id IN :ids ORDER BY image_uri
+""").bindparams(sa.bindparam("ids", expanding=True))
+PAGE_HASHTAGS = sa.text("""
+SELECT h.image_uri, h.content_hash, h.model_version, h.hashtag FROM image_hashtags h
+JOIN image_results r ON r.image_uri = h.image_uri AND r.content_hash = h.content_hash
+ AND r.model_version = h.model_version
+WHERE r.run_id IN :ids AND h.hashtag_rank <= :n ORDER BY h.hashtag_rank
+""").bindparams(sa.bindparam("ids", expanding=True))
+PAGE_FAILURES = sa.text("""
+SELECT COALESCE(uri_text, image_uri), reason FROM image_failures WHERE run_id IN :ids ORDER BY image_uri
+""").bindparams(sa.bindparam("ids", expanding=True))
+
+
+def page_runs(engine: sa.Engine, run_ids: list[str]) -> dict[str, dict]:
+    """{run_id: its tagging_runs row} of the runs that exist (columns as in the table)."""
+    with engine.connect() as connection:
+        return {row["run_id"]: dict(row) for row in connection.execute(PAGE_RUNS, {"ids": run_ids}).mappings()}
+
+
+def page_images(engine: sa.Engine, run_ids: list[str], hashtags: int) -> list[tuple]:
+    """(image_uri, label, confidence, model_version, [hashtag, ...], uri_text) of every image the runs
+    tagged, by key; at most `hashtags` ranked hashtags each."""
+    with engine.connect() as connection:
+        rows = connection.execute(PAGE_IMAGES, {"ids": run_ids}).all()
+        ranked: dict[tuple, list[str]] = {}
+        for uri, content_hash, model, hashtag in connection.execute(PAGE_HASHTAGS, {"ids": run_ids, "n": hashtags}):
+            ranked.setdefault((uri, content_hash, model), []).append(hashtag)
+    return [(uri, label, confidence, model, ranked.get((uri, content_hash, model), []), text)
+            for uri, content_hash, model, label, confidence, text in rows]
+
+
+def page_failures(engine: sa.Engine, run_ids: list[str]) -> list[tuple[str, str]]:
+    """(readable URI, reason) of every image the runs could not tag, by key."""
+    with engine.connect() as connection:
+        return [(uri, reason) for uri, reason in connection.execute(PAGE_FAILURES, {"ids": run_ids})]
 
 
 def runs(engine: sa.Engine, run_ids: list[str]) -> list[dict]:
@@ -33,7 +75,8 @@ def runs(engine: sa.Engine, run_ids: list[str]) -> list[dict]:
 
 
 def run_images(engine: sa.Engine, run_id: str, limit: int, hashtags: int = 5) -> list[dict]:
-    """Up to `limit` images a run tagged, by URI: uri, label, confidence, model_id and their first hashtags."""
+    """Up to `limit` images a run tagged, by key: image_uri (the key), image_text (the readable name),
+    label, confidence, model_id and their first hashtags."""
     with engine.connect() as connection:
         images = [_model_id(dict(row)) for row in
                   connection.execute(RUN_IMAGES, {"run_id": run_id, "n": limit}).mappings()]

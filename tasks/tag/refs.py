@@ -7,17 +7,89 @@ A module of its own so that tasks.tag.sources (folders, and the choice of source
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from typing import Iterator, Protocol
 
 MAX_IMAGE_BYTES = 200 * 2**20  # a bigger file is refused unread: no camera photo comes close
+# URIs longer than this (UTF-8 bytes) are keyed by their hash: PostgreSQL refuses btree index entries over
+# about 2,700 bytes, and the results' primary keys hold the URI. 1,024 is S3's longest key.
+MAX_KEY_BYTES = 1024
+HASHED_KEY_PREFIX = "uri-sha256:"
+
+
+def storable(name: str) -> bool:
+    """Whether PostgreSQL and SQLite store this text as it is: valid Unicode (no lone surrogates, which
+    stand for the bytes of a non-UTF-8 file name) and no NUL character."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in name
+
+
+def escaped(name: str) -> str:
+    """Text for a name that cannot be stored as it is: its non-UTF-8 bytes as \\xNN, NUL as \\x00 and
+    backslashes doubled, so the escaping is reversible (`unescaped`). Storable names are returned as is."""
+    if storable(name):
+        return name
+    raw = name.encode("utf-8", "surrogateescape").replace(b"\\", b"\\\\").replace(b"\0", b"\\x00")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def unescaped(text: str) -> bytes:
+    """The name's bytes back from `escaped` text of a name that needed escaping."""
+    return re.sub(rb"\\(\\|x([0-9a-f]{2}))",
+                  lambda match: match.group(1) if match.group(2) is None else bytes([int(match.group(2), 16)]),
+                  text.encode("utf-8"))
+
+
+def image_key(name: str) -> str:
+    """The image's identity in the results tables: the URI itself when it is storable and short, else
+    'uri-sha256:<hex>' of its exact bytes, so two names stay two images even when their escaped texts
+    are alike, and a 4,000-byte path fits PostgreSQL's index."""
+    if storable(name) and len(name.encode("utf-8")) <= MAX_KEY_BYTES:
+        return name
+    return HASHED_KEY_PREFIX + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def exact_name(key: str, text: str | None) -> str | None:
+    """The exact name behind a stored key and its uri_text (what read() opens), or None when the key is
+    the name. uri_text is escaped only when the name was not storable; a long name is kept as it is."""
+    if text is None:
+        return None
+    for name in (text, unescaped(text).decode("utf-8", "surrogateescape")):
+        if image_key(name) == key:
+            return name
+    return None
+
+
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageRef:
-    uri: str  # what people see in the results: an absolute path or s3://bucket/key
+    """One listed image. `uri` is its identity in the results (image_key of the name); `name` the text people
+    read when that differs (escaped, or a long URI); `location` what read() opens when that differs."""
+
+    uri: str
     size: int | None = None  # bytes, when the listing says
     etag: str | None = None  # the store's content tag, when it gives one: the content's identity
-    location: str | None = None  # what read() opens when it differs from `uri` (an undecodable file name)
+    location: str | None = None  # the exact name (a non-UTF-8 file name, a key holding NUL)
+    name: str | None = None  # the escaped text, when `uri` is a hashed key
+    error: str | None = None  # listed but unreadable (a symbolic link loop): the failure's reason
+
+    @classmethod
+    def of(cls, name: str, size: int | None = None, etag: str | None = None) -> "ImageRef":
+        """The ref of an exact path or s3:// URI, with its key and, when they differ, its text."""
+        key = image_key(name)
+        if key == name:
+            return cls(name, size, etag)
+        return cls(key, size, etag, location=name, name=escaped(name))
+
+    @property
+    def text(self) -> str:
+        """The URI as stored for people to read (image_uri in the views)."""
+        return self.name or self.uri
 
     @property
     def listed_hash(self) -> str | None:

@@ -74,14 +74,15 @@ class S3Source:
                     if key.endswith("/") or any(part.startswith(".") for part in relative.split("/")):
                         continue
                     etag = (entry.get("ETag") or "").strip('"') or None
-                    yield ImageRef(f"s3://{self.bucket}/{key}", entry.get("Size"), etag)
+                    # a key may hold control characters or NUL: ImageRef.of keys such a URI by its hash
+                    yield ImageRef.of(f"s3://{self.bucket}/{key}", entry.get("Size"), etag)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
             raise SourceError(f"cannot list {self.uri}: {_describe(error)}") from error
 
     def read(self, ref: ImageRef, max_bytes: int) -> bytes:
         import botocore.exceptions
 
-        key = ref.uri[len(f"s3://{self.bucket}/"):]
+        key = (ref.location or ref.uri)[len(f"s3://{self.bucket}/"):]
         request = {"Bucket": self.bucket, "Key": key}
         if ref.etag:
             request["IfMatch"] = f'"{ref.etag}"'

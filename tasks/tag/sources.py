@@ -5,6 +5,7 @@ A source lists `ImageRef`s and reads their bytes; everything after listing is on
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -12,28 +13,56 @@ from typing import Iterator
 
 # The shared types live in tasks.tag.refs, which both this module and tasks.tag.s3 import (no cycle);
 # they are re-exported here, where callers have always found them.
-from tasks.tag.refs import MAX_IMAGE_BYTES, ImageRef, Source, SourceError, UnreadableImage, too_big  # noqa: F401
+from tasks.tag.refs import (  # noqa: F401
+    HASHED_KEY_PREFIX, MAX_IMAGE_BYTES, MAX_KEY_BYTES, ImageRef, Source, SourceError, UnreadableImage, escaped,
+    exact_name, image_key, storable, too_big, unescaped)
 
 log = logging.getLogger(__name__)
+
+def shown(text: str) -> str:
+    """A name made safe for a terminal: control characters (escape sequences would clear the screen or move
+    the cursor) as Python escapes, a non-UTF-8 file name's bytes as \\xNN, printable text as it is."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape_character(char) for char in text)
+
+
+def _escape_character(char: str) -> str:
+    if 0xDC80 <= ord(char) <= 0xDCFF:  # a byte of an undecodable file name (os.fsdecode's surrogateescape)
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return char.encode("unicode_escape").decode("ascii")
+
+
+# Text and sidecar files people keep beside photos (notes, metadata, edits): a folder source does not
+# list them, so they are neither tagged nor reported as failed images; LocalSource counts them.
+NOT_IMAGE_SUFFIXES = frozenset({".txt", ".md", ".csv", ".json", ".xml", ".xmp", ".aae", ".log", ".yaml",
+                                ".yml", ".ini", ".db", ".sqlite", ".py", ".sh"})
+
 
 
 class LocalSource:
     """Every regular file under a folder, recursively, in sorted order; hidden files and folders are skipped.
 
-    File types are sniffed from content when decoding, so a JPEG named .txt is tagged and a text file
-    named .jpg is reported. Symbolic links to files are followed only while they stay inside the root;
-    linked folders are never followed (no cycles, no escapes).
+    File types are sniffed from content when decoding, so a text file named .jpg is reported; files with
+    a text or sidecar suffix (NOT_IMAGE_SUFFIXES: notes.txt, .xmp) are skipped and counted in
+    `not_images`. Symbolic links to files are followed only while they stay inside the root; linked
+    folders are never followed (no cycles, no escapes). A link that loops or points to nothing is
+    listed with its reason (`ImageRef.error`) and fails as one image; no entry stops the listing.
     """
 
     def __init__(self, root: str | Path):
-        self.root = Path(root).expanduser().resolve()
-        if not self.root.exists():
-            raise SourceError(f"{root}: no such file or folder")
-        self.uri = str(self.root)
+        try:
+            self.root = Path(root).expanduser().resolve(strict=True)
+        except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop, on Python < 3.13
+            raise SourceError(f"{shown(str(root))}: no such file or folder ({_why(error)})") from None
+        # a folder name that is not UTF-8 is stored escaped, like the file names under it
+        self.uri = escaped(str(self.root))
+        self.not_images = 0  # files skipped for their suffix (NOT_IMAGE_SUFFIXES) by the last list()
 
     def list(self) -> Iterator[ImageRef]:
+        self.not_images = 0
         if self.root.is_file():
-            yield self._ref(str(self.root), _size(self.root))
+            yield ImageRef.of(str(self.root), _size(self.root))
             return
         folders = [str(self.root)]  # depth first: a folder's files in name order, then its subfolders
         while folders:
@@ -45,42 +74,46 @@ class LocalSource:
                     entries = sorted(listing, key=lambda entry: entry.name, reverse=True)
             except OSError as error:
                 if folder == str(self.root):
-                    raise SourceError(f"{self.root}: cannot list: {error.strerror or error}") from None
+                    raise SourceError(f"{self.uri}: cannot list: {_why(error)}") from None
                 # an unreadable subfolder: its files cannot be known, let alone tagged; say so and go on
-                log.warning("skipping %s: %s", folder, error.strerror or error)
+                log.warning("skipping %s: %s", shown(folder), _why(error))
                 continue
-            subfolders = []
+            subfolders: list[str] = []
             while entries:
                 entry = entries.pop()
                 if entry.name.startswith("."):
                     continue
                 try:
-                    if entry.is_dir(follow_symlinks=False):
-                        subfolders.append(entry.path)
-                    elif entry.is_symlink():
-                        if self._inside(Path(entry.path)) and entry.is_file():
-                            yield self._ref(entry.path, entry.stat().st_size)
-                    elif entry.is_file(follow_symlinks=False):
-                        yield self._ref(entry.path, entry.stat(follow_symlinks=False).st_size)
-                except OSError:  # gone since the folder was listed: nothing to tag
-                    continue
+                    ref = self._entry(entry, subfolders)
+                except Exception as error:  # noqa: BLE001  one odd entry never stops the listing
+                    ref = ImageRef.of(entry.path)
+                    ref = dataclasses.replace(ref, error=f"cannot list this entry: {_why(error)}")
+                if ref is not None:
+                    yield ref
             folders.extend(reversed(subfolders))
 
-    @staticmethod
-    def _ref(path: str, size: int | None) -> ImageRef:
+    def _entry(self, entry: os.DirEntry, subfolders: list[str]) -> ImageRef | None:
+        """The ref of one folder entry; None for folders (queued), links leaving the root and other skips."""
         try:
-            path.encode("utf-8")
-            return ImageRef(path, size)
-        except UnicodeEncodeError:
-            # a file name that is not UTF-8 cannot be stored as text: store it escaped, read the real one
-            return ImageRef(os.fsencode(path).decode("utf-8", "backslashreplace"), size, location=path)
-
-    def _inside(self, path: Path) -> bool:
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(entry.path)
+                return None
+            if os.path.splitext(entry.name)[1].lower() in NOT_IMAGE_SUFFIXES:
+                self.not_images += 1
+                return None
+            if not entry.is_symlink():
+                if entry.is_file(follow_symlinks=False):
+                    return ImageRef.of(entry.path, entry.stat(follow_symlinks=False).st_size)
+                return None  # a socket, a pipe, a device: not a picture
+        except FileNotFoundError:  # gone since the folder was listed: nothing to tag
+            return None
         try:
-            path.resolve().relative_to(self.root)
-            return True
-        except (ValueError, OSError):
-            return False
+            target = Path(entry.path).resolve(strict=True)
+        except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop, on Python < 3.13
+            return dataclasses.replace(ImageRef.of(entry.path), error=_broken_link(error))
+        if not target.is_file() or not target.is_relative_to(self.root):
+            return None  # linked folders are never followed, links out of the root never read
+        return ImageRef.of(entry.path, target.stat().st_size)
 
     def read(self, ref: ImageRef, max_bytes: int) -> bytes:
         return read_file(ref.location or ref.uri, max_bytes)
@@ -96,6 +129,20 @@ def read_file(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
     if len(data) > max_bytes:
         raise UnreadableImage(too_big(None, max_bytes))
     return data
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, RuntimeError) and "loop" in str(error).lower():
+        return "symbolic link loop"
+    return (getattr(error, "strerror", None) or str(error) or type(error).__name__)
+
+
+def _broken_link(error: BaseException) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "a symbolic link to nothing: its target does not exist"
+    if isinstance(error, RuntimeError) or getattr(error, "errno", None) == 40:  # ELOOP
+        return "a symbolic link loop: the link points back to itself"
+    return f"a symbolic link that cannot be followed: {_why(error)}"
 
 
 def _size(path: Path) -> int | None:

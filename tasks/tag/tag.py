@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -48,6 +49,7 @@ class TagConfig:
     # images it has not tagged yet (tasks/store/results.py `prior`)
     retag: bool = False
     progress: bool = False  # a progress bar on stderr
+    progress_total: int | None = None  # images the bar counts up to (the CLI counts a folder first); None: unknown
     max_bytes: int = sources.MAX_IMAGE_BYTES  # bytes per file; bigger files fail unread ("too large")
     # (index, count): tag only the images whose URI hashes to this shard, so `count` workers can split
     # one source without coordinating (the nightly DAG maps one task per shard)
@@ -72,6 +74,7 @@ class RunSummary:
     failed: int = 0
     error: str | None = None  # first line of why the run failed; None unless status is failed
     seconds: float = 0.0  # wall-clock time of the run
+    not_images: int = 0  # files a folder source skipped for their suffix (notes, sidecars): not counted in seen
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -117,35 +120,55 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
     """Tag every new image of `source_uri` (the database migrated beforehand); returns the run's record.
 
     Raises RunFailed when the source or the database fails for good; the run is then recorded as
-    'failed' with the reason, and every batch it wrote is complete.
+    'failed' with the reason, and every batch it wrote is complete. Raises results.AnotherRunActive,
+    before writing anything, when a live run already tags the same source and shard.
     """
     source = source or sources.open_source(source_uri, config.workers)
     run_id = run_id or new_run_id()
     started = time.monotonic()
-    if not config.dry_run:
-        results.retrying(lambda: results.start_run(engine, run_id, source.uri, predictor.model_id),
-                         "recording the run")
-    counts = collections.Counter(seen=0, tagged=0, skipped=0, failed=0)
+    counts = collections.Counter(seen=0, tagged=0, skipped=0, failed=0)  # as committed
     failure: BaseException | None = None
-    try:
-        _pipeline(source, predictor, hashtags, engine, config, run_id, counts)
-    except BaseException as caught:  # recorded on the run, then raised again below
-        failure = caught
+    with contextlib.ExitStack() as stack:
+        if not config.dry_run:
+            _start(engine, run_id, source.uri, predictor.model_id, config, stack)
+        try:
+            _pipeline(source, predictor, hashtags, engine, config, run_id, counts)
+        except BaseException as caught:  # recorded on the run, then raised again below
+            failure = caught
+        summary = _finish(engine, run_id, source.uri, predictor.model_id, config, counts, failure)
+    summary = dataclasses.replace(summary, seconds=round(time.monotonic() - started, 3),
+                                  not_images=getattr(source, "not_images", 0))
+    if failure is None:
+        return summary
+    if isinstance(failure, (sources.SourceError, sa.exc.DBAPIError, results.DatabaseUnavailable)):
+        raise RunFailed(f"run {run_id} failed: {summary.error}", summary) from failure
+    raise failure
+
+
+def _start(engine, run_id: str, source_uri: str, model_id: str, config: TagConfig,
+           stack: contextlib.ExitStack) -> None:
+    """Take the source's lock (held until the run ends) and record the run (the schema is migrated
+    beforehand: `hashtagger db migrate` or the DAG's first task)."""
+    lock_key = source_uri if config.shard is None else f"{source_uri} shard {config.shard[0]}/{config.shard[1]}"
+    stack.enter_context(results.source_lock(engine, lock_key))
+    results.retrying(lambda: results.start_run(engine, run_id, source_uri, model_id,
+                                               lock_key if config.shard is None else None),
+                     "recording the run")
+
+
+def _finish(engine, run_id, source_uri, model_id, config, counts, failure) -> RunSummary:
+    """The run's summary, recorded as its end unless this is a dry run; counts are what was committed."""
     error = None if failure is None else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
     status = "dry-run" if config.dry_run else "succeeded" if failure is None else "failed"
+    counts = {key: counts[key] for key in ("seen", "tagged", "skipped", "failed")}
     if not config.dry_run:
         try:
             recorded = results.finish_run(engine, run_id, status, error)
             counts = {key: recorded[key] for key in counts}  # exact: each committed batch added its own
-        except sa.exc.DBAPIError as close_error:  # the database is gone; every batch it holds is complete
+        except (sa.exc.DBAPIError, results.DatabaseUnavailable) as close_error:
+            # the database is gone; every batch it holds is complete, and the next run marks this one
             log.error("cannot record the end of run %s: %s", run_id, close_error)
-    summary = RunSummary(run_id=run_id, source=source.uri, model_id=predictor.model_id, status=status,
-                         error=error, seconds=round(time.monotonic() - started, 3), **counts)
-    if failure is None:
-        return summary
-    if isinstance(failure, (sources.SourceError, sa.exc.DBAPIError)):
-        raise RunFailed(f"run {run_id} failed: {error}", summary) from failure
-    raise failure
+    return RunSummary(run_id=run_id, source=source_uri, model_id=model_id, status=status, error=error, **counts)
 
 
 def _batches(refs: Iterable[sources.ImageRef], size: int) -> Iterator[list[sources.ImageRef]]:
@@ -155,13 +178,18 @@ def _batches(refs: Iterable[sources.ImageRef], size: int) -> Iterator[list[sourc
 
 
 def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> None:
-    """Decode batch n+1 while the model runs on batch n and batch n-1 is written."""
+    """Decode batch n+1 while the model runs on batch n and batch n-1 is written.
+
+    `counts` moves when a batch commits (a run that stops says exactly what it wrote); `submitted`,
+    which --limit and the progress bar follow, when it is handed to the writer.
+    """
     has_schema = not config.dry_run or sa.inspect(engine).has_table("image_results")
     pool = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="decode")
     writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write")
-    bar = _progress_bar(config.progress)
+    bar = _progress_bar(config.progress, config.progress_total)
     ahead: collections.deque = collections.deque()  # (prior rows, futures) submitted, not yet classified
-    writing: concurrent.futures.Future | None = None
+    writing: tuple[concurrent.futures.Future, dict] | None = None  # the batch in flight and its counts
+    submitted = collections.Counter(tagged=0, failed=0)
     try:
         listing = _listing(source, config, engine, predictor.model_id, has_schema)
         batches = _batches(listing, config.batch_size)
@@ -176,28 +204,27 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
             if not ahead:
                 break
             known, futures = ahead.popleft()
-            items = _within_limit([future.result() for future in futures], config, counts)
-            tagged = _classify([item for item in items if item.state == "tile"], predictor, hashtags, config,
-                               known.known if known else set())
-            failed = [results.Failed(item.ref.uri, item.content_hash, item.reason)
-                      for item in items if item.state == "failed"]
-            skipped = sum(item.state == "done" for item in items)
-            if writing is not None:
-                writing.result()  # one write in flight at most; its error stops the run here
-                writing = None
-            if not config.dry_run:
-                writing = writer.submit(results.write_batch, engine, run_id, predictor.model_id,
-                                        tagged, failed, skipped)
-            counts.update(seen=len(items), skipped=skipped, failed=len(failed),
-                          tagged=len(tagged) + sum(item.state == "new" for item in items))
+            items = _within_limit([future.result() for future in futures], config, submitted)
+            tagged, failed, skipped, batch = _results(items, predictor, hashtags, config, known)
+            _committed(writing, counts)  # one write in flight at most; its error stops the run here
+            writing = None
+            if config.dry_run:
+                counts.update(batch)
+            else:
+                writing = (writer.submit(results.write_batch, engine, run_id, predictor.model_id,
+                                         tagged, failed, skipped), batch)
+            submitted.update(batch)
             bar.update(len(items))
-            bar.set_postfix(tagged=counts["tagged"], failed=counts["failed"], skipped=counts["skipped"],
+            bar.set_postfix(tagged=submitted["tagged"], failed=submitted["failed"], skipped=submitted["skipped"],
                             refresh=False)
-            if config.limit is not None and counts["tagged"] + counts["failed"] >= config.limit:
+            if config.limit is not None and submitted["tagged"] + submitted["failed"] >= config.limit:
                 break
-        if writing is not None:
-            writing.result()
+        _committed(writing, counts)
+        writing = None
     finally:
+        if writing is not None:  # stopping on an error: the batch in flight may still commit; count it if so
+            with contextlib.suppress(Exception):
+                _committed(writing, counts)
         for _, futures in ahead:
             for future in futures:
                 future.cancel()
@@ -206,10 +233,32 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
         bar.close()
 
 
+def _results(items: list[_Item], predictor, hashtags, config: TagConfig, known: results.Prior | None):
+    """One batch's rows to write, the number skipped, and its counts for the run."""
+    tagged = _classify([item for item in items if item.state == "tile"], predictor, hashtags, config,
+                       known.known if known else set())
+    failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
+              for item in items if item.state == "failed"]
+    skipped = sum(item.state == "done" for item in items)
+    batch = dict(seen=len(items), skipped=skipped, failed=len(failed),
+                 tagged=len(tagged) + sum(item.state == "new" for item in items))
+    return tagged, failed, skipped, batch
+
+
+def _committed(writing: tuple[concurrent.futures.Future, dict] | None, counts) -> None:
+    """Wait for the batch in flight; its counts join the run's once its transaction committed."""
+    if writing is not None:
+        future, batch = writing
+        future.result()
+        counts.update(batch)
+
+
 def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str, str]],
              config: TagConfig) -> _Item:
     """In a worker thread: skip when done, else read, hash and decode one image; never raises for a bad
     image (only SourceError, which stops the run)."""
+    if ref.error:  # listed but unreadable: a symbolic link loop, a link to nothing
+        return _Item(ref, "failed", "", reason=ref.error)
     listed = ref.listed_hash
     if listed and (ref.uri, listed) in done:
         return _Item(ref, "done", listed)  # known from the listing: not even downloaded
@@ -220,18 +269,27 @@ def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str,
     try:
         data = source.read(ref, config.max_bytes)
     except sources.UnreadableImage as unreadable:
-        return _Item(ref, "failed", listed or "", reason=str(unreadable))
+        # no content hash: a read that failed (403, deleted, changed) is tried again by the next run;
+        # only a decode failure of the same bytes is final
+        return _Item(ref, "failed", "", reason=str(unreadable))
     identity = listed or content_hash(data)
     if (ref.uri, identity) in done:
         return _Item(ref, "done", identity)
     if config.dry_run:
         return _Item(ref, "new", identity)
+    notes: list[str] = []
     try:
-        return _Item(ref, "tile", identity, tile=decode.decode(data))
+        tile = decode.decode(data, notes)
+        for note in notes:  # broken metadata: the pixels were used; say what was skipped
+            log.warning("%s: %s", sources.shown(ref.text), note)
+        if decode.is_flat(tile):
+            # nothing to recognise: a blank picture tagged "cat 40%" would be a confident lie
+            return _Item(ref, "failed", identity, reason=decode.FLAT_REASON)
+        return _Item(ref, "tile", identity, tile=tile)
     except decode.ImageError as bad:
         return _Item(ref, "failed", identity, reason=str(bad))
     except Exception as unexpected:  # noqa: BLE001  a decoder bug on one hostile file must not stop the night
-        log.exception("unexpected error decoding %s", ref.uri)
+        log.exception("unexpected error decoding %s", sources.shown(ref.text))
         return _Item(ref, "failed", identity, reason=f"unreadable image ({type(unexpected).__name__}: "
                                                      f"{unexpected})")
 
@@ -261,7 +319,7 @@ def _classify(items: list[_Item], predictor: Predictor, hashtags: HashtagEngine,
     for item, probs, top in zip(items, probabilities, tops):
         tagged.append(results.Tagged(item.ref.uri, item.content_hash, top,
                                      hashtags.hashtags(top, predictor.coarse_labels(probs)),
-                                     replaces=item.ref.uri in known_uris))
+                                     replaces=item.ref.uri in known_uris, uri_text=item.ref.name))
     return tagged
 
 
@@ -310,7 +368,7 @@ def _prior(engine, model_id: str, refs: list[sources.ImageRef]) -> results.Prior
     return results.retrying(query, "looking up tagged images")
 
 
-def _progress_bar(enabled: bool):
+def _progress_bar(enabled: bool, total: int | None = None):
     from tqdm import tqdm
 
-    return tqdm(unit="img", desc="tagging", disable=not enabled, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, unit="img", desc="tagging", disable=not enabled, leave=False, dynamic_ncols=True)

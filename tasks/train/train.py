@@ -158,8 +158,12 @@ def epoch_callbacks(budget_minutes: float | None):
     return [EpochClock()]
 
 
-def train(config: TrainConfig, settings: Settings | None = None, dataset: Dataset | None = None) -> dict:
-    """Train, evaluate on the test split, save the artifact, register it; returns its metadata."""
+def train(config: TrainConfig, settings: Settings | None = None, dataset: Dataset | None = None,
+          callbacks: tuple = ()) -> dict:
+    """Train, evaluate on the test split, save the artifact, register it; returns its metadata.
+
+    callbacks: extra Keras callbacks for fit (the CLI's progress bar, tasks/cli/progress.py).
+    """
     import keras
 
     import models
@@ -197,7 +201,7 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
         fit_data = {"x": x_train, "y": one_hot(y_train, num_classes), "batch_size": recipe.batch_size,
                     "shuffle": True}
     trainer = compile_trainer(model, recipe, steps_per_epoch, epochs, config.seed)
-    callbacks = epoch_callbacks(config.budget_minutes)
+    callbacks = epoch_callbacks(config.budget_minutes) + list(callbacks)
     if recipe.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5,
                                                            patience=recipe.plateau_patience))

@@ -1,0 +1,145 @@
+"""Every user mistake is one line on stderr with what to do next and the documented exit code; no traceback.
+
+Runs the installed console scripts, as people do. Exit codes (tasks/errors.py, `--help`, README):
+0 ok, 1 some images failed, 2 usage or configuration error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tasks import errors
+
+REPO_SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
+
+
+def run(bin_dir, command: str, *args, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(bin_dir / command), *map(str, args)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def assert_one_line(result: subprocess.CompletedProcess, code: int, *expected: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    for text in expected:
+        assert text in lines[0], lines[0]
+
+
+TRAIN_MISTAKES = [
+    ([], "required: --arch"),
+    (["--arch", "vgg61"], "invalid choice: 'vgg61'"),
+    (["--arch", "vgg16", "--recipe", "fastest"], "invalid choice: 'fastest'"),
+    (["--arch", "vgg16", "--dataset", "cifar1000"], "did you mean cifar100"),
+    (["--arch", "vgg16", "--epochs", "0"], "--epochs"),
+    (["--arch", "vgg16", "--train-limit", "0"], "--train-limit"),
+    (["--arch", "vgg16", "--recipe-set", "batch_size"], "not KEY=VALUE"),
+]
+
+
+def test_train_arguments_are_checked_before_tensorflow_is_imported():
+    """One process runs every bad `train` line in turn: none imports TensorFlow, each says what is wrong."""
+    script = ("import json, sys, io, contextlib\n"
+              "from tasks.cli import main\n"
+              "out = []\n"
+              f"for args, _ in {TRAIN_MISTAKES!r}:\n"
+              "    err = io.StringIO()\n"
+              "    with contextlib.redirect_stderr(err):\n"
+              "        code = main.main(['train', *args])\n"
+              "    out.append([code, err.getvalue()])\n"
+              "print(json.dumps({'results': out, 'tensorflow': 'tensorflow' in sys.modules}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["tensorflow"] is False
+    for (args, expected), (code, stderr) in zip(TRAIN_MISTAKES, report["results"]):
+        assert code == errors.EXIT_USAGE, (args, stderr)
+        assert len(stderr.strip().splitlines()) == 1 and expected in stderr, (args, stderr)
+
+
+BAD_DATABASES = [
+    ("postgresql://postgres@127.0.0.1:1/hashtagger", "cannot use the results database"),  # server down
+    ("postgresql://no_such_role_ux@127.0.0.1:5432/postgres", "no_such_role_ux"),  # wrong user
+    ("postgresql://postgres@127.0.0.1:5432/no_such_database_ux", "no_such_database_ux"),
+    ("not a url", "is not a database URL"),
+    ("postgresql+nodriver://postgres@127.0.0.1/x", "no such database dialect or driver"),
+    ("mysql://root@127.0.0.1/x", "is not installed"),  # a dialect whose driver hashtagger does not install
+]
+DATABASE_COMMANDS = [("db", "migrate"), ("models", "list"), ("models", "promote", "m1"),
+                     ("hashtags", "show", "cat"), ("hashtags", "block", "#spam"), ("tag", REPO_SAMPLES)]
+
+
+@pytest.mark.parametrize("url, expected", BAD_DATABASES)
+def test_a_bad_database_url_is_one_line(bin_dir, url, expected):
+    for command in DATABASE_COMMANDS:
+        result = run(bin_dir, "hashtagger", *command, env={"HASHTAGGER_DB_URL": url})
+        assert_one_line(result, errors.EXIT_USAGE, expected)
+
+
+def test_a_psql_style_url_uses_the_installed_driver(bin_dir, pg_url):
+    """The README's psql form, postgresql://, works as HASHTAGGER_DB_URL (psycopg2 comes with the package)."""
+    psql_form = "postgresql://" + pg_url.split("://", 1)[1]
+    migrated = run(bin_dir, "hashtagger", "db", "migrate", env={"HASHTAGGER_DB_URL": psql_form})
+    assert migrated.returncode == 0 and "applied 001_results" in migrated.stdout, migrated.stderr
+
+
+def test_usage_mistakes(bin_dir, tmp_path):
+    assert_one_line(run(bin_dir, "hashtagger"), errors.EXIT_USAGE, "required")
+    assert_one_line(run(bin_dir, "hashtagger", "tag", tmp_path / "nowhere"), errors.EXIT_USAGE, "no such file")
+    assert_one_line(run(bin_dir, "hashtag", REPO_SAMPLES), errors.EXIT_USAGE, "hashtagger tag")
+    assert_one_line(run(bin_dir, "hashtag", "--labels", "0", "x.jpg"), errors.EXIT_USAGE, "--labels")
+    assert_one_line(run(bin_dir, "hashtagger", "hashtags", "show", "kat"), errors.EXIT_USAGE, "did you mean cat")
+    assert_one_line(run(bin_dir, "hashtagger", "report", "no-such-run"), errors.EXIT_USAGE, "no tagging run")
+    assert_one_line(run(bin_dir, "hashtagger", "models", "promote", "nope", "--no-onnx"), errors.EXIT_USAGE,
+                    "not registered")
+
+
+def test_version_and_help_show_exit_codes_defaults_and_choices(bin_dir):
+    for command in ("hashtagger", "hashtag"):
+        version = run(bin_dir, command, "--version")
+        assert version.returncode == 0 and version.stdout.startswith(f"{command} 0.")
+        assert "130 interrupted" in run(bin_dir, command, "--help").stdout
+    train_help = run(bin_dir, "hashtagger", "train", "--help").stdout
+    assert "{shallow,allconv,resnet,vgg16,resnet9,airbench}" in train_help and "(default: fast)" in train_help
+    tag_help = run(bin_dir, "hashtagger", "tag", "--help").stdout
+    assert "(default: 256)" in tag_help and "(default: generic)" in tag_help
+
+
+def test_a_closed_pipe_and_ctrl_c_end_quietly(bin_dir, tmp_path):
+    piped = subprocess.run(f"'{bin_dir / 'hashtag'}' --json '{REPO_SAMPLES}/cat.jpg' | head -c 10", shell=True,
+                           capture_output=True, text=True, timeout=120)
+    assert piped.stdout == '{\n "model"'[:10] and piped.stderr == "", piped.stderr
+
+    # Ctrl-C while `hashtag` waits to read an image (a FIFO nobody writes to)
+    fifo = tmp_path / "slow.jpg"
+    os.mkfifo(fifo)
+    process = subprocess.Popen([str(bin_dir / "hashtag"), str(fifo)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(5)  # the model is loaded and the read is waiting
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == errors.EXIT_INTERRUPTED, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1 and "interrupted" in stderr
+
+
+def test_tag_says_when_a_folder_has_no_images(bin_dir, tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("shopping list")
+    env = {"HASHTAGGER_DB_URL": f"sqlite:///{tmp_path / 'results.db'}"}
+    # a configured database is migrated once, by `db migrate` (issue 10); only the embedded default migrates itself
+    assert run(bin_dir, "hashtagger", "db", "migrate", env=env).returncode == 0
+    result = run(bin_dir, "hashtagger", "tag", folder, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "no images found" in result.stdout and "1 non-image files skipped" in result.stdout
+    assert "images/s" not in result.stdout
+    as_json = json.loads(run(bin_dir, "hashtagger", "tag", REPO_SAMPLES, "--json", env=env).stdout)
+    assert as_json["tagged"] == 8 and as_json["failed"] == 0 and as_json["runtime"] == "onnx"
