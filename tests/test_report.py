@@ -35,8 +35,8 @@ def tagged_run(tmp_path, db_url) -> tuple[str, str, Path]:
     engine = db.ensure_schema(db.engine(db_url))
     summary = tag.run(str(folder), predictor.load(predictor.bundled_model()), HashtagEngine(), engine,
                       tag.TagConfig(batch_size=4))
-    assert (summary["tagged"], summary["failed"]) == (8, 1)
-    return db_url, summary["run_id"], folder
+    assert (summary.tagged, summary.failed) == (8, 1)
+    return db_url, summary.run_id, folder
 
 
 def chromium() -> str:
@@ -62,7 +62,8 @@ def test_the_report_command_writes_pages_with_thumbnails_hashtags_and_failures(t
     first, last = index.read_text(), (index.parent / "page-2.html").read_text()
     assert not (index.parent / "page-3.html").exists()  # 8 images, 4 a page; the failures on the last
     assert first.count('<img src="data:image/jpeg;base64,') == 4
-    assert "9 seen, 8 tagged, 0 already done, 1 failed" in first and "resnet9-cifar10" in first
+    bundled = predictor.load(predictor.bundled_model()).model_id  # the model that tagged the run (airbench since e710739)
+    assert "9 seen, 8 tagged, 0 already done, 1 failed" in first and bundled in first
     assert "#cat" in first and "#ship" in last  # sorted by URI: airplane..cat, then dog..ship
     assert 'href="page-2.html"' in first and "broken.jpg" in last and "Failed images" in last
     assert "Failed images" not in first and 'href="page-2.html">last page' in first
@@ -121,7 +122,7 @@ def test_thumbnails_of_a_bucket_run_are_read_through_the_bucket(s3_endpoint, sql
     summary = tag.run(f"s3://{bucket}/incoming/", predictor.load(predictor.bundled_model()), HashtagEngine(),
                       engine)
     client.delete_object(Bucket=bucket, Key="incoming/bird.jpg")  # gone since: its card stays, without a picture
-    page = report.write(engine, [summary["run_id"]]).read_text()
+    page = report.write(engine, [summary.run_id]).read_text()
     assert page.count('<img src="data:image/jpeg;base64,') == 2 and page.count("no longer readable") == 1
     assert f"s3://{bucket}/incoming/airplane.jpg" in page
 
@@ -137,8 +138,8 @@ def test_names_keyed_by_their_hash_are_shown_as_text_and_get_their_thumbnails(tm
     (folder / b"bad\xff.jpg".decode("utf-8", "surrogateescape")).write_bytes(b"\xff\xd8\xff not really a jpeg")
     engine = db.ensure_schema(db.engine(db_url))
     summary = tag.run(str(folder), predictor.load(predictor.bundled_model()), HashtagEngine(), engine)
-    assert (summary["tagged"], summary["failed"]) == (2, 1)
-    page = report.write(engine, [summary["run_id"]]).read_text()
+    assert (summary.tagged, summary.failed) == (2, 1)
+    page = report.write(engine, [summary.run_id]).read_text()
     assert page.count('<img src="data:image/jpeg;base64,') == 2 and "no longer readable" not in page
     assert "caf\\xe9.jpg" in page and "bad\\xff.jpg" in page and str(deep / "cat.jpg") in page
     assert "uri-sha256:" not in page

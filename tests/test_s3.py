@@ -253,14 +253,14 @@ def test_keys_with_control_characters_and_nul_are_tagged_and_a_rerun_reads_nothi
     source = s3.S3Source(f"s3://{name}/in/")
     assert {ref.location or ref.uri for ref in source.list()} == {f"s3://{name}/{key}" for key in keys}
     first = tag.run(source.uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=3), source=source)
-    assert (first["tagged"], first["failed"], first["status"]) == (len(keys), 0, "succeeded")
+    assert (first.tagged, first.failed, first.status) == (len(keys), 0, "succeeded")
     with engine.connect() as connection:
         shown = {uri for (uri,) in connection.execute(sa.text("SELECT image_uri FROM image_labels"))}
     assert f"s3://{name}/in/nul\\x00.jpg" in shown and f"s3://{name}/in/ctl\x01.jpg" in shown
     assert f"s3://{name}/in/two\\x00nuls\\x00.jpg" in shown and f"s3://{name}/in/{'k' * 1000}.jpg" in shown
     gets = count_calls(source, "GetObject")
     again = tag.run(source.uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=3), source=source)
-    assert (again["tagged"], again["skipped"], gets) == (0, len(keys), [])
+    assert (again.tagged, again.skipped, gets) == (0, len(keys), [])
 
 
 def test_a_read_that_failed_once_is_retried_next_run_but_a_decode_failure_is_final(bucket, model, db_url,
@@ -286,7 +286,7 @@ def test_a_read_that_failed_once_is_retried_next_run_but_a_decode_failure_is_fin
     monkeypatch.setattr(s3.S3Source, "read", gone_while_read)
     source.client.meta.events.register("before-parameter-build.s3.GetObject", denied, unique_id="deny")
     first = tag.run(source.uri, model, HashtagEngine(), engine, tag.TagConfig(), source=source)
-    assert (first["tagged"], first["failed"]) == (1, 3)
+    assert (first.tagged, first.failed) == (1, 3)
     with engine.connect() as connection:
         failed = dict(connection.execute(sa.text("SELECT image_uri, reason FROM failed_images")).all())
     assert "deleted after it was listed" in failed[f"s3://{name}/gone-then-back.jpg"]
@@ -297,10 +297,10 @@ def test_a_read_that_failed_once_is_retried_next_run_but_a_decode_failure_is_fin
     client.put_object(Bucket=name, Key="gone-then-back.jpg", Body=hostile.jpeg())  # restored: the same ETag
     gets = count_calls(source, "GetObject")
     second = tag.run(source.uri, model, HashtagEngine(), engine, tag.TagConfig(), source=source)
-    assert (second["tagged"], second["failed"], second["skipped"]) == (2, 0, 2)
+    assert (second.tagged, second.failed, second.skipped) == (2, 0, 2)
     assert len(gets) == 2, "the two read failures are read again; the decode failure and the good one are not"
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT image_uri FROM failed_images")).all() == [
             (f"s3://{name}/broken.jpg",)]
     third = tag.run(source.uri, model, HashtagEngine(), engine, tag.TagConfig(), source=source)
-    assert (third["tagged"], third["failed"], third["skipped"]) == (0, 0, 4)
+    assert (third.tagged, third.failed, third.skipped) == (0, 0, 4)

@@ -388,8 +388,8 @@ def test_a_second_run_on_the_same_source_is_refused_while_the_first_lives(tmp_pa
 
     colour_folder(tmp_path / "photos", 5)
     release = threading.Event()
-    first: dict = {}
-    thread = threading.Thread(target=lambda: first.update(tag.run(
+    outcome: dict = {}  # the first run's RunSummary, from its thread
+    thread = threading.Thread(target=lambda: outcome.update(first=tag.run(
         str(tmp_path / "photos"), model, HashtagEngine(), engine, tag.TagConfig(batch_size=7),
         source=HeldSource(tmp_path / "photos", release))))
     thread.start()
@@ -405,6 +405,7 @@ def test_a_second_run_on_the_same_source_is_refused_while_the_first_lives(tmp_pa
     finally:
         release.set()
         thread.join(60)
+    first = outcome["first"]
     assert first.status == "succeeded" and first.tagged + other.tagged == 5
     assert count(engine, "tagging_runs") == 2, "the refused run wrote nothing"
     assert run(tmp_path / "photos", model, engine).tagged == 0
@@ -449,7 +450,7 @@ def test_hashtag_answers_for_a_file_whose_name_is_not_utf8_prints_it_escaped_and
     write_raw(folder + b"/\x1b[2Jbroken.jpg", b"not a picture")
     write_raw(folder + b"/blank.png", hostile.alpha_cases()["blank-white.png"][0])
     env = {**os.environ, "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8", "HASHTAGGER_HOME": str(tmp_path)}
-    answered = subprocess.run([bin_dir / "hashtag", "--model", tiny_models[0].metadata["path"],
+    answered = subprocess.run([bin_dir / "hashtag", "--model", tiny_models[0].metadata.path,
                                folder + b"/chat-caf\xe9.jpg", folder + b"/\x1b[2Jbroken.jpg",
                                folder + b"/blank.png"],
                               env=env, capture_output=True, timeout=120)

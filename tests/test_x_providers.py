@@ -278,6 +278,8 @@ def test_block_says_an_underscore_is_not_a_hashtag(sqlite_url, monkeypatch, caps
     from tasks.cli import main as cli
 
     monkeypatch.setenv("HASHTAGGER_DB_URL", sqlite_url)
+    assert cli.main(["db", "migrate"]) == 0  # a configured database is migrated once, by `db migrate` (issue 10)
+    capsys.readouterr()
     for text in ("#_", "#1_2", "#〃"):  # a usage error, through the CLI's one handler (tasks/errors.py)
         assert cli.main(["hashtags", "block", text]) == 2
         assert f"{text!r} is not a hashtag" in capsys.readouterr().err
