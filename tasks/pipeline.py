@@ -584,41 +584,69 @@ def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:
 # ------------------------------------------------------------------------------------------ images in, hashtags out
 
 def hashtag_images(paths: list[str], model_path: str | None = None, dataset: str = "cifar10",
-                   platform: str = "generic", label_count: int = 3) -> tuple[str, list[dict]]:
+                   platform: str = "generic", label_count: int = 3,
+                   min_confidence: float | None = None) -> tuple[str, list[dict]]:
     """Labels and ranked hashtags for each image file, in the given order; writes nothing.
 
-    Returns (model_id, answers): each answer has `image` and either `labels` ([{label, probability}])
-    and `hashtags` ([{hashtag, source, label, score}]) or `error` (the reason, for a file that failed).
-    ModelNotFound / OSError / ValueError when the model cannot be loaded.
+    dataset: cifar10, cifar100, or both (both bundled models on the same tile, their labels merged).
+    Each answer has `image` and either `error` (why the file failed) or: `abstained` (True when no model
+    was confident; `reason` then says why), `labels` (every model's candidates, [{label, probability,
+    dataset}], probabilities calibrated), `coarse_labels` (CIFAR-100 superclasses), `hashtags`
+    ([{hashtag, source, label, score}], none when abstained) and `models` ([{model, dataset, score,
+    min_confidence, abstained}]). `min_confidence` overrides the models' own thresholds.
+    Returns (the model id, or ids joined by '+', answers). ModelNotFound / OSError / ValueError when a
+    model cannot be loaded.
     """
     import numpy as np
 
     from tasks.data import images
     from tasks.hashtags import providers
     from tasks.hashtags.rank import RankConfig
-    from tasks.tag import predictor
+    from tasks.tag import decide, predictor
 
-    model = predictor.load(model_path or predictor.bundled_model(dataset))
+    names = DATASETS if dataset == "both" else (dataset,)
+    served = [predictor.load(model_path or predictor.bundled_model(name)) for name in names]
     engine = providers.engine_for(None, RankConfig(platform=platform))
     answers: list[dict] = [{"image": path} for path in paths]
     tiles = []
     for answer in answers:
         try:
-            tile = image_tile(answer["image"])
-            if images.is_flat(tile):  # nothing to recognise: no confident label for a blank picture
-                raise images.ImageError(images.FLAT_REASON)
-            tiles.append((answer, tile))
+            tiles.append((answer, image_tile(answer["image"])))
         except images.ImageError as error:
             answer["error"] = str(error)
     if tiles:
-        probabilities = model.predict(np.stack([tile for _, tile in tiles]))
-        for (answer, _), probs in zip(tiles, probabilities):
-            top = model.top_labels(probs, max(label_count, 1))
-            ranked = engine.hashtags(top, model.coarse_labels(probs))
-            answer["labels"] = [{"label": label, "probability": round(p, 4)} for label, p in top]
-            answer["hashtags"] = [{"hashtag": tag.hashtag, "source": tag.source, "label": tag.label,
-                                   "score": round(tag.score, 4)} for tag in ranked]
-    return model.model_id, answers
+        stacked = np.stack([tile for _, tile in tiles])
+        per_model = [decide.decide(model, model.predict(stacked), min_confidence, max(label_count, 1))
+                     for model in served]
+        for index, (answer, tile) in enumerate(tiles):
+            answer.update(_answer([decisions[index] for decisions in per_model], images.is_flat(tile), engine))
+    return "+".join(model.model_id for model in served), answers
+
+
+def _answer(decisions: list, flat: bool, engine) -> dict:
+    """One image's answer from each model's Decision (tasks/tag/decide.py)."""
+    from tasks.data import images
+    from tasks.tag import decide
+
+    if flat:  # a blank picture: nothing to recognise, whatever a model says
+        decisions = [dataclasses.replace(d, abstained=True, reason=f"no confident label: {images.FLAT_REASON}")
+                     for d in decisions]
+    labels, coarse = decide.merged_labels(decisions)
+    abstained = all(d.abstained for d in decisions)
+    answer = {"abstained": abstained,
+              "labels": [{"label": name, "probability": round(p, 4), "dataset": d.dataset}
+                         for d in decisions for name, p in d.labels],
+              "coarse_labels": [{"label": name, "probability": round(p, 4)}
+                                for d in decisions for name, p in d.coarse[:1]],
+              "hashtags": [] if abstained else [
+                  {"hashtag": tag.hashtag, "source": tag.source, "label": tag.label, "score": round(tag.score, 4)}
+                  for tag in engine.hashtags(labels, coarse)],
+              "models": [{"model": d.model_id, "dataset": d.dataset, "score": round(d.score, 4),
+                          "min_confidence": round(d.min_confidence, 4), "abstained": d.abstained}
+                         for d in decisions]}
+    if abstained:
+        answer["reason"] = "; ".join(d.reason for d in decisions)
+    return answer
 
 
 def shown_name(name: str) -> str:

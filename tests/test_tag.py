@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 import time
@@ -69,17 +71,22 @@ def test_hostile_folder_every_file_tagged_or_failed_with_its_reason_and_second_r
     expected = hostile.write_folder(tmp_path / "photos")
     first = run(tmp_path / "photos", model, engine)
     tagged = {uri for (uri,) in rows(engine, "SELECT image_uri FROM image_results")}
+    abstained = {uri for (uri,) in rows(engine, "SELECT image_uri FROM image_labels WHERE label IS NULL")}
     failed = dict(rows(engine, "SELECT image_uri, reason FROM failed_images"))
     assert tagged | set(failed) == set(expected), "every listed file is accounted for, hidden ones are not"
     assert not tagged & set(failed)
     for path, (_, expect) in expected.items():
         if expect == hostile.TAGGED:
-            assert path in tagged, path
+            assert path in tagged and path not in abstained, path
+        elif expect == hostile.BLANK:  # a blank picture: a result with no confident label, never a failure
+            assert path in abstained, path
         else:
             assert expect in failed[path], (path, failed.get(path))
     assert (first.tagged, first.failed, first.status) == (len(tagged), len(failed), "succeeded")
+    assert first.abstained == len(abstained) > 0
     tag_rows, result_rows = count(engine, "image_tags"), count(engine, "image_results")
-    assert tag_rows >= len(tagged) * 5
+    assert tag_rows >= (len(tagged) - len(abstained)) * 5
+    assert not rows(engine, "SELECT * FROM image_tags WHERE label IS NULL"), "no hashtags without a label"
 
     second = run(tmp_path / "photos", model, engine)
     assert (second.tagged, second.failed, second.skipped) == (0, 0, len(expected))
@@ -356,6 +363,7 @@ def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tin
         "low_confidence_images": {"threshold": 1.01, "top": 100},
         "failures_of_last_run": {},
         "compare_model_versions": {"old_model": first.model_id, "new_model": second.model_id},
+        "abstained_images": {"top": 10},
     }
     assert set(queries) == set(params), "each query file is exercised here"
     answers = {name: rows(engine, queries[name], **params[name]) for name in queries}
@@ -369,6 +377,30 @@ def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tin
         ("broken.jpg", "not an image: a text file")]
     assert len(answers["compare_model_versions"]) == 9
     assert {row.verdict for row in answers["compare_model_versions"]} == {"same"}
+    assert answers["abstained_images"] == []  # these models state no threshold: they never abstain
+
+
+def test_abstentions_are_results_with_null_labels_and_a_new_threshold_redecides_from_stored_scores(
+        tmp_path, tiny_models, engine, monkeypatch):
+    model = tiny_models[0]
+    colour_folder(tmp_path / "photos", 6)
+    unsure = run(tmp_path / "photos", model, engine, min_confidence=1.0)  # no probability reaches 1
+    assert (unsure.tagged, unsure.abstained, unsure.failed) == (6, 6, 0)
+    stored = rows(engine, "SELECT label, confidence, top_labels FROM image_labels")
+    assert len(stored) == 6 and all(label is None and 0 < confidence < 1 for label, confidence, _ in stored)
+    assert count(engine, "image_tags") == 0, "no label, no label hashtags"
+    assert len(rows(engine, (db.sql_dir() / "queries" / "abstained_images.sql").read_text(), top=10)) == 6
+    assert count(engine, "failed_images") == 0, "an abstention is never a failure"
+
+    calls = []
+    monkeypatch.setattr(model, "predict", lambda images: calls.append(len(images)))
+    sure = run(tmp_path / "photos", model, engine, min_confidence=0.0)
+    assert (sure.tagged, sure.skipped, sure.redecided, calls) == (0, 6, 6, []), "no model call"
+    labelled = rows(engine, "SELECT label, confidence, top_labels FROM image_labels ORDER BY image_uri")
+    assert all(label == json.loads(top)[0][0] for label, _, top in labelled)
+    assert count(engine, "image_tags") >= 6
+    assert [confidence for _, confidence, _ in sorted(stored)] == pytest.approx(
+        [confidence for _, confidence, _ in sorted(labelled)]), "the stored scores decided it"
 
 
 class HeldSource(sources.LocalSource):
@@ -441,7 +473,7 @@ def test_runs_whose_process_is_gone_are_marked_interrupted_by_the_next_run(tmp_p
     assert (host, pid) == (socket.gethostname(), os.getpid()) and beat is not None
 
 
-def test_hashtag_answers_for_a_file_whose_name_is_not_utf8_prints_it_escaped_and_refuses_a_blank(
+def test_hashtag_answers_for_a_file_whose_name_is_not_utf8_prints_it_escaped_and_abstains_on_a_blank(
         tmp_path, tiny_models, bin_dir):
     import subprocess
 
@@ -458,7 +490,7 @@ def test_hashtag_answers_for_a_file_whose_name_is_not_utf8_prints_it_escaped_and
     assert answered.returncode == 1 and "Traceback" not in stderr, stderr
     assert f"{tmp_path}/chat-caf\\xe9.jpg: cat" in stdout
     assert "\x1b" not in stdout + stderr and f"{tmp_path}/\\x1b[2Jbroken.jpg: not an image" in stderr
-    assert f"{tmp_path}/blank.png: blank: the picture is a single flat colour" in stderr
+    assert f"{tmp_path}/blank.png: no confident label (candidates: " in stdout  # not a failure
 
 
 def test_broken_metadata_is_a_warning_naming_the_file_not_a_failure(tmp_path, model, engine, caplog):

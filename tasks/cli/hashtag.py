@@ -25,8 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(parser)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--model", help="a model artifact folder (default: the bundled model of --dataset)")
-    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"),
-                        help="whose bundled model answers when --model is not given")
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100", "both"),
+                        help="whose bundled model answers when --model is not given; both: the CIFAR-10 and "
+                             "CIFAR-100 models on the same image, their labels merged")
+    parser.add_argument("--min-confidence", type=float, metavar="P",
+                        help="no confident label below this calibrated probability, 0 to 1 (default: each "
+                             "model's own threshold, chosen to keep 95%% of the images it knows)")
     parser.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS),
                         help="instagram: at most 5 hashtags, x: 3, generic: 10")
     parser.add_argument("--labels", type=int, default=3, choices=range(1, 11), metavar="{1..10}",
@@ -37,12 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise errors.UserError(f"hashtag: --min-confidence {args.min_confidence} is not between 0 and 1")
     folders = [name for name in args.images if os.path.isdir(name)]
     if folders:
         raise errors.UserError(f"hashtag: {_shown(folders[0])} is a folder; hashtag takes image files",
                                f"to tag a folder use: hashtagger tag {_shown(folders[0])}")
     try:
-        model_id, answers = pipeline.hashtag_images(args.images, args.model, args.dataset, args.platform, args.labels)
+        model_id, answers = pipeline.hashtag_images(args.images, args.model, args.dataset, args.platform,
+                                                    args.labels, args.min_confidence)
     except (*pipeline.user_errors(), OSError, ValueError) as error:
         raise errors.UserError(f"hashtag: cannot load the model: {error}") from None
     failures = [answer for answer in answers if "error" in answer]
@@ -58,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in answer:
                 continue
             labels = ", ".join(f"{item['label']} {item['probability']:.0%}" for item in answer["labels"])
+            if answer["abstained"]:
+                print(f"{_shown(answer['image'])}: no confident label (candidates: {labels})")
+                continue
             print(f"{_shown(answer['image'])}: {labels}")
             print("  " + " ".join(item["hashtag"] for item in answer["hashtags"]))
     return errors.EXIT_FAILED_IMAGES if failures else errors.EXIT_OK

@@ -29,6 +29,10 @@ def register(commands) -> None:
     tag.add_argument("--limit", type=int, metavar="N",
                      help="tag at most N images the model has not tagged (tagged or failed), oldest first")
     tag.add_argument("--dry-run", action="store_true", help="count what would be tagged; write nothing")
+    tag.add_argument("--min-confidence", type=float, metavar="P",
+                     help="no confident label below this calibrated probability, 0 to 1 (default: the model's "
+                          "own threshold); results already stored are decided again from their stored "
+                          "scores, without running the model")
     tag.add_argument("--retag", action="store_true",
                      help="no effect, kept for old scripts: each model tags the images it has not tagged, "
                           "so a new champion always re-tags")
@@ -43,6 +47,8 @@ def run(args) -> int:
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or (args.workers or 1) < 1:
         raise errors.UserError("hashtagger tag: --batch-size and --workers must be at least 1, --limit at least 0")
+    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+        raise errors.UserError(f"hashtagger tag: --min-confidence {args.min_confidence} is not between 0 and 1")
     try:
         # a run that writes records the bundled model first; a dry run reads only
         model = pipeline.serving_model(args.model, args.dataset, write=not args.dry_run)
@@ -54,7 +60,7 @@ def run(args) -> int:
         summary = pipeline.tag_source(
             args.source, model, platform=args.platform, run_id=args.run_id, batch_size=args.batch_size,
             workers=args.workers, limit=args.limit, dry_run=args.dry_run, retag=args.retag,
-            progress=progress.enabled(args.quiet or args.json))
+            min_confidence=args.min_confidence, progress=progress.enabled(args.quiet or args.json))
     except pipeline.RunActive as active:  # not a usage error: the same command works once it ends
         raise errors.UserError(f"hashtagger tag: {_shown(str(active))}",
                                exit_code=errors.EXIT_FAILED_IMAGES) from None
@@ -88,6 +94,9 @@ def print_summary(summary, model, as_json: bool = False) -> None:
         return
     print(f"  images  {summary.seen:,} seen  {summary.tagged:,} {'to tag' if dry else 'tagged'}  "
           f"{summary.skipped:,} already done  {summary.failed:,} failed{others}")
+    if summary.abstained or summary.redecided:
+        print(f"  labels  {summary.abstained:,} with no confident label"
+              + (f"; {summary.redecided:,} earlier results decided again" if summary.redecided else ""))
     print(f"  time    {summary.seconds:,.1f} s  ({rate:,.0f} images/s)")
     if not dry and summary.tagged:
         print(f"  page    hashtagger report {summary.run_id}")

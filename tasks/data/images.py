@@ -68,10 +68,10 @@ ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_18
                 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
                 8: Image.Transpose.ROTATE_90}
 FLAT_RANGE = 3  # a tile whose every channel spans at most this (of 255) is one flat colour: JPEG noise
-# A tile of one flat colour is refused by the tag stage and `hashtag`, not tagged (issue 12's decision,
-# until results can abstain): blank scans, black video frames and pictures their format lost decode to
+# A tile of one flat colour gets no confident label from the tag stage and `hashtag` (an abstention, a
+# result with a NULL label): blank scans, black video frames and pictures their format lost decode to
 # it, and a classifier would still name a class for it with confidence. prepare does not apply it.
-FLAT_REASON = "blank: the picture is a single flat colour, nothing to recognise (not tagged)"
+FLAT_REASON = "blank: the picture is a single flat colour, nothing to recognise"
 
 
 def decode(data: bytes, notes: list[str] | None = None) -> np.ndarray:

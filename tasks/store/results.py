@@ -41,6 +41,7 @@ class Tagged:
     hashtags: list[RankedHashtag]
     replaces: bool = True  # the URI has earlier rows (old content, fewer hashtags, a failure) to clear
     uri_text: str | None = None  # the name for people when the key is a hash of it
+    abstained: bool = False  # no confident label: stored with a NULL label and no hashtags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +107,7 @@ ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error
 """)
 ADD_COUNTS = sa.text("""
 UPDATE tagging_runs SET seen = seen + :seen, tagged = tagged + :tagged, skipped = skipped + :skipped,
-                        failed = failed + :failed, heartbeat_at = :at
+                        failed = failed + :failed, abstained = abstained + :abstained, heartbeat_at = :at
 WHERE run_id = :run_id
 """)
 RUNNING = sa.text("""
@@ -305,12 +306,13 @@ def source_lock(engine: sa.Engine, lock_key: str):
 
 
 def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list[Tagged],
-                failed: list[Failed], skipped: int) -> None:
-    """One transaction: results, hashtags, failures and the run's counters, all or nothing."""
+                failed: list[Failed], skipped: int, count: bool = True) -> None:
+    """One transaction: results, hashtags, failures and (with `count`) the run's counters, all or nothing."""
     now = utcnow()
     result_rows, hashtag_rows, trims = [], [], []
     for item in tagged:
-        label, confidence = item.top_labels[0]
+        label, confidence = item.top_labels[0]  # confidence: the top calibrated probability, the OOD score
+        label = None if item.abstained else label
         result_rows.append({"image_uri": item.uri, "content_hash": item.content_hash, "model_version": model_version,
                             "label": label, "confidence": confidence,
                             "top_labels": json.dumps([[name, round(p, 6)] for name, p in item.top_labels]),
@@ -326,7 +328,8 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
     failure_rows = [{"image_uri": item.uri, "content_hash": item.content_hash, "reason": item.reason,
                      "run_id": run_id, "failed_at": now, "uri_text": item.uri_text} for item in failed]
     counts = {"run_id": run_id, "seen": len(tagged) + len(failed) + skipped, "tagged": len(tagged),
-              "skipped": skipped, "failed": len(failed), "at": now}
+              "skipped": skipped, "failed": len(failed), "abstained": sum(item.abstained for item in tagged),
+              "at": now}
     cleared = [{"uri": item.uri} for item in tagged if item.replaces]
     current = [{"uri": item.uri, "hash": item.content_hash} for item in tagged if item.replaces]
 
@@ -340,9 +343,45 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
                 connection.execute(DROP_OLD_RESULTS, current)
             upsert(connection, HASHTAGS, hashtag_rows)
             upsert(connection, FAILURES, failure_rows)
-            connection.execute(ADD_COUNTS, counts)
+            if count:
+                connection.execute(ADD_COUNTS, counts)
 
     retrying(transaction, f"writing a batch of {len(tagged) + len(failed)} images")
+
+
+# This model's stored results whose decision a threshold changes: no label but a score at or above it,
+# or a label with a score below it. `confidence` is the score (the top calibrated probability).
+REDECIDE_ROWS = sa.text("""
+SELECT image_uri, content_hash, confidence, top_labels, uri_text FROM image_results
+WHERE model_version = :model
+  AND ((label IS NULL AND confidence >= :threshold) OR (label IS NOT NULL AND confidence < :threshold))
+""")
+REDECIDE_PAGE = 500  # rows per transaction
+
+
+def redecide(engine: sa.Engine, predictor, hashtags, min_confidence: float, run_id: str) -> int:
+    """Apply a new abstention threshold to every stored result of `predictor`'s model whose decision it
+    changes, from the stored scores and candidates: no model call. An image that gains a label gets its
+    hashtags (from its stored top labels; CIFAR-100 superclasses are not stored, so none of theirs); one
+    that loses it loses them. Returns how many results changed."""
+    def read() -> list:
+        with engine.connect() as connection:
+            return connection.execute(REDECIDE_ROWS, {"model": predictor.model_id,
+                                                      "threshold": min_confidence}).mappings().all()
+
+    changed = []
+    for row in retrying(read, "reading stored scores"):
+        top = [(name, float(probability)) for name, probability in json.loads(row["top_labels"])]
+        abstained = row["confidence"] < min_confidence
+        changed.append(Tagged(row["image_uri"], row["content_hash"], top,
+                              [] if abstained else hashtags.hashtags(top), replaces=True,
+                              uri_text=row["uri_text"], abstained=abstained))
+    for start in range(0, len(changed), REDECIDE_PAGE):
+        write_batch(engine, run_id, predictor.model_id, changed[start:start + REDECIDE_PAGE], [], 0, count=False)
+    if changed:
+        log.info("re-decided %d stored results of %s at min confidence %.3f", len(changed),
+                 predictor.model_id, min_confidence)
+    return len(changed)
 
 
 def finish_run(engine: sa.Engine, run_id: str, status: str, error: str | None = None) -> dict:

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from tasks.data import images as decode
 from tasks.store import results
-from tasks.tag import sources
+from tasks.tag import decide, sources
 from tasks.hashtags.engine import HashtagEngine
 from tasks.tag.predictor import Predictor
 
@@ -43,6 +43,9 @@ class TagConfig:
     batch_size: int = 256  # images per model call and per database transaction
     workers: int = max(1, os.cpu_count() or 1)  # threads reading and decoding (Pillow releases the GIL)
     label_count: int = 5  # top labels stored per image
+    # abstain below this calibrated top probability (tasks/tag/decide.py); None: the model's own
+    # threshold (metrics.ood.threshold); 0: never abstain
+    min_confidence: float | None = None
     limit: int | None = None  # at most this many new images (tagged or failed) this run; None: all
     dry_run: bool = False  # list and count only: no decoding, no writes
     # kept for old callers: tagging is incremental per model, so a new champion always re-tags the
@@ -75,6 +78,8 @@ class RunSummary:
     error: str | None = None  # first line of why the run failed; None unless status is failed
     seconds: float = 0.0  # wall-clock time of the run
     not_images: int = 0  # files a folder source skipped for their suffix (notes, sidecars): not counted in seen
+    abstained: int = 0  # of `tagged`: results with no confident label (a NULL label, no label hashtags)
+    redecided: int = 0  # earlier results of this model whose decision a new --min-confidence changed
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -95,6 +100,7 @@ class _Item:
     content_hash: str = ""
     tile: np.ndarray | None = None
     reason: str = ""
+    flat: bool = False  # one flat colour: nothing to recognise, so no confident label whatever the model says
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -126,12 +132,14 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
     source = source or sources.open_source(source_uri, config.workers)
     run_id = run_id or new_run_id()
     started = time.monotonic()
-    counts = collections.Counter(seen=0, tagged=0, skipped=0, failed=0)  # as committed
+    counts = collections.Counter(seen=0, tagged=0, skipped=0, failed=0, abstained=0)  # as committed
     failure: BaseException | None = None
     with contextlib.ExitStack() as stack:
         if not config.dry_run:
             _start(engine, run_id, source.uri, predictor.model_id, config, stack)
         try:
+            if config.min_confidence is not None and not config.dry_run:
+                counts["redecided"] = results.redecide(engine, predictor, hashtags, config.min_confidence, run_id)
             _pipeline(source, predictor, hashtags, engine, config, run_id, counts)
         except BaseException as caught:  # recorded on the run, then raised again below
             failure = caught
@@ -160,11 +168,12 @@ def _finish(engine, run_id, source_uri, model_id, config, counts, failure) -> Ru
     """The run's summary, recorded as its end unless this is a dry run; counts are what was committed."""
     error = None if failure is None else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
     status = "dry-run" if config.dry_run else "succeeded" if failure is None else "failed"
-    counts = {key: counts[key] for key in ("seen", "tagged", "skipped", "failed")}
+    counts = {key: counts[key] for key in ("seen", "tagged", "skipped", "failed", "abstained", "redecided")}
     if not config.dry_run:
         try:
             recorded = results.finish_run(engine, run_id, status, error)
-            counts = {key: recorded[key] for key in counts}  # exact: each committed batch added its own
+            # exact: each committed batch added its own
+            counts.update({key: recorded[key] for key in ("seen", "tagged", "skipped", "failed", "abstained")})
         except (sa.exc.DBAPIError, results.DatabaseUnavailable) as close_error:
             # the database is gone; every batch it holds is complete, and the next run marks this one
             log.error("cannot record the end of run %s: %s", run_id, close_error)
@@ -241,7 +250,8 @@ def _results(items: list[_Item], predictor, hashtags, config: TagConfig, known: 
               for item in items if item.state == "failed"]
     skipped = sum(item.state == "done" for item in items)
     batch = dict(seen=len(items), skipped=skipped, failed=len(failed),
-                 tagged=len(tagged) + sum(item.state == "new" for item in items))
+                 tagged=len(tagged) + sum(item.state == "new" for item in items),
+                 abstained=sum(item.abstained for item in tagged))
     return tagged, failed, skipped, batch
 
 
@@ -282,10 +292,8 @@ def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str,
         tile = decode.decode(data, notes)
         for note in notes:  # broken metadata: the pixels were used; say what was skipped
             log.warning("%s: %s", sources.shown(ref.text), note)
-        if decode.is_flat(tile):
-            # nothing to recognise: a blank picture tagged "cat 40%" would be a confident lie
-            return _Item(ref, "failed", identity, reason=decode.FLAT_REASON)
-        return _Item(ref, "tile", identity, tile=tile)
+        # nothing to recognise in a blank picture: "cat 40%" would be a confident lie, so it abstains
+        return _Item(ref, "tile", identity, tile=tile, flat=decode.is_flat(tile))
     except decode.ImageError as bad:
         return _Item(ref, "failed", identity, reason=str(bad))
     except Exception as unexpected:  # noqa: BLE001  a decoder bug on one hostile file must not stop the night
@@ -314,13 +322,12 @@ def _classify(items: list[_Item], predictor: Predictor, hashtags: HashtagEngine,
     if not items:
         return []
     probabilities = predictor.predict(np.stack([item.tile for item in items]))
-    tagged = []
-    tops = predictor.top_labels_batch(probabilities, config.label_count)
-    for item, probs, top in zip(items, probabilities, tops):
-        tagged.append(results.Tagged(item.ref.uri, item.content_hash, top,
-                                     hashtags.hashtags(top, predictor.coarse_labels(probs)),
-                                     replaces=item.ref.uri in known_uris, uri_text=item.ref.name))
-    return tagged
+    decisions = decide.decide(predictor, probabilities, config.min_confidence, config.label_count)
+    return [results.Tagged(item.ref.uri, item.content_hash, answer.labels,
+                           [] if answer.abstained or item.flat else hashtags.hashtags(answer.labels, answer.coarse),
+                           replaces=item.ref.uri in known_uris, uri_text=item.ref.name,
+                           abstained=answer.abstained or item.flat)
+            for item, answer in zip(items, decisions)]
 
 
 def _listing(source, config: TagConfig, engine, model_id: str, has_schema: bool) -> Iterator[sources.ImageRef]:
