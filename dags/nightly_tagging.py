@@ -66,6 +66,10 @@ RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group=
                           description="hashtags kept per image: instagram 5, x 3, generic 10"),
         "max_images": Param(None, type=["null", "integer"], minimum=1,
                             description="tag at most this many images a run (None: all)"),
+        "min_confidence": Param(None, type=["null", "number"], minimum=0, maximum=1,
+                                description="no confident label below this calibrated probability (None: the "
+                                            "model's own threshold); stored results are decided again from "
+                                            "their scores"),
     },
     tags=["hashtagger", "tagging"],
     doc_md=__doc__,
@@ -110,10 +114,12 @@ def nightly_tagging():
         summary = pipeline.tag_shard(order["source"], order["model_path"], order["shard"], order["shards"],
                                      order["run_id"], connections.results_db_url(),
                                      connections.s3_settings(order["source"]), params["platform"],
-                                     pipeline.shard_limit(params["max_images"], order["shards"]))
+                                     pipeline.shard_limit(params["max_images"], order["shards"]),
+                                     params["min_confidence"])
         done = (summary["tagged"] or 0) + (summary["failed"] or 0)
-        log.info("shard %d of %d: %s tagged, %s failed, %s already done, %s seen in %.1f s (%.0f images/s)",
-                 order["shard"] + 1, order["shards"], summary["tagged"], summary["failed"], summary["skipped"],
+        log.info("shard %d of %d: %s tagged (%s with no confident label), %s failed, %s already done, %s seen "
+                 "in %.1f s (%.0f images/s)", order["shard"] + 1, order["shards"], summary["tagged"],
+                 summary["abstained"], summary["failed"], summary["skipped"],
                  summary["seen"], summary["seconds"] or 0, done / summary["seconds"] if summary["seconds"] else 0)
         return summary
 
@@ -126,8 +132,9 @@ def nightly_tagging():
         summary = pipeline.summarize_run(key, context["params"]["shards"], connections.results_db_url())
         summary.update(source=context["params"]["source"], x=hashtags.get("x"))
         context["outlet_events"][RESULTS].extra = summary
-        log.info("run %s: %s; %s tagged, %s failed, %s already done, %s seen, over %s shard runs",
-                 key, summary["status"], summary["tagged"], summary["failed"], summary["skipped"],
+        log.info("run %s: %s; %s tagged (%s with no confident label), %s failed, %s already done, %s seen, "
+                 "over %s shard runs", key, summary["status"], summary["tagged"], summary["abstained"],
+                 summary["failed"], summary["skipped"],
                  summary["seen"], summary["shard_runs"])
         return summary
 
@@ -149,8 +156,10 @@ def nightly_tagging():
         return {"report": page.as_uri(), "tagged": summary["tagged"], "failed": summary["failed"]}
 
     hashtags = refresh_hashtags()
-    migrate() >> hashtags
-    tagged = tag_shard.expand(order=find_new_images())
+    migrated = migrate()
+    found = find_new_images()
+    migrated >> [hashtags, found]  # a new database has its tables before anything reads it
+    tagged = tag_shard.expand(order=found)
     hashtags >> tagged
     write_report(tagged >> record_summary(hashtags))
 

@@ -555,13 +555,15 @@ def list_new_images(source: str, model_path: str, db_url: str | None = None, s3:
 
 
 def tag_shard(source: str, model_path: str, shard: int, shards: int, run_id: str, db_url: str | None = None,
-              s3: S3Settings | None = None, platform: str = "generic", limit: int | None = None) -> dict:
+              s3: S3Settings | None = None, platform: str = "generic", limit: int | None = None,
+              min_confidence: float | None = None) -> dict:
     """Tag the images of one shard of `source` that the model has not tagged, under `run_id` (a rerun
     repeats the same run), at most `limit` of them; serves ONNX only, so TensorFlow is never imported.
-    Its RunSummary as a dict."""
+    `min_confidence` overrides the model's abstention threshold. Its RunSummary as a dict."""
     with aws_environment(s3):
         model = serving_model(model_path, db_url=db_url)
-        summary = tag_source(source, model, db_url, platform, run_id, shard=(shard, shards), limit=limit)
+        summary = tag_source(source, model, db_url, platform, run_id, shard=(shard, shards), limit=limit,
+                             min_confidence=min_confidence)
     return summary.as_dict()
 
 
@@ -575,7 +577,7 @@ def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:
     from tasks.store import runs
 
     rows = runs.runs(results_engine(db_url), [shard_run_id(key, shard, shards) for shard in range(shards)])
-    totals = {name: sum(row[name] for row in rows) for name in ("seen", "tagged", "skipped", "failed")}
+    totals = {name: sum(row[name] for row in rows) for name in ("seen", "tagged", "skipped", "failed", "abstained")}
     statuses = {row["status"] for row in rows}
     return dict(totals, run_key=key, shard_runs=len(rows), model_ids=sorted({row["model_id"] for row in rows}),
                 status="succeeded" if statuses <= {"succeeded"} else ",".join(sorted(statuses)))

@@ -56,3 +56,55 @@ def test_two_models_merge_only_what_each_is_sure_of():
     labels, coarse = decide.merged_labels(decisions)
     assert labels[0] == ("plate", pytest.approx(0.8)) and {name for name, _ in labels} == {"cup", "plate", "bowl"}
     assert coarse == [("food_containers", pytest.approx(1.0))]
+
+
+def test_hashtag_abstains_on_text_grey_and_noise_and_labels_the_samples(tmp_path, bin_dir):
+    """The bundled CIFAR-10 model, as a user runs it: a page of printed text, a flat grey picture and
+    noise get no confident label; the sample photos get theirs."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(0)
+    page = Image.new("RGB", (800, 1000), "white")
+    draw = ImageDraw.Draw(page)
+    words = "the quick brown fox jumps over the lazy dog invoice total amount due page".split()
+    for line in range(30):
+        draw.text((40, 30 + line * 31), " ".join(rng.choice(words, 8)), fill="black",
+                  font=ImageFont.load_default(size=22))
+    page.save(tmp_path / "text.jpg", quality=90)
+    Image.new("RGB", (300, 300), (128, 128, 128)).save(tmp_path / "grey.png")
+    Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(tmp_path / "noise.png")
+    samples = sorted((Path(__file__).resolve().parent.parent / "samples").glob("*.jpg"))
+    unknown = [tmp_path / name for name in ("text.jpg", "grey.png", "noise.png")]
+    answered = subprocess.run([bin_dir / "hashtag", "--json", *map(str, unknown + samples)],
+                              capture_output=True, text=True, timeout=120)
+    assert answered.returncode == 0, answered.stderr
+    results = {Path(result["image"]).name: result for result in json.loads(answered.stdout)["results"]}
+    for name in ("text.jpg", "grey.png", "noise.png"):
+        assert results[name]["abstained"] and results[name]["hashtags"] == [], results[name]
+        assert "no confident label" in results[name]["reason"] and results[name]["labels"]  # candidates kept
+    for sample in samples:
+        result = results[sample.name]
+        assert not result["abstained"] and result["labels"][0]["label"] == sample.stem, result
+        assert result["hashtags"]
+
+
+def test_hashtag_with_both_models_merges_their_labels(bin_dir):
+    import json
+    import subprocess
+    from pathlib import Path
+
+    horse = Path(__file__).resolve().parent.parent / "samples" / "horse.jpg"
+    answered = subprocess.run([bin_dir / "hashtag", "--json", "--dataset", "both", str(horse)],
+                              capture_output=True, text=True, timeout=120)
+    assert answered.returncode == 0, answered.stderr
+    document = json.loads(answered.stdout)
+    result = document["results"][0]
+    assert {model["dataset"] for model in result["models"]} == {"cifar10", "cifar100"}
+    assert "+" in document["model"]
+    assert {label["dataset"] for label in result["labels"]} == {"cifar10", "cifar100"}
+    assert result["labels"][0]["label"] == "horse" and not result["abstained"]
+    assert result["coarse_labels"]  # CIFAR-100's superclass rides along

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 SHARD_RUNS = sa.text("""
-SELECT run_id, model_version, status, seen, tagged, skipped, failed FROM tagging_runs
+SELECT run_id, model_version, status, seen, tagged, skipped, failed, abstained FROM tagging_runs
 WHERE run_id IN :run_ids ORDER BY run_id
 """).bindparams(sa.bindparam("run_ids", expanding=True))
 RUN_IMAGES = sa.text("""

@@ -57,12 +57,17 @@ def load_runs(engine: sa.Engine, run_ids: list[str]) -> list[dict]:
     return [rows[run_id] for run_id in run_ids if run_id in rows]
 
 
+NO_LABEL = "no confident label"
+
+
 def load_images(engine: sa.Engine, run_ids: list[str], hashtags_shown: int) -> list[Image]:
     """Every image the runs tagged, by URI, each with its ranked hashtags."""
     from tasks.tag import sources
 
     # a hashed key (tasks/tag/refs.image_key) is shown as its name's text and read by its exact name
-    return [Image(text or uri, label, float(confidence), model, hashtags, location=sources.exact_name(uri, text))
+    # an abstention (NULL label) shows as such, with its score as the confidence
+    return [Image(text or uri, label or NO_LABEL, float(confidence), model, hashtags,
+                  location=sources.exact_name(uri, text))
             for uri, label, confidence, model, hashtags, text in stored_runs.page_images(engine, run_ids, hashtags_shown)]
 
 
