@@ -84,23 +84,22 @@ def host_augmented(recipe: recipes.Recipe) -> bool:
 def compile_trainer(model, recipe: recipes.Recipe, steps_per_epoch: int, epochs: int, seed: int = 0):
     """`model` behind the recipe's augmentation, compiled with its optimizer, schedule and loss.
 
-    Host-augmented recipes (airbench) train `model` itself: their batches arrive augmented.
+    Host-augmented recipes (airbench) get their batches augmented already, so no augmentation layers.
+    `model` itself is never compiled: the saved model then carries no optimizer state.
     """
     import keras
 
+    from models.airbench import WHITEN_LAYER
     from tasks.train import augment
     from tasks.train import schedules
 
+    host = host_augmented(recipe)
+    trainer = augment.training_model(model, () if host else recipe.augment, seed)
     airbench_options = {}
-    if host_augmented(recipe):
-        # a wrapper, not `model` itself: the saved model then carries no optimizer state
-        trainer = augment.training_model(model, (), seed)
-        total = steps_per_epoch * epochs
-        airbench_options = {"lookahead_every": recipe.lookahead_every, "total_steps": total,
+    if host:
+        airbench_options = {"lookahead_every": recipe.lookahead_every, "total_steps": steps_per_epoch * epochs,
                             "frozen_bias_after": steps_per_epoch * recipe.whiten_bias_epochs,
-                            "frozen_bias_layer": "whiten"}
-    else:
-        trainer = augment.training_model(model, recipe.augment, seed)
+                            "frozen_bias_layer": WHITEN_LAYER}
     trainer.compile(
         optimizer=make_optimizer(recipe, schedules.build(recipe, steps_per_epoch, epochs), airbench_options),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
