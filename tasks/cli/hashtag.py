@@ -64,13 +64,27 @@ def main(argv: list[str] | None = None) -> int:
         for answer in answers:
             if "error" in answer:
                 continue
-            labels = ", ".join(f"{item['label']} {item['probability']:.0%}" for item in answer["labels"])
+            labels = _labels_line(answer)
             if answer["abstained"]:
                 print(f"{_shown(answer['image'])}: no confident label (candidates: {labels})")
                 continue
             print(f"{_shown(answer['image'])}: {labels}")
             print("  " + " ".join(item["hashtag"] for item in answer["hashtags"]))
     return errors.EXIT_FAILED_IMAGES if failures else errors.EXIT_OK
+
+
+def _labels_line(answer: dict) -> str:
+    """The candidates, per model when several answered (each says which dataset it knows and whether it
+    was confident)."""
+    models = answer["models"]
+    if len(models) == 1:
+        return ", ".join(f"{item['label']} {item['probability']:.0%}" for item in answer["labels"])
+    parts = []
+    for model in models:
+        named = ", ".join(f"{item['label']} {item['probability']:.0%}" for item in answer["labels"]
+                          if item["dataset"] == model["dataset"])
+        parts.append(f"{model['dataset']}: " + (f"no confident label ({named})" if model["abstained"] else named))
+    return " | ".join(parts)
 
 
 def _shown(name: str) -> str:

@@ -96,7 +96,8 @@ def print_summary(summary, model, as_json: bool = False) -> None:
           f"{summary.skipped:,} already done  {summary.failed:,} failed{others}")
     if summary.abstained or summary.redecided:
         print(f"  labels  {summary.abstained:,} with no confident label"
-              + (f"; {summary.redecided:,} earlier results decided again" if summary.redecided else ""))
+              + (f"; {summary.redecided:,} earlier result{'s' * (summary.redecided != 1)} decided again"
+                 if summary.redecided else ""))
     print(f"  time    {summary.seconds:,.1f} s  ({rate:,.0f} images/s)")
     if not dry and summary.tagged:
         print(f"  page    hashtagger report {summary.run_id}")
@@ -106,7 +107,8 @@ def print_results(summary, db_url: str | None = None) -> None:
     """A few of this run's images and failures: the database holds all of them."""
     shown = pipeline.run_results(summary.run_id, SHOW_IMAGES, SHOW_FAILURES, db_url)
     for image in shown["images"]:
-        print(f"  {image['label']:>10} {image['confidence']:4.0%}  {' '.join(image['hashtags']):<50}  "
+        label = image["label"] or "(no label)"  # an abstention: no confident label
+        print(f"  {label:>10} {image['confidence']:4.0%}  {' '.join(image['hashtags']):<50}  "
               f"{_short(image['image_text'])}")
     if summary.tagged > len(shown["images"]):
         print(f"  ... {summary.tagged - len(shown['images']):,} more in image_tags (run_id = '{summary.run_id}')")

@@ -350,11 +350,13 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
 
 
 # This model's stored results whose decision a threshold changes: no label but a score at or above it,
-# or a label with a score below it. `confidence` is the score (the top calibrated probability).
+# or a label with a score below it. `confidence` is the score (the top calibrated probability); a blank
+# picture is stored with a score of 0 and never gains a label.
 REDECIDE_ROWS = sa.text("""
 SELECT image_uri, content_hash, confidence, top_labels, uri_text FROM image_results
 WHERE model_version = :model
-  AND ((label IS NULL AND confidence >= :threshold) OR (label IS NOT NULL AND confidence < :threshold))
+  AND ((label IS NULL AND confidence >= :threshold AND confidence > 0)
+       OR (label IS NOT NULL AND confidence < :threshold))
 """)
 REDECIDE_PAGE = 500  # rows per transaction
 

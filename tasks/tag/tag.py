@@ -323,7 +323,9 @@ def _classify(items: list[_Item], predictor: Predictor, hashtags: HashtagEngine,
         return []
     probabilities = predictor.predict(np.stack([item.tile for item in items]))
     decisions = decide.decide(predictor, probabilities, config.min_confidence, config.label_count)
-    return [results.Tagged(item.ref.uri, item.content_hash, answer.labels,
+    # a blank picture's score is 0: nothing to recognise, so no later threshold gives it a label
+    return [results.Tagged(item.ref.uri, item.content_hash,
+                           [(name, 0.0) for name, _ in answer.labels] if item.flat else answer.labels,
                            [] if answer.abstained or item.flat else hashtags.hashtags(answer.labels, answer.coarse),
                            replaces=item.ref.uri in known_uris, uri_text=item.ref.name,
                            abstained=answer.abstained or item.flat)
