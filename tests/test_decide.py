@@ -108,3 +108,26 @@ def test_hashtag_with_both_models_merges_their_labels(bin_dir):
     assert {label["dataset"] for label in result["labels"]} == {"cifar10", "cifar100"}
     assert result["labels"][0]["label"] == "horse" and not result["abstained"]
     assert result["coarse_labels"]  # CIFAR-100's superclass rides along
+
+
+def test_tag_lists_an_abstention_and_a_lower_threshold_never_labels_a_blank(tmp_path, bin_dir):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(Path(__file__).resolve().parent.parent / "samples" / "cat.jpg", folder)
+    Image.new("RGB", (300, 300), (128, 128, 128)).save(folder / "grey.png")
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(
+        folder / "noise.png")
+    first = subprocess.run([bin_dir / "hashtagger", "tag", str(folder)], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and "Traceback" not in first.stderr, first.stderr
+    assert "2 with no confident label" in first.stdout and "(no label)" in first.stdout
+    # a threshold low enough for the noise relabels it from its stored score; the blank stays unlabelled
+    again = subprocess.run([bin_dir / "hashtagger", "tag", str(folder), "--min-confidence", "0.01"],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "1 earlier result decided again" in again.stdout
