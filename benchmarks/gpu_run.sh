@@ -43,16 +43,16 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" KERAS_BACKEND=jax HASHTAGGER
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-"$PYTHON" -c "import jax, keras, numpy, PIL; import tasks.train, benchmarks.accuracy  # noqa
+"$PYTHON" -c "import jax, keras, numpy, PIL; import tasks.train.train, benchmarks.accuracy  # noqa
 print('jax', jax.__version__, jax.devices(), '| keras', keras.__version__, '| numpy', numpy.__version__)" \
     || exit 1
 
 # Both datasets at once (one CPU process each), versioned exactly as here.
 preparing=()
 for name in cifar10 cifar100; do
-    "$PYTHON" -c "import sys; from tasks import prepare
+    "$PYTHON" -c "import sys; from tasks.data import prepare
 m = prepare.prepare(sys.argv[1], sys.argv[2], progress=False)
-print(m['name'], m['version'], m['counts'])" "$name" "$DATA/$name-jpeg.tar.gz" &
+print(m.name, m.version, m.counts)" "$name" "$DATA/$name-jpeg.tar.gz" &
     preparing+=($!)
 done
 wait "${preparing[@]}"  # by PID: a bare wait would also wait for the tee above, which never ends
