@@ -766,8 +766,8 @@ def test_real_cifar10_jpeg_tree(home):
            "1,000-1,000 test images per class" in result.stdout
     loaded = dataset.load("cifar10", settings=Settings(home=home))
     assert loaded.class_names == list(CIFAR10_CLASSES)
-    assert loaded.manifest.test_per_class == [1000] * 10
-    assert loaded.manifest.skipped_files == []
+    assert loaded.manifest["test_per_class"] == [1000] * 10
+    assert loaded.manifest["skipped_files"] == []
     assert np.bincount(loaded["y_val"], minlength=10).tolist() == [500] * 10
     assert loaded["x_train"].shape == (45000, 32, 32, 3)
 
@@ -782,7 +782,7 @@ def test_real_cifar100_jpeg_tree(home):
     loaded = dataset.load("cifar100", settings=Settings(home=home))
     labels = prepare.cifar100_labels()
     assert loaded.class_names == labels["fine_names"]
-    assert loaded.manifest.coarse_class_names == labels["coarse_names"]
-    assert loaded.manifest.fine_to_coarse == labels["fine_to_coarse"]
-    assert loaded.manifest.test_per_class == [100] * 100
+    assert loaded.manifest["coarse_class_names"] == labels["coarse_names"]
+    assert loaded.manifest["fine_to_coarse"] == labels["fine_to_coarse"]
+    assert loaded.manifest["test_per_class"] == [100] * 100
     assert np.bincount(loaded["y_val"], minlength=100).tolist() == [50] * 100

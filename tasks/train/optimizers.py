@@ -26,8 +26,16 @@ def with_l2(optimizer_class):
             super().__init__(*args, **kwargs)
             self.l2 = float(l2)
 
+        def build(self, variables):
+            if self.built:
+                return
+            super().build(variables)
+            # by index: under TensorFlow, update_step sees the backend's variable, which has no Keras path
+            self._l2_indices = {self._get_variable_index(v) for v in variables
+                                if v.path.rsplit("/", 1)[-1] in KERNEL_NAMES}
+
         def update_step(self, gradient, variable, learning_rate):
-            if self.l2 and variable.path.rsplit("/", 1)[-1] in KERNEL_NAMES:
+            if self.l2 and self._get_variable_index(variable) in self._l2_indices:
                 gradient = ops.cast(gradient, variable.dtype) + self.l2 * variable
             super().update_step(gradient, variable, learning_rate)
 
