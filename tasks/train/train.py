@@ -202,7 +202,7 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
     trainer = compile_trainer(model, recipe, steps_per_epoch, epochs, config.seed)
     callbacks = epoch_callbacks(config.budget_minutes) + list(callbacks)
     if recipe.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5,
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
                                                            patience=recipe.plateau_patience))
 
     started = time.monotonic()
