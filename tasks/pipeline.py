@@ -489,7 +489,7 @@ def tag_source(source: str, model, db_url: str | None = None, platform: str = "g
                shard: tuple[int, int] | None = None, **options):
     """Tag every new image of `source` (a folder or s3://bucket/prefix) with `model` (serving_model's).
 
-    `options` are TagConfig fields (batch_size, workers, limit, dry_run, retag, progress). Returns the
+    `options` are TagConfig fields (batch_size, workers, limit, dry_run, min_confidence, progress). Returns the
     RunSummary; RunFailed (with the summary) when the source or the database fails for good; RunActive,
     before writing anything, when a live run already tags the same source (and shard); SourceError when
     the source cannot be opened. A progress bar over a folder counts its images first (a total and ETA).

@@ -59,7 +59,7 @@ def run(args) -> int:
     try:
         summary = pipeline.tag_source(
             args.source, model, platform=args.platform, run_id=args.run_id, batch_size=args.batch_size,
-            workers=args.workers, limit=args.limit, dry_run=args.dry_run, retag=args.retag,
+            workers=args.workers, limit=args.limit, dry_run=args.dry_run,
             min_confidence=args.min_confidence, progress=progress.enabled(args.quiet or args.json))
     except pipeline.RunActive as active:  # not a usage error: the same command works once it ends
         raise errors.UserError(f"hashtagger tag: {_shown(str(active))}",

@@ -48,9 +48,6 @@ class TagConfig:
     min_confidence: float | None = None
     limit: int | None = None  # at most this many new images (tagged or failed) this run; None: all
     dry_run: bool = False  # list and count only: no decoding, no writes
-    # kept for old callers: tagging is incremental per model, so a new champion always re-tags the
-    # images it has not tagged yet (tasks/store/results.py `prior`)
-    retag: bool = False
     progress: bool = False  # a progress bar on stderr
     progress_total: int | None = None  # images the bar counts up to (the CLI counts a folder first); None: unknown
     max_bytes: int = sources.MAX_IMAGE_BYTES  # bytes per file; bigger files fail unread ("too large")
