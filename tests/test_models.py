@@ -160,13 +160,13 @@ def test_the_seed_recipe_is_the_reports():
     assert (vgg16.learning_rate, vgg16.schedule, vgg16.weight_decay, vgg16.l2) == (1e-3, "plateau", 0.0, 1e-3)
     assert (shallow.epochs, vgg16.epochs) == (250, 250)
     assert set(shallow.augment) == {"flip", "rotate", "hue", "saturation", "noise"}
-    assert not shallow.flip_tta and shallow.label_smoothing == 0
+    assert shallow.tta == "none" and shallow.label_smoothing == 0
 
 
 def test_the_fast_recipe_is_crop_flip_smoothing_nesterov_one_cycle_and_tta():
     fast = recipes.recipe_for("fast", "resnet9")
     assert set(fast.augment) == {"crop", "flip"} and fast.label_smoothing > 0
-    assert (fast.optimizer, fast.schedule, fast.flip_tta) == ("sgd", "one_cycle", True)
+    assert (fast.optimizer, fast.schedule, fast.tta) == ("sgd", "one_cycle", "flip")
     assert recipes.recipe_for("fast", "vgg16", {"batch_size": 32, "augment": ["flip"]}).augment == ("flip",)
     with pytest.raises(ValueError, match="no field batch"):
         recipes.recipe_for("fast", "vgg16", {"batch": 32})

@@ -248,6 +248,7 @@ def default_output_dir(folder: Path, model_id: str, version: str, own_version: b
 def recipe_tta(metadata: dict) -> str:
     """The test-time augmentation a saved model's recipe evaluates with (none, flip, flip_translate)."""
     recipe = metadata.get("recipe") or {}
+    # models saved before `tta` existed state only `flip_tta`
     return recipe.get("tta") or ("flip" if recipe.get("flip_tta") else "none")
 
 

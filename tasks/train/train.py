@@ -220,7 +220,7 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
         # a subfolder: the scratch folder itself is private (0700), and save() copies modes
         reports_dir = Path(scratch) / artifact.REPORTS_DIR if config.reports else None
         metrics = evaluate.evaluate_model(
-            model, dataset, tta=recipes.tta_of(recipe), history=history_lists, output_dir=reports_dir,
+            model, dataset, tta=recipe.tta, history=history_lists, output_dir=reports_dir,
             title=f"{config.architecture} / {config.recipe} on {dataset.name}",
             outlier_sets=outliers.held_out_sets(dataset.name, dataset.class_names, settings))
         metadata = artifact.describe(
