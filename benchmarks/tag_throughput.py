@@ -1,7 +1,7 @@
 """Tagging throughput on this machine: the two limits, end to end into PostgreSQL, the report's way, memory.
 
-    .venv/bin/python benchmarks/tag_throughput.py            # 3 to 8 minutes on 2 cores, by load
-    .venv/bin/python benchmarks/tag_throughput.py --quick    # about 1 minute: smaller sets, 10,000-image memory run
+    .venv/bin/python benchmarks/tag_throughput.py            # 6 to 12 minutes on 2 cores, by load
+    .venv/bin/python benchmarks/tag_throughput.py --quick    # about 2 minutes: smaller sets, 10,000-image memory run
 
 Inputs are made from the real CIFAR-10 JPEG test images in ../shared/data: the 32x32 JPEGs themselves,
 and photos of 0.3, 3 and 12 megapixels (upscaled bicubic, Gaussian noise of sigma 3, JPEG quality 90;
@@ -11,7 +11,8 @@ class it measures
 - decode + resize alone (read the file, decode with draft mode, EXIF, RGB, 32x32), in the tagging
   pool's threads, and for comparison in one thread and in a pool of processes;
 - model inference alone (ONNX Runtime, batches of 256, on the tiles of those files);
-- end to end: `hashtagger tag DIR` into a fresh PostgreSQL database, as a user runs it;
+- end to end: `hashtagger tag DIR` into a fresh PostgreSQL database, as a user runs it, and its ratio to
+  the shared-core bound 1 / (1/decode + 1/inference) (goal: at least 0.85);
 - the report's way: one Python process per image that imports Keras, loads the model and predicts;
 - peak memory of one `hashtagger tag` run over many images, sampled every 0.2 s.
 
@@ -57,10 +58,13 @@ class BenchConfig:
     memory_images: int = 100_000  # images in the memory run (copies of CIFAR JPEGs under distinct names)
     workers: int = max(1, os.cpu_count() or 1)  # the tagging default
     noise_sigma: float = 3.0  # grey levels of Gaussian noise on the upscaled photos: sensor-like, not smooth
+    rounds: int = 3  # rounds of decode alone, inference alone and end to end per input; the best of each
 
+
+GOAL = 0.85  # end to end / shared-core bound (issue 10)
 
 QUICK = BenchConfig(cifar_images=1000, photo_counts=((0.3, 300), (3.0, 60), (12.0, 16)), report_way_images=3,
-                    memory_images=10_000, distinct_photos=8)
+                    memory_images=10_000, distinct_photos=8, rounds=2)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -119,10 +123,10 @@ def _read_decode(path: Path) -> np.ndarray:
     return decode.decode(path.read_bytes())
 
 
-def decode_rate(paths: list[Path], pool_kind: str, workers: int) -> tuple[float, list[np.ndarray]]:
-    """Images per second through read + decode + resize (best of two passes: the machine is shared)."""
+def decode_rate(paths: list[Path], pool_kind: str, workers: int, passes: int = 2) -> tuple[float, list[np.ndarray]]:
+    """Images per second through read + decode + resize (best of `passes`: the machine is shared)."""
     best, tiles = 0.0, []
-    for _ in range(2):
+    for _ in range(passes):
         started = time.perf_counter()
         if pool_kind == "serial":
             tiles = [_read_decode(path) for path in paths]
@@ -135,13 +139,14 @@ def decode_rate(paths: list[Path], pool_kind: str, workers: int) -> tuple[float,
     return best, tiles
 
 
-def inference_rate(model, tiles: list[np.ndarray], batch_size: int = 256) -> float:
+def inference_rate(model, tiles: list[np.ndarray], batch_size: int = 256, passes: int = 2) -> float:
+    """Images per second through the serving model alone, batches of `batch_size` (best of `passes`)."""
     batch = np.stack(tiles)
     if len(batch) < batch_size:
         batch = np.concatenate([batch] * (batch_size // len(batch) + 1))
     model.predict(batch[:batch_size])  # warm up
     best = 0.0
-    for _ in range(2):
+    for _ in range(passes):
         started = time.perf_counter()
         for start in range(0, len(batch), batch_size):
             model.predict(batch[start:start + batch_size])
@@ -150,8 +155,8 @@ def inference_rate(model, tiles: list[np.ndarray], batch_size: int = 256) -> flo
 
 
 def write_rate(url: str, images: int = 3000, batch_size: int = 256) -> float:
-    """Images per second through results.write_batch alone: the done-lookup and the upserts of a result
-    and 10 ranked hashtags per image, batches of 256 (the third stage end to end runs)."""
+    """Images per second through results.write_batch alone: the done-lookup and the upsert of one result
+    row per image with its 10 ranked hashtags, batches of 256 (the third stage end to end runs)."""
     from tasks.store import db
     from tasks.store import results
     from tasks.hashtags.rank import RankedHashtag
@@ -207,6 +212,7 @@ def tag_end_to_end(folder: Path, url: str, sample_memory: bool = False, extra_en
     """`hashtagger tag folder --quiet` into `url`; its run time, wall time and (optionally) RSS samples."""
     env = {**os.environ, "HASHTAGGER_DB_URL": url, "HASHTAGGER_HOME": str(folder.parent / "home"),
            **(extra_env or {})}
+    subprocess.run([str(BIN / "hashtagger"), "db", "migrate"], env=env, check=True, capture_output=True)
     started = time.perf_counter()
     process = subprocess.Popen([str(BIN / "hashtagger"), "tag", str(folder), "--quiet"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -331,22 +337,30 @@ def main(argv: list[str] | None = None) -> int:
         rows, pools = [], []
         for name, folder in folders.items():
             paths = sorted(folder.iterdir())
-            decode_per_s, decoded = decode_rate(paths, "threads", config.workers)
-            infer_per_s = inference_rate(model, decoded)
-            with Database() as url:
-                e2e = tag_end_to_end(folder, url)
-            e2e_per_s = e2e["images"] / e2e["run_seconds"]
-            # the three stages taking turns on the same cores
+            # rounds of (decode alone, inference alone, end to end), best of each: the machine's speed
+            # drifts by tens of percent within minutes, and this way each rate sees the same drift
+            decode_per_s = infer_per_s = e2e_per_s = 0.0
+            for _ in range(config.rounds):
+                rate, decoded = decode_rate(paths, "threads", config.workers, passes=1)
+                decode_per_s = max(decode_per_s, rate)
+                infer_per_s = max(infer_per_s, inference_rate(model, decoded, passes=1))
+                with Database() as url:
+                    run = tag_end_to_end(folder, url)
+                if run["images"] / run["run_seconds"] > e2e_per_s:
+                    e2e, e2e_per_s = run, run["images"] / run["run_seconds"]
+            # decoding and inference taking turns on the same cores: the bound end to end is held to
+            bound = 1 / (1 / decode_per_s + 1 / infer_per_s)
+            # ... and with the writes as a third stage on those cores
             shared = 1 / (1 / decode_per_s + 1 / infer_per_s + 1 / writes_per_s)
             rows.append((name, len(paths), sum(path.stat().st_size for path in paths) / len(paths), decode_per_s,
-                         infer_per_s, e2e_per_s, e2e["images"] / e2e["wall_seconds"],
-                         e2e_per_s / min(decode_per_s, infer_per_s), shared))
+                         infer_per_s, bound, e2e_per_s, e2e["images"] / e2e["wall_seconds"], shared))
             if not name.startswith("CIFAR"):
                 serial, _ = decode_rate(paths, "serial", 1)
                 processes, _ = decode_rate(paths, "processes", config.workers)
                 pools.append((name, serial, decode_per_s, processes))
-            print(f"{name}: decode {decode_per_s:,.0f}/s, inference {infer_per_s:,.0f}/s, "
-                  f"end to end {e2e_per_s:,.0f}/s", file=sys.stderr)
+            print(f"{name}: decode {decode_per_s:,.0f}/s, inference {infer_per_s:,.0f}/s, shared-core bound "
+                  f"{bound:,.0f}/s, end to end {e2e_per_s:,.0f}/s: {e2e_per_s / bound:.2f} of the bound",
+                  file=sys.stderr)
 
         spinning = spin_comparison(model_dir, folders["photo 3 MP"])
         serving = hashtag_command(sorted(folders["photo 3 MP"].iterdir())[0])
@@ -375,7 +389,7 @@ def table(config, model, rows, pools, spinning, serving, way_times, memory, tota
           writes_per_s, load) -> list[str]:
     photo_3mp = next(row for row in rows if row[0] == "photo 3 MP")
     way = statistics.median(way_times)
-    ours = 1 / photo_3mp[5]
+    ours = 1 / photo_3mp[6]
     samples = memory["samples"]
     peak = max(rss for _, rss in samples) if samples else 0
     quarters = _quarter_rss(samples)
@@ -391,28 +405,28 @@ def table(config, model, rows, pools, spinning, serving, way_times, memory, tota
         "",
         "## Throughput (images per second)",
         "",
-        "| input | files | mean file | decode + resize alone | inference alone | end to end (run) | "
-        "end to end (wall, with start-up) | end to end / smaller limit (goal >= 0.8) | "
-        "all three stages sharing the cores | end to end / that |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| input | files | mean file | decode + resize alone | inference alone | "
+        "shared-core bound 1/(1/decode + 1/inference) | end to end (run) | end to end (wall, with start-up) | "
+        f"end to end / bound (goal >= {GOAL}) | with writes as a third stage | end to end / that |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, files, size, decode_per_s, infer_per_s, e2e_per_s, wall_per_s, ratio, shared in rows:
+    for name, files, size, decode_per_s, infer_per_s, bound, e2e_per_s, wall_per_s, shared in rows:
+        ratio = e2e_per_s / bound
         lines.append(f"| {name} | {files:,} | {_bytes(size)} | {decode_per_s:,.0f} | {infer_per_s:,.0f} | "
-                     f"{e2e_per_s:,.0f} | {wall_per_s:,.0f} | {ratio:.2f} {'met' if ratio >= 0.8 else 'missed'} | "
-                     f"{shared:,.0f} | {e2e_per_s / shared:.2f} |")
+                     f"{bound:,.0f} | {e2e_per_s:,.0f} | {wall_per_s:,.0f} | {ratio:.2f} "
+                     f"{'met' if ratio >= GOAL else 'missed'} | {shared:,.0f} | {e2e_per_s / shared:.2f} |")
     lines += [
         "",
         "End to end is `hashtagger tag DIR --quiet` into a fresh PostgreSQL database: listing, reading, hashing, "
-        "decoding, inference, hashtag ranking and the batched upserts of results, 10 hashtags per image and run "
-        "records. *Run* divides by the run's own time (tagging_runs.started_at to finished_at); *wall* includes "
-        "starting Python, importing and loading the model (about 1 s). Each limit is measured with both cores "
-        "to itself. End to end, the stages share the same two cores, and there is a third one the goal "
-        f"leaves out: writing the results, {writes_per_s:,.0f} images/s alone (`results.write_batch` into "
-        "PostgreSQL: the done-lookup, one result and 10 hashtag rows an image, batches of 256). So end to "
-        "end cannot beat *all three stages sharing the cores*, 1 / (1/decode + 1/inference + 1/write), "
-        "which the last column compares against. Where decoding dominates (multi-megapixel photos) the "
-        "two goals come together; for small images the fixed work per image (writing, hashing, hashtag "
-        "ranking in Python) is most of the time.",
+        "decoding, inference, decisions, hashtag ranking and the batched upserts of results (one row an image, "
+        "its 10 ranked hashtags a JSON array on it) and run records. *Run* divides by the run's own time "
+        "(tagging_runs.started_at to finished_at); *wall* includes starting Python, importing and loading the "
+        "model (about 1 s). Decoding and inference are each measured alone with both cores to themselves; end "
+        "to end they share those cores, so it cannot beat the *shared-core bound*, 1 / (1/decode + 1/inference): "
+        f"the goal is {GOAL} of it. Each input runs {config.rounds} rounds of (decode alone, inference alone, end "
+        "to end) and each column is the best of its rounds, so that all three see the machine's drift alike. "
+        f"Writing is a third stage on the same cores: {writes_per_s:,.0f} images/s alone (`results.write_batch` "
+        "into PostgreSQL, batches of 256, the done-lookup included); the last two columns add it to the bound.",
         "",
         "## Threads or processes for decoding (images per second, decode + resize alone)",
         "",

@@ -37,6 +37,16 @@ def test_statement_splitting_keeps_views_whole():
     assert db.statements(script) == ["CREATE TABLE a (x INTEGER)", "CREATE VIEW v AS\nSELECT x\nFROM a"]
 
 
+def test_statements_marked_for_one_dialect_run_there_only():
+    script = ("CREATE TABLE a (x TEXT);\n-- only: postgresql\nCREATE VIEW v AS SELECT CAST(x AS json) AS j FROM a;\n"
+              "-- only: sqlite\nCREATE VIEW v AS\nSELECT json(x) AS j FROM a;\nDROP TABLE b;\n")
+    assert db.statements(script, "postgresql") == [
+        "CREATE TABLE a (x TEXT)", "CREATE VIEW v AS SELECT CAST(x AS json) AS j FROM a", "DROP TABLE b"]
+    assert db.statements(script, "sqlite") == [
+        "CREATE TABLE a (x TEXT)", "CREATE VIEW v AS\nSELECT json(x) AS j FROM a", "DROP TABLE b"]
+    assert len(db.statements(script)) == 4
+
+
 def test_cli_migrate_reports_then_is_up_to_date(bin_dir, pg_url, tmp_path):
     env = {**os.environ, "HASHTAGGER_DB_URL": pg_url, "HASHTAGGER_HOME": str(tmp_path)}
     first = subprocess.run([bin_dir / "hashtagger", "db", "migrate"], env=env, capture_output=True, text=True)
@@ -122,3 +132,38 @@ def test_the_embedded_default_database_is_migrated_by_the_first_command(bin_dir,
     assert done.returncode == 0, done.stderr
     assert set(db.applied(db.engine(f"sqlite:///{tmp_path / 'hashtagger.db'}"))) == {
         name for name, _ in db.migration_files()}
+
+
+def test_hashtag_rows_written_before_013_survive_as_the_view(db_url, monkeypatch):
+    """A database tagged under 012 (ten hashtag rows an image) keeps every hashtag when 013 folds them into
+    image_results.hashtags: the view image_hashtags gives back the same rows, image_tags still joins them."""
+    engine = db.engine(db_url)
+    files = db.migration_files()
+    before_013 = [(name, text) for name, text in files if name < "013"]
+    monkeypatch.setattr(db, "migration_files", lambda: before_013)
+    db.migrate(engine)
+    rows = [("/p/cat.jpg", "sha256:aa", "m1", rank, f"#cat{rank}", "cat", 0.9, 1.0 / 2 ** rank, "lexicon")
+            for rank in (2, 1, 3)]
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO image_results (image_uri, content_hash, model_version, label, confidence, top_labels, "
+            "run_id, tagged_at) VALUES ('/p/cat.jpg', 'sha256:aa', 'm1', 'cat', 0.9, '[[\"cat\", 0.9]]', 'r1', "
+            ":at), ('/p/text.jpg', 'sha256:bb', 'm1', NULL, 0.2, '[[\"ship\", 0.2]]', 'r1', :at)"),
+            {"at": db.utcnow()})
+        connection.execute(sa.text(
+            "INSERT INTO image_hashtags (image_uri, content_hash, model_version, hashtag_rank, hashtag, label, "
+            "confidence, score, hashtag_source) VALUES (:u, :h, :m, :r, :t, :l, :c, :s, :src)"),
+            [dict(zip(("u", "h", "m", "r", "t", "l", "c", "s", "src"), row)) for row in rows])
+    monkeypatch.setattr(db, "migration_files", lambda: files)
+    assert db.migrate(engine) == [name for name, _ in files if name >= "013"]
+    with engine.connect() as connection:
+        unnested = connection.execute(sa.text(
+            "SELECT image_uri, content_hash, model_version, hashtag_rank, hashtag, label, confidence, score, "
+            "hashtag_source FROM image_hashtags ORDER BY hashtag_rank")).all()
+        tags = connection.execute(sa.text("SELECT hashtag FROM image_tags ORDER BY hashtag_rank")).scalars().all()
+        stored = connection.execute(sa.text(
+            "SELECT image_uri, hashtags FROM image_results ORDER BY image_uri")).all()
+    assert [tuple(row) for row in unnested] == sorted(rows, key=lambda row: row[3])
+    assert tags == ["#cat1", "#cat2", "#cat3"]
+    assert stored[1] == ("/p/text.jpg", "[]"), "an image without hashtags holds an empty array"
+    assert "image_hashtags" in sa.inspect(engine).get_view_names()

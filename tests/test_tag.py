@@ -111,7 +111,7 @@ def write_raw(path: bytes, data: bytes) -> None:
 
 def assert_rerun_adds_nothing(folder, model, engine, first: dict) -> None:
     """A second run tags and fails nothing new and leaves every table as it was."""
-    tables = ("image_results", "image_hashtags", "image_failures")
+    tables = ("image_results", "image_hashtags", "image_failures")  # image_hashtags: the view (sql/013)
     before = [count(engine, table) for table in tables]
     again = run(folder, model, engine)
     assert (again.tagged, again.skipped + again.failed) == (0, first.tagged + first.failed)

@@ -30,6 +30,7 @@ from tasks.config import Settings
 from tasks.store import migrations_sql as statements_sql
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+ONLY_DIALECT = re.compile(r"^\s*--\s*only:\s*(postgresql|sqlite)\s*$")  # a statement for one database
 PG_MIGRATION_LOCK = 7_431_001  # advisory lock id: one migrating process at a time per database
 MIGRATE_HINT = "run `hashtagger db migrate`"
 
@@ -232,10 +233,30 @@ def checksum(script: str) -> str:
     return hashlib.sha256(script.encode("utf-8")).hexdigest()
 
 
-def statements(script: str) -> list[str]:
-    """Split a migration into statements: each ends with ';' at the end of a line."""
-    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [part.strip() for part in re.split(r";\s*$", "\n".join(lines), flags=re.M) if part.strip()]
+def statements(script: str, dialect: str | None = None) -> list[str]:
+    """Split a migration into statements: each ends with ';' at the end of a line.
+
+    Migrations are portable SQL; where the two databases spell a thing differently (JSON functions), a
+    statement preceded by the comment line `-- only: postgresql` (or `sqlite`) runs on that dialect
+    only. `dialect` None keeps every statement.
+    """
+    kept, lines, only = [], [], None
+    for line in script.splitlines() + [";"]:
+        marker = ONLY_DIALECT.match(line)
+        if marker:
+            only = marker.group(1)
+            continue
+        if line.strip().startswith("--"):
+            continue
+        lines.append(line)
+        if re.search(r";\s*$", line):
+            statement = re.sub(r";\s*$", "", "\n".join(lines)).strip()
+            if statement and (dialect is None or only is None or only == dialect):
+                kept.append(statement)
+            if statement:
+                only = None
+            lines = []
+    return kept
 
 
 def migrate(eng: sa.Engine | None = None) -> list[str]:
@@ -255,7 +276,7 @@ def migrate(eng: sa.Engine | None = None) -> list[str]:
             _lock(connection)
             if connection.execute(statements_sql.IS_APPLIED, {"v": name}).first():
                 continue
-            for statement in statements(script):
+            for statement in statements(script, connection.dialect.name):
                 try:
                     connection.exec_driver_sql(statement)
                 except sa.exc.DBAPIError as error:

@@ -55,30 +55,21 @@ class Failed:
 # Tables written in bulk, as Core constructs: an INSERT built this way is sent as multi-row VALUES
 # pages (SQLAlchemy's "insertmanyvalues"), where a text() statement would cost one round trip per row:
 # 1,700 -> ~6,000 images/s written on PostgreSQL here.
+# One row an image: its ranked hashtags are a JSON array on the result row (sql/013_hashtag_arrays.sql;
+# the view image_hashtags unnests them), so a batch of 256 images is 256 rows, not 2,816.
 RESULTS = sa.table("image_results", *map(sa.column, (
     "image_uri", "content_hash", "model_version", "label", "confidence", "top_labels", "run_id", "tagged_at",
-    "uri_text")))
-HASHTAGS = sa.table("image_hashtags", *map(sa.column, (
-    "image_uri", "content_hash", "model_version", "hashtag_rank", "hashtag", "label", "confidence", "score",
-    "hashtag_source")))
+    "uri_text", "hashtags")))
 FAILURES = sa.table("image_failures", *map(sa.column, (
     "image_uri", "content_hash", "reason", "run_id", "failed_at", "uri_text")))
 KEYS = {"image_results": ("image_uri", "content_hash", "model_version"),
-        "image_hashtags": ("image_uri", "content_hash", "model_version", "hashtag_rank"),
         "image_failures": ("image_uri", "content_hash")}
 
 # Cleaning up after earlier rows of the same URI; skipped for URIs never seen (the nightly common case).
-TRIM_HASHTAGS = sa.text("""
-DELETE FROM image_hashtags
-WHERE image_uri = :uri AND content_hash = :hash AND model_version = :model AND hashtag_rank > :keep
-""")
 CLEAR_FAILURES = sa.text("""
 DELETE FROM image_failures WHERE image_uri = :uri
 """)
 # A URI shows its current content only: results of the bytes it held before go when the new ones are tagged.
-DROP_OLD_HASHTAGS = sa.text("""
-DELETE FROM image_hashtags WHERE image_uri = :uri AND content_hash <> :hash
-""")
 DROP_OLD_RESULTS = sa.text("""
 DELETE FROM image_results WHERE image_uri = :uri AND content_hash <> :hash
 """)
@@ -309,22 +300,15 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
                 failed: list[Failed], skipped: int, count: bool = True) -> None:
     """One transaction: results, hashtags, failures and (with `count`) the run's counters, all or nothing."""
     now = utcnow()
-    result_rows, hashtag_rows, trims = [], [], []
+    result_rows = []
     for item in tagged:
         label, confidence = item.top_labels[0]  # confidence: the top calibrated probability, the OOD score
         label = None if item.abstained else label
         result_rows.append({"image_uri": item.uri, "content_hash": item.content_hash, "model_version": model_version,
                             "label": label, "confidence": confidence,
                             "top_labels": json.dumps([[name, round(p, 6)] for name, p in item.top_labels]),
-                            "run_id": run_id, "tagged_at": now, "uri_text": item.uri_text})
-        if item.replaces:
-            trims.append({"uri": item.uri, "hash": item.content_hash, "model": model_version,
-                          "keep": len(item.hashtags)})
-        hashtag_rows.extend({"image_uri": item.uri, "content_hash": item.content_hash,
-                             "model_version": model_version, "hashtag_rank": tag.rank, "hashtag": tag.hashtag,
-                             "label": tag.label, "confidence": tag.confidence, "score": tag.score,
-                             "hashtag_source": tag.source}
-                            for tag in item.hashtags)
+                            "run_id": run_id, "tagged_at": now, "uri_text": item.uri_text,
+                            "hashtags": hashtags_json(item.hashtags)})
     failure_rows = [{"image_uri": item.uri, "content_hash": item.content_hash, "reason": item.reason,
                      "run_id": run_id, "failed_at": now, "uri_text": item.uri_text} for item in failed]
     counts = {"run_id": run_id, "seen": len(tagged) + len(failed) + skipped, "tagged": len(tagged),
@@ -336,17 +320,21 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
     def transaction() -> None:
         with engine.begin() as connection:
             upsert(connection, RESULTS, result_rows)
-            if trims:
-                connection.execute(TRIM_HASHTAGS, trims)
+            if current:
                 connection.execute(CLEAR_FAILURES, cleared)  # a file that failed before and is fixed now
-                connection.execute(DROP_OLD_HASHTAGS, current)
                 connection.execute(DROP_OLD_RESULTS, current)
-            upsert(connection, HASHTAGS, hashtag_rows)
             upsert(connection, FAILURES, failure_rows)
             if count:
                 connection.execute(ADD_COUNTS, counts)
 
     retrying(transaction, f"writing a batch of {len(tagged) + len(failed)} images")
+
+
+def hashtags_json(hashtags: list[RankedHashtag]) -> str:
+    """The image_results.hashtags column: ranked hashtags as a JSON array, best first (sql/013)."""
+    return json.dumps([{"rank": tag.rank, "hashtag": tag.hashtag, "label": tag.label,
+                        "confidence": round(tag.confidence, 6), "score": round(tag.score, 6), "source": tag.source}
+                       for tag in hashtags], separators=(",", ":"), ensure_ascii=False)
 
 
 # This model's stored results whose decision a threshold changes: no label but a score at or above it,

@@ -6,6 +6,8 @@ views); what leaves this module says `model_id`, the code's name for the same th
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 
 SHARD_RUNS = sa.text("""
@@ -13,15 +15,12 @@ SELECT run_id, model_version, status, seen, tagged, skipped, failed, abstained F
 WHERE run_id IN :run_ids ORDER BY run_id
 """).bindparams(sa.bindparam("run_ids", expanding=True))
 RUN_IMAGES = sa.text("""
-SELECT image_uri, content_hash, model_version, label, confidence, COALESCE(uri_text, image_uri) AS image_text
+SELECT image_uri, content_hash, model_version, label, confidence, COALESCE(uri_text, image_uri) AS image_text,
+       hashtags
 FROM image_results WHERE run_id = :run_id ORDER BY image_uri LIMIT :n
 """)
 RUN_FAILURES = sa.text("""
 SELECT image_uri, reason FROM failed_images WHERE run_id = :run_id ORDER BY image_uri LIMIT :n
-""")
-IMAGE_HASHTAGS = sa.text("""
-SELECT hashtag FROM image_hashtags
-WHERE image_uri = :uri AND content_hash = :hash AND model_version = :model ORDER BY hashtag_rank LIMIT :n
 """)
 # The run page's reads (tasks/tag/report.py): every row of the runs, with the escaped text of hashed keys.
 PAGE_RUNS = sa.text("""
@@ -29,14 +28,8 @@ SELECT run_id, source, model_version, started_at, finished_at, seen, tagged, ski
 FROM tagging_runs WHERE run_id IN :ids
 """).bindparams(sa.bindparam("ids", expanding=True))
 PAGE_IMAGES = sa.text("""
-SELECT image_uri, content_hash, model_version, label, confidence, uri_text FROM image_results
+SELECT image_uri, label, confidence, model_version, hashtags, uri_text FROM image_results
 WHERE run_id IN :ids ORDER BY image_uri
-""").bindparams(sa.bindparam("ids", expanding=True))
-PAGE_HASHTAGS = sa.text("""
-SELECT h.image_uri, h.content_hash, h.model_version, h.hashtag FROM image_hashtags h
-JOIN image_results r ON r.image_uri = h.image_uri AND r.content_hash = h.content_hash
- AND r.model_version = h.model_version
-WHERE r.run_id IN :ids AND h.hashtag_rank <= :n ORDER BY h.hashtag_rank
 """).bindparams(sa.bindparam("ids", expanding=True))
 PAGE_FAILURES = sa.text("""
 SELECT COALESCE(uri_text, image_uri), reason FROM image_failures WHERE run_id IN :ids ORDER BY image_uri
@@ -54,11 +47,8 @@ def page_images(engine: sa.Engine, run_ids: list[str], hashtags: int) -> list[tu
     tagged, by key; at most `hashtags` ranked hashtags each."""
     with engine.connect() as connection:
         rows = connection.execute(PAGE_IMAGES, {"ids": run_ids}).all()
-        ranked: dict[tuple, list[str]] = {}
-        for uri, content_hash, model, hashtag in connection.execute(PAGE_HASHTAGS, {"ids": run_ids, "n": hashtags}):
-            ranked.setdefault((uri, content_hash, model), []).append(hashtag)
-    return [(uri, label, confidence, model, ranked.get((uri, content_hash, model), []), text)
-            for uri, content_hash, model, label, confidence, text in rows]
+    return [(uri, label, confidence, model, ranked_hashtags(stored, hashtags), text)
+            for uri, label, confidence, model, stored, text in rows]
 
 
 def page_failures(engine: sa.Engine, run_ids: list[str]) -> list[tuple[str, str]]:
@@ -80,10 +70,8 @@ def run_images(engine: sa.Engine, run_id: str, limit: int, hashtags: int = 5) ->
     with engine.connect() as connection:
         images = [_model_id(dict(row)) for row in
                   connection.execute(RUN_IMAGES, {"run_id": run_id, "n": limit}).mappings()]
-        for image in images:
-            image["hashtags"] = connection.execute(IMAGE_HASHTAGS, {
-                "uri": image["image_uri"], "hash": image["content_hash"], "model": image["model_id"],
-                "n": hashtags}).scalars().all()
+    for image in images:
+        image["hashtags"] = ranked_hashtags(image["hashtags"], hashtags)
     return images
 
 
@@ -91,6 +79,12 @@ def run_failures(engine: sa.Engine, run_id: str, limit: int) -> list[tuple[str, 
     """Up to `limit` (uri, reason) of the images a run could not tag, by URI."""
     with engine.connect() as connection:
         return [tuple(row) for row in connection.execute(RUN_FAILURES, {"run_id": run_id, "n": limit})]
+
+
+def ranked_hashtags(stored: str | None, count: int) -> list[str]:
+    """The first `count` hashtags of an image_results.hashtags array (JSON text, best first)."""
+    ranked = sorted(json.loads(stored or "[]"), key=lambda tag: tag["rank"])
+    return [tag["hashtag"] for tag in ranked[:count]]
 
 
 def _model_id(row: dict) -> dict:

@@ -123,7 +123,13 @@ def read_file(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
     """A local file's bytes, at most max_bytes; UnreadableImage with the reason otherwise."""
     try:
         with open(path, "rb") as file:
-            data = file.read(max_bytes + 1)
+            # a buffer the file's size, not max_bytes: read(max_bytes + 1) allocated (and returned to the
+            # system) hundreds of megabytes per file, a tenth of a millisecond each; a file that grew
+            # since, or reports no size (/proc), is read on to the limit
+            size = os.fstat(file.fileno()).st_size
+            data = file.read(min(size, max_bytes) + 1)
+            if len(data) > size and len(data) <= max_bytes:
+                data += file.read(max_bytes + 1 - len(data))
     except OSError as error:
         raise UnreadableImage(f"cannot read the file: {error.strerror or error}") from None
     if len(data) > max_bytes:

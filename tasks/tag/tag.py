@@ -2,8 +2,8 @@
 
 One code path for every source. The work is a pipeline of three overlapping steps: worker threads read
 and decode the next batch (Pillow and zlib release the GIL; threads beat processes here, see
-reports/tag_throughput.md), the calling thread runs the model on the current one, and one writer thread
-commits the previous one. Memory stays flat: the listing is streamed, file bytes live only inside a
+reports/tag_throughput.md), the calling thread runs the model on the current one, back to back, and one
+writer thread turns the previous one's probabilities into decisions, hashtags and rows and commits them. Memory stays flat: the listing is streamed, file bytes live only inside a
 worker, and at most three batches of 32x32 tiles exist at a time.
 
 Each batch is one transaction of upserts, so a run killed at any point loses at most the batches in
@@ -194,7 +194,7 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
     writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write")
     bar = _progress_bar(config.progress, config.progress_total)
     ahead: collections.deque = collections.deque()  # (prior rows, futures) submitted, not yet classified
-    writing: tuple[concurrent.futures.Future, dict] | None = None  # the batch in flight and its counts
+    writing: concurrent.futures.Future | None = None  # the batch in flight; its result: its counts
     submitted = collections.Counter(tagged=0, failed=0)
     try:
         listing = _listing(source, config, engine, predictor.model_id, has_schema)
@@ -211,14 +211,18 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
                 break
             known, futures = ahead.popleft()
             items = _within_limit([future.result() for future in futures], config, submitted)
-            tagged, failed, skipped, batch = _results(items, predictor, hashtags, config, known)
+            tiles = [item for item in items if item.state == "tile"]
+            # the model runs here, back to back; what follows from its answer (decisions, hashtags, rows)
+            # is the writer's work, done while the model runs on the next batch
+            probabilities = predictor.predict(np.stack([item.tile for item in tiles])) if tiles else None
+            batch = _counts(items)
             _committed(writing, counts)  # one write in flight at most; its error stops the run here
             writing = None
             if config.dry_run:
                 counts.update(batch)
             else:
-                writing = (writer.submit(results.write_batch, engine, run_id, predictor.model_id,
-                                         tagged, failed, skipped), batch)
+                writing = writer.submit(_write, items, tiles, probabilities, predictor, hashtags, config, known,
+                                        engine, run_id)
             submitted.update(batch)
             bar.update(len(items))
             bar.set_postfix(tagged=submitted["tagged"], failed=submitted["failed"], skipped=submitted["skipped"],
@@ -239,25 +243,30 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
         bar.close()
 
 
-def _results(items: list[_Item], predictor, hashtags, config: TagConfig, known: results.Prior | None):
-    """One batch's rows to write, the number skipped, and its counts for the run."""
-    tagged = _classify([item for item in items if item.state == "tile"], predictor, hashtags, config,
-                       known.known if known else set())
+def _counts(items: list[_Item]) -> collections.Counter:
+    """One batch's counts for --limit and the progress bar (abstentions are counted when written)."""
+    states = collections.Counter(item.state for item in items)
+    return collections.Counter(seen=len(items), skipped=states["done"], failed=states["failed"],
+                               tagged=states["tile"] + states["new"])
+
+
+def _write(items: list[_Item], tiles: list[_Item], probabilities, predictor, hashtags, config: TagConfig,
+           known: results.Prior | None, engine, run_id: str) -> collections.Counter:
+    """In the writer thread: decide, rank hashtags and write one batch in one transaction; returns
+    its counts for the run, abstentions included."""
+    tagged = _classify(tiles, probabilities, predictor, hashtags, config, known.known if known else set())
     failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
               for item in items if item.state == "failed"]
-    skipped = sum(item.state == "done" for item in items)
-    batch = dict(seen=len(items), skipped=skipped, failed=len(failed),
-                 tagged=len(tagged) + sum(item.state == "new" for item in items),
-                 abstained=sum(item.abstained for item in tagged))
-    return tagged, failed, skipped, batch
+    batch = _counts(items)
+    results.write_batch(engine, run_id, predictor.model_id, tagged, failed, batch["skipped"])
+    batch["abstained"] = sum(item.abstained for item in tagged)
+    return batch
 
 
-def _committed(writing: tuple[concurrent.futures.Future, dict] | None, counts) -> None:
+def _committed(writing: concurrent.futures.Future | None, counts) -> None:
     """Wait for the batch in flight; its counts join the run's once its transaction committed."""
     if writing is not None:
-        future, batch = writing
-        future.result()
-        counts.update(batch)
+        counts.update(writing.result())
 
 
 def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str, str]],
@@ -314,11 +323,10 @@ def _within_limit(items: list[_Item], config: TagConfig, counts) -> list[_Item]:
     return kept
 
 
-def _classify(items: list[_Item], predictor: Predictor, hashtags: HashtagEngine, config: TagConfig,
-              known_uris: set[str]) -> list[results.Tagged]:
+def _classify(items: list[_Item], probabilities: np.ndarray | None, predictor: Predictor, hashtags: HashtagEngine,
+              config: TagConfig, known_uris: set[str]) -> list[results.Tagged]:
     if not items:
         return []
-    probabilities = predictor.predict(np.stack([item.tile for item in items]))
     decisions = decide.decide(predictor, probabilities, config.min_confidence, config.label_count)
     # a blank picture's score is 0: nothing to recognise, so no later threshold gives it a label
     return [results.Tagged(item.ref.uri, item.content_hash,
