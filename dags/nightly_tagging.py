@@ -6,8 +6,8 @@ Every night at 02:00 UTC: refresh the X hashtag cache, find the images of `sourc
 `s3://hashtagger/incoming/`) that the champion model has not tagged yet, tag them in `shards` parallel
 chunks, and record the run's totals.
 
-- Results go to the PostgreSQL of the connection `postgres_default` (tables `image_results`,
-  `image_hashtags`, view `image_tags`); the bucket is reached through `aws_default` (its endpoint URL
+- Results go to the PostgreSQL of the connection `postgres_default` (table `image_results`, views
+  `image_tags`, `image_labels`, `image_hashtags`); the bucket is reached through `aws_default` (its endpoint URL
   in the extras for MinIO or any S3-compatible server); X through `x_api` (bearer token as password;
   without it, hashtags come from the offline lexicon).
 - Idempotent: the tagging run ids come from the logical date (or the run id when a run has none), so
