@@ -3,8 +3,9 @@
 One code path for every source. The work is a pipeline of three overlapping steps: worker threads read
 and decode the next batch (Pillow and zlib release the GIL; threads beat processes here, see
 reports/tag_throughput.md), the calling thread runs the model on the current one, back to back, and one
-writer thread turns the previous one's probabilities into decisions, hashtags and rows and commits them. Memory stays flat: the listing is streamed, file bytes live only inside a
-worker, and at most three batches of 32x32 tiles exist at a time.
+writer thread turns the previous one's probabilities into decisions, hashtags and rows and commits them.
+Memory stays flat: the listing is streamed, file bytes live only inside a worker, and at most three
+batches of 32x32 tiles exist at a time.
 
 Each batch is one transaction of upserts, so a run killed at any point loses at most the batches in
 flight, and a rerun finishes the work with exactly one result per image.
