@@ -21,7 +21,9 @@ class HashtagEngine:
         self.providers = list(providers) if providers is not None else [lexicon.LexiconProvider()]
         self.config = config
         self.blocklist = lexicon.shipped_blocklist() if blocklist is None else blocklist
+        self._blocked = frozenset(rank.fold(tag) for tag in self.blocklist)
         self._candidates: dict[str, list[rank.Candidate]] = {}
+        self._prepared: dict[str, tuple[rank.Weighted, ...]] = {}  # each label's candidates, ready to rank
 
     def candidates(self, label: str) -> list[rank.Candidate]:
         """Every provider's candidates for a label, asked once per run."""
@@ -43,5 +45,7 @@ class HashtagEngine:
                  coarse: list[tuple[str, float]] | None = None) -> list[rank.RankedHashtag]:
         """Ranked hashtags for one image from its top labels (and CIFAR-100 superclasses)."""
         labels = rank.labels_to_use(top_labels, self.config, coarse)
-        return rank.rank(labels, {label: self.candidates(label) for label, _ in labels},
-                         self.config, self.blocklist)
+        for label, _ in labels:
+            if label not in self._prepared:  # once per label and run: normalising, blocking, weighting
+                self._prepared[label] = rank.prepare(self.candidates(label), self._blocked)
+        return rank.rank_prepared(labels, self._prepared, self.config)

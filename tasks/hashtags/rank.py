@@ -102,6 +102,37 @@ def score(candidate: Candidate, probability: float, peak_count: int | None = Non
     return probability * (base + frequency(candidate.count, peak)) * (1.0 + candidate.trend_boost)
 
 
+@dataclasses.dataclass(frozen=True)
+class Weighted:
+    """One candidate of a label as the ranker uses it: its case-folded key, normalised spelling and
+    weight, so that its score for an image is the label's probability times `weight`."""
+
+    key: str
+    tag: str
+    weight: float
+    candidate: Candidate
+    seen_on_x: float  # the source's base: 1 for X's spellings, 0 for the lexicon's
+    posts: int
+
+
+def prepare(candidates: list[Candidate], blocked: frozenset[str]) -> tuple[Weighted, ...]:
+    """A label's candidates, normalised, weighted and without the blocked ones (`blocked`: folded
+    hashtags). The same for every image: HashtagEngine prepares each label once per run."""
+    peaks: dict[str, int] = defaultdict(int)
+    for candidate in candidates:
+        family = SOURCE_FAMILY.get(candidate.source, candidate.source)
+        peaks[family] = max(peaks[family], candidate.count)
+    prepared = []
+    for candidate in candidates:
+        tag = normalise(candidate.hashtag)
+        if tag is None or tag.casefold() in blocked:
+            continue
+        weight = score(candidate, 1.0, peaks[SOURCE_FAMILY.get(candidate.source, candidate.source)])
+        prepared.append(Weighted(tag.casefold(), tag, weight, candidate, SOURCE_BASE.get(candidate.source, 0.0),
+                                 max(candidate.count, 1)))
+    return tuple(prepared)
+
+
 def rank(label_probabilities: list[tuple[str, float]], candidates: dict[str, list[Candidate]],
          config: RankConfig = RankConfig(), blocklist: frozenset[str] = frozenset()) -> list[RankedHashtag]:
     """Ranked hashtags for one image from its (label, probability) pairs, best first.
@@ -110,30 +141,27 @@ def rank(label_probabilities: list[tuple[str, float]], candidates: dict[str, lis
     label and source of its best single contribution and in its most common spelling (X's before the lexicon's).
     """
     blocked = frozenset(fold(tag) for tag in blocklist)
+    return rank_prepared(label_probabilities,
+                         {label: prepare(candidates.get(label, ()), blocked) for label, _ in label_probabilities},
+                         config)
+
+
+def rank_prepared(label_probabilities: list[tuple[str, float]], prepared: dict[str, tuple[Weighted, ...]],
+                  config: RankConfig = RankConfig()) -> list[RankedHashtag]:
+    """rank() on candidates already prepared per label (`prepare`): the per-image work only."""
     totals: dict[str, float] = defaultdict(float)
     best: dict[str, tuple[float, Candidate, float]] = {}  # key -> (score, candidate, probability)
     # spelling -> (seen on X, posts): X's spellings win over the lexicon's, whose counts are only positions
     spellings: dict[str, dict[str, tuple[float, int]]] = defaultdict(dict)
     for label, probability in label_probabilities:
-        found = candidates.get(label, ())
-        peaks: dict[str, int] = defaultdict(int)
-        for candidate in found:
-            family = SOURCE_FAMILY.get(candidate.source, candidate.source)
-            peaks[family] = max(peaks[family], candidate.count)
-        for candidate in found:
-            tag = normalise(candidate.hashtag)
-            if tag is None:
-                continue
-            key = tag.casefold()
-            if key in blocked:
-                continue
-            value = score(candidate, probability, peaks[SOURCE_FAMILY.get(candidate.source, candidate.source)])
+        for entry in prepared.get(label, ()):
+            key = entry.key
+            value = probability * entry.weight
             totals[key] += value
-            seen_on_x, posts = spellings[key].get(tag, (0.0, 0))
-            spellings[key][tag] = (max(seen_on_x, SOURCE_BASE.get(candidate.source, 0.0)),
-                                   posts + max(candidate.count, 1))
+            seen_on_x, posts = spellings[key].get(entry.tag, (0.0, 0))
+            spellings[key][entry.tag] = (max(seen_on_x, entry.seen_on_x), posts + entry.posts)
             if key not in best or value > best[key][0]:
-                best[key] = (value, candidate, probability)
+                best[key] = (value, entry.candidate, probability)
     ordered = sorted(totals, key=lambda key: (-totals[key], key))[: config.limit]
     ranked = []
     for position, key in enumerate(ordered, start=1):
