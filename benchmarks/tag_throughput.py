@@ -1,6 +1,6 @@
 """Tagging throughput on this machine: the two limits, end to end into PostgreSQL, the report's way, memory.
 
-    .venv/bin/python benchmarks/tag_throughput.py            # 6 to 12 minutes on 2 cores, by load
+    .venv/bin/python benchmarks/tag_throughput.py            # 8 to 15 minutes on 2 cores, by load
     .venv/bin/python benchmarks/tag_throughput.py --quick    # about 2 minutes: smaller sets, 10,000-image memory run
 
 Inputs are made from the real CIFAR-10 JPEG test images in ../shared/data: the 32x32 JPEGs themselves,
@@ -51,8 +51,9 @@ PG_ADMIN_URL = os.environ.get("HASHTAGGER_BENCH_PG", "postgresql+psycopg2://post
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
     cifar_images: int = 3000  # 32x32 JPEGs straight from the test set
-    # (megapixels, files): several batches of 256 each, so that the pipeline's overlap shows
-    photo_counts: tuple[tuple[float, int], ...] = ((0.3, 1500), (3.0, 300), (12.0, 80))
+    # (megapixels, files): enough batches of 256 for a run of seconds, so that what it measures is the
+    # pipeline's steady state, not its first batch (decoded before anything can overlap it) and last write
+    photo_counts: tuple[tuple[float, int], ...] = ((0.3, 3000), (3.0, 1000), (12.0, 200))
     distinct_photos: int = 20  # photos generated per size (12 MP take a second each); the rest are copies
     report_way_images: int = 5  # processes started the report's way (about 5 s each)
     memory_images: int = 100_000  # images in the memory run (copies of CIFAR JPEGs under distinct names)
