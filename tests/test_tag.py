@@ -346,6 +346,24 @@ def test_workers_and_batch_sizes_give_the_same_rows(tmp_path, model, db_url, sql
     assert outcomes[0] == outcomes[1]
 
 
+def test_hashtags_unnested_from_their_array_keep_the_labels_exact_confidence(tmp_path, model, db_url):
+    """image_hashtags unnests image_results.hashtags (sql/013): the top label's hashtags carry the very
+    confidence image_labels shows, ranks run 1..n, and an abstention has no hashtag rows."""
+    colour_folder(tmp_path / "photos", 6)
+    engine = db.ensure_schema(db.engine(db_url))
+    run(tmp_path / "photos", model, engine, min_confidence=0.0)
+    labelled = rows(engine, "SELECT image_uri, label, confidence FROM image_labels ORDER BY image_uri")
+    assert len(labelled) == 6
+    for uri, label, confidence in labelled:
+        tags = rows(engine, "SELECT hashtag_rank, label, confidence FROM image_tags WHERE image_uri = :uri "
+                            "ORDER BY hashtag_rank", uri=uri)
+        assert [rank for rank, _, _ in tags] == list(range(1, len(tags) + 1)) and tags
+        assert {tag_confidence for _, tag_label, tag_confidence in tags if tag_label == label} == {confidence}
+    run(tmp_path / "photos", model, engine, min_confidence=1.0)  # every image re-decided: no confident label
+    assert rows(engine, "SELECT COUNT(*) FROM image_hashtags") == [(0,)]
+    assert rows(engine, "SELECT DISTINCT hashtags FROM image_results") == [("[]",)]
+
+
 def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tiny_models, engine):
     first, second = tiny_models
     colour_folder(tmp_path / "photos", 9)

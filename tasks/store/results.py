@@ -331,9 +331,10 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
 
 
 def hashtags_json(hashtags: list[RankedHashtag]) -> str:
-    """The image_results.hashtags column: ranked hashtags as a JSON array, best first (sql/013)."""
+    """The image_results.hashtags column: ranked hashtags as a JSON array, best first (sql/013).
+    Numbers unrounded, so that image_tags shows the same confidence as image_labels."""
     return json.dumps([{"rank": tag.rank, "hashtag": tag.hashtag, "label": tag.label,
-                        "confidence": round(tag.confidence, 6), "score": round(tag.score, 6), "source": tag.source}
+                        "confidence": tag.confidence, "score": tag.score, "source": tag.source}
                        for tag in hashtags], separators=(",", ":"), ensure_ascii=False)
 
 
