@@ -90,9 +90,8 @@ grep -q "^software:" "$WORK/machine.txt" || { echo "Python, Keras or the project
 # Both datasets at once (one CPU process each), versioned exactly as here.
 preparing=()
 for name in cifar10 cifar100; do
-    "$PYTHON" -c "import sys; from tasks.data import prepare
-m = prepare.prepare(sys.argv[1], sys.argv[2], progress=False)
-print(m.name, m.version, m.counts)" "$name" "$DATA/$name-jpeg.tar.gz" &
+    "$PYTHON" -c "import sys; from tasks.cli.main import main; sys.exit(main(sys.argv[1:]))" \
+        data prepare "$name" --source "$DATA/$name-jpeg.tar.gz" --quiet &
     preparing+=($!)
 done
 for pid in "${preparing[@]}"; do  # by PID: a bare wait would also wait for the tee above, which never ends

@@ -223,7 +223,7 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
                 counts.update(batch)
             else:
                 writing = writer.submit(_write, items, tiles, probabilities, predictor, hashtags, config, known,
-                                        engine, run_id)
+                                        engine, run_id, batch)
             submitted.update(batch)
             bar.update(len(items))
             bar.set_postfix(tagged=submitted["tagged"], failed=submitted["failed"], skipped=submitted["skipped"],
@@ -252,16 +252,14 @@ def _counts(items: list[_Item]) -> collections.Counter:
 
 
 def _write(items: list[_Item], tiles: list[_Item], probabilities, predictor, hashtags, config: TagConfig,
-           known: results.Prior | None, engine, run_id: str) -> collections.Counter:
+           known: results.Prior | None, engine, run_id: str, batch: collections.Counter) -> collections.Counter:
     """In the writer thread: decide, rank hashtags and write one batch in one transaction; returns
-    its counts for the run, abstentions included."""
+    its counts (`batch`, from _counts) for the run, abstentions added."""
     tagged = _classify(tiles, probabilities, predictor, hashtags, config, known.known if known else set())
     failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
               for item in items if item.state == "failed"]
-    batch = _counts(items)
     results.write_batch(engine, run_id, predictor.model_id, tagged, failed, batch["skipped"])
-    batch["abstained"] = sum(item.abstained for item in tagged)
-    return batch
+    return collections.Counter({**batch, "abstained": sum(item.abstained for item in tagged)})
 
 
 def _committed(writing: concurrent.futures.Future | None, counts) -> None:
