@@ -148,9 +148,14 @@ def _orientation(image: Image.Image) -> int | None:
 def is_flat(tile: np.ndarray) -> bool:
     """Whether a decoded tile is one flat colour (blank, or a picture lost to its format): nothing a
     classifier can recognise, so the tag stage refuses it instead of tagging it with confidence."""
-    # channels as contiguous rows: a reduction along them is four times faster than down strided columns
-    channels = np.ascontiguousarray(tile.reshape(-1, tile.shape[-1]).T)
-    return bool(np.all(channels.max(axis=1) - channels.min(axis=1) <= FLAT_RANGE))
+    return bool(flat_tiles(np.asarray(tile)[None])[0])
+
+
+def flat_tiles(tiles: np.ndarray) -> np.ndarray:
+    """(N,) bool: is_flat for each of N tiles (N, H, W, C), in one numpy call (a batch costs about what
+    one tile did, and the decoding threads hold the GIL for none of it)."""
+    pixels = np.asarray(tiles).reshape(len(tiles), -1, tiles.shape[-1])
+    return (pixels.max(axis=1) - pixels.min(axis=1) <= FLAT_RANGE).all(axis=1)
 
 
 # PNG chunks the pixels need; every other chunk (text, ICC, XMP, EXIF, time, ...) is metadata.

@@ -98,7 +98,6 @@ class _Item:
     content_hash: str = ""
     tile: np.ndarray | None = None
     reason: str = ""
-    flat: bool = False  # one flat colour: nothing to recognise, so no confident label whatever the model says
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -215,14 +214,19 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
             tiles = [item for item in items if item.state == "tile"]
             # the model runs here, back to back; what follows from its answer (decisions, hashtags, rows)
             # is the writer's work, done while the model runs on the next batch
-            probabilities = predictor.predict(np.stack([item.tile for item in tiles])) if tiles else None
+            probabilities = flat = None
+            if tiles:
+                pixels = np.stack([item.tile for item in tiles])
+                probabilities = predictor.predict(pixels)
+                # one flat colour: nothing to recognise, so no confident label whatever the model says
+                flat = decode.flat_tiles(pixels)
             batch = _counts(items)
             _committed(writing, counts)  # one write in flight at most; its error stops the run here
             writing = None
             if config.dry_run:
                 counts.update(batch)
             else:
-                writing = writer.submit(_write, items, tiles, probabilities, predictor, hashtags, config, known,
+                writing = writer.submit(_write, items, tiles, probabilities, flat, predictor, hashtags, config, known,
                                         engine, run_id, batch)
             submitted.update(batch)
             bar.update(len(items))
@@ -251,11 +255,11 @@ def _counts(items: list[_Item]) -> collections.Counter:
                                tagged=states["tile"] + states["new"])
 
 
-def _write(items: list[_Item], tiles: list[_Item], probabilities, predictor, hashtags, config: TagConfig,
+def _write(items: list[_Item], tiles: list[_Item], probabilities, flat, predictor, hashtags, config: TagConfig,
            known: results.Prior | None, engine, run_id: str, batch: collections.Counter) -> collections.Counter:
     """In the writer thread: decide, rank hashtags and write one batch in one transaction; returns
     its counts (`batch`, from _counts) for the run, abstentions added."""
-    tagged = _classify(tiles, probabilities, predictor, hashtags, config, known.known if known else set())
+    tagged = _classify(tiles, probabilities, flat, predictor, hashtags, config, known.known if known else set())
     failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
               for item in items if item.state == "failed"]
     results.write_batch(engine, run_id, predictor.model_id, tagged, failed, batch["skipped"])
@@ -298,7 +302,7 @@ def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str,
         for note in notes:  # broken metadata: the pixels were used; say what was skipped
             log.warning("%s: %s", sources.shown(ref.text), note)
         # nothing to recognise in a blank picture: "cat 40%" would be a confident lie, so it abstains
-        return _Item(ref, "tile", identity, tile=tile, flat=decode.is_flat(tile))
+        return _Item(ref, "tile", identity, tile=tile)
     except decode.ImageError as bad:
         return _Item(ref, "failed", identity, reason=str(bad))
     except Exception as unexpected:  # noqa: BLE001  a decoder bug on one hostile file must not stop the night
@@ -322,18 +326,18 @@ def _within_limit(items: list[_Item], config: TagConfig, counts) -> list[_Item]:
     return kept
 
 
-def _classify(items: list[_Item], probabilities: np.ndarray | None, predictor: Predictor, hashtags: HashtagEngine,
-              config: TagConfig, known_uris: set[str]) -> list[results.Tagged]:
+def _classify(items: list[_Item], probabilities: np.ndarray | None, flat: np.ndarray | None, predictor: Predictor,
+              hashtags: HashtagEngine, config: TagConfig, known_uris: set[str]) -> list[results.Tagged]:
     if not items:
         return []
     decisions = decide.decide(predictor, probabilities, config.min_confidence, config.label_count)
     # a blank picture's score is 0: nothing to recognise, so no later threshold gives it a label
     return [results.Tagged(item.ref.uri, item.content_hash,
-                           [(name, 0.0) for name, _ in answer.labels] if item.flat else answer.labels,
-                           [] if answer.abstained or item.flat else hashtags.hashtags(answer.labels, answer.coarse),
+                           [(name, 0.0) for name, _ in answer.labels] if blank else answer.labels,
+                           [] if answer.abstained or blank else hashtags.hashtags(answer.labels, answer.coarse),
                            replaces=item.ref.uri in known_uris, uri_text=item.ref.name,
-                           abstained=answer.abstained or item.flat)
-            for item, answer in zip(items, decisions)]
+                           abstained=answer.abstained or blank)
+            for item, answer, blank in zip(items, decisions, flat.tolist())]
 
 
 def _listing(source, config: TagConfig, engine, model_id: str, has_schema: bool) -> Iterator[sources.ImageRef]:
