@@ -143,3 +143,23 @@ def test_names_keyed_by_their_hash_are_shown_as_text_and_get_their_thumbnails(tm
     assert page.count('<img src="data:image/jpeg;base64,') == 2 and "no longer readable" not in page
     assert "caf\\xe9.jpg" in page and "bad\\xff.jpg" in page and str(deep / "cat.jpg") in page
     assert "uri-sha256:" not in page
+
+
+def test_summary_json_and_the_page_count_the_abstentions(tmp_path, db_url, hashtagger_home):
+    """A flat grey picture has nothing to recognise: it abstains, and the run page's summary.json and
+    header say how many results have no confident label (as tagging_runs.abstained does)."""
+    import json
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "cat.jpg", folder)
+    Image.new("RGB", (300, 300), (128, 128, 128)).save(folder / "grey.png")
+    engine = db.ensure_schema(db.engine(db_url))
+    run = tag.run(str(folder), predictor.load(predictor.bundled_model()), HashtagEngine(), engine)
+    assert (run.tagged, run.abstained) == (2, 1)
+    index = report.write(engine, [run.run_id])
+    summary = json.loads((index.parent / "summary.json").read_text())
+    assert (summary["seen"], summary["tagged"], summary["abstained"], summary["failed"]) == (2, 2, 1, 0)
+    page = index.read_text()
+    assert "2 seen, 2 tagged, 0 already done, 0 failed; 1 of the tagged with no confident label" in page
+    assert page.count(f"<div class=label>{report.NO_LABEL} ") == 1  # the grey picture's card

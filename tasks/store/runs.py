@@ -24,7 +24,8 @@ SELECT image_uri, reason FROM failed_images WHERE run_id = :run_id ORDER BY imag
 """)
 # The run page's reads (tasks/tag/report.py): every row of the runs, with the escaped text of hashed keys.
 PAGE_RUNS = sa.text("""
-SELECT run_id, source, model_version, started_at, finished_at, seen, tagged, skipped, failed, status, error
+SELECT run_id, source, model_version, started_at, finished_at, seen, tagged, skipped, failed, abstained,
+       status, error
 FROM tagging_runs WHERE run_id IN :ids
 """).bindparams(sa.bindparam("ids", expanding=True))
 PAGE_IMAGES = sa.text("""

@@ -155,7 +155,9 @@ def page_file(page: int) -> str:
 
 def summary(runs: list[dict], images: int, failures: int) -> dict:
     """Totals over the runs: what the page's header and the Airflow run note show."""
-    totals = {key: sum(run[key] or 0 for run in runs) for key in ("seen", "tagged", "skipped", "failed")}
+    # abstained: of `tagged`, the results with no confident label (a NULL label, no label hashtags)
+    totals = {key: sum(run[key] or 0 for run in runs)
+              for key in ("seen", "tagged", "skipped", "failed", "abstained")}
     statuses = sorted({run["status"] for run in runs})
     return dict(totals, runs=[run["run_id"] for run in runs], status=",".join(statuses),
                 sources=sorted({run["source"] for run in runs}),
@@ -187,7 +189,9 @@ def render_page(name: str, runs: list[dict], images: list[Image], failures: list
     rows = [("status", totals["status"]), ("source", ", ".join(totals["sources"])),
             ("model", ", ".join(totals["models"])),
             ("images", f"{totals['seen']:,} seen, {totals['tagged']:,} tagged, {totals['skipped']:,} already "
-                       f"done, {totals['failed']:,} failed"),
+                       f"done, {totals['failed']:,} failed"
+                       + (f"; {totals['abstained']:,} of the tagged with no confident label"
+                          if totals["abstained"] else "")),
             ("time", f"{totals['started_at'][:19]} to {(totals['finished_at'] or 'still running')[:19]} UTC")]
     errors = [run["error"] for run in runs if run.get("error")]
     if errors:
