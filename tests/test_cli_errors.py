@@ -102,6 +102,22 @@ def test_usage_mistakes(bin_dir, tmp_path):
                     "not registered")
 
 
+def test_an_unknown_run_names_the_database_it_was_looked_for_in(bin_dir, results_db_url):
+    """`hashtagger report NOPE`: one line naming the database searched (an SQLite file's path, else the URL)."""
+    import sqlalchemy as sa
+
+    from tasks.tag import report
+
+    url = sa.engine.make_url(results_db_url)
+    where = url.database if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=True)
+    result = run(bin_dir, "hashtagger", "report", "NOPE", env={"HASHTAGGER_DB_URL": results_db_url})
+    assert_one_line(result, errors.EXIT_USAGE, "no tagging run NOPE", f"in the results database {where};",
+                    "`hashtagger tag` prints its run id")
+    # a URL's password is never shown
+    with_password = sa.create_engine("postgresql+psycopg2://tagger:s3cret-pw@db.example:5432/results")
+    assert report.database_shown(with_password) == "postgresql+psycopg2://tagger:***@db.example:5432/results"
+
+
 def test_version_and_help_show_exit_codes_defaults_and_choices(bin_dir):
     for command in ("hashtagger", "hashtag"):
         version = run(bin_dir, command, "--version")

@@ -52,9 +52,16 @@ def load_runs(engine: sa.Engine, run_ids: list[str]) -> list[dict]:
     """The tagging_runs rows of `run_ids` (in that order); RunNotFound when none exists."""
     rows = stored_runs.page_runs(engine, run_ids)
     if not rows:
-        raise RunNotFound(f"no tagging run {', '.join(run_ids)} in the results database; "
+        raise RunNotFound(f"no tagging run {', '.join(run_ids)} in the results database {database_shown(engine)}; "
                           f"`hashtagger tag` prints its run id")
     return [rows[run_id] for run_id in run_ids if run_id in rows]
+
+
+def database_shown(engine: sa.Engine) -> str:
+    """Which database `engine` is, for a message: an SQLite file's path, else the URL without its password."""
+    if engine.dialect.name == "sqlite":
+        return engine.url.database or ":memory:"
+    return engine.url.render_as_string(hide_password=True)
 
 
 NO_LABEL = "no confident label"
