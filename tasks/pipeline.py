@@ -514,12 +514,15 @@ def tag_source(source: str, model, db_url: str | None = None, platform: str = "g
         raise RunFailed(str(failed), failed.summary) from failed
 
 
-def run_results(run_id: str, images: int = 8, failures: int = 8, db_url: str | None = None) -> dict:
-    """A few of a run's tagged images (uri, label, confidence, hashtags) and failures (uri, reason), by URI."""
+def run_results(run_id: str, images: int = 8, failures: int = 8, db_url: str | None = None,
+                hashtags: int = 5) -> dict:
+    """A few of a run's tagged images (uri, label, confidence, their first `hashtags` hashtags and how many
+    are stored) and failures (uri, reason), by URI."""
     from tasks.store import runs
 
     engine = results_engine(db_url)
-    return {"images": runs.run_images(engine, run_id, images), "failures": runs.run_failures(engine, run_id, failures)}
+    return {"images": runs.run_images(engine, run_id, images, hashtags),
+            "failures": runs.run_failures(engine, run_id, failures)}
 
 
 def write_run_report(run_ids: list[str], name: str | None = None, page_size: int = 200,

@@ -155,3 +155,27 @@ def test_tag_dry_run_limit_and_errors(bin_dir, bundled_model, pictures, tmp_path
     assert limited.returncode == 0 and " 2 tagged" in limited.stdout
     missing = hashtagger(bin_dir, "tag", tmp_path / "nowhere", db_url=sqlite_url)
     assert missing.returncode == 2 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_the_listing_after_tag_says_how_many_more_hashtags_are_stored(bin_dir, tmp_path, results_sqlite_url):
+    """The listing shows an image's first 5 hashtags; "+N more" counts the rest of what the database holds
+    (up to 10 on the generic platform), and nothing is added when all of them are shown (instagram: 5)."""
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    for platform, folder in (("generic", tmp_path / "generic"), ("instagram", tmp_path / "instagram")):
+        folder.mkdir()
+        for name in ("cat.jpg", "ship.jpg", "bird.jpg"):
+            (folder / name).write_bytes((samples / name).read_bytes())
+        done = hashtagger(bin_dir, "tag", folder, "--platform", platform, db_url=results_sqlite_url)
+        assert done.returncode == 0, done.stderr
+        for name in ("cat.jpg", "ship.jpg", "bird.jpg"):
+            line = next(line for line in done.stdout.splitlines() if line.endswith(f"/{platform}/{name}"))
+            stored = scalar(results_sqlite_url, "SELECT COUNT(*) FROM image_tags WHERE image_uri = :uri",
+                            uri=str(folder / name))
+            shown = [word for word in line.split() if word.startswith("#")]
+            assert len(shown) == min(stored, 5), line
+            if stored > 5:
+                assert f" +{stored - 5} more " in line, line
+            else:
+                assert " more " not in line, line
+        if platform == "generic":
+            assert "+5 more" in done.stdout  # the trial's case: 10 stored, 5 shown

@@ -10,13 +10,16 @@ from tasks.pipeline import PLATFORM_LIMITS
 
 SHOW_IMAGES = 8  # images listed after a run, so the summary fits on one screen; the rest are in the database
 SHOW_FAILURES = 8
+SHOW_HASHTAGS = 5  # an image's first hashtags, so each fits on one line; "+N more" says how many more are stored
 
 
 def register(commands) -> None:
     tag = commands.add_parser("tag", help="tag the new images of a folder or s3://bucket/prefix",
                               description="Tag every image of SOURCE not tagged yet, into the results "
                                           "database (HASHTAGGER_DB_URL, default SQLite under "
-                                          "HASHTAGGER_HOME). A second run tags nothing new.")
+                                          "HASHTAGGER_HOME). A second run tags nothing new. It then lists "
+                                          f"the first {SHOW_IMAGES} images with their first {SHOW_HASHTAGS} "
+                                          "hashtags (+N more: stored too, up to the --platform limit).")
     tag.add_argument("source", help="a folder (recursive), or s3://bucket/prefix (AWS_ENDPOINT_URL for "
                                     "other S3-compatible servers)")
     tag.add_argument("--model", help="a model artifact folder (default: the champion, else the bundled model)")
@@ -105,10 +108,12 @@ def print_summary(summary, model, as_json: bool = False) -> None:
 
 def print_results(summary, db_url: str | None = None) -> None:
     """A few of this run's images and failures: the database holds all of them."""
-    shown = pipeline.run_results(summary.run_id, SHOW_IMAGES, SHOW_FAILURES, db_url)
+    shown = pipeline.run_results(summary.run_id, SHOW_IMAGES, SHOW_FAILURES, db_url, SHOW_HASHTAGS)
     for image in shown["images"]:
         label = image["label"] or "(no label)"  # an abstention: no confident label
-        print(f"  {label:>10} {image['confidence']:4.0%}  {' '.join(image['hashtags']):<50}  "
+        more = image["hashtags_stored"] - len(image["hashtags"])  # stored, not shown: up to the platform's limit
+        hashtags = " ".join(image["hashtags"]) + (f" +{more} more" if more > 0 else "")
+        print(f"  {label:>10} {image['confidence']:4.0%}  {hashtags:<50}  "
               f"{_short(image['image_text'])}")
     if summary.tagged > len(shown["images"]):
         print(f"  ... {summary.tagged - len(shown['images']):,} more in image_tags (run_id = '{summary.run_id}')")

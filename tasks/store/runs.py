@@ -67,11 +67,12 @@ def runs(engine: sa.Engine, run_ids: list[str]) -> list[dict]:
 
 def run_images(engine: sa.Engine, run_id: str, limit: int, hashtags: int = 5) -> list[dict]:
     """Up to `limit` images a run tagged, by key: image_uri (the key), image_text (the readable name),
-    label, confidence, model_id and their first hashtags."""
+    label, confidence, model_id, their first `hashtags` hashtags and hashtags_stored (how many the image has)."""
     with engine.connect() as connection:
         images = [_model_id(dict(row)) for row in
                   connection.execute(RUN_IMAGES, {"run_id": run_id, "n": limit}).mappings()]
     for image in images:
+        image["hashtags_stored"] = len(json.loads(image["hashtags"] or "[]"))
         image["hashtags"] = ranked_hashtags(image["hashtags"], hashtags)
     return images
 
