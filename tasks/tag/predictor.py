@@ -115,22 +115,39 @@ def load(path: str | Path | None = None, runtime: str = "auto") -> Predictor:
 
 
 def _onnx_runner(onnx_path: Path):
+    """run(uint8 (N, H, W, C)) -> probabilities: the batch cut into one part per core (HASHTAGGER_ONNX_THREADS
+    overrides the count), each part one single-threaded ONNX Runtime call, the parts in parallel.
+
+    One call on two intra-op threads splits every operator between them and waits for both: when a
+    decoding thread takes one core, the whole call runs at the pace of the thread that lost it. Calls
+    of one thread each wait only at the end of their part, so the cores' time goes where it is free
+    (reports/tag_throughput.md, "ONNX Runtime: one call on all cores or one call per core").
+    """
+    import concurrent.futures
+
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    # 0: ONNX Runtime's default, one thread per physical core (pinning fewer halved throughput here)
-    options.intra_op_num_threads = int(os.environ.get("HASHTAGGER_ONNX_THREADS", "0"))
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: no warnings about unused initialisers on stderr
-    # No busy-waiting between calls (HASHTAGGER_ONNX_SPINNING=1 turns it back on): ONNX Runtime's threads
-    # otherwise spin on the cores the decoding threads need; on 2 shared cores spinning made inference
-    # alone slower too (reports/tag_throughput.md).
-    options.add_session_config_entry("session.intra_op.allow_spinning",
-                                     os.environ.get("HASHTAGGER_ONNX_SPINNING", "0"))
     session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     model_input = session.get_inputs()[0]
     dtype = np.uint8 if model_input.type == "tensor(uint8)" else np.float32  # the model scales inside
+    parts = int(os.environ.get("HASHTAGGER_ONNX_THREADS") or 0) or os.cpu_count() or 1
+    pool = concurrent.futures.ThreadPoolExecutor(parts, thread_name_prefix="onnx") if parts > 1 else None
+
+    def call(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {model_input.name: batch})[0]  # ONNX Runtime releases the GIL; run is thread-safe
 
     def run(batch: np.ndarray) -> np.ndarray:
-        return session.run(None, {model_input.name: batch.astype(dtype, copy=False)})[0]
+        batch = batch.astype(dtype, copy=False)
+        if pool is None or len(batch) < 2 * MIN_PART:
+            return call(batch)
+        pieces = np.array_split(batch, min(parts, len(batch) // MIN_PART))
+        return np.concatenate(list(pool.map(call, pieces)))
 
     return run
+
+
+MIN_PART = 16  # images: a smaller part costs more in call overhead than it gains in parallelism
