@@ -154,8 +154,10 @@ def is_flat(tile: np.ndarray) -> bool:
 def flat_tiles(tiles: np.ndarray) -> np.ndarray:
     """(N,) bool: is_flat for each of N tiles (N, H, W, C), in one numpy call (a batch costs about what
     one tile did, and the decoding threads hold the GIL for none of it)."""
-    pixels = np.asarray(tiles).reshape(len(tiles), -1, tiles.shape[-1])
-    return (pixels.max(axis=1) - pixels.min(axis=1) <= FLAT_RANGE).all(axis=1)
+    tiles = np.asarray(tiles)
+    # (N, C, H*W), contiguous: reductions along rows run several times faster than down strided columns
+    channels = np.ascontiguousarray(tiles.reshape(len(tiles), -1, tiles.shape[-1]).transpose(0, 2, 1))
+    return (channels.max(axis=2) - channels.min(axis=2) <= FLAT_RANGE).all(axis=1)
 
 
 # PNG chunks the pixels need; every other chunk (text, ICC, XMP, EXIF, time, ...) is metadata.

@@ -184,51 +184,40 @@ def _batches(refs: Iterable[sources.ImageRef], size: int) -> Iterator[list[sourc
 
 
 def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> None:
-    """Decode batch n+1 while the model runs on batch n and batch n-1 is written.
+    """Decode batches n+1 and n+2 while the model runs on batch n and batch n-1 is written.
 
     `counts` moves when a batch commits (a run that stops says exactly what it wrote); `submitted`,
     which --limit and the progress bar follow, when it is handed to the writer.
     """
     has_schema = not config.dry_run or sa.inspect(engine).has_table("image_results")
     pool = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="decode")
+    model = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
     writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write")
     bar = _progress_bar(config.progress, config.progress_total)
     ahead: collections.deque = collections.deque()  # (prior rows, futures) submitted, not yet classified
     writing: concurrent.futures.Future | None = None  # the batch in flight; its result: its counts
     submitted = collections.Counter(tagged=0, failed=0)
     try:
-        listing = _listing(source, config, engine, predictor.model_id, has_schema)
-        batches = _batches(listing, config.batch_size)
-        while True:
-            refs = next(batches, None)
-            if refs is not None:
-                known = _prior(engine, predictor.model_id, refs) if has_schema else None
-                done = known.done if known else set()
-                ahead.append((known, [pool.submit(_prepare_chunk, source, refs[start:start + PREPARE_CHUNK], done,
-                                                  config) for start in range(0, len(refs), PREPARE_CHUNK)]))
-                if len(ahead) < 2:
-                    continue  # keep one batch decoding ahead of the one being classified
-            if not ahead:
-                break
+        batches = _batches(_listing(source, config, engine, predictor.model_id, has_schema), config.batch_size)
+        _decode_next(batches, ahead, pool, source, predictor, engine, config, has_schema)
+        while ahead:
             known, futures = ahead.popleft()
             items = _within_limit([item for future in futures for item in future.result()], config, submitted)
             tiles = [item for item in items if item.state == "tile"]
-            # the model runs here, back to back; what follows from its answer (decisions, hashtags, rows)
-            # is the writer's work, done while the model runs on the next batch
-            probabilities = flat = None
-            if tiles:
-                pixels = np.stack([item.tile for item in tiles])
-                probabilities = predictor.predict(pixels)
-                # one flat colour: nothing to recognise, so no confident label whatever the model says
-                flat = decode.flat_tiles(pixels)
+            pixels = np.stack([item.tile for item in tiles]) if tiles else None
+            inference = model.submit(predictor.predict, pixels) if tiles else None
+            # while the model runs: the next batch's listing, lookup and decoding start, and what follows
+            # from the model's last answer (decisions, hashtags, rows) is the writer's work
+            _decode_next(batches, ahead, pool, source, predictor, engine, config, has_schema)
+            probabilities = inference.result() if inference else None
             batch = _counts(items)
             _committed(writing, counts)  # one write in flight at most; its error stops the run here
             writing = None
             if config.dry_run:
                 counts.update(batch)
             else:
-                writing = writer.submit(_write, items, tiles, probabilities, flat, predictor, hashtags, config, known,
-                                        engine, run_id, batch)
+                writing = writer.submit(_write, items, tiles, pixels, probabilities, predictor, hashtags, config,
+                                        known, engine, run_id, batch)
             submitted.update(batch)
             bar.update(len(items))
             bar.set_postfix(tagged=submitted["tagged"], failed=submitted["failed"], skipped=submitted["skipped"],
@@ -245,8 +234,23 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
             for future in futures:
                 future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+        model.shutdown(wait=True)
         writer.shutdown(wait=True)
         bar.close()
+
+
+def _decode_next(batches, ahead: collections.deque, pool, source, predictor, engine, config: TagConfig,
+                 has_schema: bool) -> None:
+    """Top up `ahead` to two batches: list each, look up what the model tagged already, queue its
+    decoding (PREPARE_CHUNK images a task)."""
+    while len(ahead) < 2:
+        refs = next(batches, None)
+        if refs is None:
+            return
+        known = _prior(engine, predictor.model_id, refs) if has_schema else None
+        done = known.done if known else set()
+        ahead.append((known, [pool.submit(_prepare_chunk, source, refs[start:start + PREPARE_CHUNK], done, config)
+                              for start in range(0, len(refs), PREPARE_CHUNK)]))
 
 
 def _counts(items: list[_Item]) -> collections.Counter:
@@ -256,10 +260,12 @@ def _counts(items: list[_Item]) -> collections.Counter:
                                tagged=states["tile"] + states["new"])
 
 
-def _write(items: list[_Item], tiles: list[_Item], probabilities, flat, predictor, hashtags, config: TagConfig,
+def _write(items: list[_Item], tiles: list[_Item], pixels, probabilities, predictor, hashtags, config: TagConfig,
            known: results.Prior | None, engine, run_id: str, batch: collections.Counter) -> collections.Counter:
     """In the writer thread: decide, rank hashtags and write one batch in one transaction; returns
     its counts (`batch`, from _counts) for the run, abstentions added."""
+    # one flat colour: nothing to recognise, so no confident label whatever the model says
+    flat = decode.flat_tiles(pixels) if tiles else None
     tagged = _classify(tiles, probabilities, flat, predictor, hashtags, config, known.known if known else set())
     failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
               for item in items if item.state == "failed"]
