@@ -75,7 +75,8 @@ def load_images(engine: sa.Engine, run_ids: list[str], hashtags_shown: int) -> l
     # an abstention (NULL label) shows as such, with its score as the confidence
     return [Image(text or uri, label or NO_LABEL, float(confidence), model, hashtags,
                   location=sources.exact_name(uri, text))
-            for uri, label, confidence, model, hashtags, text in stored_runs.page_images(engine, run_ids, hashtags_shown)]
+            for uri, label, confidence, model, hashtags, text
+            in stored_runs.page_images(engine, run_ids, hashtags_shown)]
 
 
 def load_failures(engine: sa.Engine, run_ids: list[str]) -> list[tuple[str, str]]:

@@ -264,7 +264,8 @@ def _write(items: list[_Item], tiles: list[_Item], pixels, probabilities, predic
            known: results.Prior | None, engine, run_id: str, batch: collections.Counter) -> collections.Counter:
     """In the writer thread: decide, rank hashtags and write one batch in one transaction; returns
     its counts (`batch`, from _counts) for the run, abstentions added."""
-    # one flat colour: nothing to recognise, so no confident label whatever the model says
+    # one flat colour (a blank picture): nothing to recognise, so no confident label whatever the model
+    # says ("cat 40%" would be a confident lie)
     flat = decode.flat_tiles(pixels) if tiles else None
     tagged = _classify(tiles, probabilities, flat, predictor, hashtags, config, known.known if known else set())
     failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
@@ -319,7 +320,6 @@ def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str,
         tile = decode.decode(data, notes)
         for note in notes:  # broken metadata: the pixels were used; say what was skipped
             log.warning("%s: %s", sources.shown(ref.text), note)
-        # nothing to recognise in a blank picture: "cat 40%" would be a confident lie, so it abstains
         return _Item(ref, "tile", identity, tile=tile)
     except decode.ImageError as bad:
         return _Item(ref, "failed", identity, reason=str(bad))
