@@ -94,6 +94,9 @@ def test_a_psql_style_url_uses_the_installed_driver(bin_dir, pg_url):
 def test_usage_mistakes(bin_dir, tmp_path):
     assert_one_line(run(bin_dir, "hashtagger"), errors.EXIT_USAGE, "required")
     assert_one_line(run(bin_dir, "hashtagger", "tag", tmp_path / "nowhere"), errors.EXIT_USAGE, "no such file")
+    # `hashtagger tag "$DIR"` with DIR unset: a usage error, not a run over the current folder
+    assert_one_line(run(bin_dir, "hashtagger", "tag", ""), errors.EXIT_USAGE, "SOURCE is empty")
+    assert_one_line(run(bin_dir, "hashtagger", "tag", " "), errors.EXIT_USAGE, "SOURCE is empty")
     assert_one_line(run(bin_dir, "hashtag", REPO_SAMPLES), errors.EXIT_USAGE, "hashtagger tag")
     assert_one_line(run(bin_dir, "hashtag", "--labels", "0", "x.jpg"), errors.EXIT_USAGE, "--labels")
     assert_one_line(run(bin_dir, "hashtagger", "hashtags", "show", "kat"), errors.EXIT_USAGE, "did you mean cat")
