@@ -397,6 +397,19 @@ def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tin
     assert answers["abstained_images"] == []  # these models state no threshold: they never abstain
 
 
+def test_comparing_model_versions_calls_two_abstentions_the_same(tmp_path, model, engine):
+    """No confident label from both models is no change: NULL = NULL is not true in SQL (a user trial
+    saw every blank picture marked 'changed' when comparing a model with itself)."""
+    colour_folder(tmp_path / "photos", 3)
+    Image.new("RGB", (48, 40), (128, 128, 128)).save(tmp_path / "photos" / "grey.png")  # blank: abstains
+    run(tmp_path / "photos", model, engine)
+    query = (db.sql_dir() / "queries" / "compare_model_versions.sql").read_text()
+    answer = rows(engine, query, old_model=model.model_id, new_model=model.model_id)
+    assert [(Path(row.image_uri).name, row.old_label, row.verdict) for row in answer if row.old_label is None] == [
+        ("grey.png", None, "same")]
+    assert len(answer) == 4 and {row.verdict for row in answer} == {"same"}
+
+
 def test_abstentions_are_results_with_null_labels_and_a_new_threshold_redecides_from_stored_scores(
         tmp_path, tiny_models, engine, monkeypatch):
     model = tiny_models[0]
