@@ -124,7 +124,7 @@ def first_line(error: object) -> str:
 # SourceError messages that no retry changes (tasks/tag/sources.py, tasks/tag/s3.py): the folder or
 # bucket does not exist, the URI is malformed, the credentials are refused.
 PERMANENT_SOURCE_ERRORS = ("no such file or folder", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
-                           "SignatureDoesNotMatch", "no bucket name", "not an s3://")
+                           "SignatureDoesNotMatch", "no bucket name", "not an s3://", "no AWS credentials")
 # Errors a user can act on that may still pass by themselves: the network or a server coming back.
 TRANSIENT = (("tasks.data.download", "DownloadError"), ("tasks.store.db", "DatabaseUnavailable"))
 

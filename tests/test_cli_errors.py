@@ -94,6 +94,15 @@ def test_a_psql_style_url_uses_the_installed_driver(bin_dir, pg_url):
 def test_usage_mistakes(bin_dir, tmp_path):
     assert_one_line(run(bin_dir, "hashtagger"), errors.EXIT_USAGE, "required")
     assert_one_line(run(bin_dir, "hashtagger", "tag", tmp_path / "nowhere"), errors.EXIT_USAGE, "no such file")
+    # no AWS credentials at all: a configuration error to fix, not a run to repeat (and no instance metadata
+    # service asked: nothing outside this machine)
+    no_aws = {**{key: value for key, value in os.environ.items() if not key.startswith("AWS_")},
+              "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+              "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    result = subprocess.run([str(bin_dir / "hashtagger"), "tag", "s3://no-such-bucket/prefix/"],
+                            capture_output=True, text=True, timeout=120, env=no_aws)
+    assert_one_line(result, errors.EXIT_USAGE, "no AWS credentials")
+    assert "run the same command again" not in result.stderr
     # `hashtagger tag "$DIR"` with DIR unset: a usage error, not a run over the current folder
     assert_one_line(run(bin_dir, "hashtagger", "tag", ""), errors.EXIT_USAGE, "SOURCE is empty")
     assert_one_line(run(bin_dir, "hashtagger", "tag", " "), errors.EXIT_USAGE, "SOURCE is empty")

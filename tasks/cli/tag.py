@@ -71,6 +71,9 @@ def run(args) -> int:
                                exit_code=errors.EXIT_FAILED_IMAGES) from None
     except pipeline.RunFailed as failed:
         print_summary(failed.summary, model, args.json)
+        if any(errors.is_permanent(cause) for cause in _causes(failed)):
+            # a missing bucket, refused or absent credentials: running it again changes nothing until fixed
+            raise errors.UserError(f"hashtagger tag: {_shown(str(failed))}") from None
         raise errors.UserError(f"hashtagger tag: {_shown(str(failed))}",
                                "every batch written before is complete; run the same command again to finish",
                                errors.EXIT_FAILED_IMAGES) from None
@@ -80,6 +83,13 @@ def run(args) -> int:
     if not args.quiet and not args.json and not args.dry_run:
         print_results(summary)
     return errors.EXIT_FAILED_IMAGES if summary.failed else errors.EXIT_OK
+
+
+def _causes(error: BaseException):
+    """The exceptions `error` was raised from, nearest first."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+        yield error
 
 
 def print_summary(summary, model, as_json: bool = False) -> None:
