@@ -86,3 +86,17 @@ def test_bundled_cifar10_model_scores_90_percent_by_evaluate(bin_dir, prepared_c
     assert metrics["test_top1"] >= 0.90
     # the figure the metadata (and README) states is the one measured here, to the image
     assert metrics["test_top1"] == pytest.approx(artifact.read_metadata(bundled)["metrics"]["test_top1"], abs=1e-4)
+
+
+@pytest.mark.parametrize("parts", ["1", "3"])
+def test_a_batch_cut_into_parallel_calls_answers_as_one_image_at_a_time(monkeypatch, parts):
+    """Serving cuts a batch into one single-threaded ONNX Runtime call per core (HASHTAGGER_ONNX_THREADS
+    parts here): the parts come back in order, each image's answer the one it gets alone."""
+    monkeypatch.setenv("HASHTAGGER_ONNX_THREADS", parts)
+    model = predictor.load(predictor.bundled_model("cifar10"), runtime="onnx")
+    images = np.random.default_rng(3).integers(0, 256, (101, 32, 32, 3), dtype=np.uint8)
+    batch = model.predict(images)
+    alone = np.concatenate([model.predict(images[index:index + 1]) for index in range(len(images))])
+    assert batch.shape == (101, 10)
+    np.testing.assert_allclose(batch, alone, atol=1e-6)
+    assert len(set(batch.argmax(axis=1).tolist())) > 1, "random images, not one answer repeated"
