@@ -1,11 +1,11 @@
 """Tag stage: list a source, skip what is done, read and decode, classify in batches, rank hashtags, upsert.
 
 One code path for every source. The work is a pipeline of three overlapping steps: worker threads read
-and decode the next batch (Pillow and zlib release the GIL; threads beat processes here, see
-reports/tag_throughput.md), the calling thread runs the model on the current one, back to back, and one
-writer thread turns the previous one's probabilities into decisions, hashtags and rows and commits them.
-Memory stays flat: the listing is streamed, file bytes live only inside a worker, and at most three
-batches of 32x32 tiles exist at a time.
+and decode the next two batches, 8 images a task (Pillow and zlib release the GIL; threads beat
+processes here, see reports/tag_throughput.md), a model thread runs the model on the current one while
+the calling thread lists, looks up and queues the next, and one writer thread turns the previous one's
+probabilities into decisions, hashtags and rows and commits them. Memory stays flat: the listing is
+streamed, file bytes live only inside a worker, and at most four batches of 32x32 tiles exist at a time.
 
 Each batch is one transaction of upserts, so a run killed at any point loses at most the batches in
 flight, and a rerun finishes the work with exactly one result per image.
@@ -194,23 +194,24 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
     model = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
     writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write")
     bar = _progress_bar(config.progress, config.progress_total)
-    ahead: collections.deque = collections.deque()  # (prior rows, futures) submitted, not yet classified
+    ahead: collections.deque = collections.deque()  # (prior rows, futures, images) queued, not yet classified
     writing: concurrent.futures.Future | None = None  # the batch in flight; its result: its counts
     submitted = collections.Counter(tagged=0, failed=0)
     try:
         batches = _batches(_listing(source, config, engine, predictor.model_id, has_schema), config.batch_size)
-        _decode_next(batches, ahead, pool, source, predictor, engine, config, has_schema)
+        _decode_next(batches, ahead, pool, source, predictor, engine, config, has_schema, submitted)
         while ahead:
-            known, futures = ahead.popleft()
+            known, futures, _ = ahead.popleft()
             items = _within_limit([item for future in futures for item in future.result()], config, submitted)
             tiles = [item for item in items if item.state == "tile"]
+            batch = _counts(items)
             pixels = np.stack([item.tile for item in tiles]) if tiles else None
             inference = model.submit(predictor.predict, pixels) if tiles else None
             # while the model runs: the next batch's listing, lookup and decoding start, and what follows
             # from the model's last answer (decisions, hashtags, rows) is the writer's work
-            _decode_next(batches, ahead, pool, source, predictor, engine, config, has_schema)
+            _decode_next(batches, ahead, pool, source, predictor, engine, config, has_schema,
+                         submitted + collections.Counter(tagged=batch["tagged"], failed=batch["failed"]))
             probabilities = inference.result() if inference else None
-            batch = _counts(items)
             _committed(writing, counts)  # one write in flight at most; its error stops the run here
             writing = None
             if config.dry_run:
@@ -230,7 +231,7 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
         if writing is not None:  # stopping on an error: the batch in flight may still commit; count it if so
             with contextlib.suppress(Exception):
                 _committed(writing, counts)
-        for _, futures in ahead:
+        for _, futures, _ in ahead:
             for future in futures:
                 future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -240,17 +241,22 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
 
 
 def _decode_next(batches, ahead: collections.deque, pool, source, predictor, engine, config: TagConfig,
-                 has_schema: bool) -> None:
+                 has_schema: bool, submitted: collections.Counter) -> None:
     """Top up `ahead` to two batches: list each, look up what the model tagged already, queue its
-    decoding (PREPARE_CHUNK images a task)."""
+    decoding (PREPARE_CHUNK images a task). Under --limit, no more than the room left is queued (images
+    found done are not counted against it, so the room is looked at again after each batch)."""
     while len(ahead) < 2:
+        if config.limit is not None:
+            queued = sum(size for _, _, size in ahead)
+            if submitted["tagged"] + submitted["failed"] + queued >= config.limit:
+                return
         refs = next(batches, None)
         if refs is None:
             return
         known = _prior(engine, predictor.model_id, refs) if has_schema else None
         done = known.done if known else set()
         ahead.append((known, [pool.submit(_prepare_chunk, source, refs[start:start + PREPARE_CHUNK], done, config)
-                              for start in range(0, len(refs), PREPARE_CHUNK)]))
+                              for start in range(0, len(refs), PREPARE_CHUNK)], len(refs)))
 
 
 def _counts(items: list[_Item]) -> collections.Counter:
