@@ -115,8 +115,9 @@ def load(path: str | Path | None = None, runtime: str = "auto") -> Predictor:
 
 
 def _onnx_runner(onnx_path: Path):
-    """run(uint8 (N, H, W, C)) -> probabilities: the batch cut into one part per core (HASHTAGGER_ONNX_THREADS
-    overrides the count), each part one single-threaded ONNX Runtime call, the parts in parallel.
+    """run(uint8 (N, H, W, C)) -> probabilities: the batch cut into one part per usable core
+    (HASHTAGGER_ONNX_THREADS sets the count; 0 or unset: one per core), each part one single-threaded
+    ONNX Runtime call, the parts in parallel; batches under 32 images are one call.
 
     One call on two intra-op threads splits every operator between them and waits for both: when a
     decoding thread takes one core, the whole call runs at the pace of the thread that lost it. Calls
@@ -134,20 +135,31 @@ def _onnx_runner(onnx_path: Path):
     session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     model_input = session.get_inputs()[0]
     dtype = np.uint8 if model_input.type == "tensor(uint8)" else np.float32  # the model scales inside
-    parts = int(os.environ.get("HASHTAGGER_ONNX_THREADS") or 0) or os.cpu_count() or 1
-    pool = concurrent.futures.ThreadPoolExecutor(parts, thread_name_prefix="onnx") if parts > 1 else None
+    parts = int(os.environ.get("HASHTAGGER_ONNX_THREADS") or 0) or usable_cores()
+    pools: dict[int, concurrent.futures.ThreadPoolExecutor] = {}  # by process id: a forked child starts its own
 
     def call(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {model_input.name: batch})[0]  # ONNX Runtime releases the GIL; run is thread-safe
 
     def run(batch: np.ndarray) -> np.ndarray:
         batch = batch.astype(dtype, copy=False)
-        if pool is None or len(batch) < 2 * MIN_PART:
+        if parts < 2 or len(batch) < 2 * MIN_PART:
             return call(batch)
+        pool = pools.get(os.getpid())
+        if pool is None:
+            pool = pools[os.getpid()] = concurrent.futures.ThreadPoolExecutor(parts, thread_name_prefix="onnx")
         pieces = np.array_split(batch, min(parts, len(batch) // MIN_PART))
         return np.concatenate(list(pool.map(call, pieces)))
 
     return run
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: taskset, cpusets), else all of them."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 MIN_PART = 16  # images: a smaller part costs more in call overhead than it gains in parallelism
