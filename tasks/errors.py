@@ -124,9 +124,20 @@ def first_line(error: object) -> str:
 # SourceError messages that no retry changes (tasks/tag/sources.py, tasks/tag/s3.py): the folder or
 # bucket does not exist, the URI is malformed, the credentials are refused.
 PERMANENT_SOURCE_ERRORS = ("no such file or folder", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
-                           "SignatureDoesNotMatch", "no bucket name", "not an s3://", "no AWS credentials")
+                           "SignatureDoesNotMatch", "no bucket name", "not an s3://", "no source:")
+# ... and those a person fixes by configuring, though an orchestrator should still retry them: botocore
+# finds no credentials also while an instance's metadata service or a pod's token is not ready yet
+CONFIGURATION_SOURCE_ERRORS = ("no AWS credentials",)
 # Errors a user can act on that may still pass by themselves: the network or a server coming back.
 TRANSIENT = (("tasks.data.download", "DownloadError"), ("tasks.store.db", "DatabaseUnavailable"))
+
+
+def needs_configuration(error: BaseException) -> bool:
+    """True for a source error that running the same command again does not change (is_permanent), or
+    that only configuring does (no credentials): a usage or configuration error for a person."""
+    source_error = getattr(sys.modules.get("tasks.tag.refs"), "SourceError", ())
+    return is_permanent(error) or (isinstance(error, source_error)
+                                   and any(marker in str(error) for marker in CONFIGURATION_SOURCE_ERRORS))
 
 
 def is_permanent(error: BaseException) -> bool:

@@ -71,7 +71,7 @@ def run(args) -> int:
                                exit_code=errors.EXIT_FAILED_IMAGES) from None
     except pipeline.RunFailed as failed:
         print_summary(failed.summary, model, args.json)
-        if any(errors.is_permanent(cause) for cause in _causes(failed)):
+        if any(errors.needs_configuration(cause) for cause in _causes(failed)):
             # a missing bucket, refused or absent credentials: running it again changes nothing until fixed
             raise errors.UserError(f"hashtagger tag: {_shown(str(failed))}") from None
         raise errors.UserError(f"hashtagger tag: {_shown(str(failed))}",
