@@ -5,8 +5,9 @@
 SELECT older.image_uri,
        older.label AS old_label, ROUND(CAST(older.confidence AS NUMERIC), 3) AS old_confidence,
        newer.label AS new_label, ROUND(CAST(newer.confidence AS NUMERIC), 3) AS new_confidence,
-       -- IS NOT DISTINCT FROM: two abstentions (NULL labels) are the same verdict; = would call them changed
-       CASE WHEN older.label IS NOT DISTINCT FROM newer.label THEN 'same' ELSE 'changed' END AS verdict
+       -- two abstentions (NULL labels) are the same verdict; = alone would call them changed
+       CASE WHEN older.label = newer.label OR (older.label IS NULL AND newer.label IS NULL) THEN 'same'
+            ELSE 'changed' END AS verdict
 FROM image_labels_all older
 JOIN image_labels_all newer ON newer.image_uri = older.image_uri AND newer.content_hash = older.content_hash
 WHERE older.model_version = :old_model AND newer.model_version = :new_model
