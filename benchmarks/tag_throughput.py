@@ -494,7 +494,8 @@ def table(config, model, rows, pools, threading_rows, serving, way_times, memory
         f"runs {config.rounds} rounds of (decode alone, inference alone, end to end, decode alone, inference "
         "alone); a round's ratio divides its end-to-end rate by the bound from the means of the measurements "
         "just before and after it, the ratio column is the median of the rounds' ratios (their range in "
-        "brackets), and each rate column the median of its rounds. "
+        "brackets), and each rate column the median of its rounds (so the ratio column is not the quotient "
+        "of the printed medians). "
         f"Writing is a third stage on the same cores: {writes_per_s:,.0f} images/s alone (`results.write_batch` "
         "into PostgreSQL, batches of 256, the done-lookup included); the last two columns add it to the bound.",
         "",
