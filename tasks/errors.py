@@ -124,7 +124,7 @@ def first_line(error: object) -> str:
 # SourceError messages that no retry changes (tasks/tag/sources.py, tasks/tag/s3.py): the folder or
 # bucket does not exist, the URI is malformed, the credentials are refused.
 PERMANENT_SOURCE_ERRORS = ("no such file or folder", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
-                           "SignatureDoesNotMatch", "no bucket name", "not an s3://", "no source:")
+                           "SignatureDoesNotMatch", "no bucket name", "not an s3://", "SOURCE is empty")
 # ... and those a person fixes by configuring, though an orchestrator should still retry them: botocore
 # finds no credentials also while an instance's metadata service or a pod's token is not ready yet
 CONFIGURATION_SOURCE_ERRORS = ("no AWS credentials",)
@@ -135,9 +135,13 @@ TRANSIENT = (("tasks.data.download", "DownloadError"), ("tasks.store.db", "Datab
 def needs_configuration(error: BaseException) -> bool:
     """True for a source error that running the same command again does not change (is_permanent), or
     that only configuring does (no credentials): a usage or configuration error for a person."""
-    source_error = getattr(sys.modules.get("tasks.tag.refs"), "SourceError", ())
-    return is_permanent(error) or (isinstance(error, source_error)
-                                   and any(marker in str(error) for marker in CONFIGURATION_SOURCE_ERRORS))
+    return is_permanent(error) or _source_error_saying(error, CONFIGURATION_SOURCE_ERRORS)
+
+
+def _source_error_saying(error: BaseException, markers: tuple[str, ...]) -> bool:
+    """Whether `error` is a SourceError whose message holds one of `markers`."""
+    source_error = getattr(sys.modules.get("tasks.tag.refs"), "SourceError", ())  # sources re-exports it
+    return isinstance(error, source_error) and any(marker in str(error) for marker in markers)
 
 
 def is_permanent(error: BaseException) -> bool:
@@ -151,7 +155,7 @@ def is_permanent(error: BaseException) -> bool:
         return False
     if any(isinstance(error, getattr(sys.modules.get(module), name, ())) for module, name in TRANSIENT):
         return False
-    source_error = getattr(sys.modules.get("tasks.tag.refs"), "SourceError", ())  # sources re-exports it
+    source_error = getattr(sys.modules.get("tasks.tag.refs"), "SourceError", ())
     if isinstance(error, source_error):
-        return any(marker in str(error) for marker in PERMANENT_SOURCE_ERRORS)
+        return _source_error_saying(error, PERMANENT_SOURCE_ERRORS)
     return True

@@ -50,8 +50,6 @@ def run(args) -> int:
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or (args.workers or 1) < 1:
         raise errors.UserError("hashtagger tag: --batch-size and --workers must be at least 1, --limit at least 0")
-    if not args.source.strip():  # an unset variable in a script: never tag the current folder instead
-        raise errors.UserError("hashtagger tag: SOURCE is empty: name a folder or s3://bucket/prefix")
     if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
         raise errors.UserError(f"hashtagger tag: --min-confidence {args.min_confidence} is not between 0 and 1")
     try:

@@ -161,7 +161,7 @@ def _size(path: Path) -> int | None:
 def open_source(uri: str, workers: int = 4) -> Source:
     """A Source for a folder path or an s3://bucket/prefix URI."""
     if not uri.strip():  # an unset variable: never the current folder instead
-        raise SourceError("no source: name a folder or s3://bucket/prefix")
+        raise SourceError("SOURCE is empty: name a folder or s3://bucket/prefix")
     if uri.startswith("s3://"):
         from tasks.tag import s3
 
