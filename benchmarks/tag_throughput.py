@@ -281,14 +281,15 @@ def onnx_threading(model_dir: Path, paths: list[Path], workers: int, batch_size:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return onnxruntime.InferenceSession(model_file, options, providers=["CPUExecutionProvider"])
 
-    whole, single = session(workers), session(1)
+    from tasks.tag import predictor
+
+    whole = session(workers)
     name = whole.get_inputs()[0].name
     dtype = np.uint8 if whole.get_inputs()[0].type == "tensor(uint8)" else np.float32
     batches = [tiles[start:start + batch_size].astype(dtype) for start in range(0, len(tiles), batch_size)]
-    parts = concurrent.futures.ThreadPoolExecutor(workers)
+    serving = predictor.load(model_dir, runtime="onnx")  # the product's own path: one call per core
     ways = {f"one call on {workers} intra-op threads (before)": lambda batch: whole.run(None, {name: batch}),
-            f"{workers} calls of one thread, a part of the batch each (hashtagger)": lambda batch: list(parts.map(
-                lambda part: single.run(None, {name: part}), np.array_split(batch, workers)))}
+            f"{workers} calls of one thread, a part of the batch each (hashtagger)": serving.predict}
 
     def rate(run, decoding: int) -> tuple[float, float]:
         stop = threading.Event()
@@ -320,7 +321,6 @@ def onnx_threading(model_dir: Path, paths: list[Path], workers: int, batch_size:
             if beside > rows[way][1]:
                 rows[way] = [max(rows[way][0], alone), beside, decoded]
             rows[way][0] = max(rows[way][0], alone)
-    parts.shutdown()
     return [(way, *values) for way, values in rows.items()]
 
 
