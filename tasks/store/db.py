@@ -124,28 +124,11 @@ def _watch(eng: sa.Engine) -> None:
     def _disarm(connection, cursor, *_):
         watchdog.disarm(cursor.connection)
 
-    # COMMIT and ROLLBACK are no cursor executions: without this a server frozen at a commit held the
-    # writing thread for ever (the kernel still answers TCP keepalives for a stopped process)
-    for name in ("do_commit", "do_rollback"):
-        setattr(eng.dialect, name, _with_deadline(getattr(eng.dialect, name), watchdog))
-
     @sa.event.listens_for(eng, "handle_error")
     def _disarm_on_error(context):
         cursor = getattr(context.execution_context, "cursor", None)
         if cursor is not None:
             watchdog.disarm(cursor.connection)
-
-
-def _with_deadline(finish, watchdog: "_Watchdog"):
-    """`finish(dbapi_connection)` (the dialect's commit or rollback) under the statement deadline."""
-    def finish_with_deadline(dbapi_connection):
-        watchdog.arm(dbapi_connection, STATEMENT_TIMEOUT_S + WATCHDOG_GRACE_S)
-        try:
-            finish(dbapi_connection)
-        finally:
-            watchdog.disarm(dbapi_connection)
-
-    return finish_with_deadline
 
 
 class _Watchdog:
