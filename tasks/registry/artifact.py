@@ -89,7 +89,10 @@ def code_version() -> str:
 
 
 def describe(model, config, recipe, dataset, metrics: dict, history: dict, epochs_done: int,
-             training_seconds: float, train_images: int) -> dict:
+             training_seconds: float, train_images: int, resumed_from: int = 0) -> dict:
+    """metadata.json of a freshly trained model. `training_seconds`: wall-clock seconds of the fit,
+    summed over every process of a resumed run; `resumed_from`: the epoch the last process resumed from
+    (0: trained in one go)."""
     import keras
 
     import models
@@ -119,6 +122,8 @@ def describe(model, config, recipe, dataset, metrics: dict, history: dict, epoch
         "epochs_done": epochs_done,
         "train_images": train_images,
         "training_seconds": round(training_seconds, 1),
+        "resumed_from_epoch": resumed_from,
+        "machine": machine(),
         "parameters": int(model.count_params()),
         "forward_flops": flops.forward_flops(model),  # per image, 2 x multiply-adds (models/flops.py)
         "keras_version": keras.__version__,
@@ -127,6 +132,21 @@ def describe(model, config, recipe, dataset, metrics: dict, history: dict, epoch
         "created_at": created.isoformat(timespec="seconds"),
         "reproduce": reproduce_command(config),
     }
+
+
+def machine() -> str:
+    """The host that trained: CPU model, the cores this process may use, accelerators Keras sees."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}, {cores} cores, {platform.system()} {platform.release()}"
 
 
 def _preprocessing_summary(model) -> str:

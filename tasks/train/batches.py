@@ -52,32 +52,37 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.outliers = outliers if outliers is not None and outlier_batch else None
         self.outlier_batch = outlier_batch if self.outliers is not None else 0
         self.outlier_weight = outlier_weight
-        self.rng = np.random.default_rng(seed)
-        self.first_flips = self.rng.random(len(self.images)) < 0.5
-        self.epoch = 0
+        self.seed = seed
+        self.first_flips = np.random.default_rng(seed).random(len(self.images)) < 0.5
+        self.start_at(0)
+
+    def start_at(self, epoch: int) -> None:
+        """Make the next batches those of `epoch` (0-based): a resumed run continues the same stream,
+        since each epoch draws from its own generator, seeded by (seed, epoch)."""
+        self.epoch = epoch
         self._prepare_epoch()
 
     def __len__(self) -> int:
         return len(self.images) // self.batch_size
 
     def _prepare_epoch(self) -> None:
+        rng = np.random.default_rng([self.seed, self.epoch])
         flips = self.first_flips if self.epoch % 2 == 0 else ~self.first_flips
         if not self.alternating_flip:
-            flips = self.rng.random(len(self.images)) < 0.5
+            flips = rng.random(len(self.images)) < 0.5
         images = np.where(flips[:, None, None, None], self.images[:, :, ::-1], self.images)
-        self.epoch_images = translate(images, self.translate_pixels, self.rng)
-        self.order = self.rng.permutation(len(self.images))
+        self.epoch_images = translate(images, self.translate_pixels, rng)
+        self.order = rng.permutation(len(self.images))
         if self.outliers is not None:
             needed = len(self) * self.outlier_batch
-            picked = self.rng.choice(len(self.outliers), needed, replace=needed > len(self.outliers))
+            picked = rng.choice(len(self.outliers), needed, replace=needed > len(self.outliers))
             outliers = self.outliers[picked]
-            mirror = self.rng.random(needed) < 0.5
+            mirror = rng.random(needed) < 0.5
             outliers = np.where(mirror[:, None, None, None], outliers[:, :, ::-1], outliers)
-            self.epoch_outliers = translate(outliers, self.translate_pixels, self.rng)
+            self.epoch_outliers = translate(outliers, self.translate_pixels, rng)
 
     def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self._prepare_epoch()
+        self.start_at(self.epoch + 1)
 
     def __getitem__(self, index: int):
         picked = self.order[index * self.batch_size:(index + 1) * self.batch_size]

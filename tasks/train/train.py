@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.registry import artifact
-from tasks.train import recipes
+from tasks.train import checkpoint, recipes
 from tasks.config import Settings
 from tasks.data.dataset import Dataset, load
 
@@ -134,8 +134,9 @@ def LabelledAccuracy(name: str = "accuracy"):  # noqa: N802  reads as the metric
     return labelled_accuracy_metric()(name=name)
 
 
-def epoch_callbacks(budget_minutes: float | None):
-    """Keras callbacks: cumulative wall-clock `seconds` in the history, and the budget stop."""
+def epoch_callbacks(budget_minutes: float | None, seconds_before: float = 0.0):
+    """Keras callbacks: cumulative wall-clock `seconds` in the history (counting `seconds_before`, the
+    time a resumed run spent before its checkpoint), and the budget stop (this process's time only)."""
     import keras
 
     class EpochClock(keras.callbacks.Callback):
@@ -148,7 +149,7 @@ def epoch_callbacks(budget_minutes: float | None):
             # the next epoch will take about as long as this one (the first also built the graph)
             epoch_seconds, self.last = now - self.last, now
             if logs is not None:
-                logs["seconds"] = now - self.started  # History (added after us) records it
+                logs["seconds"] = seconds_before + now - self.started  # History (added after us) records it
             if budget_minutes and now - self.started + epoch_seconds > budget_minutes * 60:
                 log.info("stopping after epoch %d: another would overrun the %.1f min budget",
                          epoch + 1, budget_minutes)
@@ -200,21 +201,28 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
         fit_data = {"x": x_train, "y": one_hot(y_train, num_classes), "batch_size": recipe.batch_size,
                     "shuffle": True}
     trainer = compile_trainer(model, recipe, steps_per_epoch, epochs, config.seed)
-    callbacks = epoch_callbacks(config.budget_minutes) + list(callbacks)
+    saved_at = checkpoint.folder(settings.home / "checkpoints", config, dataset.version)
+    resumed = checkpoint.load(saved_at, trainer)
+    if resumed.epochs_done:
+        log.warning("resuming from epoch %d of %d (checkpoint %s)", resumed.epochs_done, epochs, saved_at)
+        if host_augmented(recipe):
+            fit_data["x"].start_at(resumed.epochs_done)
+    saver = checkpoint.callback(saved_at, resumed)
+    callbacks = epoch_callbacks(config.budget_minutes, resumed.seconds) + [saver] + list(callbacks)
     if recipe.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
                                                            patience=recipe.plateau_patience))
 
     started = time.monotonic()
-    history = trainer.fit(
-        **fit_data, epochs=epochs,
+    trainer.fit(
+        **fit_data, epochs=epochs, initial_epoch=min(resumed.epochs_done, epochs),
         validation_data=(np.asarray(dataset["x_val"]), one_hot(dataset["y_val"], num_classes)),
         callbacks=callbacks, verbose=config.verbose)
     if hasattr(trainer.optimizer, "finish"):
         trainer.optimizer.finish(model.trainable_variables)  # lookahead ends on its slow weights
-    training_seconds = time.monotonic() - started
-    history_lists = {key: [float(v) for v in values] for key, values in history.history.items()
-                     if key != "learning_rate"}
+    training_seconds = resumed.seconds + time.monotonic() - started
+    history_lists = saver.history if saver.history else resumed.history
+    epochs_done = len(next(iter(history_lists.values()), []))
 
     with tempfile.TemporaryDirectory(prefix="hashtagger-") as scratch:
         # a subfolder: the scratch folder itself is private (0700), and save() copies modes
@@ -225,10 +233,11 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
             outlier_sets=outliers.held_out_sets(dataset.name, dataset.class_names, settings))
         metadata = artifact.describe(
             model=model, config=config, recipe=recipe, dataset=dataset, metrics=metrics,
-            history=history_lists, epochs_done=len(history.epoch), training_seconds=training_seconds,
-            train_images=len(x_train))
+            history=history_lists, epochs_done=epochs_done, training_seconds=training_seconds,
+            train_images=len(x_train), resumed_from=resumed.epochs_done)
         metadata = artifact.save(model, metadata, settings, reports_dir=reports_dir,
                                  fingerprint_images=dataset["x_test"][:artifact.FINGERPRINT_IMAGES])
+    checkpoint.remove(saved_at)
     if config.register:
         register(metadata, settings)
     return metadata
