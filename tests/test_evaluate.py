@@ -205,3 +205,28 @@ def test_a_model_outside_hashtagger_home_is_left_untouched(tiny_cifar, hashtagge
     assert cli.main(["evaluate", str(elsewhere), "--json", "--no-figures", "--no-record"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["model_id"] == metadata["model_id"] and document["reports_dir"] == metrics["reports_dir"]
+
+
+def test_a_cifar100_model_is_measured_on_the_cifar10_classes_outlier_exposure_never_saw(tiny_cifar):
+    """CIFAR-10's classes split in two halves: the even ones are a CIFAR-100 model's exposure outliers,
+    the odd ones are what its OOD figures are measured on; the halves never meet."""
+    import numpy as np
+
+    from tasks.config import Settings
+    from tasks.data import outliers
+    from tasks.data.prepare import CIFAR10_CLASSES, cifar100_labels
+
+    assert outliers.half(tiny_cifar, "exposure") == [0, 2, 4, 6, 8]
+    assert outliers.half(tiny_cifar, "held_out") == [1, 3, 5, 7, 9]
+    fine_names = cifar100_labels()["fine_names"]
+    assert outliers.outlier_dataset_for(fine_names) == "cifar10"
+    assert outliers.outlier_dataset_for(list(CIFAR10_CLASSES)) == "cifar100"
+    assert outliers.outlier_dataset_for(["cats", "dogs"]) is None
+
+    sets = outliers.held_out_sets("cifar100", fine_names, Settings.from_env())
+    held_out = sets["cifar10_held_out"]
+    test_labels = np.asarray(tiny_cifar["y_test"])
+    assert len(held_out) == int(np.isin(test_labels, [1, 3, 5, 7, 9]).sum()) > 0
+    trained_on = outliers.images(tiny_cifar, "exposure", "train")
+    # no held-out image is an exposure image (each tiny class has its own mean colour)
+    assert not any((image == trained_on).all(axis=(1, 2, 3)).any() for image in held_out)

@@ -50,7 +50,7 @@ def run(args) -> int:
     tta = metrics.get("tta", "none")
     if args.json:
         keys = ("model_id", "dataset", "dataset_version", "test_images", "test_top1", "test_top5",
-                "test_top1_tta", "tta", "calibration", "reports_dir")
+                "test_top1_tta", "tta", "calibration", "ood", "reports_dir")
         json.dump({key: metrics[key] for key in keys if key in metrics}, sys.stdout, indent=1, default=str)
         print()
         return errors.EXIT_OK
@@ -64,5 +64,11 @@ def run(args) -> int:
     print("  weakest classes: " + ", ".join(f"{name} {value:.1%}" for name, value in worst))
     print(f"  calibration: temperature {calibration['temperature']:.3f}, ECE {calibration['test_ece_before']:.4f} "
           f"-> {calibration['test_ece_after']:.4f}")
+    for name, entry in sorted(((metrics.get("ood") or {}).get("sets") or {}).items()):
+        if not name.endswith("_held_out"):
+            continue  # synthetic sets are in the report; the held-out classes are the figure to watch
+        scores = "; ".join(f"{score} AUROC {values['auroc']:.3f}, FPR at 95% TPR {values['fpr_at_95_tpr']:.3f}"
+                           for score, values in entry.items() if isinstance(values, dict))
+        print(f"  out of distribution ({name}, classes never trained on): {scores}")
     print(f"  reports in {metrics['reports_dir']}")
     return errors.EXIT_OK

@@ -48,7 +48,8 @@ class Recipe:
     lookahead_every: int = 0  # steps; 0: no lookahead
     # outlier exposure (tasks/train/batches.py): images of classes outside the label set, appended to each
     # batch with a uniform target; the weight is Hendrycks et al.'s lambda
-    outlier_dataset: str = ""  # "" off; "cifar100" for a CIFAR-10 model (tasks/data/outliers.py)
+    # "" off; "cifar100" for a CIFAR-10 model, "cifar10" for a CIFAR-100 model (tasks/data/outliers.py)
+    outlier_dataset: str = ""
     outlier_batch_fraction: float = 0.25  # outliers per batch, as a share of batch_size
     outlier_weight: float = 0.5
 
