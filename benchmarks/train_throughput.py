@@ -8,6 +8,14 @@ after the models (the machines are shared and noisy).
 
     python benchmarks/train_throughput.py                      # all 5 architectures x 2 recipes
     python benchmarks/train_throughput.py --archs vgg16 --recipes fast --steps 5 --output reports/x.md
+
+Backends: `--backends tensorflow,jax,torch` measures the same steps under each Keras backend, each in its
+own child process (KERAS_BACKEND is read at import), in alternating rounds (`--rounds`), and tables the
+median images/s of each backend against TensorFlow's, round by round, so a machine whose speed drifts
+affects every backend alike:
+
+    python benchmarks/train_throughput.py --archs airbench --recipes airbench --backends tensorflow,jax,torch \
+        --model-set widths=[128,384,384] --output reports/train_backends.md
 """
 
 from __future__ import annotations
@@ -15,7 +23,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import json
 import os
+import statistics
+import subprocess
 import platform
 import sys
 import time
@@ -174,7 +185,68 @@ def markdown(rows: list[dict], matmul: list[float], machine: str, config: Throug
     return "\n".join(lines)
 
 
+def backend_rounds(args, argv: list[str]) -> list[dict]:
+    """Every (architecture, recipe) under each backend, one child process per backend and round."""
+    # the child gets the same arguments less the ones only this parent acts on (and their values)
+    cleaned, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        if item in ("--backends", "--rounds", "--output"):
+            skip = True
+            continue
+        if not item.startswith(("--backends=", "--rounds=", "--output=")):
+            cleaned.append(item)
+    rows = []
+    for round_number in range(args.rounds):
+        for backend in args.backends.split(","):
+            done = subprocess.run([sys.executable, __file__, *cleaned, "--json"], capture_output=True, text=True,
+                                  env={**os.environ, "KERAS_BACKEND": backend})
+            if done.returncode != 0:
+                print(f"{backend}: failed\n{done.stderr[-2000:]}", flush=True)
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            for row in result["rows"]:
+                rows.append({**row, "backend": backend, "round": round_number, "machine": result["machine"],
+                             "matmul": result["matmul"]})
+                print(f"round {round_number + 1} {backend:<10} {row['architecture']:<8} {row['recipe']:<8} "
+                      f"{row['images_per_second']:8.1f} img/s", flush=True)
+    return rows
+
+
+def backend_markdown(rows: list[dict], backends: list[str], command: str) -> str:
+    """Median images/s per backend and its median per-round ratio to TensorFlow's."""
+    lines = ["# Training throughput by Keras backend", "",
+             f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Machines:", ""]
+    lines += [f"- {backend}: {next(row['machine'] for row in rows if row['backend'] == backend)}"
+              for backend in backends if any(row["backend"] == backend for row in rows)]
+    lines += ["", "The real `tasks.train.train` step (the recipe's optimizer and loss) on random uint8 images, "
+              "each backend in its own process, rounds alternating between backends. Ratio: the median over "
+              "rounds of (this backend's img/s / TensorFlow's in the same round).", "",
+              "| architecture | recipe | backend | rounds | median train img/s | range | ratio to tensorflow |",
+              "|---|---|---|---|---|---|---|"]
+    keys = sorted({(row["architecture"], row["recipe"], row["forward_mflops"]) for row in rows})
+    for architecture, recipe, mflops in keys:
+        baseline = {row["round"]: row["images_per_second"] for row in rows
+                    if row["backend"] == "tensorflow" and (row["architecture"], row["recipe"]) == (architecture, recipe)}
+        for backend in backends:
+            mine = [row for row in rows if row["backend"] == backend
+                    and (row["architecture"], row["recipe"]) == (architecture, recipe)]
+            if not mine:
+                lines.append(f"| {architecture} ({mflops:.0f} MFLOP) | {recipe} | {backend} | 0 | failed | | |")
+                continue
+            rates = [row["images_per_second"] for row in mine]
+            ratios = [row["images_per_second"] / baseline[row["round"]] for row in mine if row["round"] in baseline]
+            ratio = f"{statistics.median(ratios):.2f}" if ratios else "n/a"
+            lines.append(f"| {architecture} ({mflops:.0f} MFLOP) | {recipe} | {backend} | {len(mine)} | "
+                         f"{statistics.median(rates):,.0f} | {min(rates):,.0f}-{max(rates):,.0f} | {ratio} |")
+    lines += ["", f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", default="shallow,allconv,resnet,vgg16,resnet9")
     parser.add_argument("--recipes", default="fast,seed")
@@ -183,26 +255,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, help="default: each recipe's own")
     parser.add_argument("--matmul-size", type=int, default=ThroughputConfig.matmul_size)
     parser.add_argument("--output", help="also write the markdown table here, e.g. reports/train_throughput.md")
+    parser.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="architecture field override (JSON value), e.g. widths=[128,384,384]")
+    parser.add_argument("--backends", help="comma-separated Keras backends to compare, each in a child process")
+    parser.add_argument("--rounds", type=int, default=3, help="with --backends: alternating rounds")
+    parser.add_argument("--json", action="store_true", help="print one JSON document (used by --backends)")
     args = parser.parse_args(argv)
+    if args.backends:
+        rows = backend_rounds(args, argv)
+        return publish(backend_markdown(rows, args.backends.split(","),
+                                        " ".join([f"python benchmarks/{Path(__file__).name}", *argv])), args.output)
+    model_overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.model_set)}
     config = ThroughputConfig(warmup_steps=args.warmup_steps, steps=args.steps, batch_size=args.batch_size,
                               matmul_size=args.matmul_size)
     machine = machine_description()
     matmul = [matmul_gflops(config.matmul_size, config.matmul_repeats)]
-    print(f"matmul: {matmul[0]:.1f} GFLOP/s", flush=True)
+    print(f"matmul: {matmul[0]:.1f} GFLOP/s", flush=True, file=sys.stderr if args.json else sys.stdout)
     rows = []
     for architecture in args.archs.split(","):
         for recipe in args.recipes.split(","):
-            row = measure(architecture, recipe, config)
+            row = measure(architecture, recipe, config, model_overrides=model_overrides)
             print(f"{architecture:<8} {recipe:<5} {row['images_per_second']:8.1f} img/s "
-                  f"{row['gflops_per_second']:6.1f} GFLOP/s", flush=True)
+                  f"{row['gflops_per_second']:6.1f} GFLOP/s", flush=True, file=sys.stderr if args.json else sys.stdout)
             rows.append(row)
     matmul.append(matmul_gflops(config.matmul_size, config.matmul_repeats))
-    table = markdown(rows, matmul, machine, config)
+    if args.json:
+        print(json.dumps({"machine": machine, "matmul": matmul, "rows": rows}))
+        return 0
+    return publish(markdown(rows, matmul, machine, config), args.output)
+
+
+def publish(table: str, output: str | None) -> int:
+    """Print the markdown table and, with `output`, write it there too."""
     print()
     print(table)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(table)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(table)
     return 0
 
 
