@@ -433,6 +433,34 @@ def test_abstentions_are_results_with_null_labels_and_a_new_threshold_redecides_
         [confidence for _, confidence, _ in sorted(labelled)]), "the stored scores decided it"
 
 
+def test_a_new_threshold_changes_only_the_source_and_shard_tagged_and_moves_no_result_to_the_new_run(
+        tmp_path, model, engine):
+    """`tag DIR --min-confidence` re-decides DIR's results only (not photos2/, whose path starts the same,
+    nor another folder) and only its shard's; each result keeps the run that tagged it and when."""
+    for name in ("photos", "photos2", "other"):
+        colour_folder(tmp_path / name, 6)
+    earlier = {name: run(tmp_path / name, model, engine, min_confidence=1.0).run_id
+               for name in ("photos", "photos2", "other")}  # every image abstains
+    before = rows(engine, "SELECT image_uri, run_id, tagged_at FROM image_results ORDER BY image_uri")
+
+    shard = (0, 2)
+    in_shard = {str(path) for path in (tmp_path / "photos").iterdir() if tag.in_shard(str(path), shard)}
+    assert 0 < len(in_shard) < 6
+    sharded = run(tmp_path / "photos", model, engine, min_confidence=0.0, shard=shard)
+    assert sharded.redecided == len(in_shard)
+    labelled = {uri for (uri,) in rows(engine, "SELECT image_uri FROM image_results WHERE label IS NOT NULL")}
+    assert labelled == in_shard
+
+    whole = run(tmp_path / "photos", model, engine, min_confidence=0.0)
+    assert whole.redecided == 6 - len(in_shard)
+    labelled = {Path(uri).parent.name for (uri,) in rows(
+        engine, "SELECT image_uri FROM image_results WHERE label IS NOT NULL")}
+    assert labelled == {"photos"}, "photos2/ and other/ keep their decisions"
+    assert rows(engine, "SELECT image_uri, run_id, tagged_at FROM image_results ORDER BY image_uri") == before
+    assert {run_id for (run_id,) in rows(engine, "SELECT DISTINCT run_id FROM image_results")} == set(
+        earlier.values()), "no result moved to the runs that only re-decided"
+
+
 class HeldSource(sources.LocalSource):
     """A folder whose listing waits for `release`: a run that is live, holding its source."""
 

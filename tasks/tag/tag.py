@@ -136,7 +136,9 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
             _start(engine, run_id, source.uri, predictor.model_id, config, stack)
         try:
             if config.min_confidence is not None and not config.dry_run:
-                counts["redecided"] = results.redecide(engine, predictor, hashtags, config.min_confidence, run_id)
+                # only this source's (and shard's) results: a threshold changes what the user pointed it at
+                counts["redecided"] = results.redecide(engine, predictor, hashtags, config.min_confidence,
+                                                       source.uri, lambda key: in_shard(key, config.shard))
             _pipeline(source, predictor, hashtags, engine, config, run_id, counts)
         except BaseException as caught:  # recorded on the run, then raised again below
             failure = caught
