@@ -581,9 +581,9 @@ def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:
 
     rows = runs.runs(results_engine(db_url), [shard_run_id(key, shard, shards) for shard in range(shards)])
     totals = {name: sum(row[name] for row in rows) for name in ("seen", "tagged", "skipped", "failed", "abstained")}
-    statuses = {row["status"] for row in rows}
     return dict(totals, run_key=key, shard_runs=len(rows), model_ids=sorted({row["model_id"] for row in rows}),
-                status="succeeded" if statuses <= {"succeeded"} else ",".join(sorted(statuses)))
+                status=runs.overall_status([row["status"] for row in rows]))
+
 
 
 # ------------------------------------------------------------------------------------------ images in, hashtags out

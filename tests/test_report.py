@@ -64,6 +64,7 @@ def test_the_report_command_writes_pages_with_thumbnails_hashtags_and_failures(t
     assert first.count('<img src="data:image/jpeg;base64,') == 4
     bundled = predictor.load(predictor.bundled_model()).model_id  # the model that tagged the run (airbench since e710739)
     assert "9 seen, 8 tagged, 0 already done, 1 failed" in first and bundled in first
+    assert "<td>succeeded_with_failures (1 failed)</td>" in first, "a failed file shows in the header's status"
     assert "#cat" in first and "#ship" in last  # sorted by URI: airplane..cat, then dog..ship
     assert 'href="page-2.html"' in first and "broken.jpg" in last and "Failed images" in last
     assert "Failed images" not in first and 'href="page-2.html">last page' in first
@@ -160,6 +161,7 @@ def test_summary_json_and_the_page_count_the_abstentions(tmp_path, db_url, hasht
     index = report.write(engine, [run.run_id])
     summary = json.loads((index.parent / "summary.json").read_text())
     assert (summary["seen"], summary["tagged"], summary["abstained"], summary["failed"]) == (2, 2, 1, 0)
+    assert summary["status"] == "succeeded", "an abstention is no failure"
     page = index.read_text()
     assert "2 seen, 2 tagged, 0 already done, 0 failed; 1 of the tagged with no confident label" in page
     assert page.count(f"<div class=label>{report.NO_LABEL} ") == 1  # the grey picture's card

@@ -99,7 +99,8 @@ def print_summary(summary, model, as_json: bool = False) -> None:
         print()
         return
     dry = summary.status == "dry-run"
-    print(f"run {summary.run_id}: {summary.status}  source {_shown(summary.source)}")
+    failed = f" ({summary.failed:,} failed)" if summary.failed else ""  # at a glance, in the headline
+    print(f"run {summary.run_id}: {summary.status}{failed}  source {_shown(summary.source)}")
     print(f"  model   {model.model_id} ({model.runtime})")
     others = f"  ({summary.not_images:,} non-image files skipped)" if summary.not_images else ""
     if not summary.seen:

@@ -110,8 +110,13 @@ WHERE run_id = :run_id AND status = 'running'
 """)
 TRY_SOURCE_LOCK = sa.text("SELECT pg_try_advisory_lock(:id)")
 RELEASE_SOURCE_LOCK = sa.text("SELECT pg_advisory_unlock(:id)")
+# A run that finished with failed images says so in its status: one bad file does not fail a night, yet
+# the record must show it at a glance (the count is the run's own, as committed batch by batch).
 FINISH_RUN = sa.text("""
-UPDATE tagging_runs SET status = :status, finished_at = :at, error = :error WHERE run_id = :run_id
+UPDATE tagging_runs SET status = CASE WHEN :status = 'succeeded' AND failed > 0 THEN 'succeeded_with_failures'
+                                      ELSE :status END,
+                        finished_at = :at, error = :error
+WHERE run_id = :run_id
 """)
 RESET_COUNTS = sa.text("""
 UPDATE tagging_runs SET seen = 0, tagged = 0, skipped = 0, failed = 0 WHERE run_id = :run_id

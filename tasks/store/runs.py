@@ -37,6 +37,17 @@ SELECT COALESCE(uri_text, image_uri), reason FROM image_failures WHERE run_id IN
 """).bindparams(sa.bindparam("ids", expanding=True))
 
 
+def overall_status(statuses: list[str]) -> str:
+    """One status for several runs (a nightly run's shards): succeeded when all did, succeeded_with_failures
+    when all finished and some had failed images, else every distinct status, comma-separated."""
+    distinct = set(statuses)
+    if distinct <= {"succeeded"}:
+        return "succeeded"
+    if distinct <= {"succeeded", "succeeded_with_failures"}:
+        return "succeeded_with_failures"
+    return ",".join(sorted(distinct))
+
+
 def page_runs(engine: sa.Engine, run_ids: list[str]) -> dict[str, dict]:
     """{run_id: its tagging_runs row} of the runs that exist (columns as in the table)."""
     with engine.connect() as connection:

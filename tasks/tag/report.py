@@ -166,8 +166,8 @@ def summary(runs: list[dict], images: int, failures: int) -> dict:
     # abstained: of `tagged`, the results with no confident label (a NULL label, no label hashtags)
     totals = {key: sum(run[key] or 0 for run in runs)
               for key in ("seen", "tagged", "skipped", "failed", "abstained")}
-    statuses = sorted({run["status"] for run in runs})
-    return dict(totals, runs=[run["run_id"] for run in runs], status=",".join(statuses),
+    return dict(totals, runs=[run["run_id"] for run in runs],
+                status=stored_runs.overall_status([run["status"] for run in runs]),
                 sources=sorted({run["source"] for run in runs}),
                 models=sorted({run["model_version"] for run in runs}),
                 started_at=min(str(run["started_at"]) for run in runs),
@@ -194,7 +194,8 @@ def render_page(name: str, runs: list[dict], images: list[Image], failures: list
     """One page of the report as an HTML string (every value escaped)."""
     esc = html.escape
     totals = summary(runs, images_total, failures_total)
-    rows = [("status", totals["status"]), ("source", ", ".join(totals["sources"])),
+    failed_count = f" ({totals['failed']:,} failed)" if totals["failed"] else ""
+    rows = [("status", totals["status"] + failed_count), ("source", ", ".join(totals["sources"])),
             ("model", ", ".join(totals["models"])),
             ("images", f"{totals['seen']:,} seen, {totals['tagged']:,} tagged, {totals['skipped']:,} already "
                        f"done, {totals['failed']:,} failed"

@@ -68,7 +68,7 @@ class RunSummary:
     run_id: str
     source: str  # the source's URI as listed: an absolute folder path or s3://bucket/prefix
     model_id: str
-    status: str  # succeeded | failed | dry-run
+    status: str  # succeeded | succeeded_with_failures (some images failed) | failed | dry-run
     seen: int = 0
     tagged: int = 0
     skipped: int = 0
@@ -173,6 +173,7 @@ def _finish(engine, run_id, source_uri, model_id, config, counts, failure) -> Ru
             recorded = results.finish_run(engine, run_id, status, error)
             # exact: each committed batch added its own
             counts.update({key: recorded[key] for key in ("seen", "tagged", "skipped", "failed", "abstained")})
+            status = recorded["status"]  # succeeded_with_failures when images failed
         except (sa.exc.DBAPIError, results.DatabaseUnavailable) as close_error:
             # the database is gone; every batch it holds is complete, and the next run marks this one
             log.error("cannot record the end of run %s: %s", run_id, close_error)
