@@ -127,7 +127,10 @@ def print_results(summary, db_url: str | None = None) -> None:
         print(f"  {label:>10} {image['confidence']:4.0%}  {hashtags:<50}  "
               f"{_short(image['image_text'])}")
     if summary.tagged > len(shown["images"]):
-        print(f"  ... {summary.tagged - len(shown['images']):,} more in image_tags (run_id = '{summary.run_id}')")
+        # image_labels_all: one row per result of the run, abstentions (a NULL label) and results another
+        # model's shadow in image_labels included; image_tags holds only labelled images' hashtags
+        print(f"  ... {summary.tagged - len(shown['images']):,} more in image_labels_all "
+              f"(run_id = '{summary.run_id}'; hashtags in image_tags_all)")
     for uri, reason in shown["failures"]:
         print(f"  FAILED  {_short(uri)}: {_shown(reason)}")
     if summary.failed > len(shown["failures"]):
