@@ -486,7 +486,7 @@ def serving_model(model_path: str | None = None, dataset: str = "cifar10", db_ur
 
 
 def tag_source(source: str, model, db_url: str | None = None, platform: str = "generic", run_id: str | None = None,
-               shard: tuple[int, int] | None = None, **options):
+               shard: tuple[int, int] | None = None, run_key: str | None = None, **options):
     """Tag every new image of `source` (a folder or s3://bucket/prefix) with `model` (serving_model's).
 
     `options` are TagConfig fields (batch_size, workers, limit, dry_run, min_confidence, progress). Returns the
@@ -507,7 +507,7 @@ def tag_source(source: str, model, db_url: str | None = None, platform: str = "g
     if config.progress and config.progress_total is None and isinstance(opened, sources.LocalSource):
         config = dataclasses.replace(config, progress_total=sum(1 for _ in opened.list()))  # a folder lists fast
     try:
-        return tag.run(source, model, hashtags, engine, config, run_id, source=opened)
+        return tag.run(source, model, hashtags, engine, config, run_id, source=opened, run_key=run_key)
     except results.AnotherRunActive as active:
         raise RunActive(str(active)) from None
     except tag.RunFailed as failed:
@@ -548,6 +548,11 @@ def shard_run_id(key: str, shard: int, shards: int) -> str:
     return f"{key}-shard{shard}of{shards}"
 
 
+def shard_run_key(run_id: str, shard: int, shards: int) -> str:
+    """The run key of a shard's run id (shard_run_id's inverse); a run id of another form is its own key."""
+    return run_id.removesuffix(f"-shard{shard}of{shards}")
+
+
 def list_new_images(source: str, model_path: str, db_url: str | None = None, s3: S3Settings | None = None) -> dict:
     """Count the images of `source` that the model has not tagged yet; writes nothing."""
     with aws_environment(s3):  # an s3:// model comes from the same store settings as the images
@@ -566,7 +571,7 @@ def tag_shard(source: str, model_path: str, shard: int, shards: int, run_id: str
     with aws_environment(s3):
         model = serving_model(model_path, db_url=db_url)
         summary = tag_source(source, model, db_url, platform, run_id, shard=(shard, shards), limit=limit,
-                             min_confidence=min_confidence)
+                             min_confidence=min_confidence, run_key=shard_run_key(run_id, shard, shards))
     return summary.as_dict()
 
 
@@ -580,7 +585,8 @@ def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:
     from tasks.store import runs
 
     rows = runs.runs(results_engine(db_url), [shard_run_id(key, shard, shards) for shard in range(shards)])
-    totals = {name: sum(row[name] for row in rows) for name in ("seen", "tagged", "skipped", "failed", "abstained")}
+    counted = ("seen", "tagged", "skipped", "failed", "abstained", "not_images")
+    totals = {name: sum(row[name] for row in rows) for name in counted}
     return dict(totals, run_key=key, shard_runs=len(rows), model_ids=sorted({row["model_id"] for row in rows}),
                 status=runs.overall_status([row["status"] for row in rows]))
 

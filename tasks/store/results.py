@@ -91,9 +91,9 @@ TAGGED_BY_MODEL = sa.text("""
 SELECT DISTINCT image_uri FROM image_results WHERE image_uri IN :uris AND model_version = :model
 """).bindparams(sa.bindparam("uris", expanding=True))
 UPSERT_RUN = sa.text("""
-INSERT INTO tagging_runs (run_id, source, model_version, started_at, status, host, pid, heartbeat_at)
-VALUES (:run_id, :source, :model, :at, 'running', :host, :pid, :at)
-ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL,
+INSERT INTO tagging_runs (run_id, run_key, source, model_version, started_at, status, host, pid, heartbeat_at)
+VALUES (:run_id, :run_key, :source, :model, :at, 'running', :host, :pid, :at)
+ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL, run_key = excluded.run_key,
                                    host = excluded.host, pid = excluded.pid, heartbeat_at = excluded.heartbeat_at
 """)
 ADD_COUNTS = sa.text("""
@@ -115,11 +115,12 @@ RELEASE_SOURCE_LOCK = sa.text("SELECT pg_advisory_unlock(:id)")
 FINISH_RUN = sa.text("""
 UPDATE tagging_runs SET status = CASE WHEN :status = 'succeeded' AND failed > 0 THEN 'succeeded_with_failures'
                                       ELSE :status END,
-                        finished_at = :at, error = :error
+                        finished_at = :at, error = :error, not_images = :not_images
 WHERE run_id = :run_id
 """)
 RESET_COUNTS = sa.text("""
-UPDATE tagging_runs SET seen = 0, tagged = 0, skipped = 0, failed = 0 WHERE run_id = :run_id
+UPDATE tagging_runs SET seen = 0, tagged = 0, skipped = 0, failed = 0, abstained = 0, not_images = 0
+WHERE run_id = :run_id
 """)
 
 
@@ -213,9 +214,11 @@ def upsert(connection, table: sa.TableClause, rows: list[dict]) -> None:
     connection.execute(statement.returning(table.columns[keys[-1]]), rows).close()
 
 
-def start_run(engine: sa.Engine, run_id: str, source: str, model_version: str, lock_key: str | None = None) -> None:
-    """Record the run with this host, process id and a first heartbeat; starting the same run id again
-    resets its counters (a rerun counts afresh). Runs left 'running' by dead processes are marked
+def start_run(engine: sa.Engine, run_id: str, source: str, model_version: str, lock_key: str | None = None,
+              run_key: str | None = None) -> None:
+    """Record the run with this host, process id and a first heartbeat, under `run_key` (the nightly DAG
+    run its shard belongs to; default: the run itself); starting the same run id again resets its
+    counters (a rerun counts afresh). Runs left 'running' by dead processes are marked
     'interrupted' first. On SQLite (no advisory locks) a live run with the same `lock_key` raises
     AnotherRunActive; the check and the insert are one IMMEDIATE transaction, so two starts queue."""
     now = utcnow()
@@ -225,7 +228,8 @@ def start_run(engine: sa.Engine, run_id: str, source: str, model_version: str, l
             for other in live:
                 if other.source == lock_key and other.run_id != run_id:
                     raise AnotherRunActive(_active_message(other))
-        connection.execute(UPSERT_RUN, {"run_id": run_id, "source": source, "model": model_version, "at": now,
+        connection.execute(UPSERT_RUN, {"run_id": run_id, "run_key": run_key or run_id, "source": source,
+                                        "model": model_version, "at": now,
                                         "host": socket.gethostname(), "pid": os.getpid()})
         connection.execute(RESET_COUNTS, {"run_id": run_id})
 
@@ -410,11 +414,13 @@ def redecide(engine: sa.Engine, predictor, hashtags, min_confidence: float, sour
     return len(changed)
 
 
-def finish_run(engine: sa.Engine, run_id: str, status: str, error: str | None = None) -> dict:
-    """Close the run record; returns it as written (counts are exact: each batch added its own)."""
+def finish_run(engine: sa.Engine, run_id: str, status: str, error: str | None = None, not_images: int = 0) -> dict:
+    """Close the run record with the count of non-image files its source skipped; returns it as written
+    (counts are exact: each batch added its own)."""
     def transaction() -> dict:
         with engine.begin() as connection:
-            connection.execute(FINISH_RUN, {"run_id": run_id, "status": status, "at": utcnow(), "error": error})
+            connection.execute(FINISH_RUN, {"run_id": run_id, "status": status, "at": utcnow(), "error": error,
+                                            "not_images": not_images})
             return dict(connection.execute(sa.text("SELECT * FROM tagging_runs WHERE run_id = :run_id"),
                                            {"run_id": run_id}).mappings().one())
 

@@ -165,7 +165,7 @@ def summary(runs: list[dict], images: int, failures: int) -> dict:
     """Totals over the runs: what the page's header and the Airflow run note show."""
     # abstained: of `tagged`, the results with no confident label (a NULL label, no label hashtags)
     totals = {key: sum(run[key] or 0 for run in runs)
-              for key in ("seen", "tagged", "skipped", "failed", "abstained")}
+              for key in ("seen", "tagged", "skipped", "failed", "abstained", "not_images")}
     return dict(totals, runs=[run["run_id"] for run in runs],
                 status=stored_runs.overall_status([run["status"] for run in runs]),
                 sources=sorted({run["source"] for run in runs}),
@@ -200,7 +200,8 @@ def render_page(name: str, runs: list[dict], images: list[Image], failures: list
             ("images", f"{totals['seen']:,} seen, {totals['tagged']:,} tagged, {totals['skipped']:,} already "
                        f"done, {totals['failed']:,} failed"
                        + (f"; {totals['abstained']:,} of the tagged with no confident label"
-                          if totals["abstained"] else "")),
+                          if totals["abstained"] else "")
+                       + (f"; {totals['not_images']:,} non-image files skipped" if totals["not_images"] else "")),
             ("time", f"{totals['started_at'][:19]} to {(totals['finished_at'] or 'still running')[:19]} UTC")]
     errors = [run["error"] for run in runs if run.get("error")]
     if errors:
