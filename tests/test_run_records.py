@@ -137,3 +137,16 @@ def test_migration_014_keys_earlier_runs_and_says_which_had_failures(db_url, mon
         ("nightly-20261201T020000Z-shard0of2", "nightly-20261201T020000Z", "succeeded", 0),
         ("nightly-20261201T020000Z-shard1of2", "nightly-20261201T020000Z", "succeeded_with_failures", 0),
         ("nightly-manual-x", "nightly-manual-x", "failed", 0)]
+
+
+def test_clearing_a_nightly_run_counts_it_afresh_abstentions_included(tmp_path, results_db_url):
+    """Airflow's clear repeats a nightly run under the same run ids: the record then says what the
+    repeat did (everything done before, nothing tagged, nothing abstained), not the first try's
+    abstentions beside a tagged count of 0."""
+    folder = photo_folder(tmp_path / "photos", broken=0)
+    Image.new("RGB", (300, 300), (128, 128, 128)).save(folder / "grey.png")  # blank: no confident label
+    first = tag_nightly(folder, results_db_url, shards=1)
+    assert [(shard["tagged"], shard["abstained"]) for shard in first] == [(9, 1)]
+    again = tag_nightly(folder, results_db_url, shards=1)
+    assert [(shard["tagged"], shard["skipped"], shard["abstained"]) for shard in again] == [(0, 9, 0)]
+    assert rows(results_db_url, "SELECT tagged, skipped, abstained, not_images FROM tagging_runs") == [(0, 9, 0, 2)]
