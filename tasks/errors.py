@@ -13,10 +13,11 @@ import sys
 EXIT_OK = 0  # everything done
 EXIT_FAILED_IMAGES = 1  # the run finished, but some images could not be tagged (see failed_images)
 EXIT_USAGE = 2  # a bad argument, a missing file or a configuration the user has to fix
+EXIT_NOT_PROMOTED = 3  # `models auto-promote`: a gate refused the model; nothing changed (not an error)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); work committed so far is kept
 
 EXIT_CODES_HELP = ("exit status: 0 ok, 1 some images failed (or the run stopped: rerun to finish), "
-                   "2 usage or configuration error, 130 interrupted")
+                   "2 usage or configuration error, 3 auto-promote refused the model, 130 interrupted")
 
 
 class UserError(Exception):
