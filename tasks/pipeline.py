@@ -617,7 +617,8 @@ def hashtag_images(paths: list[str], model_path: str | None = None, dataset: str
 
     names = DATASETS if dataset == "both" else (dataset,)
     served = [predictor.load(model_path or predictor.bundled_model(name)) for name in names]
-    engine = providers.engine_for(None, RankConfig(platform=platform))
+    # several models' labels merged: each hashtag ranks by its label's confidence (no interleaving)
+    engine = providers.engine_for(None, RankConfig(platform=platform, by_label=len(served) > 1))
     answers: list[dict] = [{"image": path} for path in paths]
     tiles = []
     for answer in answers:
