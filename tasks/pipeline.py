@@ -396,8 +396,11 @@ def champion_path(dataset: str = "cifar10", db_url: str | None = None) -> str:
     except sa.exc.OperationalError as error:
         from tasks.store import db
 
+        from tasks import errors
+
+        reason = errors.first_line(getattr(error, "orig", None) or error)
         raise db.DatabaseUnavailable(f"cannot read the champion from {engine.url.render_as_string()}: "
-                                     f"{getattr(error, 'orig', error)}") from None
+                                     f"{reason}; {errors.DB_URL_HINT}") from None
     if champion:
         return champion["artifact_uri"]
     predictor.bundled_model(dataset)  # ModelNotFound early when the install lacks it
@@ -616,7 +619,8 @@ def hashtag_images(paths: list[str], model_path: str | None = None, dataset: str
     from tasks.tag import decide, predictor
 
     names = DATASETS if dataset == "both" else (dataset,)
-    served = [predictor.load(model_path or predictor.bundled_model(name)) for name in names]
+    # serving is ONNX only, as for `hashtagger tag --model`: one rule, one message for a folder without it
+    served = [predictor.load(model_path or predictor.bundled_model(name), runtime="onnx") for name in names]
     # several models' labels merged: each hashtag ranks by its label's confidence (no interleaving)
     engine = providers.engine_for(None, RankConfig(platform=platform, by_label=len(served) > 1))
     answers: list[dict] = [{"image": path} for path in paths]

@@ -90,7 +90,8 @@ def test_hashtag_bad_file_message_on_stderr_others_answered_exit_non_zero(bin_di
     broken.write_bytes(b"\xff\xd8 this is no JPEG")
     missing = tmp_path / "missing.jpg"
     answer = hashtag(bin_dir, broken, pictures["cat0"], missing, "--json")
-    assert answer.returncode == 1
+    assert answer.returncode == 2, "a missing file is a usage error (the README's exit statuses)"
+    assert hashtag(bin_dir, broken, pictures["cat0"]).returncode == 1, "a bad image alone: 1"
     assert f"hashtag: {broken}: truncated or corrupt JPEG" in answer.stderr
     assert f"hashtag: {missing}: cannot read the file: No such file or directory" in answer.stderr
     results = json.loads(answer.stdout)["results"]
