@@ -29,7 +29,7 @@ SELECT run_id, source, model_version, started_at, finished_at, seen, tagged, ski
 FROM tagging_runs WHERE run_id IN :ids
 """).bindparams(sa.bindparam("ids", expanding=True))
 PAGE_IMAGES = sa.text("""
-SELECT image_uri, label, confidence, model_version, hashtags, uri_text FROM image_results
+SELECT image_uri, label, confidence, model_version, hashtags, uri_text, top_labels FROM image_results
 WHERE run_id IN :ids ORDER BY image_uri
 """).bindparams(sa.bindparam("ids", expanding=True))
 PAGE_FAILURES = sa.text("""
@@ -55,12 +55,13 @@ def page_runs(engine: sa.Engine, run_ids: list[str]) -> dict[str, dict]:
 
 
 def page_images(engine: sa.Engine, run_ids: list[str], hashtags: int) -> list[tuple]:
-    """(image_uri, label, confidence, model_version, [hashtag, ...], uri_text) of every image the runs
-    tagged, by key; at most `hashtags` ranked hashtags each."""
+    """(image_uri, label, confidence, model_version, [hashtag, ...], uri_text, [(candidate label,
+    probability), ...]) of every image the runs tagged, by key; at most `hashtags` ranked hashtags each."""
     with engine.connect() as connection:
         rows = connection.execute(PAGE_IMAGES, {"ids": run_ids}).all()
-    return [(uri, label, confidence, model, ranked_hashtags(stored, hashtags), text)
-            for uri, label, confidence, model, stored, text in rows]
+    return [(uri, label, confidence, model, ranked_hashtags(stored, hashtags), text,
+             [(name, float(probability)) for name, probability in json.loads(top or "[]")])
+            for uri, label, confidence, model, stored, text, top in rows]
 
 
 def page_failures(engine: sa.Engine, run_ids: list[str]) -> list[tuple[str, str]]:
