@@ -225,6 +225,16 @@ def train_model(spec: dict) -> dict:
     return _publish(model_summary(train(spec)))
 
 
+def find_dataset(name: str, version: str | None = None, where: Settings | None = None) -> Path:
+    """The folder of the dataset version `train` would use, found the way it finds it: pulled from the
+    artifact store first when one is set (HASHTAGGER_ARTIFACTS), then looked up on this disk as
+    tasks.data.dataset.load does (`where`: the settings naming this disk's datasets folder). DatasetNotFound
+    (or StoreError) saying what to run otherwise."""
+    from tasks.data import dataset
+
+    return dataset.find(name, _pull_dataset(name, version), where or settings())
+
+
 def _pull_dataset(name: str, version: str | None) -> str | None:
     """A dataset version prepared on another host comes from the artifact store, when one is set
     (version None: the store's latest); returns the version to train on (None: the local latest)."""
