@@ -117,10 +117,12 @@ def nightly_tagging():
                                      pipeline.shard_limit(params["max_images"], order["shards"]),
                                      params["min_confidence"])
         done = (summary["tagged"] or 0) + (summary["failed"] or 0)
-        log.info("shard %d of %d: %s tagged (%s with no confident label), %s failed, %s already done, %s seen "
-                 "in %.1f s (%.0f images/s)", order["shard"] + 1, order["shards"], summary["tagged"],
-                 summary["abstained"], summary["failed"], summary["skipped"],
-                 summary["seen"], summary["seconds"] or 0, done / summary["seconds"] if summary["seconds"] else 0)
+        # failed images do not fail the task (one bad file must not fail a night) but say so as a WARNING
+        log.log(logging.WARNING if summary["failed"] else logging.INFO,
+                "shard %d of %d: %s: %s tagged (%s with no confident label), %s failed, %s already done, %s seen "
+                "in %.1f s (%.0f images/s)", order["shard"] + 1, order["shards"], summary["status"],
+                summary["tagged"], summary["abstained"], summary["failed"], summary["skipped"],
+                summary["seen"], summary["seconds"] or 0, done / summary["seconds"] if summary["seconds"] else 0)
         return summary
 
     @task(trigger_rule="none_failed", outlets=[RESULTS])
@@ -132,10 +134,11 @@ def nightly_tagging():
         summary = pipeline.summarize_run(key, context["params"]["shards"], connections.results_db_url())
         summary.update(source=context["params"]["source"], x=hashtags.get("x"))
         context["outlet_events"][RESULTS].extra = summary
-        log.info("run %s: %s; %s tagged (%s with no confident label), %s failed, %s already done, %s seen, "
-                 "over %s shard runs", key, summary["status"], summary["tagged"], summary["abstained"],
-                 summary["failed"], summary["skipped"],
-                 summary["seen"], summary["shard_runs"])
+        # the Asset event's extra carries the status (succeeded_with_failures) and the failed count
+        log.log(logging.WARNING if summary["failed"] else logging.INFO,
+                "run %s: %s; %s tagged (%s with no confident label), %s failed, %s already done, %s seen, "
+                "over %s shard runs", key, summary["status"], summary["tagged"], summary["abstained"],
+                summary["failed"], summary["skipped"], summary["seen"], summary["shard_runs"])
         return summary
 
     @task

@@ -13,10 +13,18 @@ import sys
 EXIT_OK = 0  # everything done
 EXIT_FAILED_IMAGES = 1  # the run finished, but some images could not be tagged (see failed_images)
 EXIT_USAGE = 2  # a bad argument, a missing file or a configuration the user has to fix
+EXIT_NOT_PROMOTED = 3  # `models auto-promote`: a gate refused the model; nothing changed (not an error)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); work committed so far is kept
 
 EXIT_CODES_HELP = ("exit status: 0 ok, 1 some images failed (or the run stopped: rerun to finish), "
-                   "2 usage or configuration error, 130 interrupted")
+                   "2 usage or configuration error, 3 auto-promote refused the model, 130 interrupted")
+
+
+# What to do about a results database that does not answer: the same words from every command
+DB_URL_HINT = "check HASHTAGGER_DB_URL (host, port, user, password, database) and that the server is running"
+# The pip package of a database driver module, where the two names differ
+DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "psycopg2": "psycopg2-binary",
+                   "psycopg": "psycopg[binary]"}
 
 
 class UserError(Exception):
@@ -70,8 +78,8 @@ def as_user_error(error: BaseException) -> UserError | None:
             return MissingExtra("this command", "train", root)
         if root in DB_DRIVERS:
             return UserError(f"the database driver {root} is not installed",
-                                    "use postgresql://... in HASHTAGGER_DB_URL (psycopg2 comes with hashtagger) "
-                                    f"or pip install {root}")
+                             "use postgresql://... in HASHTAGGER_DB_URL (psycopg2 comes with hashtagger) "
+                             f"or pip install {DRIVER_PACKAGES.get(root, root)}")
         if root in ("airflow",):
             return MissingExtra("this command", "airflow", root)
     database_error = _database_error(error)
@@ -97,9 +105,7 @@ def _database_error(error: BaseException) -> UserError | None:
                                 "use postgresql://user@host:5432/db or sqlite:////path/to/file.db")
     if isinstance(error, (exc.OperationalError, exc.InterfaceError)):
         reason = first_line(getattr(error, "orig", None) or error)
-        return UserError(f"cannot use the results database {where}: {reason}",
-                                "check HASHTAGGER_DB_URL (host, port, user, password, database) and that "
-                                "the server is running")
+        return UserError(f"cannot use the results database {where}: {reason}", DB_URL_HINT)
     return None
 
 

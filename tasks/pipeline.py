@@ -225,6 +225,16 @@ def train_model(spec: dict) -> dict:
     return _publish(model_summary(train(spec)))
 
 
+def find_dataset(name: str, version: str | None = None, where: Settings | None = None) -> Path:
+    """The folder of the dataset version `train` would use, found the way it finds it: pulled from the
+    artifact store first when one is set (HASHTAGGER_ARTIFACTS), then looked up on this disk as
+    tasks.data.dataset.load does (`where`: the settings naming this disk's datasets folder). DatasetNotFound
+    (or StoreError) saying what to run otherwise."""
+    from tasks.data import dataset
+
+    return dataset.find(name, _pull_dataset(name, version), where or settings())
+
+
 def _pull_dataset(name: str, version: str | None) -> str | None:
     """A dataset version prepared on another host comes from the artifact store, when one is set
     (version None: the store's latest); returns the version to train on (None: the local latest)."""
@@ -396,8 +406,11 @@ def champion_path(dataset: str = "cifar10", db_url: str | None = None) -> str:
     except sa.exc.OperationalError as error:
         from tasks.store import db
 
+        from tasks import errors
+
+        reason = errors.first_line(getattr(error, "orig", None) or error)
         raise db.DatabaseUnavailable(f"cannot read the champion from {engine.url.render_as_string()}: "
-                                     f"{getattr(error, 'orig', error)}") from None
+                                     f"{reason}; {errors.DB_URL_HINT}") from None
     if champion:
         return champion["artifact_uri"]
     predictor.bundled_model(dataset)  # ModelNotFound early when the install lacks it
@@ -486,7 +499,7 @@ def serving_model(model_path: str | None = None, dataset: str = "cifar10", db_ur
 
 
 def tag_source(source: str, model, db_url: str | None = None, platform: str = "generic", run_id: str | None = None,
-               shard: tuple[int, int] | None = None, **options):
+               shard: tuple[int, int] | None = None, run_key: str | None = None, **options):
     """Tag every new image of `source` (a folder or s3://bucket/prefix) with `model` (serving_model's).
 
     `options` are TagConfig fields (batch_size, workers, limit, dry_run, min_confidence, progress). Returns the
@@ -507,7 +520,7 @@ def tag_source(source: str, model, db_url: str | None = None, platform: str = "g
     if config.progress and config.progress_total is None and isinstance(opened, sources.LocalSource):
         config = dataclasses.replace(config, progress_total=sum(1 for _ in opened.list()))  # a folder lists fast
     try:
-        return tag.run(source, model, hashtags, engine, config, run_id, source=opened)
+        return tag.run(source, model, hashtags, engine, config, run_id, source=opened, run_key=run_key)
     except results.AnotherRunActive as active:
         raise RunActive(str(active)) from None
     except tag.RunFailed as failed:
@@ -548,6 +561,11 @@ def shard_run_id(key: str, shard: int, shards: int) -> str:
     return f"{key}-shard{shard}of{shards}"
 
 
+def shard_run_key(run_id: str, shard: int, shards: int) -> str:
+    """The run key of a shard's run id (shard_run_id's inverse); a run id of another form is its own key."""
+    return run_id.removesuffix(f"-shard{shard}of{shards}")
+
+
 def list_new_images(source: str, model_path: str, db_url: str | None = None, s3: S3Settings | None = None) -> dict:
     """Count the images of `source` that the model has not tagged yet; writes nothing."""
     with aws_environment(s3):  # an s3:// model comes from the same store settings as the images
@@ -566,7 +584,7 @@ def tag_shard(source: str, model_path: str, shard: int, shards: int, run_id: str
     with aws_environment(s3):
         model = serving_model(model_path, db_url=db_url)
         summary = tag_source(source, model, db_url, platform, run_id, shard=(shard, shards), limit=limit,
-                             min_confidence=min_confidence)
+                             min_confidence=min_confidence, run_key=shard_run_key(run_id, shard, shards))
     return summary.as_dict()
 
 
@@ -580,10 +598,11 @@ def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:
     from tasks.store import runs
 
     rows = runs.runs(results_engine(db_url), [shard_run_id(key, shard, shards) for shard in range(shards)])
-    totals = {name: sum(row[name] for row in rows) for name in ("seen", "tagged", "skipped", "failed", "abstained")}
-    statuses = {row["status"] for row in rows}
+    counted = ("seen", "tagged", "skipped", "failed", "abstained", "not_images")
+    totals = {name: sum(row[name] for row in rows) for name in counted}
     return dict(totals, run_key=key, shard_runs=len(rows), model_ids=sorted({row["model_id"] for row in rows}),
-                status="succeeded" if statuses <= {"succeeded"} else ",".join(sorted(statuses)))
+                status=runs.overall_status([row["status"] for row in rows]))
+
 
 
 # ------------------------------------------------------------------------------------------ images in, hashtags out
@@ -610,8 +629,10 @@ def hashtag_images(paths: list[str], model_path: str | None = None, dataset: str
     from tasks.tag import decide, predictor
 
     names = DATASETS if dataset == "both" else (dataset,)
-    served = [predictor.load(model_path or predictor.bundled_model(name)) for name in names]
-    engine = providers.engine_for(None, RankConfig(platform=platform))
+    # serving is ONNX only, as for `hashtagger tag --model`: one rule, one message for a folder without it
+    served = [predictor.load(model_path or predictor.bundled_model(name), runtime="onnx") for name in names]
+    # several models' labels merged: each hashtag ranks by its label's confidence (no interleaving)
+    engine = providers.engine_for(None, RankConfig(platform=platform, by_label=len(served) > 1))
     answers: list[dict] = [{"image": path} for path in paths]
     tiles = []
     for answer in answers:

@@ -135,3 +135,22 @@ def test_without_a_store_datasets_and_models_stay_on_this_disk(hashtagger_home, 
     assert store.publish(hashtagger_home / "models" / "m1", "m1") == "home:models/m1"
     with pytest.raises(store.StoreError, match="s3://bucket/prefix"):
         store.StoreConfig.from_env({"HASHTAGGER_ARTIFACTS": "/mnt/models"})
+
+
+def test_the_train_command_accepts_a_dataset_that_only_the_store_holds(artifacts, hashtagger_home, tmp_path,
+                                                                       monkeypatch):
+    """`hashtagger train` checks its dataset before importing TensorFlow with training's own lookup (the
+    store, then this disk): a version the cifar_dataset DAG prepared on another host is not refused."""
+    from tasks import errors
+    from tasks.cli import train as train_command
+    from tasks.config import Settings
+
+    version = hashtagger_home / "datasets" / "cifar10" / "0123456789abcdef"
+    version.mkdir(parents=True)
+    (version / "manifest.json").write_text(json.dumps({"name": "cifar10", "version": "0123456789abcdef"}))
+    store.push_dataset("cifar10", "0123456789abcdef")
+    monkeypatch.setenv("HASHTAGGER_HOME", str(tmp_path / "training-host"))  # nothing prepared on this disk
+    train_command.check_dataset("cifar10", Settings.from_env())
+    assert (tmp_path / "training-host" / "datasets" / "cifar10" / "0123456789abcdef" / "manifest.json").exists()
+    with pytest.raises(errors.UserError, match="no prepared cifar100 dataset in s3://"):
+        train_command.check_dataset("cifar100", Settings.from_env())

@@ -1,7 +1,7 @@
 """Every user mistake is one line on stderr with what to do next and the documented exit code; no traceback.
 
 Runs the installed console scripts, as people do. Exit codes (tasks/errors.py, `--help`, README):
-0 ok, 1 some images failed, 2 usage or configuration error, 130 interrupted.
+0 ok, 1 some images failed, 2 usage or configuration error, 3 auto-promote refused, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def test_version_and_help_show_exit_codes_defaults_and_choices(bin_dir):
     for command in ("hashtagger", "hashtag"):
         version = run(bin_dir, command, "--version")
         assert version.returncode == 0 and version.stdout.startswith(f"{command} 0.")
-        assert "130 interrupted" in run(bin_dir, command, "--help").stdout
+        shown = " ".join(run(bin_dir, command, "--help").stdout.split())  # as wrapped to the terminal
+        assert "130 interrupted" in shown and "3 auto-promote refused the model" in shown
     train_help = run(bin_dir, "hashtagger", "train", "--help").stdout
     assert "{shallow,allconv,resnet,vgg16,resnet9,airbench}" in train_help and "(default: fast)" in train_help
     tag_help = run(bin_dir, "hashtagger", "tag", "--help").stdout

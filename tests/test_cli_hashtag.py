@@ -90,7 +90,8 @@ def test_hashtag_bad_file_message_on_stderr_others_answered_exit_non_zero(bin_di
     broken.write_bytes(b"\xff\xd8 this is no JPEG")
     missing = tmp_path / "missing.jpg"
     answer = hashtag(bin_dir, broken, pictures["cat0"], missing, "--json")
-    assert answer.returncode == 1
+    assert answer.returncode == 2, "a missing file is a usage error (the README's exit statuses)"
+    assert hashtag(bin_dir, broken, pictures["cat0"]).returncode == 1, "a bad image alone: 1"
     assert f"hashtag: {broken}: truncated or corrupt JPEG" in answer.stderr
     assert f"hashtag: {missing}: cannot read the file: No such file or directory" in answer.stderr
     results = json.loads(answer.stdout)["results"]
@@ -124,6 +125,7 @@ def test_tag_dir_twice_same_rows_and_a_corrupt_file_has_its_reason(bin_dir, bund
     first = hashtagger(bin_dir, "tag", folder, db_url=db_url)
     assert first.returncode == 1, first.stderr  # the documented status when some images failed
     assert f"{len(pictures)} tagged" in first.stdout and "1 failed" in first.stdout
+    assert first.stdout.splitlines()[0].split("  ")[0].endswith(": succeeded_with_failures (1 failed)"), first.stdout
     assert "FAILED" in first.stdout and "corrupt.jpg: truncated or corrupt" in first.stdout
     tag_rows = scalar(db_url, "SELECT COUNT(*) FROM image_tags")
     assert tag_rows >= len(pictures) * 3
@@ -138,7 +140,9 @@ def test_tag_dir_twice_same_rows_and_a_corrupt_file_has_its_reason(bin_dir, bund
     assert "0 tagged" in second.stdout and f"{len(pictures) + 1} already done" in second.stdout
     assert scalar(db_url, "SELECT COUNT(*) FROM image_tags") == tag_rows
     assert scalar(db_url, "SELECT COUNT(*) FROM failed_images") == 1
-    assert scalar(db_url, "SELECT COUNT(*) FROM tagging_runs WHERE status = 'succeeded'") == 2
+    # the run with a failed file says so; the rerun (the failure is known, nothing failed anew) succeeded
+    assert scalar(db_url, "SELECT status FROM tagging_runs WHERE failed = 1") == "succeeded_with_failures"
+    assert scalar(db_url, "SELECT status FROM tagging_runs WHERE failed = 0") == "succeeded"
 
 
 def test_tag_dry_run_limit_and_errors(bin_dir, bundled_model, pictures, tmp_path, sqlite_url):

@@ -180,6 +180,7 @@ def dag_test(airflow_env, dag_id: str, conf: dict | None = None, logical_date: s
     assert process.returncode == 0 and lines, f"dag.test({dag_id}) crashed:\n{log}"
     outcome = json.loads(lines[-1].removeprefix("DAG_TEST_RESULT "))
     outcome["seconds"] = round(time.monotonic() - started, 1)
+    outcome["log"] = process.stdout + process.stderr
     print(f"dag.test({dag_id}): {outcome['state']} in {outcome['seconds']} s")
     assert outcome["state"] == expect, f"{dag_id}: {outcome['tasks']}\n{log}"
     return outcome
@@ -256,6 +257,12 @@ def test_nightly_tagging_tags_the_bucket_with_the_champion_once(airflow_env, tin
     assert sum(shard["failed"] for shard in shards) == 1
     (summary,) = returned(first, "record_summary")
     assert (summary["tagged"], summary["failed"], summary["shard_runs"]) == (len(images), 1, 2)
+    # one bad file does not fail the night (the DAG run succeeded) but every record says so
+    assert summary["status"] == "succeeded_with_failures"
+    assert [(name, extra["status"], extra["failed"]) for name, extra in first["events"]] == [
+        ("image_tags", "succeeded_with_failures", 1)]
+    assert [line for line in first["log"].splitlines() if "[warning" in line.lower()
+            and "run nightly-20261127T020000Z: succeeded_with_failures; " in line], "a WARNING in the task log"
     model_path = returned(first, "find_new_images")[0][0]["model_path"]
     url = airflow_env["results_url"]
     tagged = query(url, "SELECT DISTINCT image_uri, model_version FROM image_tags")

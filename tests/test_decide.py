@@ -108,6 +108,29 @@ def test_hashtag_with_both_models_merges_their_labels(bin_dir):
     assert {label["dataset"] for label in result["labels"]} == {"cifar10", "cifar100"}
     assert result["labels"][0]["label"] == "horse" and not result["abstained"]
     assert result["coarse_labels"]  # CIFAR-100's superclass rides along
+    # ranked by the confidence of the label each hashtag came from: horse (99%) before cattle (73%)
+    confidence = {label["label"]: label["probability"] for label in result["labels"]}
+    order = [confidence.get(tag["label"], 0) for tag in result["hashtags"]]
+    assert order == sorted(order, reverse=True) and result["hashtags"][0]["label"] == "horse", result["hashtags"]
+    labels = [tag["label"] for tag in result["hashtags"]]
+    assert labels == sorted(labels, key=lambda label: -confidence[label]), "one label's hashtags, then the next's"
+
+
+def test_a_merged_hashtag_list_leaves_out_what_an_abstaining_model_offered():
+    """bird.jpg: the CIFAR-100 model is not confident (below its threshold), the CIFAR-10 one is; only
+    the confident model's labels give hashtags, and each model's candidates stay in `labels`."""
+    from pathlib import Path
+
+    from tasks import pipeline
+
+    bird = Path(__file__).resolve().parent.parent / "samples" / "bird.jpg"
+    _, (result,) = pipeline.hashtag_images([str(bird)], dataset="both")
+    abstained = {model["dataset"]: model["abstained"] for model in result["models"]}
+    assert abstained == {"cifar10": False, "cifar100": True}
+    offered = {label["label"] for label in result["labels"] if label["dataset"] == "cifar100"}
+    assert offered and not offered & {tag["label"] for tag in result["hashtags"]}
+    assert result["hashtags"] and {tag["label"] for tag in result["hashtags"]} <= {
+        label["label"] for label in result["labels"] if label["dataset"] == "cifar10"}
 
 
 def test_tag_lists_an_abstention_and_a_lower_threshold_never_labels_a_blank(tmp_path, bin_dir):

@@ -111,6 +111,9 @@ def test_a_smoke_run_is_never_promoted_and_the_bundled_model_keeps_serving(engin
         assert not decision.promoted and why in decision.reason, decision.reason
         (refusal,) = [event for event in registry.events(engine, model_id=model_id) if event["event"] == "rejected"]
         assert "smoke run" in refusal["detail"]["reason"]
+        # every gate is evaluated: the refusal also says how it compares with the champion
+        assert "against the champion's" in refusal["detail"]["reason"], refusal["detail"]
+        assert refusal["detail"]["champion_top1"] is not None and refusal["detail"]["challenger_top1"] == 0.97
     assert champion_id(engine) == bundled_id()
     assert cli.main(["models", "show", "limited"]) == 0
     shown = capsys.readouterr().out
@@ -120,7 +123,9 @@ def test_a_smoke_run_is_never_promoted_and_the_bundled_model_keeps_serving(engin
 def test_the_floor_and_the_margin_are_gates_and_a_full_better_run_takes_over(engine, tmp_path):
     registry.register(engine, trained(tmp_path / "chance", "chance", 0.10))
     registry.register(engine, trained(tmp_path / "toy-chance", "toy-chance", 0.10, dataset="cifar100"))
-    assert "below the floor of 50%" in promote.auto_promote(engine, "chance").reason
+    chance = promote.auto_promote(engine, "chance")
+    assert "below the floor of 50%" in chance.reason and "(does not beat the champion)" in chance.reason
+    assert chance.champion_top1 is not None
     assert "below the floor of 30%" in promote.auto_promote(engine, "toy-chance").reason
     bundled_top1 = registry.champion(engine, "cifar10")["test_top1"]
     registry.register(engine, trained(tmp_path / "close", "close", bundled_top1 + 0.001))

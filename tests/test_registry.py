@@ -14,7 +14,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from tasks import pipeline
+from tasks import errors, pipeline
 from tasks.registry import artifact
 from tasks.cli import main as cli
 from tasks.store import db
@@ -233,10 +233,22 @@ def test_models_commands(engine, db_url, tmp_path, monkeypatch, capsys):
     assert cli.main(["models", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith(f"{DATASET} champion: m2 ") and "replacing m1" in line for line in lines), lines
-    table = lines[next(index for index, line in enumerate(lines) if line.startswith("status")) + 1:]
+    header = next(index for index, line in enumerate(lines) if line.startswith("status"))
+    table = lines[header + 1:]
+    # columns line up: each row's cells start where their headings do (the bundled model's long id too)
+    names = ("dataset", "version", "arch", "recipe", "model_id")
+    starts = [lines[header].index(name) for name in names]
+    for line in table:
+        assert all(line[start - 1] == " " != line[start] for start in starts), (lines[header], line)
+        assert line[starts[-1]:] == line.split()[-1]
     status = {line.split()[-1]: line.split()[0] for line in table}
     assert {key: value for key, value in status.items() if key in ("m1", "m2")} == {"m1": "retired",
                                                                                    "m2": "champion"}
+    # a refusal has its own exit status, so that a script can tell; the champion itself is no refusal
+    assert cli.main(["models", "auto-promote", "m1", "--no-onnx"]) == errors.EXIT_NOT_PROMOTED == 3
+    assert "m1: not promoted, nothing changed" in capsys.readouterr().out
+    assert cli.main(["models", "auto-promote", "m2", "--no-onnx"]) == 0
+    capsys.readouterr()
     assert cli.main(["models", "rollback", "--dataset", DATASET, "--no-onnx"]) == 0
     assert "champion is now m1" in capsys.readouterr().out
     assert cli.main(["models", "show", "m2"]) == 0

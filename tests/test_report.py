@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from PIL import Image, ImageStat
 
 from tasks.hashtags.engine import HashtagEngine
@@ -64,6 +65,7 @@ def test_the_report_command_writes_pages_with_thumbnails_hashtags_and_failures(t
     assert first.count('<img src="data:image/jpeg;base64,') == 4
     bundled = predictor.load(predictor.bundled_model()).model_id  # the model that tagged the run (airbench since e710739)
     assert "9 seen, 8 tagged, 0 already done, 1 failed" in first and bundled in first
+    assert "<td>succeeded_with_failures (1 failed)</td>" in first, "a failed file shows in the header's status"
     assert "#cat" in first and "#ship" in last  # sorted by URI: airplane..cat, then dog..ship
     assert 'href="page-2.html"' in first and "broken.jpg" in last and "Failed images" in last
     assert "Failed images" not in first and 'href="page-2.html">last page' in first
@@ -160,6 +162,29 @@ def test_summary_json_and_the_page_count_the_abstentions(tmp_path, db_url, hasht
     index = report.write(engine, [run.run_id])
     summary = json.loads((index.parent / "summary.json").read_text())
     assert (summary["seen"], summary["tagged"], summary["abstained"], summary["failed"]) == (2, 2, 1, 0)
+    assert summary["status"] == "succeeded", "an abstention is no failure"
     page = index.read_text()
     assert "2 seen, 2 tagged, 0 already done, 0 failed; 1 of the tagged with no confident label" in page
     assert page.count(f"<div class=label>{report.NO_LABEL} ") == 1  # the grey picture's card
+    # the abstained card shows what the model would have guessed, from the stored candidates
+    with engine.connect() as connection:
+        (stored,) = connection.execute(sa.text("SELECT top_labels FROM image_results WHERE label IS NULL")).one()
+    shown = ", ".join(f"{name} {probability:.0%}" for name, probability in json.loads(stored))
+    assert f"<div class=candidates>candidates: {shown}</div>" in page
+    # the model's long id once, in the header; no card repeats it
+    assert page.count(run.model_id) == 1 and f"<td>{run.model_id}</td>" in page
+
+
+def test_cards_name_their_model_only_where_it_differs_from_the_header(tmp_path, db_url, hashtagger_home):
+    """The report of two runs by two models (a header listing both): each card names its own model."""
+    engine = db.ensure_schema(db.engine(db_url))
+    summaries = []
+    for dataset in ("cifar10", "cifar100"):
+        folder = tmp_path / dataset
+        folder.mkdir()
+        shutil.copy(SAMPLES / "ship.jpg", folder)
+        summaries.append(tag.run(str(folder), predictor.load(predictor.bundled_model(dataset)), HashtagEngine(),
+                                 engine))
+    page = report.write(engine, [summary.run_id for summary in summaries], "both").read_text()
+    for summary in summaries:
+        assert page.count(summary.model_id) == 2, "in the header's model list and on its card"

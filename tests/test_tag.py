@@ -81,7 +81,7 @@ def test_hostile_folder_every_file_tagged_or_failed_with_its_reason_and_second_r
             assert path in abstained, path
         else:
             assert expect in failed[path], (path, failed.get(path))
-    assert (first.tagged, first.failed, first.status) == (len(tagged), len(failed), "succeeded")
+    assert (first.tagged, first.failed, first.status) == (len(tagged), len(failed), "succeeded_with_failures")
     assert first.abstained == len(abstained) > 0
     tag_rows, result_rows = count(engine, "image_tags"), count(engine, "image_results")
     assert tag_rows >= (len(tagged) - len(abstained)) * 5
@@ -155,7 +155,7 @@ def test_a_source_folder_whose_own_name_is_not_utf8_is_tagged(tmp_path, model, e
 def test_symbolic_link_loops_and_dangling_links_fail_alone(tmp_path, model, engine):
     expected = hostile.symlinks(tmp_path / "links")
     first = run(tmp_path / "links", model, engine)
-    assert (first.tagged, first.failed, first.status) == (1, len(expected), "succeeded")
+    assert (first.tagged, first.failed, first.status) == (1, len(expected), "succeeded_with_failures")
     failed = dict(rows(engine, "SELECT image_uri, reason FROM failed_images"))
     assert {uri: reason for uri, reason in failed.items()} .keys() == {str(tmp_path / "links" / n) for n in expected}
     for name, reason in expected.items():
@@ -276,7 +276,11 @@ def test_run_record_matches_the_rows(tmp_path, model, engine):
     summary = run(tmp_path / "photos", model, engine)
     (record,) = rows(engine, "SELECT source, model_version, seen, tagged, skipped, failed, status, error, "
                              "finished_at FROM tagging_runs WHERE run_id = :run_id", run_id=summary.run_id)
-    assert record[:8] == (str(tmp_path / "photos"), model.model_id, 12, 11, 0, 1, "succeeded", None)
+    assert record[:8] == (str(tmp_path / "photos"), model.model_id, 12, 11, 0, 1, "succeeded_with_failures", None)
+    assert summary.status == "succeeded_with_failures", "one failed file: the record says so at a glance"
+    (tmp_path / "photos" / "junk.jpg").unlink()
+    clean = run(tmp_path / "photos", model, engine)
+    assert (clean.failed, clean.status) == (0, "succeeded")
     assert record.finished_at is not None
 
 
@@ -431,6 +435,36 @@ def test_abstentions_are_results_with_null_labels_and_a_new_threshold_redecides_
     assert count(engine, "image_tags") >= 6
     assert [confidence for _, confidence, _ in sorted(stored)] == pytest.approx(
         [confidence for _, confidence, _ in sorted(labelled)]), "the stored scores decided it"
+
+
+def test_a_new_threshold_changes_only_the_source_and_shard_tagged_and_moves_no_result_to_the_new_run(
+        tmp_path, model, engine):
+    """`tag DIR --min-confidence` re-decides DIR's results only (not photos2/, whose path starts the same,
+    nor another folder) and only its shard's; each result keeps the run that tagged it and when."""
+    for name in ("photos", "photos2", "other"):
+        colour_folder(tmp_path / name, 6)
+    earlier = {name: run(tmp_path / name, model, engine, min_confidence=1.0).run_id
+               for name in ("photos", "photos2", "other")}  # every image abstains
+    before = rows(engine, "SELECT image_uri, run_id, tagged_at FROM image_results ORDER BY image_uri")
+
+    paths = [str(path) for path in (tmp_path / "photos").iterdir()]
+    # a shard holding some of the six images, not all, wherever tmp_path is (the URIs decide the shards)
+    shard = next((0, count) for count in range(2, 64)
+                 if 0 < sum(tag.in_shard(path, (0, count)) for path in paths) < 6)
+    in_shard = {path for path in paths if tag.in_shard(path, shard)}
+    sharded = run(tmp_path / "photos", model, engine, min_confidence=0.0, shard=shard)
+    assert sharded.redecided == len(in_shard)
+    labelled = {uri for (uri,) in rows(engine, "SELECT image_uri FROM image_results WHERE label IS NOT NULL")}
+    assert labelled == in_shard
+
+    whole = run(tmp_path / "photos", model, engine, min_confidence=0.0)
+    assert whole.redecided == 6 - len(in_shard)
+    labelled = {Path(uri).parent.name for (uri,) in rows(
+        engine, "SELECT image_uri FROM image_results WHERE label IS NOT NULL")}
+    assert labelled == {"photos"}, "photos2/ and other/ keep their decisions"
+    assert rows(engine, "SELECT image_uri, run_id, tagged_at FROM image_results ORDER BY image_uri") == before
+    assert {run_id for (run_id,) in rows(engine, "SELECT DISTINCT run_id FROM image_results")} == set(
+        earlier.values()), "no result moved to the runs that only re-decided"
 
 
 class HeldSource(sources.LocalSource):

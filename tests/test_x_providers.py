@@ -86,6 +86,18 @@ def test_hashtags_come_from_the_text_when_entities_are_absent(x_http, client, cl
     ("RT @cats: look at this #CatsOfX and #A…", ["#CatsOfX"]),  # X cut the retweet: '#A' is a fragment
     ("RT @cats: #Caturday #Ca…  ", ["#Caturday"]),
     ("not cut: #cat… and more", ["#cat"]),
+    # twitter-text's conformance suite (conformance/extract.yml, v3.1.0): after an emoji, with or without
+    # a variation selector or a skin tone, a hashtag starts...
+    ("a \u270c#hashtag here", ["#hashtag"]),
+    ("a \u270c\ufe0e#hashtag here", ["#hashtag"]),
+    ("a \u270c\ufe0f#hashtag here", ["#hashtag"]),
+    ("a \u270c\U0001f3ff#hashtag here", ["#hashtag"]),
+    ("a \u270c\U0001f3ff\ufe0f#hashtag here", ["#hashtag"]),
+    # ... and a '#' inside a link, with or without its scheme, is not one
+    ("http://twitter.com/#hashtag twitter.com/#hashtag", []),
+    ("http://example.com/#tag example.com/#tag see #real", ["#real"]),
+    ("#http://twitter.com #https://twitter.com", []),
+    ("end of a sentence.#tag and/#slash", ["#tag", "#slash"]),  # no link: hashtags
 ])
 def test_text_hashtags_follow_x_rules(text, expected):
     assert x_search.hashtags_in_text(text) == expected

@@ -2,7 +2,7 @@
 
 What the report's `python Hashtag.py cat1.jpg` did, on the serving path (ONNX Runtime when the model is
 exported, so no TensorFlow import). A bad file gets a message on stderr, the other images are still
-answered, and the exit status is then 1.
+answered, and the exit status is then 1, or 2 when a file does not exist (a usage error).
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"{_shown(answer['image'])}: {labels}")
             print("  " + " ".join(item["hashtag"] for item in answer["hashtags"]))
+    if any(not os.path.lexists(answer["image"]) for answer in failures):
+        return errors.EXIT_USAGE  # a file that does not exist: a usage error (the README's table), not a bad image
     return errors.EXIT_FAILED_IMAGES if failures else errors.EXIT_OK
 
 

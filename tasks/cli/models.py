@@ -65,11 +65,21 @@ def list_command(args) -> int:
         print("no models registered: train one with `hashtagger train`")
         return 0
     _print_champions(pipeline.champions_history())
-    print(f"{'status':<10} {'top-1':>7}  {'dataset':<9} {'version':<17} {'arch':<8} {'recipe':<6} model_id")
-    for row in rows:
-        print(f"{row['status']:<10} {row['test_top1']:>7.2%}  {row['dataset']:<9} {row['dataset_version']:<17} "
-              f"{row['architecture']:<8} {row['recipe']:<6} {row['model_id']}")
+    table = [("status", "top-1", "dataset", "version", "arch", "recipe", "model_id")] + [
+        (row["status"], f"{row['test_top1']:.2%}", row["dataset"], str(row["dataset_version"]),
+         str(row["architecture"]), str(row["recipe"]), row["model_id"]) for row in rows]
+    print_table(table, right=(1,))
     return 0
+
+
+def print_table(table: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> None:
+    """Rows of text in columns as wide as their widest cell, two spaces apart (the last one unpadded);
+    the columns numbered in `right` are right-aligned."""
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    for row in table:
+        cells = [cell.rjust(width) if column in right else cell.ljust(width)
+                 for column, (cell, width) in enumerate(zip(row, widths))]
+        print("  ".join(cells[:-1] + [row[-1]]))
 
 
 def _print_champions(champions: list[dict]) -> None:
@@ -138,7 +148,8 @@ def auto_promote_command(args) -> int:
     except pipeline.user_errors() as error:
         return _fail(error)
     _print_decision(decision)
-    return 0
+    refused = not decision.promoted and decision.previous_champion != decision.model_id  # not: already champion
+    return errors.EXIT_NOT_PROMOTED if refused else errors.EXIT_OK
 
 
 def rollback_command(args) -> int:

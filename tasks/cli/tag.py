@@ -99,7 +99,8 @@ def print_summary(summary, model, as_json: bool = False) -> None:
         print()
         return
     dry = summary.status == "dry-run"
-    print(f"run {summary.run_id}: {summary.status}  source {_shown(summary.source)}")
+    failed = f" ({summary.failed:,} failed)" if summary.failed else ""  # at a glance, in the headline
+    print(f"run {summary.run_id}: {summary.status}{failed}  source {_shown(summary.source)}")
     print(f"  model   {model.model_id} ({model.runtime})")
     others = f"  ({summary.not_images:,} non-image files skipped)" if summary.not_images else ""
     if not summary.seen:
@@ -126,7 +127,10 @@ def print_results(summary, db_url: str | None = None) -> None:
         print(f"  {label:>10} {image['confidence']:4.0%}  {hashtags:<50}  "
               f"{_short(image['image_text'])}")
     if summary.tagged > len(shown["images"]):
-        print(f"  ... {summary.tagged - len(shown['images']):,} more in image_tags (run_id = '{summary.run_id}')")
+        # image_labels_all: one row per result of the run, abstentions (a NULL label) and results another
+        # model's shadow in image_labels included; image_tags holds only labelled images' hashtags
+        print(f"  ... {summary.tagged - len(shown['images']):,} more in image_labels_all "
+              f"(run_id = '{summary.run_id}'; hashtags in image_tags_all)")
     for uri, reason in shown["failures"]:
         print(f"  FAILED  {_short(uri)}: {_shown(reason)}")
     if summary.failed > len(shown["failures"]):

@@ -70,18 +70,13 @@ def pairs(items: list[str] | None) -> tuple[tuple[str, object], ...]:
     return tuple(parsed)
 
 
-def check_dataset(name: str, settings: Settings) -> None:
-    """A UserError, before TensorFlow is imported, when `name` was never prepared here."""
-    import difflib
-
-    root = settings.datasets_dir
-    if (root / name / "LATEST").exists():
-        return
-    prepared = sorted(path.name for path in root.glob("*") if (path / "LATEST").exists()) if root.is_dir() else []
-    close = difflib.get_close_matches(name, prepared + ["cifar10", "cifar100"], n=1)
-    hint = (f"did you mean {close[0]}? " if close and close[0] != name else "") + \
-        f"prepare it with `hashtagger data prepare {close[0] if close else name}`"
-    raise errors.UserError(f"hashtagger train: dataset {name!r} is not prepared under {root}", hint)
+def check_dataset(name: str, settings: Settings, version: str | None = None) -> None:
+    """A UserError, before TensorFlow is imported, when training would find no such dataset version: the
+    lookup training itself makes (pipeline.find_dataset: the artifact store, then this disk)."""
+    try:
+        pipeline.find_dataset(name, version, settings)
+    except (*pipeline.user_errors(), OSError) as error:  # OSError: the artifact store's StoreError
+        raise errors.UserError(f"hashtagger train: {error}") from None
 
 
 def run(args) -> int:
@@ -94,7 +89,7 @@ def run(args) -> int:
             "train_limit": args.train_limit, "seed": args.seed, "recipe_overrides": pairs(args.recipe_set),
             "model_overrides": pairs(args.model_set), "verbose": 0}
     quiet.require_train_extra("training")
-    check_dataset(args.dataset, settings)
+    check_dataset(args.dataset, settings, args.dataset_version)
     quiet.import_keras("training")
     live = progress.enabled(args.quiet or args.json)
     callbacks = () if args.quiet else (progress.keras_callback(live),)

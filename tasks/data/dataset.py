@@ -75,19 +75,36 @@ def write_latest(root: Path, version: str) -> None:
     os.replace(tmp, root / "LATEST")
 
 
-def load(name: str, version: str | None = None, settings: Settings | None = None) -> Dataset:
-    """The given version of dataset `name`, or its latest prepared one; arrays are memory-mapped."""
+def find(name: str, version: str | None = None, settings: Settings | None = None) -> Path:
+    """The folder of a prepared version of `name` on this disk (its latest when `version` is None);
+    DatasetNotFound saying what to run (with the closest prepared name when `name` looks mistyped)."""
     settings = settings or Settings.from_env()
     root = settings.datasets_dir / name
     if version is None:
         latest = root / "LATEST"
         if not latest.exists():
-            raise DatasetNotFound(f"dataset {name!r} is not prepared under {settings.datasets_dir}: "
-                                  f"run `hashtagger data prepare {name}` first")
+            raise DatasetNotFound(_not_prepared(name, settings.datasets_dir))
         version = latest.read_text().strip()
     folder = root / version
     if not (folder / "manifest.json").exists():
         raise DatasetNotFound(f"dataset {name!r} has no version {version!r} under {root}")
+    return folder
+
+
+def _not_prepared(name: str, datasets_dir: Path) -> str:
+    import difflib
+
+    prepared = sorted(path.name for path in datasets_dir.glob("*") if (path / "LATEST").exists()) \
+        if datasets_dir.is_dir() else []
+    close = difflib.get_close_matches(name, prepared + ["cifar10", "cifar100"], n=1)
+    meant = f"did you mean {close[0]}? " if close and close[0] != name else ""
+    return (f"dataset {name!r} is not prepared under {datasets_dir}: {meant}"
+            f"run `hashtagger data prepare {close[0] if close else name}` first")
+
+
+def load(name: str, version: str | None = None, settings: Settings | None = None) -> Dataset:
+    """The given version of dataset `name`, or its latest prepared one; arrays are memory-mapped."""
+    folder = find(name, version, settings)
     manifest = json.loads((folder / "manifest.json").read_text())
     arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in ARRAY_NAMES}
     return Dataset(manifest, arrays)

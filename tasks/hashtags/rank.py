@@ -52,6 +52,9 @@ class RankConfig:
     min_probability: float = 0.05  # labels below this are not turned into hashtags (the top one always is)
     coarse_weight: float = 0.5  # CIFAR-100 superclass labels count at half their summed probability
     trend_boost: float = 0.5  # a hashtag trending now and seen with the label scores 1.5 times as much
+    # rank by the confidence of the label a hashtag came from first, its score second: for lists merged
+    # from several models (hashtag --dataset both), whose labels would otherwise interleave
+    by_label: bool = False
 
     @property
     def limit(self) -> int:
@@ -162,7 +165,10 @@ def rank_prepared(label_probabilities: list[tuple[str, float]], prepared: dict[s
             spellings[key][entry.tag] = (max(seen_on_x, entry.seen_on_x), posts + entry.posts)
             if key not in best or value > best[key][0]:
                 best[key] = (value, entry.candidate, probability)
-    ordered = sorted(totals, key=lambda key: (-totals[key], key))[: config.limit]
+    if config.by_label:
+        ordered = sorted(totals, key=lambda key: (-best[key][2], -totals[key], key))[: config.limit]
+    else:
+        ordered = sorted(totals, key=lambda key: (-totals[key], key))[: config.limit]
     ranked = []
     for position, key in enumerate(ordered, start=1):
         _, candidate, probability = best[key]

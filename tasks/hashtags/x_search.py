@@ -50,7 +50,12 @@ SEARCH_TERMS: dict[str, tuple[str, ...]] = {
     "vehicles_2": ("vehicles",),
 }
 
-URL = re.compile(r"https?://\S+", re.IGNORECASE)  # '#' inside a link is a fragment, not a hashtag
+# '#' inside a link is a fragment, not a hashtag: links with a scheme, and those without one that X
+# links too, a domain name and a path (twitter.com/#tag, example.com/#tag)
+URL = re.compile(r"https?://\S+|(?<![\w@.\-])(?:[\w\-]+\.)+[^\W\d_]{2,}(?::\d+)?/\S*", re.IGNORECASE)
+# An emoji's presentation selectors (text U+FE0E, emoji U+FE0F) are marks, yet they end the emoji, not a
+# word: '✌\ufe0f#tag' is a hashtag (twitter-text's conformance suite)
+VARIATION_SELECTORS = ("\ufe0e", "\ufe0f")
 KEYCAP = ("\ufe0f", "\u20e3")  # '#️⃣' is the keycap emoji
 ELLIPSIS = "\u2026"  # how X ends a text it truncated
 
@@ -74,7 +79,8 @@ def search_query(label: str, lang: str | None = "en") -> str:
 def hashtags_in_text(text: str) -> list[str]:
     """Hashtags in a post's text by X's rules, for posts that come without `entities`.
 
-    '#' or '＃', not preceded by a hashtag character or '&' (HTML entities), followed by letters, marks,
+    '#' or '＃', not preceded by a hashtag character (an emoji's variation selector does not count) or
+    '&' (HTML entities), nor inside a link (with or without http://), followed by letters, marks,
     digits or '_' (at least one letter or mark), not followed by another '#' or '://', and not cut off
     by X's truncation ('#A…' at the end of a retweet).
     """
@@ -83,7 +89,8 @@ def hashtags_in_text(text: str) -> list[str]:
     while position < len(text):
         character = text[position]
         previous = text[position - 1] if position else " "
-        if (character not in rank.HASH_SIGNS or previous == "&" or rank.is_hashtag_character(previous)
+        word_before = rank.is_hashtag_character(previous) and previous not in VARIATION_SELECTORS
+        if (character not in rank.HASH_SIGNS or previous == "&" or word_before
                 or text[position + 1: position + 2] in KEYCAP):
             position += 1
             continue

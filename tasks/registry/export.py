@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from tasks.registry import artifact
@@ -45,7 +46,12 @@ def export_onnx(artifact_dir: str | Path, overwrite: bool = False) -> Path:
         model = exportable(model)
         # a loaded model has not been called yet, and the exporter traces only called models
         model.predict_on_batch(np.zeros((1, *metadata["input"]["shape"]), dtype="float32"))
-        model.export(str(staging), format="onnx", verbose=False)
+        with warnings.catch_warnings():
+            # Keras' tf2onnx patch probes `hasattr(np, "object")`, which NumPy 2 answers with this
+            # FutureWarning on every promotion; nothing for a user to do about it
+            warnings.filterwarnings("ignore", message=r"In the future `np\.object` will be defined",
+                                    category=FutureWarning, module=r"keras\.src\.export\.tf2onnx_lib")
+            model.export(str(staging), format="onnx", verbose=False)
         check_onnx(staging, model, metadata)
         os.replace(staging, target)
     except Exception as error:  # tf2onnx raises many kinds; the caller needs one

@@ -128,8 +128,8 @@ def auto_promote(engine: sa.Engine, model_id: str, margin: float = DEFAULT_MARGI
     with _locked(engine, dataset) as connection:
         decision = decide(connection, model_id, margin, config)
         if refusal and decision.previous_champion != model_id:
-            decision = dataclasses.replace(decision, promoted=False, reason=refusal if decision.promoted
-                                           else f"{refusal}; {decision.reason}")
+            # the other gates' outcomes stay in the reason: whether it would have beaten the champion
+            decision = dataclasses.replace(decision, promoted=False, reason=f"{refusal}; {decision.reason}")
         if decision.promoted:
             model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
             champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
@@ -261,21 +261,30 @@ def _rollback_to(connection, champion: dict) -> str | None:
 
 def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN,
            config: gates.GateConfig = gates.DEFAULT) -> Decision:
-    """Auto-promotion's verdict for `model_id` against the current champion; changes nothing."""
+    """Auto-promotion's verdict for `model_id` against the current champion; changes nothing. Every gate
+    is evaluated (a floor that fails does not hide how the model compares with the champion): a refusal's
+    reason gives each gate's outcome, and the figures are there whichever gate said no."""
     model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
     if model is None:
         raise RegistryError(f"model {model_id} is not registered")
     dataset = model["dataset"]
     current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+    if current is not None and current["model_id"] == model_id:
+        return Decision(model_id, dataset, False, "already the champion", model_id, margin=margin)
+    comparison = _compare(connection, model, current, margin)
     too_low = gates.floor_reason(dataset, float(model["test_top1"]), config)
-    if too_low and (current is None or current["model_id"] != model_id):
-        return Decision(model_id, dataset, False, too_low, current and current["model_id"],
-                        compared_on=model["dataset_version"], challenger_top1=model["test_top1"], margin=margin)
+    if too_low is None:
+        return comparison
+    return dataclasses.replace(comparison, promoted=False, reason=f"{too_low}; {comparison.reason}")
+
+
+def _compare(connection, model: dict, current: dict | None, margin: float) -> Decision:
+    """The champion gate alone: does `model` beat `current` by `margin` on a dataset version both were
+    tested on (or is there no champion yet)."""
+    model_id, dataset = model["model_id"], model["dataset"]
     if current is None:
         return Decision(model_id, dataset, True, f"first champion of {dataset}",
                         challenger_top1=model["test_top1"], compared_on=model["dataset_version"], margin=margin)
-    if current["model_id"] == model_id:
-        return Decision(model_id, dataset, False, "already the champion", model_id, margin=margin)
     ours = _evaluations(connection, model_id)
     theirs = _evaluations(connection, current["model_id"])
     common = [version for version in ours if version in theirs]  # ours is newest first
@@ -285,15 +294,17 @@ def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN,
             f"champion {current['model_id']} has no test accuracy on dataset version {model['dataset_version']}: "
             f"run `hashtagger evaluate {store.local_path(current['artifact_uri'])} "
             f"--dataset-version {model['dataset_version']}`",
-            current["model_id"], margin=margin)
+            current["model_id"], challenger_top1=model["test_top1"], margin=margin)
     version = model["dataset_version"] if model["dataset_version"] in common else common[0]
     gain = ours[version] - theirs[version]
     figures = dict(previous_champion=current["model_id"], compared_on=version, challenger_top1=ours[version],
                    champion_top1=theirs[version], margin=margin)
-    verdict = (f"test top-1 {ours[version]:.2%} against the champion's {theirs[version]:.2%} on version "
-               f"{version}: {gain * 100:+.2f} points, margin {margin * 100:.2f}")
     # accuracies are counts over the same test images: a tolerance for float rounding, no more
-    return Decision(model_id, dataset, gain >= margin - 1e-9, verdict, **figures)
+    beats = gain >= margin - 1e-9
+    verdict = (f"test top-1 {ours[version]:.2%} against the champion's {theirs[version]:.2%} on version "
+               f"{version}: {gain * 100:+.2f} points, margin {margin * 100:.2f}"
+               + ("" if beats else " (does not beat the champion)"))
+    return Decision(model_id, dataset, beats, verdict, **figures)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tasks import errors
 from tasks.config import Settings
 from tasks.store import migrations_sql as statements_sql
 
@@ -327,7 +328,7 @@ def require_schema(eng: sa.Engine) -> sa.Engine:
     except sa.exc.OperationalError as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()
         raise DatabaseUnavailable(f"cannot use the results database {_where(eng)}: "
-                                  f"{reason[0] if reason else type(error).__name__}") from None
+                                  f"{reason[0] if reason else type(error).__name__}; {errors.DB_URL_HINT}") from None
     missing = [name for name, _ in files if name not in recorded]
     if not recorded:
         raise SchemaNotReady(f"the results database {_where(eng)} has no hashtagger tables: {MIGRATE_HINT}")

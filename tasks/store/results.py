@@ -91,9 +91,9 @@ TAGGED_BY_MODEL = sa.text("""
 SELECT DISTINCT image_uri FROM image_results WHERE image_uri IN :uris AND model_version = :model
 """).bindparams(sa.bindparam("uris", expanding=True))
 UPSERT_RUN = sa.text("""
-INSERT INTO tagging_runs (run_id, source, model_version, started_at, status, host, pid, heartbeat_at)
-VALUES (:run_id, :source, :model, :at, 'running', :host, :pid, :at)
-ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL,
+INSERT INTO tagging_runs (run_id, run_key, source, model_version, started_at, status, host, pid, heartbeat_at)
+VALUES (:run_id, :run_key, :source, :model, :at, 'running', :host, :pid, :at)
+ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL, run_key = excluded.run_key,
                                    host = excluded.host, pid = excluded.pid, heartbeat_at = excluded.heartbeat_at
 """)
 ADD_COUNTS = sa.text("""
@@ -110,11 +110,17 @@ WHERE run_id = :run_id AND status = 'running'
 """)
 TRY_SOURCE_LOCK = sa.text("SELECT pg_try_advisory_lock(:id)")
 RELEASE_SOURCE_LOCK = sa.text("SELECT pg_advisory_unlock(:id)")
+# A run that finished with failed images says so in its status: one bad file does not fail a night, yet
+# the record must show it at a glance (the count is the run's own, as committed batch by batch).
 FINISH_RUN = sa.text("""
-UPDATE tagging_runs SET status = :status, finished_at = :at, error = :error WHERE run_id = :run_id
+UPDATE tagging_runs SET status = CASE WHEN :status = 'succeeded' AND failed > 0 THEN 'succeeded_with_failures'
+                                      ELSE :status END,
+                        finished_at = :at, error = :error, not_images = :not_images
+WHERE run_id = :run_id
 """)
 RESET_COUNTS = sa.text("""
-UPDATE tagging_runs SET seen = 0, tagged = 0, skipped = 0, failed = 0 WHERE run_id = :run_id
+UPDATE tagging_runs SET seen = 0, tagged = 0, skipped = 0, failed = 0, abstained = 0, not_images = 0
+WHERE run_id = :run_id
 """)
 
 
@@ -208,9 +214,11 @@ def upsert(connection, table: sa.TableClause, rows: list[dict]) -> None:
     connection.execute(statement.returning(table.columns[keys[-1]]), rows).close()
 
 
-def start_run(engine: sa.Engine, run_id: str, source: str, model_version: str, lock_key: str | None = None) -> None:
-    """Record the run with this host, process id and a first heartbeat; starting the same run id again
-    resets its counters (a rerun counts afresh). Runs left 'running' by dead processes are marked
+def start_run(engine: sa.Engine, run_id: str, source: str, model_version: str, lock_key: str | None = None,
+              run_key: str | None = None) -> None:
+    """Record the run with this host, process id and a first heartbeat, under `run_key` (the nightly DAG
+    run its shard belongs to; default: the run itself); starting the same run id again resets its
+    counters (a rerun counts afresh). Runs left 'running' by dead processes are marked
     'interrupted' first. On SQLite (no advisory locks) a live run with the same `lock_key` raises
     AnotherRunActive; the check and the insert are one IMMEDIATE transaction, so two starts queue."""
     now = utcnow()
@@ -220,7 +228,8 @@ def start_run(engine: sa.Engine, run_id: str, source: str, model_version: str, l
             for other in live:
                 if other.source == lock_key and other.run_id != run_id:
                     raise AnotherRunActive(_active_message(other))
-        connection.execute(UPSERT_RUN, {"run_id": run_id, "source": source, "model": model_version, "at": now,
+        connection.execute(UPSERT_RUN, {"run_id": run_id, "run_key": run_key or run_id, "source": source,
+                                        "model": model_version, "at": now,
                                         "host": socket.gethostname(), "pid": os.getpid()})
         connection.execute(RESET_COUNTS, {"run_id": run_id})
 
@@ -338,48 +347,80 @@ def hashtags_json(hashtags: list[RankedHashtag]) -> str:
                        for tag in hashtags], separators=(",", ":"), ensure_ascii=False)
 
 
-# This model's stored results whose decision a threshold changes: no label but a score at or above it,
-# or a label with a score below it. `confidence` is the score (the top calibrated probability); a blank
-# picture is stored with a score of 0 and never gains a label.
+# This model's stored results under one source whose decision a threshold changes: no label but a score
+# at or above it, or a label with a score below it. `confidence` is the score (the top calibrated
+# probability); a blank picture is stored with a score of 0 and never gains a label. The source is the
+# readable URI (uri_text for hashed keys): the source's URI itself (a single file) or under its prefix.
 REDECIDE_ROWS = sa.text("""
 SELECT image_uri, content_hash, confidence, top_labels, uri_text FROM image_results
 WHERE model_version = :model
   AND ((label IS NULL AND confidence >= :threshold AND confidence > 0)
        OR (label IS NOT NULL AND confidence < :threshold))
+  AND (COALESCE(uri_text, image_uri) = :source
+       OR substr(COALESCE(uri_text, image_uri), 1, :prefix_length) = :prefix)
+""")
+# The decision changes in place: the row keeps its run_id and tagged_at, the record of which run tagged
+# the image and when (a threshold applied later is not a new tagging of the image).
+REDECIDE_ONE = sa.text("""
+UPDATE image_results SET label = :label, hashtags = :hashtags
+WHERE image_uri = :uri AND content_hash = :hash AND model_version = :model
 """)
 REDECIDE_PAGE = 500  # rows per transaction
 
 
-def redecide(engine: sa.Engine, predictor, hashtags, min_confidence: float, run_id: str) -> int:
-    """Apply a new abstention threshold to every stored result of `predictor`'s model whose decision it
-    changes, from the stored scores and candidates: no model call. An image that gains a label gets its
-    hashtags (from its stored top labels; CIFAR-100 superclasses are not stored, so none of theirs); one
-    that loses it loses them. Returns how many results changed."""
+def source_prefix(source_uri: str) -> str:
+    """What the keys of a source's images start with: a bucket's prefix as S3 lists it, a folder's path
+    and a slash (so /photos is not /photos2)."""
+    if source_uri.startswith("s3://") or source_uri.endswith("/"):
+        return source_uri
+    return source_uri + "/"
+
+
+def redecide(engine: sa.Engine, predictor, hashtags, min_confidence: float, source_uri: str,
+             keep=lambda key: True) -> int:
+    """Apply a new abstention threshold to the stored results of `predictor`'s model under `source_uri`
+    whose key `keep(key)` accepts (a run's shard) and whose decision it changes, from the stored scores and
+    candidates: no model call. An image that gains a label gets its hashtags (from its stored top labels;
+    CIFAR-100 superclasses are not stored, so none of theirs); one that loses it loses them. Results of
+    other sources are left alone, and every result keeps the run that tagged it. Returns how many changed."""
+    prefix = source_prefix(source_uri)
+
     def read() -> list:
         with engine.connect() as connection:
-            return connection.execute(REDECIDE_ROWS, {"model": predictor.model_id,
-                                                      "threshold": min_confidence}).mappings().all()
+            return connection.execute(REDECIDE_ROWS, {
+                "model": predictor.model_id, "threshold": min_confidence, "source": source_uri,
+                "prefix": prefix, "prefix_length": len(prefix)}).mappings().all()
 
     changed = []
     for row in retrying(read, "reading stored scores"):
+        if not keep(row["image_uri"]):
+            continue
         top = [(name, float(probability)) for name, probability in json.loads(row["top_labels"])]
         abstained = row["confidence"] < min_confidence
-        changed.append(Tagged(row["image_uri"], row["content_hash"], top,
-                              [] if abstained else hashtags.hashtags(top), replaces=True,
-                              uri_text=row["uri_text"], abstained=abstained))
+        changed.append({"uri": row["image_uri"], "hash": row["content_hash"], "model": predictor.model_id,
+                        "label": None if abstained else top[0][0],
+                        "hashtags": hashtags_json([] if abstained else hashtags.hashtags(top))})
     for start in range(0, len(changed), REDECIDE_PAGE):
-        write_batch(engine, run_id, predictor.model_id, changed[start:start + REDECIDE_PAGE], [], 0, count=False)
+        page = changed[start:start + REDECIDE_PAGE]
+
+        def transaction(page=page) -> None:
+            with engine.begin() as connection:
+                connection.execute(REDECIDE_ONE, page)
+
+        retrying(transaction, f"re-deciding {len(page)} stored results")
     if changed:
-        log.info("re-decided %d stored results of %s at min confidence %.3f", len(changed),
-                 predictor.model_id, min_confidence)
+        log.info("re-decided %d stored results of %s under %s at min confidence %.3f", len(changed),
+                 predictor.model_id, source_uri, min_confidence)
     return len(changed)
 
 
-def finish_run(engine: sa.Engine, run_id: str, status: str, error: str | None = None) -> dict:
-    """Close the run record; returns it as written (counts are exact: each batch added its own)."""
+def finish_run(engine: sa.Engine, run_id: str, status: str, error: str | None = None, not_images: int = 0) -> dict:
+    """Close the run record with the count of non-image files its source skipped; returns it as written
+    (counts are exact: each batch added its own)."""
     def transaction() -> dict:
         with engine.begin() as connection:
-            connection.execute(FINISH_RUN, {"run_id": run_id, "status": status, "at": utcnow(), "error": error})
+            connection.execute(FINISH_RUN, {"run_id": run_id, "status": status, "at": utcnow(), "error": error,
+                                            "not_images": not_images})
             return dict(connection.execute(sa.text("SELECT * FROM tagging_runs WHERE run_id = :run_id"),
                                            {"run_id": run_id}).mappings().one())
 

@@ -11,7 +11,7 @@ import json
 import sqlalchemy as sa
 
 SHARD_RUNS = sa.text("""
-SELECT run_id, model_version, status, seen, tagged, skipped, failed, abstained FROM tagging_runs
+SELECT run_id, model_version, status, seen, tagged, skipped, failed, abstained, not_images FROM tagging_runs
 WHERE run_id IN :run_ids ORDER BY run_id
 """).bindparams(sa.bindparam("run_ids", expanding=True))
 RUN_IMAGES = sa.text("""
@@ -25,16 +25,27 @@ SELECT image_uri, reason FROM failed_images WHERE run_id = :run_id ORDER BY imag
 # The run page's reads (tasks/tag/report.py): every row of the runs, with the escaped text of hashed keys.
 PAGE_RUNS = sa.text("""
 SELECT run_id, source, model_version, started_at, finished_at, seen, tagged, skipped, failed, abstained,
-       status, error
+       not_images, status, error
 FROM tagging_runs WHERE run_id IN :ids
 """).bindparams(sa.bindparam("ids", expanding=True))
 PAGE_IMAGES = sa.text("""
-SELECT image_uri, label, confidence, model_version, hashtags, uri_text FROM image_results
+SELECT image_uri, label, confidence, model_version, hashtags, uri_text, top_labels FROM image_results
 WHERE run_id IN :ids ORDER BY image_uri
 """).bindparams(sa.bindparam("ids", expanding=True))
 PAGE_FAILURES = sa.text("""
 SELECT COALESCE(uri_text, image_uri), reason FROM image_failures WHERE run_id IN :ids ORDER BY image_uri
 """).bindparams(sa.bindparam("ids", expanding=True))
+
+
+def overall_status(statuses: list[str]) -> str:
+    """One status for several runs (a nightly run's shards): succeeded when all did, succeeded_with_failures
+    when all finished and some had failed images, else every distinct status, comma-separated."""
+    distinct = set(statuses)
+    if distinct <= {"succeeded"}:
+        return "succeeded"
+    if distinct <= {"succeeded", "succeeded_with_failures"}:
+        return "succeeded_with_failures"
+    return ",".join(sorted(distinct))
 
 
 def page_runs(engine: sa.Engine, run_ids: list[str]) -> dict[str, dict]:
@@ -44,12 +55,13 @@ def page_runs(engine: sa.Engine, run_ids: list[str]) -> dict[str, dict]:
 
 
 def page_images(engine: sa.Engine, run_ids: list[str], hashtags: int) -> list[tuple]:
-    """(image_uri, label, confidence, model_version, [hashtag, ...], uri_text) of every image the runs
-    tagged, by key; at most `hashtags` ranked hashtags each."""
+    """(image_uri, label, confidence, model_version, [hashtag, ...], uri_text, [(candidate label,
+    probability), ...]) of every image the runs tagged, by key; at most `hashtags` ranked hashtags each."""
     with engine.connect() as connection:
         rows = connection.execute(PAGE_IMAGES, {"ids": run_ids}).all()
-    return [(uri, label, confidence, model, ranked_hashtags(stored, hashtags), text)
-            for uri, label, confidence, model, stored, text in rows]
+    return [(uri, label, confidence, model, ranked_hashtags(stored, hashtags), text,
+             [(name, float(probability)) for name, probability in json.loads(top or "[]")])
+            for uri, label, confidence, model, stored, text, top in rows]
 
 
 def page_failures(engine: sa.Engine, run_ids: list[str]) -> list[tuple[str, str]]:

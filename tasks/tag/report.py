@@ -46,6 +46,8 @@ class Image:
     hashtags: list[str]
     thumbnail: str | None = None  # data:image/jpeg;base64,... ; None when the source no longer has it
     location: str | None = None  # the exact name to read when `uri` is escaped text (a hashed key)
+    candidates: list[tuple[str, float]] = dataclasses.field(default_factory=list)  # (label, probability), best first
+    abstained: bool = False  # no confident label: the card shows the candidates instead
 
 
 def load_runs(engine: sa.Engine, run_ids: list[str]) -> list[dict]:
@@ -74,8 +76,8 @@ def load_images(engine: sa.Engine, run_ids: list[str], hashtags_shown: int) -> l
     # a hashed key (tasks/tag/refs.image_key) is shown as its name's text and read by its exact name
     # an abstention (NULL label) shows as such, with its score as the confidence
     return [Image(text or uri, label or NO_LABEL, float(confidence), model, hashtags,
-                  location=sources.exact_name(uri, text))
-            for uri, label, confidence, model, hashtags, text
+                  location=sources.exact_name(uri, text), candidates=candidates, abstained=label is None)
+            for uri, label, confidence, model, hashtags, text, candidates
             in stored_runs.page_images(engine, run_ids, hashtags_shown)]
 
 
@@ -165,9 +167,9 @@ def summary(runs: list[dict], images: int, failures: int) -> dict:
     """Totals over the runs: what the page's header and the Airflow run note show."""
     # abstained: of `tagged`, the results with no confident label (a NULL label, no label hashtags)
     totals = {key: sum(run[key] or 0 for run in runs)
-              for key in ("seen", "tagged", "skipped", "failed", "abstained")}
-    statuses = sorted({run["status"] for run in runs})
-    return dict(totals, runs=[run["run_id"] for run in runs], status=",".join(statuses),
+              for key in ("seen", "tagged", "skipped", "failed", "abstained", "not_images")}
+    return dict(totals, runs=[run["run_id"] for run in runs],
+                status=stored_runs.overall_status([run["status"] for run in runs]),
                 sources=sorted({run["source"] for run in runs}),
                 models=sorted({run["model_version"] for run in runs}),
                 started_at=min(str(run["started_at"]) for run in runs),
@@ -183,7 +185,7 @@ border-radius:6px;margin-bottom:16px} .summary td{padding:2px 12px 2px 0} .faile
 figure{margin:0;background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px}
 figure img,.noimg{width:128px;height:128px;object-fit:contain;display:block;margin:0 auto 6px;background:#eee}
 .noimg{display:flex;align-items:center;justify-content:center;color:#888;font-size:12px}
-.label{font-weight:600} .tags{color:#1565c0;word-break:break-word} .meta{color:#666;font-size:12px;
+.label{font-weight:600} .tags{color:#1565c0;word-break:break-word} .candidates{color:#666;font-style:italic} .meta{color:#666;font-size:12px;
 word-break:break-all} nav{margin:16px 0} nav a,nav span{margin-right:8px} table.failures td{padding:2px 8px;
 vertical-align:top;border-bottom:1px solid #eee}
 """
@@ -194,19 +196,23 @@ def render_page(name: str, runs: list[dict], images: list[Image], failures: list
     """One page of the report as an HTML string (every value escaped)."""
     esc = html.escape
     totals = summary(runs, images_total, failures_total)
-    rows = [("status", totals["status"]), ("source", ", ".join(totals["sources"])),
+    failed_count = f" ({totals['failed']:,} failed)" if totals["failed"] else ""
+    rows = [("status", totals["status"] + failed_count), ("source", ", ".join(totals["sources"])),
             ("model", ", ".join(totals["models"])),
             ("images", f"{totals['seen']:,} seen, {totals['tagged']:,} tagged, {totals['skipped']:,} already "
                        f"done, {totals['failed']:,} failed"
                        + (f"; {totals['abstained']:,} of the tagged with no confident label"
-                          if totals["abstained"] else "")),
+                          if totals["abstained"] else "")
+                       + (f"; {totals['not_images']:,} non-image files skipped" if totals["not_images"] else "")),
             ("time", f"{totals['started_at'][:19]} to {(totals['finished_at'] or 'still running')[:19]} UTC")]
     errors = [run["error"] for run in runs if run.get("error")]
     if errors:
         rows.append(("error", "; ".join(errors)))
     head = "".join(f"<tr><th align=left>{esc(key)}</th><td>{esc(str(value))}</td></tr>" for key, value in rows)
     nav = _nav(page, pages)
-    cards = "".join(_card(image) for image in images) or "<p>No image was tagged in this run.</p>"
+    # the model is named once in the header; a card names it only where it differs (a mixed run)
+    header_model = totals["models"][0] if len(totals["models"]) == 1 else None
+    cards = "".join(_card(image, header_model) for image in images) or "<p>No image was tagged in this run.</p>"
     failed = ""
     if failures:
         failed = ("<h2 class=failed id=failures>Failed images</h2><table class=failures>" +
@@ -222,13 +228,19 @@ def render_page(name: str, runs: list[dict], images: list[Image], failures: list
             f"{nav}<div class=gallery id=gallery>{cards}</div>{nav}{failed}</body></html>\n")
 
 
-def _card(image: Image) -> str:
+def _card(image: Image, header_model: str | None = None) -> str:
     esc = html.escape
     picture = (f'<img src="{image.thumbnail}" alt="{esc(image.label)}">' if image.thumbnail
                else "<div class=noimg>no longer readable</div>")
+    if image.abstained:  # what the model would have guessed, for a person to judge
+        candidates = ", ".join(f"{name} {probability:.0%}" for name, probability in image.candidates)
+        below = f"<div class=candidates>candidates: {esc(candidates)}</div>" if candidates else ""
+    else:
+        below = f"<div class=tags>{esc(' '.join(image.hashtags))}</div>"
+    model = "" if image.model_version == header_model else f"<br>{esc(image.model_version)}"
     return (f"<figure class=image>{picture}<figcaption><div class=label>{esc(image.label)} "
-            f"{image.confidence:.0%}</div><div class=tags>{esc(' '.join(image.hashtags))}</div>"
-            f"<div class=meta title='{esc(image.uri)}'>{esc(image.uri)}<br>{esc(image.model_version)}</div>"
+            f"{image.confidence:.0%}</div>{below}"
+            f"<div class=meta title='{esc(image.uri)}'>{esc(image.uri)}{model}</div>"
             f"</figcaption></figure>")
 
 

@@ -68,7 +68,7 @@ class RunSummary:
     run_id: str
     source: str  # the source's URI as listed: an absolute folder path or s3://bucket/prefix
     model_id: str
-    status: str  # succeeded | failed | dry-run
+    status: str  # succeeded | succeeded_with_failures (some images failed) | failed | dry-run
     seen: int = 0
     tagged: int = 0
     skipped: int = 0
@@ -119,8 +119,9 @@ def in_shard(uri: str, shard: tuple[int, int] | None) -> bool:
 
 def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: sa.Engine,
         config: TagConfig = TagConfig(), run_id: str | None = None,
-        source: sources.Source | None = None) -> RunSummary:
+        source: sources.Source | None = None, run_key: str | None = None) -> RunSummary:
     """Tag every new image of `source_uri` (the database migrated beforehand); returns the run's record.
+    `run_key` names the run people started when this is one shard of it (default: this run).
 
     Raises RunFailed when the source or the database fails for good; the run is then recorded as
     'failed' with the reason, and every batch it wrote is complete. Raises results.AnotherRunActive,
@@ -133,16 +134,21 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
     failure: BaseException | None = None
     with contextlib.ExitStack() as stack:
         if not config.dry_run:
-            _start(engine, run_id, source.uri, predictor.model_id, config, stack)
+            _start(engine, run_id, source.uri, predictor.model_id, config, stack, run_key)
         try:
             if config.min_confidence is not None and not config.dry_run:
-                counts["redecided"] = results.redecide(engine, predictor, hashtags, config.min_confidence, run_id)
+                # only this source's (and shard's) results: a threshold changes what the user pointed it at
+                counts["redecided"] = results.redecide(engine, predictor, hashtags, config.min_confidence,
+                                                       source.uri, lambda key: in_shard(key, config.shard))
             _pipeline(source, predictor, hashtags, engine, config, run_id, counts)
         except BaseException as caught:  # recorded on the run, then raised again below
             failure = caught
-        summary = _finish(engine, run_id, source.uri, predictor.model_id, config, counts, failure)
-    summary = dataclasses.replace(summary, seconds=round(time.monotonic() - started, 3),
-                                  not_images=getattr(source, "not_images", 0))
+        not_images = getattr(source, "not_images", 0)
+        # every shard lists the whole source: the first records its non-image files, so shards add up
+        recorded_not_images = not_images if config.shard is None or config.shard[0] == 0 else 0
+        summary = _finish(engine, run_id, source.uri, predictor.model_id, config, counts, failure,
+                          recorded_not_images)
+    summary = dataclasses.replace(summary, seconds=round(time.monotonic() - started, 3), not_images=not_images)
     if failure is None:
         return summary
     if isinstance(failure, (sources.SourceError, sa.exc.DBAPIError, results.DatabaseUnavailable)):
@@ -151,26 +157,27 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
 
 
 def _start(engine, run_id: str, source_uri: str, model_id: str, config: TagConfig,
-           stack: contextlib.ExitStack) -> None:
+           stack: contextlib.ExitStack, run_key: str | None = None) -> None:
     """Take the source's lock (held until the run ends) and record the run (the schema is migrated
     beforehand: `hashtagger db migrate` or the DAG's first task)."""
     lock_key = source_uri if config.shard is None else f"{source_uri} shard {config.shard[0]}/{config.shard[1]}"
     stack.enter_context(results.source_lock(engine, lock_key))
     results.retrying(lambda: results.start_run(engine, run_id, source_uri, model_id,
-                                               lock_key if config.shard is None else None),
+                                               lock_key if config.shard is None else None, run_key),
                      "recording the run")
 
 
-def _finish(engine, run_id, source_uri, model_id, config, counts, failure) -> RunSummary:
+def _finish(engine, run_id, source_uri, model_id, config, counts, failure, not_images: int = 0) -> RunSummary:
     """The run's summary, recorded as its end unless this is a dry run; counts are what was committed."""
     error = None if failure is None else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
     status = "dry-run" if config.dry_run else "succeeded" if failure is None else "failed"
     counts = {key: counts[key] for key in ("seen", "tagged", "skipped", "failed", "abstained", "redecided")}
     if not config.dry_run:
         try:
-            recorded = results.finish_run(engine, run_id, status, error)
+            recorded = results.finish_run(engine, run_id, status, error, not_images)
             # exact: each committed batch added its own
             counts.update({key: recorded[key] for key in ("seen", "tagged", "skipped", "failed", "abstained")})
+            status = recorded["status"]  # succeeded_with_failures when images failed
         except (sa.exc.DBAPIError, results.DatabaseUnavailable) as close_error:
             # the database is gone; every batch it holds is complete, and the next run marks this one
             log.error("cannot record the end of run %s: %s", run_id, close_error)
