@@ -8,6 +8,7 @@ downloaded, and a read asks for exactly the listed version (If-Match).
 
 from __future__ import annotations
 
+import time
 from typing import Iterator
 
 from tasks.tag.refs import ImageRef, SourceError, UnreadableImage, too_big
@@ -22,6 +23,14 @@ PER_OBJECT_ERRORS = {
     "403": "access denied to this object",
     "InvalidObjectState": "the object is archived (restore it from Glacier first)",
 }
+# Answers that say "not now" about one object: the client backs off and retries them (adaptive mode),
+# and an object still refused after that fails alone, for this run only (no content verdict is stored,
+# so the next run reads it again). One hot or throttled key never ends the night.
+BUSY_ERRORS = {"SlowDown", "503", "ServiceUnavailable", "Throttling", "ThrottlingException", "TooManyRequests",
+               "429", "RequestLimitExceeded", "RequestTimeout", "InternalError", "500"}
+REQUEST_ATTEMPTS = 6  # tries of one request, the first included: about 15 s of jittered backoff (1, 2, 4, 8 s)
+READ_ATTEMPTS = 3  # whole GETs of one object whose body came short or broke off, before it fails for this run
+READ_RETRY_SECONDS = 0.5  # the pause before the second GET; doubled before each later one
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
@@ -40,7 +49,10 @@ def make_client(max_connections: int = 10):
     import botocore.config
 
     config = botocore.config.Config(
-        retries={"max_attempts": 3, "mode": "standard"},  # then the run stops: a dead server is not retried all night
+        # adaptive: exponential backoff with jitter, and a client-side rate limit that slows every
+        # thread down while the store throttles (503 SlowDown); a listing still refused after the
+        # attempts stops the run (a dead server is not retried all night), one object fails alone
+        retries={"total_max_attempts": REQUEST_ATTEMPTS, "mode": "adaptive"},
         connect_timeout=5,  # seconds
         read_timeout=60,  # seconds; a 50 MB photo on a slow link still fits
         max_pool_connections=max_connections,  # one per reading thread, and some
@@ -80,6 +92,20 @@ class S3Source:
             raise SourceError(f"cannot list {self.uri}: {_describe(error)}") from error
 
     def read(self, ref: ImageRef, max_bytes: int) -> bytes:
+        """The object's bytes as listed (If-Match its ETag); a body that comes short or breaks off is
+        read again, then fails for this run only (UnreadableImage), never as bytes to decode."""
+        attempt = 1
+        while True:
+            try:
+                return self._read_once(ref, max_bytes)
+            except _BrokenBody as broken:
+                if attempt == READ_ATTEMPTS:
+                    raise UnreadableImage(f"cannot read: {broken} ({READ_ATTEMPTS} tries); the next run reads "
+                                          "it again") from None
+            time.sleep(READ_RETRY_SECONDS * 2 ** (attempt - 1))
+            attempt += 1
+
+    def _read_once(self, ref: ImageRef, max_bytes: int) -> bytes:
         import botocore.exceptions
 
         key = (ref.location or ref.uri)[len(f"s3://{self.bucket}/"):]
@@ -88,24 +114,44 @@ class S3Source:
             request["IfMatch"] = f'"{ref.etag}"'
         try:
             response = self.client.get_object(**request)
-            body = response["Body"]
-            try:
-                length = response.get("ContentLength")
-                if length is not None and length > max_bytes:
-                    raise UnreadableImage(too_big(length, max_bytes))
-                data = body.read(max_bytes + 1)
-            finally:
-                body.close()
         except botocore.exceptions.ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code in PER_OBJECT_ERRORS:
                 raise UnreadableImage(f"cannot read: {PER_OBJECT_ERRORS[code]}") from None
+            if code in BUSY_ERRORS:
+                raise UnreadableImage(f"cannot read: the store kept refusing this object ({_describe(error)}) "
+                                      "after backing off; the next run reads it again") from None
             raise SourceError(f"cannot read {ref.uri}: {_describe(error)}") from error
         except botocore.exceptions.BotoCoreError as error:
             raise SourceError(f"cannot read {ref.uri}: {_describe(error)}") from error
-        if len(data) > max_bytes:
-            raise UnreadableImage(too_big(None, max_bytes))
-        return data
+        return _body(response, max_bytes)
+
+
+class _BrokenBody(Exception):
+    """An object's body came short of its Content-Length or broke off: a transient read error."""
+
+
+def _body(response: dict, max_bytes: int) -> bytes:
+    """The body of a GetObject answer, whole: botocore's StreamingBody.read(amount) does not check
+    Content-Length (boto3 #4111), so a connection cut halfway would pass as a short, "corrupt" image."""
+    import botocore.exceptions
+
+    body = response["Body"]
+    length = response.get("ContentLength")
+    try:
+        if length is not None and length > max_bytes:
+            raise UnreadableImage(too_big(length, max_bytes))
+        try:
+            data = body.read(max_bytes + 1)
+        except (botocore.exceptions.BotoCoreError, OSError) as error:  # ResponseStreamingError, ReadTimeoutError
+            raise _BrokenBody(f"the connection broke off while reading ({error})") from None
+    finally:
+        body.close()
+    if len(data) > max_bytes:
+        raise UnreadableImage(too_big(None, max_bytes))
+    if length is not None and len(data) != length:
+        raise _BrokenBody(f"the body broke off after {len(data):,} of {length:,} bytes")
+    return data
 
 
 def _describe(error: Exception) -> str:
