@@ -383,3 +383,12 @@ def test_a_key_throttled_for_good_fails_alone_and_the_run_goes_on(bucket, proxy,
     proxy.throttled.clear()
     second = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=2))
     assert (second.tagged, second.failed, second.skipped) == (1, 0, 3)
+
+
+def test_nas_and_system_folders_synced_to_a_bucket_are_skipped_and_counted(bucket, model, sqlite_url):
+    name, _ = bucket
+    put(bucket, "photos/cat.jpg", "photos/@eaDir/cat.jpg/SYNOFILE_THUMB_XL.jpg", "photos/#recycle/old.jpg",
+        "$RECYCLE.BIN/S-1-5/gone.jpg", "photos/Icon\r", "System Volume Information/x.jpg")
+    engine = db.ensure_schema(db.engine(sqlite_url))
+    summary = tag.run(f"s3://{name}/", model, HashtagEngine(), engine, tag.TagConfig())
+    assert (summary.seen, summary.tagged, summary.failed, summary.not_images) == (1, 1, 0, 5)

@@ -17,6 +17,21 @@ MAX_IMAGE_BYTES = 200 * 2**20  # a bigger file is refused unread: no camera phot
 MAX_KEY_BYTES = 1024
 HASHED_KEY_PREFIX = "uri-sha256:"
 
+# Folders that NAS and operating systems keep among people's files: thumbnails (Synology's @eaDir makes
+# one photo four), recycle bins, snapshots. Skipped like sidecars, whatever their case (Windows ignores
+# it), and their files counted in `not_images`; hidden ones (.Trash-1000, .Trashes, .@__thumb) are
+# skipped as hidden already. A NAS synced to a bucket brings them along: tasks.tag.s3 skips them too.
+SYSTEM_FOLDERS = frozenset(name.casefold() for name in (
+    "@eaDir", "#recycle", "#snapshot", "@Recycle", "@Recently-Snapshot", "@sharebin", "$RECYCLE.BIN",
+    "RECYCLER", "RECYCLED", "System Volume Information", "lost+found"))
+# Files of the same kind: macOS keeps a folder's custom icon in an empty file named "Icon\r".
+SYSTEM_FILES = frozenset({"Icon\r"})
+
+
+def is_system_folder(name: str) -> bool:
+    """Whether a folder of this name belongs to a NAS or the operating system, not to the photos."""
+    return name.casefold() in SYSTEM_FOLDERS or name.startswith(".Trash-")
+
 
 def storable(name: str) -> bool:
     """Whether PostgreSQL and SQLite store this text as it is: valid Unicode (no lone surrogates, which

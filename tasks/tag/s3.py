@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from tasks.tag.refs import ImageRef, SourceError, UnreadableImage, too_big
+from tasks.tag.refs import SYSTEM_FILES, ImageRef, SourceError, UnreadableImage, is_system_folder, too_big
 
 # Client errors that concern one object, not the bucket or the server: that image fails, the run goes on.
 PER_OBJECT_ERRORS = {
@@ -64,13 +64,15 @@ def make_client(max_connections: int = 10):
 
 
 class S3Source:
-    """Objects under an S3 key prefix; keys ending in '/' (folder markers) and hidden names are skipped."""
+    """Objects under an S3 key prefix; keys ending in '/' (folder markers) and hidden names are skipped,
+    and so are NAS and system folders (@eaDir, #recycle: refs.SYSTEM_FOLDERS), counted in `not_images`."""
 
     def __init__(self, uri: str, client=None, page_size: int = 1000, max_connections: int = 10):
         self.bucket, self.prefix = parse_uri(uri)
         self.uri = f"s3://{self.bucket}/{self.prefix}"
         self.page_size = page_size  # keys per listing request (S3's maximum is 1,000)
         self.client = client if client is not None else make_client(max_connections)
+        self.not_images = 0  # keys the last list() skipped in system folders or as system files
 
     def list(self) -> Iterator[ImageRef]:
         import botocore.exceptions
@@ -78,12 +80,16 @@ class S3Source:
         paginator = self.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix,
                                    PaginationConfig={"PageSize": self.page_size})
+        self.not_images = 0
         try:
             for page in pages:
                 for entry in page.get("Contents", ()):
                     key = entry["Key"]
-                    relative = key[len(self.prefix):]
-                    if key.endswith("/") or any(part.startswith(".") for part in relative.split("/")):
+                    parts = key[len(self.prefix):].split("/")
+                    if key.endswith("/") or any(part.startswith(".") for part in parts):
+                        continue
+                    if parts[-1] in SYSTEM_FILES or any(is_system_folder(part) for part in parts[:-1]):
+                        self.not_images += 1
                         continue
                     etag = (entry.get("ETag") or "").strip('"') or None
                     # a key may hold control characters or NUL: ImageRef.of keys such a URI by its hash
