@@ -43,20 +43,25 @@ def storable(name: str) -> bool:
     return "\0" not in name
 
 
+# What `unescaped` reads as an escape: a backslash before a backslash, or before x and two hex digits.
+_ESCAPE = re.compile(rb"\\(\\|x([0-9a-f]{2}))")
+
+
 def escaped(name: str) -> str:
-    """Text for a name that cannot be stored as it is: its non-UTF-8 bytes as \\xNN, NUL as \\x00 and
-    backslashes doubled, so the escaping is reversible (`unescaped`). Storable names are returned as is."""
-    if storable(name):
+    """Text for a name, reversible for every name (`unescaped` gives its bytes back): its non-UTF-8 bytes
+    as \\xNN, NUL as \\x00 and backslashes doubled. A storable name is returned as is unless it holds
+    what reads as an escape (the ten characters `caf\\xe9.jpg` would show as the Latin-1 name caf\xe9.jpg
+    does): such a name is escaped too, so two names are never one text."""
+    if storable(name) and not _ESCAPE.search(name.encode("utf-8")):
         return name
     raw = name.encode("utf-8", "surrogateescape").replace(b"\\", b"\\\\").replace(b"\0", b"\\x00")
     return raw.decode("utf-8", "backslashreplace")
 
 
 def unescaped(text: str) -> bytes:
-    """The name's bytes back from `escaped` text of a name that needed escaping."""
-    return re.sub(rb"\\(\\|x([0-9a-f]{2}))",
-                  lambda match: match.group(1) if match.group(2) is None else bytes([int(match.group(2), 16)]),
-                  text.encode("utf-8"))
+    """The name's bytes back from `escaped` text (of any name)."""
+    return _ESCAPE.sub(lambda match: match.group(1) if match.group(2) is None else bytes([int(match.group(2), 16)]),
+                       text.encode("utf-8"))
 
 
 def image_key(name: str) -> str:
@@ -70,7 +75,8 @@ def image_key(name: str) -> str:
 
 def exact_name(key: str, text: str | None) -> str | None:
     """The exact name behind a stored key and its uri_text (what read() opens), or None when the key is
-    the name. uri_text is escaped only when the name was not storable; a long name is kept as it is."""
+    the name. uri_text is escaped when the name was not storable or reads as escaped text; a long name is
+    kept as it is."""
     if text is None:
         return None
     for name in (text, unescaped(text).decode("utf-8", "surrogateescape")):
@@ -84,7 +90,8 @@ def exact_name(key: str, text: str | None) -> str | None:
 @dataclasses.dataclass(frozen=True)
 class ImageRef:
     """One listed image. `uri` is its identity in the results (image_key of the name); `name` the text people
-    read when that differs (escaped, or a long URI); `location` what read() opens when that differs."""
+    read when that differs (escaped, or a long URI); `location` what read() opens when that differs from
+    `uri` (a hashed key; for a local file, also a name the locale decodes otherwise)."""
 
     uri: str
     size: int | None = None  # bytes, when the listing says
@@ -98,7 +105,8 @@ class ImageRef:
         """The ref of an exact path or s3:// URI, with its key and, when they differ, its text."""
         key = image_key(name)
         if key == name:
-            return cls(name, size, etag)
+            text = escaped(name)  # a storable name that reads as escaped text is shown escaped
+            return cls(name, size, etag, name=text if text != name else None)
         return cls(key, size, etag, location=name, name=escaped(name))
 
     @property
