@@ -85,8 +85,8 @@ def main() -> int:
         f"`python benchmarks/decode_memory.py --scans {args.scans}` on {machine()}.",
         "",
         f"{args.scans} one-bit PNG scans of 9400x9400 (88 megapixels each, {on_disk:.1f} MiB on disk in all), "
-        "tagged by `hashtagger tag` into a fresh SQLite file with the bundled model (ONNX Runtime). Peak RSS of the command "
-        f"(getrusage, RUSAGE_CHILDREN of a wrapper); goal under {GOAL_MIB} MiB. Before the decoding budget "
+        "tagged by `hashtagger tag` into a fresh SQLite file with the bundled model (ONNX Runtime). Peak RSS "
+        f"of the command (getrusage, RUSAGE_CHILDREN of a wrapper); goal under {GOAL_MIB} MiB. Before the budget "
         "(as reported in issue 21, not measured here): 1.2 GB with 2 workers, 4.2 GB with 8.",
         "",
         "| workers | peak RSS (MiB) | seconds |",

@@ -11,7 +11,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from fixtures import hostile, tiny_model

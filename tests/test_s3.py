@@ -375,7 +375,7 @@ def test_a_key_throttled_for_good_fails_alone_and_the_run_goes_on(bucket, proxy,
     uri = f"s3://{name}/"
     first = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=2))
     assert (first.status, first.tagged, first.failed) == ("succeeded", 3, 1)
-    assert proxy.requests[("GET", "b-hot.jpg")] == s3.REQUEST_ATTEMPTS, "backed off and retried (adaptive mode), then given up"
+    assert proxy.requests[("GET", "b-hot.jpg")] == s3.REQUEST_ATTEMPTS, "backed off (adaptive mode), then gave up"
     with engine.connect() as connection:
         [(content, reason)] = connection.execute(sa.text("SELECT content_hash, reason FROM image_failures")).all()
     assert content == "" and "SlowDown" in reason and "next run reads it again" in reason

@@ -60,8 +60,8 @@ class LocalSource:
     a text or sidecar suffix (NOT_IMAGE_SUFFIXES: notes.txt, .xmp) and the files of NAS and system
     folders (SYSTEM_FOLDERS: @eaDir, #recycle, $RECYCLE.BIN) are skipped and counted in `not_images`.
     A subfolder that cannot be listed (no permission, a path over PATH_MAX) is listed as one failed
-    entry with the reason, and the listing goes on. Symbolic links to files are followed only while they stay inside the root; linked
-    folders are never followed (no cycles, no escapes). A link that loops or points to nothing is
+    entry with the reason, and the listing goes on. Symbolic links to files are followed only while
+    they stay inside the root; linked folders are never followed (no cycles, no escapes). A link that loops or points to nothing is
     listed with its reason (`ImageRef.error`) and fails as one image; no entry stops the listing.
     """
 
