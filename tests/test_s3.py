@@ -392,3 +392,24 @@ def test_nas_and_system_folders_synced_to_a_bucket_are_skipped_and_counted(bucke
     engine = db.ensure_schema(db.engine(sqlite_url))
     summary = tag.run(f"s3://{name}/", model, HashtagEngine(), engine, tag.TagConfig())
     assert (summary.seen, summary.tagged, summary.failed, summary.not_images) == (1, 1, 0, 5)
+
+
+def test_cut_read_verdicts_stored_under_an_etag_before_015_are_read_again(db_url, monkeypatch):
+    engine = db.engine(db_url)
+    files = db.migration_files()
+    monkeypatch.setattr(db, "migration_files", lambda: [(name, text) for name, text in files if name < "015"])
+    db.migrate(engine)
+    failures = [("s3://b/cut.jpg", "etag:abc", "truncated or corrupt image data (image file is truncated)"),
+                ("s3://b/cut-header.png", "etag:def", "truncated or corrupt PNG file (its header cannot be read)"),
+                ("s3://b/notes.jpg", "etag:123", "not an image: a text file"),
+                ("/p/cut.jpg", "sha256:aa", "truncated or corrupt image data (image file is truncated)")]
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO image_failures (image_uri, content_hash, reason, run_id, failed_at) "
+                                   "VALUES (:uri, :hash, :reason, 'r1', :at)"),
+                           [{"uri": uri, "hash": content, "reason": reason, "at": db.utcnow()}
+                            for uri, content, reason in failures])
+    monkeypatch.setattr(db, "migration_files", lambda: files)
+    db.migrate(engine)
+    with engine.connect() as connection:
+        kept = {uri for (uri,) in connection.execute(sa.text("SELECT image_uri FROM image_failures"))}
+    assert kept == {"s3://b/notes.jpg", "/p/cut.jpg"}, "a local file's verdict is on the bytes it read: kept"
