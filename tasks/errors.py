@@ -97,6 +97,9 @@ def _database_error(error: BaseException) -> UserError | None:
     if exc is None:
         return None
     where = _database_shown()
+    refused = getattr(sys.modules.get("tasks.store.db"), "DatabaseRefused", ())
+    if isinstance(error, refused):  # a full disk, a read-only server, a missing grant: fixed by a person
+        return UserError(f"cannot write the results database {where}: {error}")
     if isinstance(error, exc.NoSuchModuleError):
         return UserError(f"HASHTAGGER_DB_URL {where}: no such database dialect or driver",
                                 "use postgresql://user@host:5432/db or sqlite:////path/to/file.db")
@@ -140,8 +143,11 @@ TRANSIENT = (("tasks.data.download", "DownloadError"), ("tasks.store.db", "Datab
 
 def needs_configuration(error: BaseException) -> bool:
     """True for a source error that running the same command again does not change (is_permanent), or
-    that only configuring does (no credentials): a usage or configuration error for a person."""
-    return is_permanent(error) or _source_error_saying(error, CONFIGURATION_SOURCE_ERRORS)
+    that only configuring does (no credentials), or a database that refuses writes until a person acts
+    (full disk, read-only server, missing grant): a usage or configuration error for a person."""
+    refused = getattr(sys.modules.get("tasks.store.db"), "DatabaseRefused", ())
+    return (is_permanent(error) or _source_error_saying(error, CONFIGURATION_SOURCE_ERRORS)
+            or isinstance(error, refused))
 
 
 def _source_error_saying(error: BaseException, markers: tuple[str, ...]) -> bool:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from moto.server import ThreadedMotoServer
 
 from fixtures import hostile, tiny_model
+from fixtures.s3proxy import S3Proxy
 from tasks.store import db
 from tasks.tag import predictor
 from tasks.tag import s3
@@ -304,3 +305,111 @@ def test_a_read_that_failed_once_is_retried_next_run_but_a_decode_failure_is_fin
             (f"s3://{name}/broken.jpg",)]
     third = tag.run(source.uri, model, HashtagEngine(), engine, tag.TagConfig(), source=source)
     assert (third.tagged, third.failed, third.skipped) == (0, 0, 4)
+
+
+# ---------------------------------------------------------------------------- faults on the wire (issue 21)
+
+@pytest.fixture
+def proxy(moto, monkeypatch):
+    """A proxy in front of moto that the product's own client (make_client) goes through."""
+    server = S3Proxy(moto.endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    monkeypatch.setattr(s3, "READ_RETRY_SECONDS", 0.05)
+    yield server
+    server.stop()
+
+
+def put(bucket, *keys: str) -> None:
+    name, client = bucket
+    for index, key in enumerate(keys):
+        client.put_object(Bucket=name, Key=key, Body=hostile.noisy_jpeg(seed=index))
+
+
+def test_a_body_cut_off_halfway_is_read_again_and_never_stored_as_a_decode_failure(bucket, proxy, model, db_url):
+    name, _ = bucket
+    put(bucket, "cut-once.jpg", "cut-always.jpg", "good.jpg")
+    proxy.cut.update({"cut-once.jpg": 1, "cut-always.jpg": -1})
+    engine = db.ensure_schema(db.engine(db_url))
+    uri = f"s3://{name}/"
+    first = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=2))
+    assert (first.status, first.tagged, first.failed) == ("succeeded", 2, 1)
+    assert proxy.requests[("GET", "cut-once.jpg")] == 2, "the cut read was read again within the run"
+    assert proxy.requests[("GET", "cut-always.jpg")] == s3.READ_ATTEMPTS
+    with engine.connect() as connection:
+        failures = connection.execute(sa.text("SELECT image_uri, content_hash, reason FROM image_failures")).all()
+    assert [(uri_, content) for uri_, content, _ in failures] == [(f"s3://{name}/cut-always.jpg", "")], \
+        "a read that broke off is no verdict on the content: stored under no ETag"
+    assert "broke off after" in failures[0][2] and "next run reads it again" in failures[0][2]
+
+    proxy.cut.clear()  # the network is back: the next run tags it, and reads nothing else
+    second = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=2))
+    assert (second.tagged, second.failed, second.skipped) == (1, 0, 2)
+    assert scalar(engine, "SELECT COUNT(*) FROM failed_images") == 0
+    assert proxy.requests[("GET", "good.jpg")] == 1
+
+
+def test_a_listing_that_repeats_keys_tags_each_image_once(bucket, proxy, model, db_url):
+    name, _ = bucket
+    keys = [f"img{index}.jpg" for index in range(5)]
+    put(bucket, *keys)
+    proxy.repeat_listing = True  # every page of 2 keys lists its first key twice
+    engine = db.ensure_schema(db.engine(db_url))
+    uri = f"s3://{name}/"
+    source = s3.S3Source(uri, page_size=2)
+    assert len(list(source.list())) == 8, "the listing itself repeats 3 keys"
+    # batches of 2: a key twice in one batch (img0, img0) and across two batches (img2 | img2)
+    first = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=2), source=source)
+    assert (first.status, first.seen, first.tagged, first.failed) == ("succeeded", 5, 5, 0)
+    assert scalar(engine, "SELECT COUNT(*) FROM image_results") == 5
+    assert scalar(engine, "SELECT seen FROM tagging_runs WHERE run_id = :run", run=first.run_id) == 5
+    second = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=2), source=source)
+    assert (second.seen, second.tagged, second.skipped) == (5, 0, 5)
+
+
+def test_a_key_throttled_for_good_fails_alone_and_the_run_goes_on(bucket, proxy, model, db_url):
+    name, _ = bucket
+    keys = ["a.jpg", "b-hot.jpg", "c.jpg", "d.jpg"]
+    put(bucket, *keys)
+    proxy.throttled.add("b-hot.jpg")  # 503 SlowDown, every time
+    engine = db.ensure_schema(db.engine(db_url))
+    uri = f"s3://{name}/"
+    first = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=2))
+    assert (first.status, first.tagged, first.failed) == ("succeeded", 3, 1)
+    assert proxy.requests[("GET", "b-hot.jpg")] == s3.REQUEST_ATTEMPTS, "backed off (adaptive mode), then gave up"
+    with engine.connect() as connection:
+        [(content, reason)] = connection.execute(sa.text("SELECT content_hash, reason FROM image_failures")).all()
+    assert content == "" and "SlowDown" in reason and "next run reads it again" in reason
+
+    proxy.throttled.clear()
+    second = tag.run(uri, model, HashtagEngine(), engine, tag.TagConfig(batch_size=2))
+    assert (second.tagged, second.failed, second.skipped) == (1, 0, 3)
+
+
+def test_nas_and_system_folders_synced_to_a_bucket_are_skipped_and_counted(bucket, model, sqlite_url):
+    name, _ = bucket
+    put(bucket, "photos/cat.jpg", "photos/@eaDir/cat.jpg/SYNOFILE_THUMB_XL.jpg", "photos/#recycle/old.jpg",
+        "$RECYCLE.BIN/S-1-5/gone.jpg", "photos/Icon\r", "System Volume Information/x.jpg")
+    engine = db.ensure_schema(db.engine(sqlite_url))
+    summary = tag.run(f"s3://{name}/", model, HashtagEngine(), engine, tag.TagConfig())
+    assert (summary.seen, summary.tagged, summary.failed, summary.not_images) == (1, 1, 0, 5)
+
+
+def test_cut_read_verdicts_stored_under_an_etag_before_015_are_read_again(db_url, monkeypatch):
+    engine = db.engine(db_url)
+    files = db.migration_files()
+    monkeypatch.setattr(db, "migration_files", lambda: [(name, text) for name, text in files if name < "015"])
+    db.migrate(engine)
+    failures = [("s3://b/cut.jpg", "etag:abc", "truncated or corrupt image data (image file is truncated)"),
+                ("s3://b/cut-header.png", "etag:def", "truncated or corrupt PNG file (its header cannot be read)"),
+                ("s3://b/notes.jpg", "etag:123", "not an image: a text file"),
+                ("/p/cut.jpg", "sha256:aa", "truncated or corrupt image data (image file is truncated)")]
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO image_failures (image_uri, content_hash, reason, run_id, failed_at) "
+                                   "VALUES (:uri, :hash, :reason, 'r1', :at)"),
+                           [{"uri": uri, "hash": content, "reason": reason, "at": db.utcnow()}
+                            for uri, content, reason in failures])
+    monkeypatch.setattr(db, "migration_files", lambda: files)
+    db.migrate(engine)
+    with engine.connect() as connection:
+        kept = {uri for (uri,) in connection.execute(sa.text("SELECT image_uri FROM image_failures"))}
+    assert kept == {"s3://b/notes.jpg", "/p/cut.jpg"}, "a local file's verdict is on the bytes it read: kept"

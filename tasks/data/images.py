@@ -2,12 +2,19 @@
 
 Pillow's decompression-bomb limit stays on, and is enforced as an error here at its warning threshold
 (`Image.MAX_IMAGE_PIXELS`, about 89 megapixels), not only at Pillow's own error threshold (twice that).
+
+Memory follows the pixel count, not the file size: a 50 KB one-bit scan of 9400x9400 is 88 MB once
+decoded. So the decoding threads share a budget of decoded bytes (`BUDGET`), reserved from the header
+before the pixels are decoded, and a large picture is reduced in its own mode, before any conversion
+to RGB (four bytes a pixel) or turn, so only one full-size copy of it exists at a time.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
+import threading
 import warnings
 
 import numpy as np
@@ -74,6 +81,82 @@ FLAT_RANGE = 3  # a tile whose every channel spans at most this (of 255) is one 
 FLAT_REASON = "blank: the picture is a single flat colour, nothing to recognise"
 
 
+class MemoryBudget:
+    """Bytes of decoded pixels the decoding threads may hold at once; a thread waits for its share.
+
+    A picture needing more than the whole budget is decoded alone, so nothing is refused for its size
+    here (the bomb limit does that); small pictures, the common case, do not take part (no lock).
+    """
+
+    def __init__(self, capacity: int, smallest: int = 16 * 2**20):
+        self.capacity = capacity  # bytes
+        self.smallest = smallest  # bytes; pictures needing less decode without waiting
+        self.used = 0  # bytes reserved now
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, amount: int):
+        """Hold `amount` bytes (at most the capacity) while the block runs."""
+        if amount < self.smallest:
+            yield
+            return
+        amount = min(amount, self.capacity)
+        with self._changed:
+            self._changed.wait_for(lambda: self.used + amount <= self.capacity)
+            self.used += amount
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.used -= amount
+                self._changed.notify_all()
+
+
+# 256 MiB of decoded pixels across all decoding threads: one 88-megapixel one-bit scan at a time (it
+# needs 2 bytes a pixel: its pixels and their 8-bit copy), or a dozen 12-megapixel PNG photos; JPEG
+# photos decode in draft mode at a fraction of their size and never wait. With the interpreter, the
+# model and four batches in flight, a run over such scans stays under 1 GB (reports/decode_memory.md).
+BUDGET = MemoryBudget(256 * 2**20)
+# A picture this large (pixels) is reduced before it is turned and converted to RGB; a smaller one is
+# small enough to convert first (and keeps the notes about malformed EXIF that the turn gives).
+EARLY_REDUCE_PIXELS = 4_000_000
+REDUCING_GAP = 3  # as Image.resize(reducing_gap=3.0): reduce by whole factors to >= 3x the tile, then LANCZOS
+# Bytes a pixel of each mode takes in memory (Pillow keeps 1-bit and palette pixels in a byte, and any
+# mode of two to four bands in four), and what reducing it costs on top: a copy in a mode Image.reduce
+# takes (1-bit -> L, palette -> RGBA), or the premultiplied copy reduce makes of an alpha mode.
+_STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+_REDUCE_EXTRA_BYTES = {"1": 1, "L": 0, "RGB": 0, "CMYK": 0, "YCbCr": 0, "I": 0, "F": 0, "LAB": 0, "HSV": 0,
+                       "LA": 4, "La": 4, "RGBA": 4, "RGBa": 4, "P": 8, "PA": 8}
+
+
+def _return_large_blocks_to_the_system(threshold: int = 4 * 2**20) -> None:
+    """Have glibc's malloc serve blocks of `threshold` bytes and more by mmap, unmapped once freed.
+
+    Pillow holds pixels in 16 MiB blocks; glibc raises its mmap threshold to the size of the last such
+    block freed (up to 32 MiB), after which they come from the thread's own arena and stay there when
+    freed: 8 decoding threads kept 1.4 GB of freed scans for 200 MB in use. A fixed threshold stops
+    that. Elsewhere (musl, macOS) there is nothing to do.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, threshold)  # -3: M_MMAP_THRESHOLD (malloc.h)
+
+
+_return_large_blocks_to_the_system()
+
+
+def decoded_bytes(mode: str, size: tuple[int, int]) -> int:
+    """The most memory one picture of this mode and size holds while decode() turns it into a tile."""
+    pixels = size[0] * size[1]
+    return pixels * (_STORED_BYTES.get(mode, 4) + _REDUCE_EXTRA_BYTES.get(mode, 8))
+
+
 def decode(data: bytes, notes: list[str] | None = None) -> np.ndarray:
     """Decode, apply EXIF orientation, convert to RGB and resize with antialiasing to 32x32 uint8.
 
@@ -106,9 +189,14 @@ def _decode(data: bytes, notes: list[str]) -> np.ndarray:
             if image.format in DRAFT_FORMATS:
                 # DCT scaling: decode at 1/2..1/8 of the size, 3-8x faster on camera photos
                 image.draft("RGB", (TILE[0] * DRAFT_FACTOR, TILE[1] * DRAFT_FACTOR))
-            image = _upright(image, notes)
-            image = to_rgb(image, notes)
-            image = image.resize(TILE, Image.Resampling.LANCZOS, reducing_gap=3.0)
+            # the header said the size (after draft scaling): wait for the memory before the pixels
+            with BUDGET.reserve(decoded_bytes(image.mode, image.size)):
+                if image.width * image.height >= EARLY_REDUCE_PIXELS:
+                    image = _reduced_upright(image)
+                else:
+                    image = _upright(image, notes)
+                image = to_rgb(image, notes)
+                image = image.resize(TILE, Image.Resampling.LANCZOS, reducing_gap=float(REDUCING_GAP))
             return np.asarray(image, dtype=np.uint8)
     except ImageError:
         raise
@@ -135,6 +223,21 @@ def _upright(image: Image.Image, notes: list[str]) -> Image.Image:
         notes.append(f"EXIF metadata is malformed ({type(error).__name__}: {error}); "
                      f"{'orientation ' + str(orientation) + ' applied' if orientation else 'orientation unknown'}")
         return image.transpose(ORIENTATIONS[orientation]) if orientation in ORIENTATIONS else image
+
+
+def _reduced_upright(image: Image.Image) -> Image.Image:
+    """A large picture reduced by whole factors in its own mode (as resize's reducing_gap would, but
+    before the RGB conversion and the turn, each a full-size copy), then turned as its EXIF says."""
+    image.load()
+    orientation = _orientation(image)  # from the original: a reduced copy of a TIFF has no EXIF left
+    factors = (max(1, image.width // (TILE[0] * REDUCING_GAP)), max(1, image.height // (TILE[1] * REDUCING_GAP)))
+    if image.mode == "1":
+        image = image.convert("L")  # Image.reduce takes no 1-bit pixels; averaging them gives greys
+    elif image.mode in ("P", "PA"):  # averaging palette indices would mix unrelated colours
+        image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+    if factors != (1, 1) and image.mode in _REDUCE_EXTRA_BYTES:
+        image = image.reduce(factors)
+    return image.transpose(ORIENTATIONS[orientation]) if orientation in ORIENTATIONS else image
 
 
 def _orientation(image: Image.Image) -> int | None:

@@ -48,6 +48,87 @@ class DatabaseUnavailable(RuntimeError):
     """The results database does not answer (wrong URL, server down); the message names it."""
 
 
+class DatabaseRefused(sa.exc.DatabaseError):
+    """The results database refuses the work until a person acts: its disk is full, it is read-only (a
+    standby after a failover, a read-only file), or the role lacks a grant. str() says which and what
+    to do. Never retried: it is no OperationalError, which the retries take for a passing fault."""
+
+    def __init__(self, message: str, statement, params, orig):
+        super().__init__(statement, params, orig)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL = 8, 10, 13  # sqlite3.h primary result codes
+
+
+def refusal(orig: BaseException, url: sa.engine.URL) -> str | None:
+    """What a driver error says a person must fix before any write succeeds, or None."""
+    reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        # a full disk is SQLITE_FULL when a file cannot grow, but "disk I/O error" when WAL's shared
+        # memory file cannot (SQLite keeps the errno to itself): the free space tells them apart
+        if code & 0xFF == SQLITE_FULL or (code & 0xFF == SQLITE_IOERR and _no_space_left(url.database)):
+            return (f"the disk that holds the results database is full ({reason}): free space on it, then "
+                    "run the same command again")
+        if code & 0xFF == SQLITE_READONLY:
+            return (f"the results database file cannot be written ({reason}): let the user that runs "
+                    "hashtagger write the file and its folder")
+        return None
+    state = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    if state == "53100":
+        return f"the PostgreSQL server's disk is full ({reason}): free space on the server"
+    if state == "25006":
+        return (f"the results database server is read-only ({reason}): a standby, or the old primary after "
+                "a failover; point HASHTAGGER_DB_URL at the primary")
+    if state == "42501":
+        return _missing_grant(reason, url.username or "this role")
+    return None
+
+
+def _no_space_left(database: str | None) -> bool:
+    """Whether the file system of an SQLite file has less than 1 MiB left for its user."""
+    if not database or database == ":memory:":
+        return False
+    try:
+        stats = os.statvfs(Path(database).expanduser().parent)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 2**20
+
+
+def _missing_grant(reason: str, role: str) -> str:
+    """The GRANT that would allow what the server refused (`permission denied for <kind> <name>`)."""
+    match = re.search(r"permission denied for (schema|table|sequence|database) (\S+)", reason)
+    kind, name = match.groups() if match else (None, None)
+    if kind == "schema":
+        grant = (f"GRANT USAGE, CREATE ON SCHEMA {name} TO {role} (PostgreSQL 15 and later let only the "
+                 "schema's owner create in public), or run `hashtagger db migrate` as the owner")
+    elif kind in ("table", "sequence"):
+        grant = (f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role} (the "
+                 f"{kind} {name} and the others hashtagger writes)")
+    elif kind == "database":
+        grant = f"GRANT CONNECT, CREATE ON DATABASE {name} TO {role}"
+    else:
+        grant = "GRANT the privilege it names"
+    return f"the role {role} lacks a privilege ({reason}): as the owner, {grant}"
+
+
+def _refusals(eng: sa.Engine) -> None:
+    """Errors that no retry changes (a full disk, a read-only server, a missing grant) become
+    DatabaseRefused, said at once instead of after a minute of retries."""
+    @sa.event.listens_for(eng, "handle_error", retval=True)
+    def _refused(context):
+        orig = context.original_exception
+        message = refusal(orig, eng.url)
+        if message is None:
+            return None
+        return DatabaseRefused(message, context.statement, context.parameters, orig)
+
+
 def sql_dir() -> importlib.resources.abc.Traversable:
     """The packaged `sql/` folder (migrations, and example queries under queries/)."""
     folder = importlib.resources.files("tasks.store") / "sql"
@@ -91,11 +172,13 @@ def engine(url: str | None = None) -> sa.Engine:
 @functools.lru_cache(maxsize=8)
 def _engine_for(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
-    if sa.engine.make_url(url).get_driver_name() not in ("psycopg2", "psycopg"):  # the libpq drivers
-        return sa.create_engine(url, pool_pre_ping=True, future=True)
-    eng = sa.create_engine(url, connect_args=dict(PG_CONNECT_ARGS), future=True)
-    _watch(eng)
+        eng = _sqlite_engine(url)
+    elif sa.engine.make_url(url).get_driver_name() not in ("psycopg2", "psycopg"):  # the libpq drivers
+        eng = sa.create_engine(url, pool_pre_ping=True, future=True)
+    else:
+        eng = sa.create_engine(url, connect_args=dict(PG_CONNECT_ARGS), future=True)
+        _watch(eng)
+    _refusals(eng)
     return eng
 
 

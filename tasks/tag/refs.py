@@ -17,6 +17,21 @@ MAX_IMAGE_BYTES = 200 * 2**20  # a bigger file is refused unread: no camera phot
 MAX_KEY_BYTES = 1024
 HASHED_KEY_PREFIX = "uri-sha256:"
 
+# Folders that NAS and operating systems keep among people's files: thumbnails (Synology's @eaDir makes
+# one photo four), recycle bins, snapshots. Skipped like sidecars, whatever their case (Windows ignores
+# it), and their files counted in `not_images`; hidden ones (.Trash-1000, .Trashes, .@__thumb) are
+# skipped as hidden already. A NAS synced to a bucket brings them along: tasks.tag.s3 skips them too.
+SYSTEM_FOLDERS = frozenset(name.casefold() for name in (
+    "@eaDir", "#recycle", "#snapshot", "@Recycle", "@Recently-Snapshot", "@sharebin", "$RECYCLE.BIN",
+    "RECYCLER", "RECYCLED", "System Volume Information", "lost+found"))
+# Files of the same kind: macOS keeps a folder's custom icon in an empty file named "Icon\r".
+SYSTEM_FILES = frozenset({"Icon\r"})
+
+
+def is_system_folder(name: str) -> bool:
+    """Whether a folder of this name belongs to a NAS or the operating system, not to the photos."""
+    return name.casefold() in SYSTEM_FOLDERS or name.startswith(".Trash-")
+
 
 def storable(name: str) -> bool:
     """Whether PostgreSQL and SQLite store this text as it is: valid Unicode (no lone surrogates, which
@@ -28,20 +43,25 @@ def storable(name: str) -> bool:
     return "\0" not in name
 
 
+# What `unescaped` reads as an escape: a backslash before a backslash, or before x and two hex digits.
+_ESCAPE = re.compile(rb"\\(\\|x([0-9a-f]{2}))")
+
+
 def escaped(name: str) -> str:
-    """Text for a name that cannot be stored as it is: its non-UTF-8 bytes as \\xNN, NUL as \\x00 and
-    backslashes doubled, so the escaping is reversible (`unescaped`). Storable names are returned as is."""
-    if storable(name):
+    """Text for a name, reversible for every name (`unescaped` gives its bytes back): its non-UTF-8 bytes
+    as \\xNN, NUL as \\x00 and backslashes doubled. A storable name is returned as is unless it holds
+    what reads as an escape (the ten characters `caf\\xe9.jpg` would show as the Latin-1 name caf\xe9.jpg
+    does): such a name is escaped too, so two names are never one text."""
+    if storable(name) and not _ESCAPE.search(name.encode("utf-8")):
         return name
     raw = name.encode("utf-8", "surrogateescape").replace(b"\\", b"\\\\").replace(b"\0", b"\\x00")
     return raw.decode("utf-8", "backslashreplace")
 
 
 def unescaped(text: str) -> bytes:
-    """The name's bytes back from `escaped` text of a name that needed escaping."""
-    return re.sub(rb"\\(\\|x([0-9a-f]{2}))",
-                  lambda match: match.group(1) if match.group(2) is None else bytes([int(match.group(2), 16)]),
-                  text.encode("utf-8"))
+    """The name's bytes back from `escaped` text (of any name)."""
+    return _ESCAPE.sub(lambda match: match.group(1) if match.group(2) is None else bytes([int(match.group(2), 16)]),
+                       text.encode("utf-8"))
 
 
 def image_key(name: str) -> str:
@@ -55,7 +75,8 @@ def image_key(name: str) -> str:
 
 def exact_name(key: str, text: str | None) -> str | None:
     """The exact name behind a stored key and its uri_text (what read() opens), or None when the key is
-    the name. uri_text is escaped only when the name was not storable; a long name is kept as it is."""
+    the name. uri_text is escaped when the name was not storable or reads as escaped text; a long name is
+    kept as it is."""
     if text is None:
         return None
     for name in (text, unescaped(text).decode("utf-8", "surrogateescape")):
@@ -69,7 +90,8 @@ def exact_name(key: str, text: str | None) -> str | None:
 @dataclasses.dataclass(frozen=True)
 class ImageRef:
     """One listed image. `uri` is its identity in the results (image_key of the name); `name` the text people
-    read when that differs (escaped, or a long URI); `location` what read() opens when that differs."""
+    read when that differs (escaped, or a long URI); `location` what read() opens when that differs from
+    `uri` (a hashed key; for a local file, also a name the locale decodes otherwise)."""
 
     uri: str
     size: int | None = None  # bytes, when the listing says
@@ -83,7 +105,8 @@ class ImageRef:
         """The ref of an exact path or s3:// URI, with its key and, when they differ, its text."""
         key = image_key(name)
         if key == name:
-            return cls(name, size, etag)
+            text = escaped(name)  # a storable name that reads as escaped text is shown escaped
+            return cls(name, size, etag, name=text if text != name else None)
         return cls(key, size, etag, location=name, name=escaped(name))
 
     @property

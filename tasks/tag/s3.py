@@ -8,9 +8,10 @@ downloaded, and a read asks for exactly the listed version (If-Match).
 
 from __future__ import annotations
 
+import time
 from typing import Iterator
 
-from tasks.tag.refs import ImageRef, SourceError, UnreadableImage, too_big
+from tasks.tag.refs import SYSTEM_FILES, ImageRef, SourceError, UnreadableImage, is_system_folder, too_big
 
 # Client errors that concern one object, not the bucket or the server: that image fails, the run goes on.
 PER_OBJECT_ERRORS = {
@@ -22,6 +23,14 @@ PER_OBJECT_ERRORS = {
     "403": "access denied to this object",
     "InvalidObjectState": "the object is archived (restore it from Glacier first)",
 }
+# Answers that say "not now" about one object: the client backs off and retries them (adaptive mode),
+# and an object still refused after that fails alone, for this run only (no content verdict is stored,
+# so the next run reads it again). One hot or throttled key never ends the night.
+BUSY_ERRORS = {"SlowDown", "503", "ServiceUnavailable", "Throttling", "ThrottlingException", "TooManyRequests",
+               "429", "RequestLimitExceeded", "RequestTimeout", "InternalError", "500"}
+REQUEST_ATTEMPTS = 6  # tries of one request, the first included: about 15 s of jittered backoff (1, 2, 4, 8 s)
+READ_ATTEMPTS = 3  # whole GETs of one object whose body came short or broke off, before it fails for this run
+READ_RETRY_SECONDS = 0.5  # the pause before the second GET; doubled before each later one
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
@@ -40,7 +49,10 @@ def make_client(max_connections: int = 10):
     import botocore.config
 
     config = botocore.config.Config(
-        retries={"max_attempts": 3, "mode": "standard"},  # then the run stops: a dead server is not retried all night
+        # adaptive: exponential backoff with jitter, and a client-side rate limit that slows every
+        # thread down while the store throttles (503 SlowDown); a listing still refused after the
+        # attempts stops the run (a dead server is not retried all night), one object fails alone
+        retries={"total_max_attempts": REQUEST_ATTEMPTS, "mode": "adaptive"},
         connect_timeout=5,  # seconds
         read_timeout=60,  # seconds; a 50 MB photo on a slow link still fits
         max_pool_connections=max_connections,  # one per reading thread, and some
@@ -52,13 +64,15 @@ def make_client(max_connections: int = 10):
 
 
 class S3Source:
-    """Objects under an S3 key prefix; keys ending in '/' (folder markers) and hidden names are skipped."""
+    """Objects under an S3 key prefix; keys ending in '/' (folder markers) and hidden names are skipped,
+    and so are NAS and system folders (@eaDir, #recycle: refs.SYSTEM_FOLDERS), counted in `not_images`."""
 
     def __init__(self, uri: str, client=None, page_size: int = 1000, max_connections: int = 10):
         self.bucket, self.prefix = parse_uri(uri)
         self.uri = f"s3://{self.bucket}/{self.prefix}"
         self.page_size = page_size  # keys per listing request (S3's maximum is 1,000)
         self.client = client if client is not None else make_client(max_connections)
+        self.not_images = 0  # keys the last list() skipped in system folders or as system files
 
     def list(self) -> Iterator[ImageRef]:
         import botocore.exceptions
@@ -66,12 +80,16 @@ class S3Source:
         paginator = self.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix,
                                    PaginationConfig={"PageSize": self.page_size})
+        self.not_images = 0
         try:
             for page in pages:
                 for entry in page.get("Contents", ()):
                     key = entry["Key"]
-                    relative = key[len(self.prefix):]
-                    if key.endswith("/") or any(part.startswith(".") for part in relative.split("/")):
+                    parts = key[len(self.prefix):].split("/")
+                    if key.endswith("/") or any(part.startswith(".") for part in parts):
+                        continue
+                    if parts[-1] in SYSTEM_FILES or any(is_system_folder(part) for part in parts[:-1]):
+                        self.not_images += 1
                         continue
                     etag = (entry.get("ETag") or "").strip('"') or None
                     # a key may hold control characters or NUL: ImageRef.of keys such a URI by its hash
@@ -80,6 +98,20 @@ class S3Source:
             raise SourceError(f"cannot list {self.uri}: {_describe(error)}") from error
 
     def read(self, ref: ImageRef, max_bytes: int) -> bytes:
+        """The object's bytes as listed (If-Match its ETag); a body that comes short or breaks off is
+        read again, then fails for this run only (UnreadableImage), never as bytes to decode."""
+        attempt = 1
+        while True:
+            try:
+                return self._read_once(ref, max_bytes)
+            except _BrokenBody as broken:
+                if attempt == READ_ATTEMPTS:
+                    raise UnreadableImage(f"cannot read: {broken} ({READ_ATTEMPTS} tries); the next run reads "
+                                          "it again") from None
+            time.sleep(READ_RETRY_SECONDS * 2 ** (attempt - 1))
+            attempt += 1
+
+    def _read_once(self, ref: ImageRef, max_bytes: int) -> bytes:
         import botocore.exceptions
 
         key = (ref.location or ref.uri)[len(f"s3://{self.bucket}/"):]
@@ -88,24 +120,44 @@ class S3Source:
             request["IfMatch"] = f'"{ref.etag}"'
         try:
             response = self.client.get_object(**request)
-            body = response["Body"]
-            try:
-                length = response.get("ContentLength")
-                if length is not None and length > max_bytes:
-                    raise UnreadableImage(too_big(length, max_bytes))
-                data = body.read(max_bytes + 1)
-            finally:
-                body.close()
         except botocore.exceptions.ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code in PER_OBJECT_ERRORS:
                 raise UnreadableImage(f"cannot read: {PER_OBJECT_ERRORS[code]}") from None
+            if code in BUSY_ERRORS:
+                raise UnreadableImage(f"cannot read: the store kept refusing this object ({_describe(error)}) "
+                                      "after backing off; the next run reads it again") from None
             raise SourceError(f"cannot read {ref.uri}: {_describe(error)}") from error
         except botocore.exceptions.BotoCoreError as error:
             raise SourceError(f"cannot read {ref.uri}: {_describe(error)}") from error
-        if len(data) > max_bytes:
-            raise UnreadableImage(too_big(None, max_bytes))
-        return data
+        return _body(response, max_bytes)
+
+
+class _BrokenBody(Exception):
+    """An object's body came short of its Content-Length or broke off: a transient read error."""
+
+
+def _body(response: dict, max_bytes: int) -> bytes:
+    """The body of a GetObject answer, whole: botocore's StreamingBody.read(amount) does not check
+    Content-Length (boto3 #4111), so a connection cut halfway would pass as a short, "corrupt" image."""
+    import botocore.exceptions
+
+    body = response["Body"]
+    length = response.get("ContentLength")
+    try:
+        if length is not None and length > max_bytes:
+            raise UnreadableImage(too_big(length, max_bytes))
+        try:
+            data = body.read(max_bytes + 1)
+        except (botocore.exceptions.BotoCoreError, OSError) as error:  # ResponseStreamingError, ReadTimeoutError
+            raise _BrokenBody(f"the connection broke off while reading ({error})") from None
+    finally:
+        body.close()
+    if len(data) > max_bytes:
+        raise UnreadableImage(too_big(None, max_bytes))
+    if length is not None and len(data) != length:
+        raise _BrokenBody(f"the body broke off after {len(data):,} of {length:,} bytes")
+    return data
 
 
 def _describe(error: Exception) -> str:

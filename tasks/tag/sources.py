@@ -6,6 +6,7 @@ A source lists `ImageRef`s and reads their bytes; everything after listing is on
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 from pathlib import Path
@@ -14,8 +15,8 @@ from typing import Iterator
 # The shared types live in tasks.tag.refs, which both this module and tasks.tag.s3 import (no cycle);
 # they are re-exported here, where callers have always found them.
 from tasks.tag.refs import (  # noqa: F401
-    HASHED_KEY_PREFIX, MAX_IMAGE_BYTES, MAX_KEY_BYTES, ImageRef, Source, SourceError, UnreadableImage, escaped,
-    exact_name, image_key, storable, too_big, unescaped)
+    HASHED_KEY_PREFIX, MAX_IMAGE_BYTES, MAX_KEY_BYTES, SYSTEM_FILES, SYSTEM_FOLDERS, ImageRef, Source, SourceError,
+    UnreadableImage, escaped, exact_name, image_key, is_system_folder, storable, too_big, unescaped)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,18 @@ def _escape_character(char: str) -> str:
 # list them, so they are neither tagged nor reported as failed images; LocalSource counts them.
 NOT_IMAGE_SUFFIXES = frozenset({".txt", ".md", ".csv", ".json", ".xml", ".xmp", ".aae", ".log", ".yaml",
                                 ".yml", ".ini", ".db", ".sqlite", ".py", ".sh"})
+def name_text(path: str) -> str:
+    """A path as text decided by its bytes, whatever the locale: UTF-8, other bytes kept as surrogates
+    (os.fsdecode's decoding under a Latin-1 locale would turn 'café' into 'cafÃ©', another image)."""
+    return os.fsencode(path).decode("utf-8", "surrogateescape")
+
+
+def path_ref(path: str, size: int | None = None) -> ImageRef:
+    """The ref of a local path: keyed by its bytes (name_text), opened by the path as the OS gave it."""
+    ref = ImageRef.of(name_text(path), size)
+    if ref.location is None and ref.uri == path:
+        return ref
+    return dataclasses.replace(ref, location=path)
 
 
 
@@ -44,9 +57,11 @@ class LocalSource:
     """Every regular file under a folder, recursively, in sorted order; hidden files and folders are skipped.
 
     File types are sniffed from content when decoding, so a text file named .jpg is reported; files with
-    a text or sidecar suffix (NOT_IMAGE_SUFFIXES: notes.txt, .xmp) are skipped and counted in
-    `not_images`. Symbolic links to files are followed only while they stay inside the root; linked
-    folders are never followed (no cycles, no escapes). A link that loops or points to nothing is
+    a text or sidecar suffix (NOT_IMAGE_SUFFIXES: notes.txt, .xmp) and the files of NAS and system
+    folders (SYSTEM_FOLDERS: @eaDir, #recycle, $RECYCLE.BIN) are skipped and counted in `not_images`.
+    A subfolder that cannot be listed (no permission, a path over PATH_MAX) is listed as one failed
+    entry with the reason, and the listing goes on. Symbolic links to files are followed only while
+    they stay inside the root; linked folders are never followed (no cycles, no escapes). A link that loops or points to nothing is
     listed with its reason (`ImageRef.error`) and fails as one image; no entry stops the listing.
     """
 
@@ -56,13 +71,13 @@ class LocalSource:
         except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop, on Python < 3.13
             raise SourceError(f"{shown(str(root))}: no such file or folder ({_why(error)})") from None
         # a folder name that is not UTF-8 is stored escaped, like the file names under it
-        self.uri = escaped(str(self.root))
-        self.not_images = 0  # files skipped for their suffix (NOT_IMAGE_SUFFIXES) by the last list()
+        self.uri = escaped(name_text(str(self.root)))
+        self.not_images = 0  # files the last list() skipped: sidecar suffixes, system folders and files
 
     def list(self) -> Iterator[ImageRef]:
         self.not_images = 0
         if self.root.is_file():
-            yield ImageRef.of(str(self.root), _size(self.root))
+            yield path_ref(str(self.root), _size(self.root))
             return
         folders = [str(self.root)]  # depth first: a folder's files in name order, then its subfolders
         while folders:
@@ -75,8 +90,9 @@ class LocalSource:
             except OSError as error:
                 if folder == str(self.root):
                     raise SourceError(f"{self.uri}: cannot list: {_why(error)}") from None
-                # an unreadable subfolder: its files cannot be known, let alone tagged; say so and go on
-                log.warning("skipping %s: %s", shown(folder), _why(error))
+                # its files cannot be known, let alone tagged: the folder fails as one entry (counted,
+                # in failed_images, read again by the next run) and the listing goes on
+                yield dataclasses.replace(path_ref(folder), error=_unlistable(error))
                 continue
             subfolders: list[str] = []
             while entries:
@@ -86,8 +102,7 @@ class LocalSource:
                 try:
                     ref = self._entry(entry, subfolders)
                 except Exception as error:  # noqa: BLE001  one odd entry never stops the listing
-                    ref = ImageRef.of(entry.path)
-                    ref = dataclasses.replace(ref, error=f"cannot list this entry: {_why(error)}")
+                    ref = dataclasses.replace(path_ref(entry.path), error=f"cannot list this entry: {_why(error)}")
                 if ref is not None:
                     yield ref
             folders.extend(reversed(subfolders))
@@ -96,24 +111,27 @@ class LocalSource:
         """The ref of one folder entry; None for folders (queued), links leaving the root and other skips."""
         try:
             if entry.is_dir(follow_symlinks=False):
-                subfolders.append(entry.path)
+                if is_system_folder(entry.name):
+                    self.not_images += _files_under(entry.path)
+                else:
+                    subfolders.append(entry.path)
                 return None
-            if os.path.splitext(entry.name)[1].lower() in NOT_IMAGE_SUFFIXES:
+            if os.path.splitext(entry.name)[1].lower() in NOT_IMAGE_SUFFIXES or entry.name in SYSTEM_FILES:
                 self.not_images += 1
                 return None
             if not entry.is_symlink():
                 if entry.is_file(follow_symlinks=False):
-                    return ImageRef.of(entry.path, entry.stat(follow_symlinks=False).st_size)
+                    return path_ref(entry.path, entry.stat(follow_symlinks=False).st_size)
                 return None  # a socket, a pipe, a device: not a picture
         except FileNotFoundError:  # gone since the folder was listed: nothing to tag
             return None
         try:
             target = Path(entry.path).resolve(strict=True)
         except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop, on Python < 3.13
-            return dataclasses.replace(ImageRef.of(entry.path), error=_broken_link(error))
+            return dataclasses.replace(path_ref(entry.path), error=_broken_link(error))
         if not target.is_file() or not target.is_relative_to(self.root):
             return None  # linked folders are never followed, links out of the root never read
-        return ImageRef.of(entry.path, target.stat().st_size)
+        return path_ref(entry.path, target.stat().st_size)
 
     def read(self, ref: ImageRef, max_bytes: int) -> bytes:
         return read_file(ref.location or ref.uri, max_bytes)
@@ -141,6 +159,34 @@ def _why(error: BaseException) -> str:
     if isinstance(error, RuntimeError) and "loop" in str(error).lower():
         return "symbolic link loop"
     return (getattr(error, "strerror", None) or str(error) or type(error).__name__)
+
+
+def _unlistable(error: OSError) -> str:
+    """Why a subfolder's files were not tagged, and what a person does about it."""
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return ("cannot list this folder: permission denied; its files were not tagged (let the user that "
+                "runs hashtagger read it, and the next run tags them)")
+    if error.errno == errno.ENAMETOOLONG:
+        return (f"cannot list this folder: its path is longer than the system allows (PATH_MAX, "
+                f"{os.pathconf('/', 'PC_PATH_MAX'):,} bytes); its files were not tagged (move the folder "
+                "higher up or shorten its names)")
+    return f"cannot list this folder: {_why(error)}; its files were not tagged"
+
+
+def _files_under(folder: str) -> int:
+    """How many files a skipped folder holds, subfolders included (unreadable parts count nothing)."""
+    count, folders = 0, [folder]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as listing:
+                for entry in listing:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                    else:
+                        count += 1
+        except OSError:
+            continue
+    return count
 
 
 def _broken_link(error: BaseException) -> str:

@@ -374,11 +374,25 @@ def _classify(items: list[_Item], probabilities: np.ndarray | None, flat: np.nda
 def _listing(source, config: TagConfig, engine, model_id: str, has_schema: bool) -> Iterator[sources.ImageRef]:
     """The images of this shard, in listing order; under a cap (`limit`), the oldest first."""
     def shard() -> Iterator[sources.ImageRef]:
-        return (ref for ref in source.list() if in_shard(ref.uri, config.shard))
+        return (ref for ref in _once_each(source.list()) if in_shard(ref.uri, config.shard))
 
     if config.limit is None or not has_schema:
         return shard()
     return _oldest_first(shard, engine, model_id, config.limit)
+
+
+def _once_each(refs: Iterable[sources.ImageRef]) -> Iterator[sources.ImageRef]:
+    """Each image once, as first listed: some S3-compatible stores list a key twice (rustfs #2439); a
+    batch holding one key twice cannot be upserted on PostgreSQL ("ON CONFLICT DO UPDATE command cannot
+    affect row a second time") and would be counted twice on SQLite."""
+    seen: set[int] = set()  # 128 bits of each key's hash, not the key: about 70 bytes an image
+    for ref in refs:
+        digest = int.from_bytes(hashlib.blake2b(ref.uri.encode(), digest_size=16).digest(), "big")
+        if digest in seen:
+            log.warning("%s: listed twice by the source; tagged once", sources.shown(ref.text))
+            continue
+        seen.add(digest)
+        yield ref
 
 
 def _oldest_first(shard, engine, model_id: str, limit: int,
