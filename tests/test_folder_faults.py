@@ -77,7 +77,7 @@ def test_a_nest_deeper_than_path_max_fails_as_one_entry_with_its_reason_and_the_
     nest_deeper_than_path_max(folder / "deep")
     engine = db.ensure_schema(db.engine(db_url))
     first = run(folder, model, engine)
-    assert (first.status, first.seen, first.tagged, first.failed) == ("succeeded", 3, 2, 1)
+    assert (first.status, first.seen, first.tagged, first.failed) == ("succeeded_with_failures", 3, 2, 1)
     [(uri, reason)] = rows(engine, "SELECT image_uri, reason FROM failed_images")
     assert uri.startswith(str(folder / "deep")) and len(uri.encode()) > os.pathconf("/", "PC_PATH_MAX")
     assert "cannot list this folder: its path is longer than the system allows" in reason, reason
@@ -99,7 +99,7 @@ def test_an_unreadable_subfolder_fails_as_one_entry_and_is_tagged_once_readable(
     finally:
         (folder / "locked").chmod(0o755)
     assert (first["exit"], first["status"], first["seen"], first["tagged"], first["failed"]) == (
-        1, "succeeded", 3, 2, 1), "the documented exit status when some entries failed"
+        1, "succeeded_with_failures", 3, 2, 1), "the documented exit status when some entries failed"
     engine = db.engine(results_db_url)
     [(uri, reason)] = rows(engine, "SELECT image_uri, reason FROM failed_images")
     assert uri == str(folder / "locked") and "cannot list this folder: permission denied" in reason

@@ -516,8 +516,11 @@ def check_rows(results_url: str, good_images: int, champion_expected: bool = Fal
         raise ClusterFailure(f"expected {good_images} tagged images by one model in image_tags, found {rows}")
     if failed != [f"s3://{BUCKET}/{PREFIX}broken.jpg"]:
         raise ClusterFailure(f"expected the broken image in failed_images, found {failed}")
-    if len(runs) != SHARDS or any(status != "succeeded" for _, status, _ in runs):
-        raise ClusterFailure(f"expected {SHARDS} succeeded tagging runs, found {runs}")
+    # broken.jpg falls in one shard: that run is succeeded_with_failures, every other one succeeded.
+    statuses = sorted(status for _, status, _ in runs)
+    if statuses != ["succeeded"] * (SHARDS - 1) + ["succeeded_with_failures"]:
+        raise ClusterFailure(f"expected {SHARDS - 1} succeeded tagging runs and one succeeded_with_failures "
+                             f"(the shard with broken.jpg), found {runs}")
     return rows
 
 
