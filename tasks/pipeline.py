@@ -654,9 +654,8 @@ def _answer(decisions: list, flat: bool, engine) -> dict:
     from tasks.data import images
     from tasks.tag import decide
 
-    if flat:  # a blank picture: nothing to recognise, whatever a model says
-        decisions = [dataclasses.replace(d, abstained=True, reason=f"no confident label: {images.FLAT_REASON}")
-                     for d in decisions]
+    if flat:  # a blank picture: nothing to recognise, whatever a model says (the tag stage's rule)
+        decisions = [decide.blank(d, images.FLAT_REASON) for d in decisions]
     labels, coarse = decide.merged_labels(decisions)
     abstained = all(d.abstained for d in decisions)
     answer = {"abstained": abstained,
