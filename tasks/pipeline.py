@@ -49,18 +49,11 @@ def database_errors() -> tuple[type[Exception], ...]:
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """The exceptions that mean bad input or an unready environment: show the message, no traceback."""
-    from tasks.data import download, images
-    from tasks.data.dataset import DatasetNotFound
-    from tasks.data.prepare import DataError
-    from tasks.evaluate.evaluate import EvaluationError
-    from tasks.registry import artifact, export, promote, registry
-    from tasks.store import db
-    from tasks.tag import predictor, refs, report
+    """The exceptions that mean bad input or an unready environment: show the message, no traceback
+    (the one registry, tasks.errors.USER_FACING)."""
+    from tasks import errors
 
-    return (report.RunNotFound, DataError, download.DownloadError, DatasetNotFound, EvaluationError, artifact.ArtifactError,
-            export.ExportError, registry.RegistryError, promote.PromotionError, predictor.ModelNotFound,
-            refs.SourceError, images.ImageError, db.MigrationError, db.DatabaseUnavailable)
+    return errors.user_facing_classes()
 
 
 @dataclasses.dataclass(frozen=True)
