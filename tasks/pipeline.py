@@ -550,6 +550,16 @@ def run_key(logical_date: dt.datetime | None, dag_run_id: str) -> str:
     return "nightly-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", dag_run_id).strip("-")
 
 
+def triggering_datasets(context) -> list[str]:
+    """The datasets named by the Asset events that started a DAG run (their extra's `dataset`, as
+    tasks/assets.py's events carry it), oldest event first, each once; [] for a run started by its cron
+    or by hand. `context`: the task's get_current_context() (its `triggering_asset_events`: lists of
+    events with `.extra` and `.timestamp` per Asset)."""
+    events = sorted((event for events in (context.get("triggering_asset_events") or {}).values()
+                     for event in events), key=lambda event: event.timestamp)
+    return list(dict.fromkeys(event.extra["dataset"] for event in events if "dataset" in (event.extra or {})))
+
+
 def shard_run_id(key: str, shard: int, shards: int) -> str:
     return f"{key}-shard{shard}of{shards}"
 
