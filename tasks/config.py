@@ -38,3 +38,22 @@ class Settings:
     @property
     def downloads_dir(self) -> Path:
         return self.home / "downloads"
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Settings:
+    """How to reach an S3 store (a bucket of images, the artifact store), passed down as an argument
+    (the DAGs build it from an Airflow connection: tasks/connections.py). A field left None falls back
+    to boto3's own chain (AWS_ENDPOINT_URL, AWS_PROFILE, an instance role, ...)."""
+
+    endpoint_url: str | None = None  # None: AWS itself, or AWS_ENDPOINT_URL
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    region: str | None = None
+
+    def session_kwargs(self) -> dict[str, str]:
+        """boto3.session.Session's keyword arguments for the fields that are set."""
+        names = {"aws_access_key_id": self.access_key_id, "aws_secret_access_key": self.secret_access_key,
+                 "aws_session_token": self.session_token, "region_name": self.region}
+        return {name: value for name, value in names.items() if value}

@@ -1,6 +1,6 @@
 """DAG integrity: every DAG file imports without errors, fast, without TensorFlow, and declares what the
 house style asks (schedule, UTC start, catchup off, tags, retries, docs); plus the small pure helpers
-of tasks/pipeline.py that the DAGs rely on.
+of tasks/pipeline/ that the DAGs rely on.
 
 Airflow is inspected in a subprocess with its own AIRFLOW_HOME, so this process never imports it (its
 configuration is fixed at first import) and nothing is written to ~/airflow.
@@ -148,7 +148,7 @@ def test_tagging_is_mapped_over_shards(inspection):
     assert tasks["record_summary"]["outlets"] == ["image_tags"]
 
 
-# ------------------------------------------------------------------------------------------ tasks/pipeline.py
+# ------------------------------------------------------------------------------------------ tasks/pipeline/
 
 def test_a_run_started_by_champion_events_tags_with_their_datasets():
     """nightly_tagging's dataset when a new champion started it: each event's extra as
@@ -188,15 +188,3 @@ def test_training_plan_has_one_spec_per_architecture_and_rejects_bad_names():
         pipeline.training_plan(["resnet50"], "cifar10", "fast", 1)
     with pytest.raises(ValueError, match="recipe"):
         pipeline.training_plan(["vgg16"], "cifar10", "slow", 1)
-
-
-def test_aws_environment_is_set_for_the_body_and_restored(monkeypatch):
-    from tasks import pipeline
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "outer")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    s3 = pipeline.S3Settings(endpoint_url="http://127.0.0.1:9000", access_key_id="inner", secret_access_key="s")
-    with pipeline.aws_environment(s3):
-        assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9000"
-        assert os.environ["AWS_ACCESS_KEY_ID"] == "inner"
-    assert os.environ["AWS_ACCESS_KEY_ID"] == "outer" and "AWS_ENDPOINT_URL" not in os.environ

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from tasks import errors
 from tasks.cli import main as cli
 from tasks.tag import refs, s3, sources
-from test_s3 import MotoS3, aws_env, moto  # noqa: F401  the fixtures (moto's server, isolated AWS env)
+from fixtures.s3server import MotoS3, aws_env, moto  # noqa: F401  the fixtures (moto's server, isolated AWS env)
 
 REWORDED = "reworded: nothing here names a cause"
 

@@ -21,7 +21,7 @@ FRONT_ENDS = sorted((REPO / "dags").glob("*.py")) + sorted((REPO / "tasks" / "cl
 # What a front end may import from this project: the service layer, settings, Airflow adapters, itself.
 # tasks.errors (UserError, exit codes), tasks.quiet (TensorFlow's banners) and tasks.retries (Airflow's
 # fail-fast) are front-end helpers, not pipeline stages (issue 15).
-ALLOWED = ("tasks.pipeline", "tasks.config", "tasks.connections", "tasks.cli", "tasks.errors", "tasks.quiet",
+ALLOWED = ("tasks.pipeline", "tasks.config", "tasks.connections", "tasks.assets", "tasks.cli", "tasks.errors", "tasks.quiet",
            "tasks.retries")
 THIRD_PARTY = {"airflow", "tqdm"}  # the DAG files' own framework; the CLI's progress bars
 

@@ -10,10 +10,10 @@ import boto3
 import botocore.exceptions
 import pytest
 import sqlalchemy as sa
-from moto.server import ThreadedMotoServer
 
 from fixtures import hostile, tiny_model
 from fixtures.s3proxy import S3Proxy
+from fixtures.s3server import MotoS3, aws_env, moto  # noqa: F401  fixtures
 from tasks.store import db
 from tasks.tag import predictor
 from tasks.tag import s3
@@ -22,44 +22,6 @@ from tasks.tag import tag
 from tasks.hashtags.engine import HashtagEngine
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-
-
-class MotoS3:
-    """moto's server in a thread; stop() closes its socket too, so clients are refused, not left hanging."""
-
-    def __init__(self):
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
-
-    def stop(self):
-        self.server.stop()
-        self.server._server.server_close()
-
-
-@pytest.fixture
-def aws_env(monkeypatch, tmp_path):
-    """Credentials for moto, and nothing from this machine's own AWS set-up."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-@pytest.fixture
-def moto(aws_env, monkeypatch):
-    server = MotoS3()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
-    yield server
-    try:
-        server.stop()
-    except (AttributeError, OSError):
-        pass
 
 
 @pytest.fixture
@@ -413,3 +375,32 @@ def test_cut_read_verdicts_stored_under_an_etag_before_015_are_read_again(db_url
     with engine.connect() as connection:
         kept = {uri for (uri,) in connection.execute(sa.text("SELECT image_uri FROM image_failures"))}
     assert kept == {"s3://b/notes.jpg", "/p/cut.jpg"}, "a local file's verdict is on the bytes it read: kept"
+
+
+def test_a_nightly_shard_reaches_bucket_and_model_through_its_settings_never_the_environment(
+        bucket, moto, results_db_url, tmp_path, monkeypatch):
+    """The nightly path (tasks/pipeline/tagging.py, as dags/nightly_tagging.py calls it) takes the store's
+    settings as an argument: with the process environment pointing at a dead endpoint, the shard still
+    lists, reads and tags the bucket, fetches its s3:// model, and the run page gets its thumbnails; the
+    environment is the same afterwards."""
+    from tasks import pipeline
+    from tasks.registry import store
+
+    expected = fill(bucket)
+    name = bucket[0]
+    store.upload_folder(tiny_model.build(tmp_path / "tiny"), f"s3://{name}/models/tiny/")
+    settings = pipeline.S3Settings(endpoint_url=moto.endpoint, access_key_id="testing",
+                                   secret_access_key="testing", region="us-east-1")
+    dead = MotoS3()
+    dead.stop()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead.endpoint)  # what boto3 would use if we detoured through it
+    before = dict(os.environ)
+    run_id = pipeline.shard_run_id("nightly-settings", 0, 1)
+    summary = pipeline.tag_shard(f"s3://{name}/nightly/2026-11-27/", f"s3://{name}/models/tiny/", 0, 1, run_id,
+                                 db_url=results_db_url, s3=settings)
+    assert (summary["tagged"], summary["failed"]) == (len(expected) - 2, 2), summary
+    page = pipeline.write_run_report([run_id], "nightly-settings", db_url=results_db_url, s3=settings)
+    assert "data:image/jpeg;base64," in page.read_text()
+    assert dict(os.environ) == before
+    with pytest.raises(sources.SourceError, match="does not answer"):  # and the environment's endpoint is dead
+        list(s3.S3Source(f"s3://{name}/", client=s3.make_client()).list())

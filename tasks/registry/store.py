@@ -62,8 +62,9 @@ def reference(path: str | Path, settings: Settings | None = None) -> str:
     return str(folder)
 
 
-def resolve(ref: str | Path, settings: Settings | None = None) -> Path:
-    """The local folder a reference names, downloading it from the artifact store when needed.
+def resolve(ref: str | Path, settings: Settings | None = None, s3_settings=None) -> Path:
+    """The local folder a reference names, downloading it from the artifact store when needed (reached
+    through `s3_settings`, tasks.config.S3Settings; None: boto3's standard AWS environment).
 
     Raises StoreError when an s3:// artifact cannot be fetched.
     """
@@ -74,7 +75,7 @@ def resolve(ref: str | Path, settings: Settings | None = None) -> Path:
     if text.startswith(HOME):
         return settings.home / text[len(HOME):]
     if text.startswith(S3):
-        return _cached(text, settings)
+        return _cached(text, settings, s3_settings)
     path = Path(text)
     bundled = _moved_bundled(path)
     return bundled if bundled is not None else path
@@ -113,29 +114,30 @@ def publish(path: str | Path, model_id: str, settings: Settings | None = None,
     return uri
 
 
-def _cached(uri: str, settings: Settings) -> Path:
+def _cached(uri: str, settings: Settings, s3_settings=None) -> Path:
     """The local copy of an s3:// artifact, downloaded once per model id. A folder changes once only:
     promotion adds its model.onnx, so a copy taken before (by an evaluation) is refreshed then."""
     target = settings.home / CACHE_DIR / model_id_of(uri)
     if (target / artifact.METADATA_FILE).exists():
-        if (target / artifact.ONNX_FILE).exists() or not _exists(uri.rstrip("/") + "/" + artifact.ONNX_FILE):
+        if (target / artifact.ONNX_FILE).exists() or not _exists(uri.rstrip("/") + "/" + artifact.ONNX_FILE,
+                                                                 s3_settings):
             return target
-    download_folder(uri, target)
+    download_folder(uri, target, s3_settings)
     return target
 
 
-def _exists(uri: str) -> bool:
+def _exists(uri: str, s3_settings=None) -> bool:
     from tasks.tag import s3
 
     bucket, key = s3.parse_uri(uri)
     try:
-        s3.make_client().head_object(Bucket=bucket, Key=key)
+        s3.make_client(settings=s3_settings).head_object(Bucket=bucket, Key=key)
         return True
     except Exception:  # noqa: BLE001  404, or the store is unreachable: the cached copy serves as it is
         return False
 
 
-def upload_folder(folder: Path, uri: str) -> int:
+def upload_folder(folder: Path, uri: str, s3_settings=None) -> int:
     """Copy every file of `folder` under the s3:// prefix `uri` (metadata.json last: its presence says
     the upload is complete); returns the number of files."""
     from tasks.tag import s3
@@ -143,7 +145,7 @@ def upload_folder(folder: Path, uri: str) -> int:
     if not folder.is_dir():
         raise StoreError(f"{folder}: no such folder to upload")
     bucket, prefix = s3.parse_uri(uri.rstrip("/") + "/")
-    client = s3.make_client()
+    client = s3.make_client(settings=s3_settings)
     files = sorted((path for path in folder.rglob("*") if path.is_file() and not path.name.startswith(".")),
                    key=lambda path: (path.name == artifact.METADATA_FILE, str(path)))
     try:
@@ -154,13 +156,13 @@ def upload_folder(folder: Path, uri: str) -> int:
     return len(files)
 
 
-def download_folder(uri: str, target: Path) -> Path:
+def download_folder(uri: str, target: Path, s3_settings=None) -> Path:
     """Download everything under the s3:// prefix `uri` into `target`, atomically (a staging folder
     renamed into place), so a killed download never leaves a half folder that looks complete."""
     from tasks.tag import s3
 
     bucket, prefix = s3.parse_uri(uri.rstrip("/") + "/")
-    client = s3.make_client()
+    client = s3.make_client(settings=s3_settings)
     staging = target.with_name(f".staging-{target.name}-{uuid.uuid4().hex[:8]}")
     try:
         keys = [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)

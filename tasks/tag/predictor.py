@@ -93,15 +93,15 @@ def bundled_model(dataset: str = "cifar10") -> Path:
     return path
 
 
-def load(path: str | Path | None = None, runtime: str = "auto") -> Predictor:
-    """The model at `path` (an artifact folder or a registry reference: bundled:, home:, s3://), else
-    the bundled CIFAR-10 model.
+def load(path: str | Path | None = None, runtime: str = "auto", s3_settings=None) -> Predictor:
+    """The model at `path` (an artifact folder or a registry reference: bundled:, home:, s3://, the last
+    reached through `s3_settings`, tasks.config.S3Settings), else the bundled CIFAR-10 model.
 
     runtime: auto (ONNX when exported, else Keras), onnx (ModelNotFound without model.onnx), or keras.
     """
     from tasks.registry import store
 
-    path = store.resolve(path) if path else bundled_model()
+    path = store.resolve(path, s3_settings=s3_settings) if path else bundled_model()
     metadata = artifact.read(path)
     onnx_path = Path(metadata.path) / artifact.ONNX_FILE
     if runtime == "onnx" and not onnx_path.exists():

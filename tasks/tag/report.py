@@ -105,12 +105,13 @@ def thumbnail(data: bytes, config: ReportConfig) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
-def add_thumbnails(images: list[Image], source_uri: str, config: ReportConfig) -> int:
-    """Read each image through the run's source and attach its thumbnail; returns how many got one."""
+def add_thumbnails(images: list[Image], source_uri: str, config: ReportConfig, s3_settings=None) -> int:
+    """Read each image through the run's source (a bucket through `s3_settings`, tasks.config.S3Settings)
+    and attach its thumbnail; returns how many got one."""
     from tasks.tag import sources
 
     try:
-        source = sources.open_source(source_uri)
+        source = sources.open_source(source_uri, s3_settings=s3_settings)
     except sources.SourceError as error:
         log.warning("no thumbnails: %s", error)
         return 0
@@ -127,8 +128,9 @@ def add_thumbnails(images: list[Image], source_uri: str, config: ReportConfig) -
 
 
 def write(engine: sa.Engine, run_ids: list[str], name: str | None = None, settings: Settings | None = None,
-          config: ReportConfig = ReportConfig()) -> Path:
-    """Write the pages of `run_ids` (one run, or the shard runs of a nightly run) and return index.html.
+          config: ReportConfig = ReportConfig(), s3_settings=None) -> Path:
+    """Write the pages of `run_ids` (one run, or the shard runs of a nightly run) and return index.html;
+    thumbnails come from the runs' source (a bucket through `s3_settings`, tasks.config.S3Settings).
 
     name: the report's folder under $HASHTAGGER_HOME/reports/ (default: the only run id). Rewriting
     replaces the pages, so a report of a resumed run shows all of it.
@@ -139,7 +141,8 @@ def write(engine: sa.Engine, run_ids: list[str], name: str | None = None, settin
     images = load_images(engine, found, config.hashtags_shown)
     failures = load_failures(engine, found)
     for source in sorted({run["source"] for run in runs}):  # shard runs share one source: read it once
-        add_thumbnails([image for image in images if image.uri.startswith(_prefix(source))], source, config)
+        add_thumbnails([image for image in images if image.uri.startswith(_prefix(source))], source, config,
+                       s3_settings)
     folder = settings.home / "reports" / (name or found[0])
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("page-*.html"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
+from tasks.config import S3Settings
 from tasks.tag.refs import (SYSTEM_FILES, ImageRef, SourceAccessDenied, SourceError, SourceNotConfigured,
                             SourceNotFound, UnreadableImage, is_system_folder, too_big)
 
@@ -44,8 +45,9 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def make_client(max_connections: int = 10):
-    """An S3 client from the standard AWS environment, with bounded retries and timeouts."""
+def make_client(max_connections: int = 10, settings: S3Settings | None = None):
+    """An S3 client with bounded retries and timeouts, reaching the store `settings` names (its fields
+    left None, and all of it when `settings` is None, come from boto3's standard AWS environment)."""
     import boto3
     import botocore.config
 
@@ -59,7 +61,9 @@ def make_client(max_connections: int = 10):
         max_pool_connections=max_connections,  # one per reading thread, and some
     )
     try:
-        return boto3.session.Session().client("s3", config=config)
+        settings = settings or S3Settings()
+        return boto3.session.Session(**settings.session_kwargs()).client(
+            "s3", endpoint_url=settings.endpoint_url, config=config)
     except Exception as error:  # boto3 raises ValueError, BotoCoreError, ... for a bad endpoint or profile
         raise SourceError(f"cannot set up the S3 client: {error}") from error
 
@@ -68,11 +72,12 @@ class S3Source:
     """Objects under an S3 key prefix; keys ending in '/' (folder markers) and hidden names are skipped,
     and so are NAS and system folders (@eaDir, #recycle: refs.SYSTEM_FOLDERS), counted in `not_images`."""
 
-    def __init__(self, uri: str, client=None, page_size: int = 1000, max_connections: int = 10):
+    def __init__(self, uri: str, client=None, page_size: int = 1000, max_connections: int = 10,
+                 settings: S3Settings | None = None):
         self.bucket, self.prefix = parse_uri(uri)
         self.uri = f"s3://{self.bucket}/{self.prefix}"
         self.page_size = page_size  # keys per listing request (S3's maximum is 1,000)
-        self.client = client if client is not None else make_client(max_connections)
+        self.client = client if client is not None else make_client(max_connections, settings)
         self.not_images = 0  # keys the last list() skipped in system folders or as system files
 
     def list(self) -> Iterator[ImageRef]:

@@ -204,12 +204,13 @@ def _size(path: Path) -> int | None:
         return None
 
 
-def open_source(uri: str, workers: int = 4) -> Source:
-    """A Source for a folder path or an s3://bucket/prefix URI."""
+def open_source(uri: str, workers: int = 4, s3_settings=None) -> Source:
+    """A Source for a folder path or an s3://bucket/prefix URI; `s3_settings` (tasks.config.S3Settings,
+    None: boto3's standard AWS environment) says how to reach the bucket."""
     if not uri.strip():  # an unset variable: never the current folder instead
         raise SourceNotFound("SOURCE is empty: name a folder or s3://bucket/prefix")
     if uri.startswith("s3://"):
         from tasks.tag import s3
 
-        return s3.S3Source(uri, max_connections=workers * 2)
+        return s3.S3Source(uri, max_connections=workers * 2, settings=s3_settings)
     return LocalSource(uri)

@@ -1,0 +1,130 @@
+"""The model registry: register, list, promote (by hand or through the gates), roll back, export,
+and the champion a tagging run serves.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tasks.pipeline.common import plain_engine, results_engine
+
+log = logging.getLogger(__name__)
+
+
+def register_model(path: str, db_url: str | None = None) -> dict:
+    """Record a saved model folder as a candidate (a second call refreshes its metrics); its registry row."""
+    from tasks.registry import artifact, registry
+
+    return registry.register(results_engine(db_url), artifact.read(path))
+
+
+def list_models(dataset: str | None = None, status: str | None = None, db_url: str | None = None) -> list[dict]:
+    """Registered models, newest first (registry rows)."""
+    from tasks.registry import registry
+
+    return registry.list_models(results_engine(db_url), dataset, status)
+
+
+def champions_history(db_url: str | None = None) -> list[dict]:
+    """Each dataset's champion (registry row) with `since` (when crowned), `replaced` and `reason`."""
+    from tasks.registry import registry
+
+    return registry.champions_history(results_engine(db_url))
+
+
+def model_history(model_id: str, db_url: str | None = None) -> dict:
+    """One model's registry row, evaluations (oldest first) and events (newest first); RegistryError if unknown."""
+    from tasks.registry import registry
+
+    engine = results_engine(db_url)
+    model = registry.get(engine, model_id)
+    if model is None:
+        raise registry.RegistryError(f"model {model_id} is not registered")
+    return {"model": model, "evaluations": registry.evaluations(engine, model_id),
+            "events": registry.events(engine, model_id=model_id)}
+
+
+def promote_model(model_id: str, reason: str = "manual promotion", onnx: bool = True, db_url: str | None = None):
+    """Make a model its dataset's champion whatever its accuracy (exported to ONNX first); the Decision."""
+    from tasks.registry import promote
+
+    return promote.promote(results_engine(db_url), model_id, reason, onnx=onnx)
+
+
+def auto_promote_model(model_id: str, margin: float | None = None, onnx: bool = True, db_url: str | None = None):
+    """Make a model champion only if it beats the champion's test top-1 on the same dataset version by
+    `margin` (a fraction; None: the registry's default); the Decision."""
+    from tasks.registry import promote, registry
+
+    return promote.auto_promote(results_engine(db_url), model_id,
+                                registry.DEFAULT_MARGIN if margin is None else margin, onnx=onnx)
+
+
+def rollback_champion(dataset: str, onnx: bool = True, db_url: str | None = None):
+    """Bring back the champion the current one replaced; the Decision."""
+    from tasks.registry import promote
+
+    return promote.rollback(results_engine(db_url), dataset, onnx=onnx)
+
+
+def promote(candidates: list[dict], dataset: str, db_url: str | None = None) -> dict:
+    """Offer the `dataset` models among `candidates` (model summaries) for promotion, best first.
+
+    Each goes through `auto_promote_model`: one champion per dataset, even under concurrent promotions.
+    Returns the best model's id, the one promoted (or None), the champion after, and every decision.
+    """
+    candidates = sorted((candidate for candidate in candidates if candidate["dataset"] == dataset),
+                        key=lambda candidate: (-candidate["test_top1"], candidate["model_id"]))
+    if not candidates:
+        raise ValueError(f"no trained {dataset} model to promote")
+    decisions = [auto_promote_model(candidate["model_id"], db_url=db_url).as_dict() for candidate in candidates]
+    for decision in decisions:
+        # the promote task's log: why each model was (not) promoted, as model_events records it
+        log.info("%s %s: %s", decision["model_id"], "PROMOTED" if decision["promoted"] else "REFUSED",
+                 decision["reason"])
+    from tasks.registry import registry
+
+    champion = registry.champion(results_engine(db_url), dataset)
+    return {"dataset": dataset, "best": candidates[0]["model_id"],
+            "promoted": next((d["model_id"] for d in decisions if d["promoted"]), None),
+            "champion": champion and {"model_id": champion["model_id"], "path": champion["artifact_uri"],
+                                      "test_top1": champion["test_top1"]},
+            "decisions": [{key: d[key] for key in ("model_id", "promoted", "reason")} for d in decisions]}
+
+
+def export_model(path: str, overwrite: bool = False) -> Path:
+    """Write model.onnx beside model.keras (for the lean serving path); its path."""
+    from tasks.registry import export
+
+    return export.export_onnx(path, overwrite=overwrite)
+
+
+def champion_path(dataset: str = "cifar10", db_url: str | None = None) -> str:
+    """The reference of the model tagging serves: the registry's champion of `dataset` (its artifact_uri:
+    bundled:, home:, s3:// or a path, resolved by each worker with tasks.registry.store.resolve), else
+    the bundled model, `bundled:<dataset>`.
+
+    The one champion lookup; it only reads (a database never migrated has no champion: the bundled model).
+    ModelNotFound when the install lacks the bundled model it would fall back to.
+    """
+    import sqlalchemy as sa
+
+    from tasks.registry import registry
+    from tasks.tag import predictor
+
+    engine = plain_engine(db_url)
+    try:
+        champion = registry.champion(engine, dataset) if sa.inspect(engine).has_table("models") else None
+    except sa.exc.OperationalError as error:
+        from tasks.store import db
+
+        from tasks import errors
+
+        reason = errors.first_line(getattr(error, "orig", None) or error)
+        raise db.DatabaseUnavailable(f"cannot read the champion from {engine.url.render_as_string()}: "
+                                     f"{reason}; {errors.DB_URL_HINT}") from None
+    if champion:
+        return champion["artifact_uri"]
+    predictor.bundled_model(dataset)  # ModelNotFound early when the install lacks it
+    return f"bundled:{dataset}"

@@ -1,0 +1,165 @@
+"""Datasets and training: prepare a dataset version, plan and run trainings, evaluate a saved model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from tasks.config import Settings
+from tasks.pipeline.common import results_engine, settings
+from tasks.pipeline.models import register_model
+
+log = logging.getLogger(__name__)
+
+
+def prepare_dataset(dataset: str, source: str | None = None, md5: str | None = None,
+                    validation_size: int = 5000, seed: int = 0, progress: bool = False):
+    """Build (or find) the dataset version for `source` (None: the official archive); its DatasetManifest."""
+    from tasks.data import prepare
+
+    config = prepare.PrepareConfig(validation_size=validation_size, seed=seed)
+    manifest = prepare.prepare(dataset, source, settings(), config, md5=md5, progress=progress)
+    stored_at = _push_dataset(manifest.name, manifest.version)
+    if stored_at:
+        log.info("dataset %s %s uploaded to %s", manifest.name, manifest.version, stored_at)
+    return manifest
+
+
+def _push_dataset(name: str, version: str) -> str | None:
+    """Upload the prepared version to the artifact store (HASHTAGGER_ARTIFACTS), for workers elsewhere."""
+    from tasks.registry import store
+
+    return store.push_dataset(name, version, settings())
+
+
+def architectures() -> tuple[str, ...]:
+    """Names of the model architectures (models/)."""
+    import models
+
+    return models.ARCHITECTURES
+
+
+def recipe_names() -> tuple[str, ...]:
+    """Names of the training recipes (tasks/train/recipes.py)."""
+    from tasks.train import recipes
+
+    return tuple(recipes.RECIPES)
+
+
+def training_plan(architectures: list[str], dataset: str, recipe: str, epochs: int,
+                  dataset_version: str | None = None, train_limit: int | None = None,
+                  budget_minutes: float | None = None) -> list[dict]:
+    """One training spec (TrainConfig fields) per distinct architecture; bad names fail before any training."""
+    import models  # architectures() is shadowed by the parameter here
+
+    known = models.ARCHITECTURES
+    unknown = [name for name in architectures if name not in known]
+    if unknown or not architectures:
+        raise ValueError(f"unknown or no architectures {unknown or architectures}; choose from {', '.join(known)}")
+    if recipe not in recipe_names():
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(recipe_names())}")
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be at least 1, not {epochs}")
+    return [{"architecture": name, "dataset": dataset, "dataset_version": dataset_version, "recipe": recipe,
+             "epochs": int(epochs), "train_limit": train_limit, "budget_minutes": budget_minutes}
+            for name in dict.fromkeys(architectures)]
+
+
+def train(spec: dict, register: bool = False, db_url: str | None = None, callbacks: tuple = ()):
+    """Train one model as `spec` (TrainConfig fields) says; its ModelMetadata.
+
+    With `register`, it is recorded as a candidate in the results database; a database that cannot take
+    it is logged, never fatal: the saved model stays, and `hashtagger models register PATH` records it later.
+    A dataset version prepared on another host comes from the artifact store first (HASHTAGGER_ARTIFACTS).
+    """
+    from tasks.registry import artifact
+    from tasks.train import train as training
+
+    config = dataclasses.replace(training.TrainConfig(**spec), register=False)
+    config = dataclasses.replace(config, dataset_version=_pull_dataset(config.dataset, config.dataset_version))
+    metadata = artifact.ModelMetadata.from_dict(training.train(config, settings(), callbacks=tuple(callbacks)))
+    if register:
+        try:
+            register_model(metadata.path, db_url)
+        except Exception as error:  # noqa: BLE001  the model is saved; only its registry row is missing
+            log.error("model %s saved but not registered (%s): run `hashtagger models register %s`",
+                      metadata.model_id, error, metadata.path)
+    return metadata
+
+
+def train_model(spec: dict) -> dict:
+    """Train one model (the DAG's task: the evaluate task registers it in the DAG's database); its summary,
+    with `artifact_uri`, the model's reference in the artifact store (its folder when none is set)."""
+    return _publish(model_summary(train(spec)))
+
+
+def find_dataset(name: str, version: str | None = None, where: Settings | None = None) -> Path:
+    """The folder of the dataset version `train` would use, found the way it finds it: pulled from the
+    artifact store first when one is set (HASHTAGGER_ARTIFACTS), then looked up on this disk as
+    tasks.data.dataset.load does (`where`: the settings naming this disk's datasets folder). DatasetNotFound
+    (or StoreError) saying what to run otherwise."""
+    from tasks.data import dataset
+
+    return dataset.find(name, _pull_dataset(name, version), where or settings())
+
+
+def _pull_dataset(name: str, version: str | None) -> str | None:
+    """A dataset version prepared on another host comes from the artifact store, when one is set
+    (version None: the store's latest); returns the version to train on (None: the local latest)."""
+    from tasks.registry import store
+
+    return store.pull_dataset(name, version, settings())[0]
+
+
+def _publish(summary: dict) -> dict:
+    """Upload the model folder to the artifact store when one is set; the summary gains its reference."""
+    from tasks.registry import store
+
+    return dict(summary, artifact_uri=store.publish(summary["path"], summary["model_id"], settings()))
+
+
+def model_summary(metadata) -> dict:
+    """What a DAG passes on about a model (ModelMetadata): ids, path, test accuracy; JSON-friendly."""
+    metrics = metadata.metrics or {}
+    return {"model_id": metadata.model_id, "path": metadata.path, "architecture": metadata.architecture,
+            "dataset": metadata.dataset, "dataset_version": metadata.dataset_version,
+            "test_top1": metrics.get("test_top1"), "test_top5": metrics.get("test_top5"),
+            "test_images": metrics.get("test_images")}
+
+
+def evaluate(model_path: str, dataset_version: str | None = None, tta: str = "none", output_dir: str | None = None,
+             figures: bool = True, record: bool = True, reuse: bool = False, db_url: str | None = None) -> dict:
+    """Evaluate a saved model on a dataset version's test split, write its reports, record the result.
+
+    tta: none, flip, flip_translate, or recipe (the model recipe's own, at least flip). `reuse`: when the
+    artifact already has its reports (training evaluates at its end), take those instead of evaluating
+    again. `record`: register the model if needed and store the evaluation in the registry.
+    Returns the metrics (test_top1, test_top5 as fractions, ...) with model_id, path and reports_dir.
+    """
+    from tasks.evaluate import evaluate as evaluation
+    from tasks.registry import artifact, registry, store
+
+    engine = results_engine(db_url) if record else None  # an unready database fails before the work
+    reference = str(model_path)
+    model_path = store.resolve(reference, settings())  # an s3:// model trained on another host
+    metadata = artifact.read(model_path)
+    reports_dir = Path(metadata.path) / artifact.REPORTS_DIR
+    reused = reuse and dataset_version is None and output_dir is None and (reports_dir / "metrics.json").exists()
+    if reused:
+        metrics = dict(metadata.metrics, model_id=metadata.model_id, reports_dir=str(reports_dir))
+    else:
+        if tta == "recipe":  # the recipe's own, and at least the mirror image
+            tta = evaluation.recipe_tta(metadata.as_dict()).replace("none", "flip")
+        metrics = evaluation.evaluate_artifact(
+            model_path, dataset_version, tta, settings(), Path(output_dir) if output_dir else None,
+            evaluation.EvaluateConfig(tta=tta, figures=figures))
+        metadata = artifact.read(model_path)
+    if engine is not None:
+        if reused or registry.get(engine, metadata.model_id) is None:
+            # with its evaluation on its own dataset version; an s3:// model keeps its store reference
+            registry.register(engine, metadata, reference if reference.startswith(store.S3) else None)
+        if not reused:
+            registry.record_evaluation(engine, metadata.model_id, metrics)
+    return {**model_summary(metadata), **metrics}
