@@ -45,6 +45,90 @@ log = logging.getLogger(__name__)
 DEFAULT_SOURCE = os.environ.get("HASHTAGGER_SOURCE", "s3://hashtagger/incoming/")
 
 
+# ------------------------------------------------------------------------- the tasks, wired below
+
+@task
+def migrate() -> list[str]:
+    """Bring the results database to this version's schema (a no-op when it is current)."""
+    from tasks import pipeline
+
+    return pipeline.migrate_database(connections.results_db_url())[1]
+
+
+@task
+def refresh_hashtags() -> dict:
+    from tasks import pipeline
+
+    return pipeline.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(),
+                                     _dataset(get_current_context()))
+
+
+@task
+def find_new_images() -> list[dict]:
+    """One work order per shard, or none when every image is tagged already."""
+    from tasks import pipeline
+
+    context = get_current_context()
+    params, db_url = context["params"], connections.results_db_url()
+    with retries.fail_fast():  # a missing source or model: fail now, not after every retry
+        model_path = params["model"] or str(pipeline.champion_path(_dataset(context), db_url))
+        found = pipeline.list_new_images(params["source"], model_path, db_url,
+                                         connections.s3_settings(params["source"]))
+    key, shards = pipeline.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
+    log.info("%d of %d images of %s are new for %s", found["new"], found["seen"], found["source"],
+             found["model_id"])
+    return [{"source": found["source"], "model_path": model_path, "shard": shard, "shards": shards,
+             "run_id": pipeline.shard_run_id(key, shard, shards)} for shard in range(shards) if found["new"]]
+
+
+@task(max_active_tis_per_dagrun=8)
+def tag_shard(order: dict) -> dict:
+    from tasks import pipeline
+
+    params = get_current_context()["params"]
+    summary = pipeline.tag_shard(**order, db_url=connections.results_db_url(),
+                                 s3=connections.s3_settings(order["source"]), platform=params["platform"],
+                                 limit=pipeline.shard_limit(params["max_images"], order["shards"]),
+                                 min_confidence=params["min_confidence"])
+    _log_shard(order, summary)
+    return summary
+
+
+@task(trigger_rule="none_failed", outlets=[RESULTS])
+def record_summary(hashtags: dict) -> dict:
+    from tasks import pipeline
+
+    context = get_current_context()
+    key = pipeline.run_key(context.get("logical_date"), context["run_id"])
+    summary = pipeline.summarize_run(key, context["params"]["shards"], connections.results_db_url())
+    summary.update(source=context["params"]["source"], x=hashtags.get("x"))
+    context["outlet_events"][RESULTS].extra = summary
+    # the Asset event's extra carries the status (succeeded_with_failures) and the failed count
+    log.log(logging.WARNING if summary["failed"] else logging.INFO,
+            "run %s: %s; %s tagged (%s with no confident label), %s failed, %s already done, %s seen, "
+            "over %s shard runs", key, summary["status"], summary["tagged"], summary["abstained"],
+            summary["failed"], summary["skipped"], summary["seen"], summary["shard_runs"])
+    return summary
+
+
+@task
+def write_report(summary: dict) -> dict:
+    """The run's HTML page (thumbnails, hashtags, failures) beside the results; returns its path."""
+    from tasks import pipeline
+
+    if not summary["shard_runs"]:
+        log.info("nothing was tagged in this run: no page")
+        return {"report": None}
+    params = get_current_context()["params"]
+    run_ids = [pipeline.shard_run_id(summary["run_key"], shard, params["shards"])
+               for shard in range(params["shards"])]
+    # thumbnails come from the source, through the bucket's connection for s3://
+    page = pipeline.write_run_report(run_ids, summary["run_key"], db_url=connections.results_db_url(),
+                                     s3=connections.s3_settings(params["source"]))
+    log.info("the run's page: %s", page.as_uri())
+    return {"report": page.as_uri(), "tagged": summary["tagged"], "failed": summary["failed"]}
+
+
 @dag(
     dag_id="nightly_tagging",
     description="02:00 UTC: tag the new images of $HASHTAGGER_SOURCE with the champion, then write the run's page",
@@ -79,82 +163,6 @@ DEFAULT_SOURCE = os.environ.get("HASHTAGGER_SOURCE", "s3://hashtagger/incoming/"
     doc_md=__doc__,
 )
 def nightly_tagging():
-    @task
-    def migrate() -> list[str]:
-        """Bring the results database to this version's schema (a no-op when it is current)."""
-        from tasks import pipeline
-
-        return pipeline.migrate_database(connections.results_db_url())[1]
-
-    @task
-    def refresh_hashtags() -> dict:
-        from tasks import pipeline
-
-        return pipeline.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(),
-                                         _dataset(get_current_context()))
-
-    @task
-    def find_new_images() -> list[dict]:
-        """One work order per shard, or none when every image is tagged already."""
-        from tasks import pipeline
-
-        context = get_current_context()
-        params, db_url = context["params"], connections.results_db_url()
-        with retries.fail_fast():  # a missing source or model: fail now, not after every retry
-            model_path = params["model"] or str(pipeline.champion_path(_dataset(context), db_url))
-            found = pipeline.list_new_images(params["source"], model_path, db_url,
-                                             connections.s3_settings(params["source"]))
-        key, shards = pipeline.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
-        log.info("%d of %d images of %s are new for %s", found["new"], found["seen"], found["source"],
-                 found["model_id"])
-        return [{"source": found["source"], "model_path": model_path, "shard": shard, "shards": shards,
-                 "run_id": pipeline.shard_run_id(key, shard, shards)} for shard in range(shards) if found["new"]]
-
-    @task(max_active_tis_per_dagrun=8)
-    def tag_shard(order: dict) -> dict:
-        from tasks import pipeline
-
-        params = get_current_context()["params"]
-        summary = pipeline.tag_shard(**order, db_url=connections.results_db_url(),
-                                     s3=connections.s3_settings(order["source"]), platform=params["platform"],
-                                     limit=pipeline.shard_limit(params["max_images"], order["shards"]),
-                                     min_confidence=params["min_confidence"])
-        _log_shard(order, summary)
-        return summary
-
-    @task(trigger_rule="none_failed", outlets=[RESULTS])
-    def record_summary(hashtags: dict) -> dict:
-        from tasks import pipeline
-
-        context = get_current_context()
-        key = pipeline.run_key(context.get("logical_date"), context["run_id"])
-        summary = pipeline.summarize_run(key, context["params"]["shards"], connections.results_db_url())
-        summary.update(source=context["params"]["source"], x=hashtags.get("x"))
-        context["outlet_events"][RESULTS].extra = summary
-        # the Asset event's extra carries the status (succeeded_with_failures) and the failed count
-        log.log(logging.WARNING if summary["failed"] else logging.INFO,
-                "run %s: %s; %s tagged (%s with no confident label), %s failed, %s already done, %s seen, "
-                "over %s shard runs", key, summary["status"], summary["tagged"], summary["abstained"],
-                summary["failed"], summary["skipped"], summary["seen"], summary["shard_runs"])
-        return summary
-
-    @task
-    def write_report(summary: dict) -> dict:
-        """The run's HTML page (thumbnails, hashtags, failures) beside the results; returns its path."""
-        from tasks import pipeline
-
-        if not summary["shard_runs"]:
-            log.info("nothing was tagged in this run: no page")
-            return {"report": None}
-        params = get_current_context()["params"]
-        run_ids = [pipeline.shard_run_id(summary["run_key"], shard, params["shards"])
-                   for shard in range(params["shards"])]
-        # thumbnails come from the source, through the bucket's connection for s3://
-        page = pipeline.write_run_report(run_ids, summary["run_key"], db_url=connections.results_db_url(),
-                                         s3=connections.s3_settings(params["source"]))
-        log.info("the run's page: %s", page.as_uri())
-        return {"report": page.as_uri(), "tagged": summary["tagged"], "failed": summary["failed"]}
-
     hashtags = refresh_hashtags()
     migrated = migrate()
     found = find_new_images()

@@ -166,33 +166,59 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
     """
     import keras
 
-    import models
-    from models.layers import preprocessing_layer
-    from tasks.data import outliers
-    from tasks.evaluate import evaluate
-
     settings = settings or Settings.from_env()
     dataset = dataset or load(config.dataset, config.dataset_version, settings)
     recipe = recipes.recipe_for(config.recipe, config.architecture, dict(config.recipe_overrides))
     config = dataclasses.replace(config, epochs=config.epochs or recipe.epochs)
-    epochs = config.epochs
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, not {epochs}")
+    if config.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, not {config.epochs}")
     keras.utils.set_random_seed(config.seed)
-    num_classes = len(dataset.class_names)
-
     x_train, y_train = dataset["x_train"], dataset["y_train"]
     if config.train_limit:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     x_train, y_train = np.ascontiguousarray(x_train), np.asarray(y_train)
 
-    model = models.build(config.architecture, dataset.manifest["image_shape"], num_classes,
+    model = _built(config, dataset, x_train)
+    fitted = _fit(model, recipe, config, dataset, x_train, y_train, settings, callbacks)
+    metadata = _evaluated_and_saved(model, config, recipe, dataset, settings, fitted, len(x_train))
+    checkpoint.remove(fitted.saved_at)
+    if config.register:
+        register(metadata, settings)
+    return metadata
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fitted:
+    """What fitting produced beside the weights: per-epoch history, seconds, and the checkpoint used."""
+
+    history: dict
+    seconds: float
+    epochs_done: int
+    resumed_from: int
+    saved_at: Path
+
+
+def _built(config: TrainConfig, dataset: Dataset, x_train: np.ndarray):
+    """The architecture, its preprocessing fitted on `x_train` (and airbench's whitening initialised)."""
+    import models
+    from models.layers import preprocessing_layer
+
+    model = models.build(config.architecture, dataset.manifest["image_shape"], len(dataset.class_names),
                          dict(config.model_overrides))
     preprocessing_layer(model).fit_statistics(x_train)
     if config.architecture == "airbench":
         from models import airbench
 
         airbench.init_whitening(model, x_train, models.config_for("airbench", dict(config.model_overrides)))
+    return model
+
+
+def _fit(model, recipe: recipes.Recipe, config: TrainConfig, dataset: Dataset, x_train, y_train,
+         settings: Settings, callbacks: tuple) -> _Fitted:
+    """Fit `model` for config.epochs, from the run's checkpoint when one exists (a checkpoint every epoch)."""
+    import keras
+
+    num_classes, epochs = len(dataset.class_names), config.epochs
     if host_augmented(recipe):
         batches = training_batches(recipe, x_train, y_train, num_classes, config, settings)
         steps_per_epoch, fit_data = len(batches), {"x": batches}
@@ -212,7 +238,6 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
     if recipe.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
                                                            patience=recipe.plateau_patience))
-
     started = time.monotonic()
     trainer.fit(
         **fit_data, epochs=epochs, initial_epoch=min(resumed.epochs_done, epochs),
@@ -220,27 +245,30 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
         callbacks=callbacks, verbose=config.verbose)
     if hasattr(trainer.optimizer, "finish"):
         trainer.optimizer.finish(model.trainable_variables)  # lookahead ends on its slow weights
-    training_seconds = resumed.seconds + time.monotonic() - started
-    history_lists = saver.history if saver.history else resumed.history
-    epochs_done = len(next(iter(history_lists.values()), []))
+    history = saver.history if saver.history else resumed.history
+    return _Fitted(history, resumed.seconds + time.monotonic() - started,
+                   len(next(iter(history.values()), [])), resumed.epochs_done, saved_at)
+
+
+def _evaluated_and_saved(model, config: TrainConfig, recipe: recipes.Recipe, dataset: Dataset,
+                         settings: Settings, fitted: _Fitted, train_images: int) -> dict:
+    """Evaluate on the test split (and the held-out outliers), then save the artifact; its metadata."""
+    from tasks.data import outliers
+    from tasks.evaluate import evaluate
 
     with tempfile.TemporaryDirectory(prefix="hashtagger-") as scratch:
         # a subfolder: the scratch folder itself is private (0700), and save() copies modes
         reports_dir = Path(scratch) / artifact.REPORTS_DIR if config.reports else None
         metrics = evaluate.evaluate_model(
-            model, dataset, tta=recipe.tta, history=history_lists, output_dir=reports_dir,
+            model, dataset, tta=recipe.tta, history=fitted.history, output_dir=reports_dir,
             title=f"{config.architecture} / {config.recipe} on {dataset.name}",
             outlier_sets=outliers.held_out_sets(dataset.name, dataset.class_names, settings))
         metadata = artifact.describe(
             model=model, config=config, recipe=recipe, dataset=dataset, metrics=metrics,
-            history=history_lists, epochs_done=epochs_done, training_seconds=training_seconds,
-            train_images=len(x_train), resumed_from=resumed.epochs_done)
-        metadata = artifact.save(model, metadata, settings, reports_dir=reports_dir,
-                                 fingerprint_images=dataset["x_test"][:artifact.FINGERPRINT_IMAGES])
-    checkpoint.remove(saved_at)
-    if config.register:
-        register(metadata, settings)
-    return metadata
+            history=fitted.history, epochs_done=fitted.epochs_done, training_seconds=fitted.seconds,
+            train_images=train_images, resumed_from=fitted.resumed_from)
+        return artifact.save(model, metadata, settings, reports_dir=reports_dir,
+                             fingerprint_images=dataset["x_test"][:artifact.FINGERPRINT_IMAGES])
 
 
 def training_batches(recipe: recipes.Recipe, x_train, y_train, num_classes: int, config: TrainConfig,
