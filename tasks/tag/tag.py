@@ -31,7 +31,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from tasks.data import images as decode
-from tasks.store import results
+from tasks.store import leases, results
 from tasks.tag import decide, sources
 from tasks.hashtags.engine import HashtagEngine
 from tasks.tag.predictor import Predictor
@@ -158,13 +158,12 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
 
 def _start(engine, run_id: str, source_uri: str, model_id: str, config: TagConfig,
            stack: contextlib.ExitStack, run_key: str | None = None) -> None:
-    """Take the source's lock (held until the run ends) and record the run (the schema is migrated
-    beforehand: `hashtagger db migrate` or the DAG's first task)."""
+    """Take the source's lease (renewed by a heartbeat until the run ends) and record the run (the schema
+    is migrated beforehand: `hashtagger db migrate` or the DAG's first task)."""
     lock_key = source_uri if config.shard is None else f"{source_uri} shard {config.shard[0]}/{config.shard[1]}"
-    stack.enter_context(results.source_lock(engine, lock_key))
-    results.retrying(lambda: results.start_run(engine, run_id, source_uri, model_id,
-                                               lock_key if config.shard is None else None, run_key),
-                     "recording the run")
+    results.retrying(lambda: leases.take(engine, lock_key, run_id), "taking the source's lease")
+    stack.enter_context(leases.held(engine, lock_key, run_id, taken=True))
+    results.retrying(lambda: results.start_run(engine, run_id, source_uri, model_id, run_key), "recording the run")
 
 
 def _finish(engine, run_id, source_uri, model_id, config, counts, failure, not_images: int = 0) -> RunSummary:
@@ -204,6 +203,7 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
     ahead: collections.deque = collections.deque()  # (prior rows, futures, images) queued, not yet classified
     writing: concurrent.futures.Future | None = None  # the batch in flight; its result: its counts
     submitted = collections.Counter(tagged=0, failed=0)
+    batch_numbers = itertools.count()  # each written batch's key in run_batches: counted once if retried
     try:
         batches = _batches(_listing(source, config, engine, predictor.model_id, has_schema), config.batch_size)
         _decode_next(batches, ahead, pool, source, predictor, engine, config, has_schema, submitted)
@@ -225,7 +225,7 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
                 counts.update(batch)
             else:
                 writing = writer.submit(_write, items, tiles, pixels, probabilities, predictor, hashtags, config,
-                                        known, engine, run_id, batch)
+                                        known, engine, run_id, batch, next(batch_numbers))
             submitted.update(batch)
             bar.update(len(items))
             bar.set_postfix(tagged=submitted["tagged"], failed=submitted["failed"], skipped=submitted["skipped"],
@@ -274,7 +274,8 @@ def _counts(items: list[_Item]) -> collections.Counter:
 
 
 def _write(items: list[_Item], tiles: list[_Item], pixels, probabilities, predictor, hashtags, config: TagConfig,
-           known: results.Prior | None, engine, run_id: str, batch: collections.Counter) -> collections.Counter:
+           known: results.Prior | None, engine, run_id: str, batch: collections.Counter,
+           batch_no: int | None = None) -> collections.Counter:
     """In the writer thread: decide, rank hashtags and write one batch in one transaction; returns
     its counts (`batch`, from _counts) for the run, abstentions added."""
     # one flat colour (a blank picture): nothing to recognise, so no confident label whatever the model
@@ -283,7 +284,7 @@ def _write(items: list[_Item], tiles: list[_Item], pixels, probabilities, predic
     tagged = _classify(tiles, probabilities, flat, predictor, hashtags, config, known.known if known else set())
     failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
               for item in items if item.state == "failed"]
-    results.write_batch(engine, run_id, predictor.model_id, tagged, failed, batch["skipped"])
+    results.write_batch(engine, run_id, predictor.model_id, tagged, failed, batch["skipped"], batch_no=batch_no)
     return collections.Counter({**batch, "abstained": sum(item.abstained for item in tagged)})
 
 
