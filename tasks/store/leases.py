@@ -64,17 +64,20 @@ def take(engine: sa.Engine, source: str, run_id: str, lease_s: float | None = No
           "lease_s": LEASE_S if lease_s is None else lease_s}
     with engine.begin() as connection:
         if connection.execute(_sql(connection, TAKE), me).rowcount:
+            _HELD_HERE.add((source, run_id))  # before the commit: no thread of ours sees it unlisted
             return
         holder = connection.execute(_sql(connection, HOLDER), {"source": source}).one()
-        if holder.host == me["host"] and holder.pid and not _process_alive(holder.pid):
-            # killed (SIGKILL, OOM): its lease would block the rerun for up to LEASE_S otherwise
+        if holder.host == me["host"] and holder.pid and _gone(holder.pid, source, holder.run_id):
+            # killed (SIGKILL, OOM), or a run of this process whose release the database missed (it was
+            # away): its lease would block the rerun for up to LEASE_S otherwise
             if connection.execute(_sql(connection, TAKE_FROM), {**me, "holder": holder.run_id}).rowcount:
-                log.warning("took over the lease on %s from run %s (process %s is gone)", source, holder.run_id,
-                            holder.pid)
+                _HELD_HERE.add((source, run_id))
+                log.warning("took over the lease on %s from run %s (process %s is gone, or its run is over)",
+                            source, holder.run_id, holder.pid)
                 return
-    raise AnotherRunActive(f"another run is active on this source: {holder.run_id} (host {holder.host or '?'}, process "
-                    f"{holder.pid or '?'}, lease renewed for another {max(holder.left_s, 0):.0f} s); wait for it "
-                    f"to finish")
+    raise AnotherRunActive(f"another run is active on this source: {holder.run_id} (host {holder.host or '?'}, "
+                           f"process {holder.pid or '?'}, lease renewed for another {max(holder.left_s, 0):.0f} s); "
+                           f"wait for it to finish")
 
 
 def renew(engine: sa.Engine, source: str, run_id: str, lease_s: float | None = None) -> bool:
@@ -86,7 +89,9 @@ def renew(engine: sa.Engine, source: str, run_id: str, lease_s: float | None = N
 
 
 def release(engine: sa.Engine, source: str, run_id: str) -> None:
-    """Give the lease up (no-op when `run_id` does not hold it)."""
+    """Give the lease up (no-op when `run_id` does not hold it). Should the database miss it, a later run of
+    this process takes the lease over at once, one of another process once it expires."""
+    _HELD_HERE.discard((source, run_id))
     with engine.begin() as connection:
         connection.execute(RELEASE, {"source": source, "run_id": run_id})
 
@@ -131,6 +136,16 @@ def _heartbeat(engine, source: str, run_id: str, lease_s: float, every_s: float,
         except sa.exc.DBAPIError as error:
             log.warning("could not renew the lease on %s: %s", source,
                         str(error.orig or error).strip().splitlines()[0])
+
+
+_HELD_HERE: set[tuple[str, str]] = set()  # (source, run_id) of the leases this process's runs hold now
+
+
+def _gone(pid: int, source: str, run_id: str) -> bool:
+    """Whether the holder, a process on this host, is dead or is this process with the run over."""
+    if pid == os.getpid():
+        return (source, run_id) not in _HELD_HERE
+    return not _process_alive(pid)
 
 
 def _process_alive(pid: int) -> bool:
