@@ -145,10 +145,11 @@ def _gone(pid: int, source: str, run_id: str) -> bool:
     """Whether the holder, a process on this host, is dead or is this process with the run over."""
     if pid == os.getpid():
         return (source, run_id) not in _HELD_HERE
-    return not _process_alive(pid)
+    return not process_alive(pid)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host with this id exists (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

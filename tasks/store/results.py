@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 # one class for "the database does not answer", whether at the schema check or after the retry window
 from tasks.store.db import DatabaseUnavailable, utcnow  # noqa: F401
+from tasks.store import leases
 from tasks.store.leases import AnotherRunActive  # noqa: F401  raised by tag runs, caught by the CLI
 from tasks.hashtags.rank import RankedHashtag
 
@@ -235,7 +236,7 @@ def _close_dead_runs(connection, now: dt.datetime) -> list:
     for run in connection.execute(RUNNING).all():
         last = _as_utc(run.heartbeat_at) or _as_utc(run.started_at)
         silent = (now - last).total_seconds() if last else float("inf")
-        if run.host == host and run.pid and not _process_alive(run.pid):
+        if run.host == host and run.pid and not leases.process_alive(run.pid):
             why = f"process {run.pid} on {host} is gone (killed, or the machine restarted)"
         elif silent > HEARTBEAT_STALE_S:
             why = f"no heartbeat for {silent / 60:.0f} min from {run.host or 'an unknown host'}:{run.pid or '?'}"
@@ -246,16 +247,6 @@ def _close_dead_runs(connection, now: dt.datetime) -> list:
                                               "error": f"interrupted: {why}; a rerun finishes its work"})
         log.warning("run %s was interrupted: %s", run.run_id, why)
     return live
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: alive, another user's
-        return True
-    return True
 
 
 def _as_utc(value) -> dt.datetime | None:
