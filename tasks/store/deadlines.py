@@ -68,6 +68,11 @@ def _bound(dialect, method: str, watchdog: "Watchdog", seconds: Callable[[], flo
     setattr(dialect, method, bounded)
 
 
+# Bound at import: a test that patches time.sleep or time.monotonic (to drive the retries' clock) must not
+# turn every engine's watchdog thread into a busy loop that eats its clock
+_monotonic = time.monotonic
+
+
 class Watchdog:
     """One daemon thread per engine that severs the socket of a connection past its deadline."""
 
@@ -80,7 +85,7 @@ class Watchdog:
     def arm(self, dbapi_connection, seconds: float) -> None:
         """Sever `dbapi_connection` unless disarmed within `seconds`."""
         with self.lock:
-            self.deadlines[id(dbapi_connection)] = (time.monotonic() + seconds, dbapi_connection)
+            self.deadlines[id(dbapi_connection)] = (_monotonic() + seconds, dbapi_connection)
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="db-watchdog", daemon=True)
                 self.thread.start()
@@ -99,9 +104,10 @@ class Watchdog:
             self.disarm(dbapi_connection)
 
     def _run(self) -> None:
+        ticks = threading.Event()  # never set: its wait() is a sleep that no patch of time.sleep reaches
         while True:
-            time.sleep(self.tick_s)
-            now = time.monotonic()
+            ticks.wait(self.tick_s)
+            now = _monotonic()
             with self.lock:
                 overdue = [conn for deadline, conn in self.deadlines.values() if deadline < now]
                 for conn in overdue:
