@@ -133,9 +133,9 @@ def _heartbeat(engine, source: str, run_id: str, lease_s: float, every_s: float,
                           source, lease_s)
                 lost.set()
                 return
-        except sa.exc.DBAPIError as error:
+        except Exception as error:  # noqa: BLE001  any failure: a heartbeat thread that died would lose the lease
             log.warning("could not renew the lease on %s: %s", source,
-                        str(error.orig or error).strip().splitlines()[0])
+                        (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0])
 
 
 _HELD_HERE: set[tuple[str, str]] = set()  # (source, run_id) of the leases this process's runs hold now
