@@ -218,3 +218,35 @@ def test_two_runs_racing_for_one_lease_one_wins(leases_engine):
     winners = [run_id for run_id in outcomes if run_id]
     assert len(outcomes) == 4 and len(winners) == 1
     assert scalar(leases_engine, "SELECT run_id FROM run_leases") == winners[0]
+
+
+def test_a_run_whose_lease_is_taken_over_stops_and_says_so(leases_engine, photos, model_dir, monkeypatch):
+    """The heartbeat finds another run holding the lease (its own renewals went unrecorded for a lease's
+    length): the run stops at its next batch, recorded as failed, instead of tagging beside the other."""
+    from tasks.hashtags.engine import HashtagEngine
+    from tasks.tag import predictor, tag
+
+    monkeypatch.setattr(leases, "HEARTBEAT_S", 0.2)
+    outcome: dict = {}
+
+    def work():
+        try:
+            tag.run(str(photos), predictor.load(model_dir), HashtagEngine(), leases_engine,
+                    tag.TagConfig(batch_size=1, workers=1))
+        except tag.RunFailed as failed:
+            outcome["failed"] = failed
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not scalar(leases_engine, "SELECT COUNT(*) FROM image_results"):
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.02)
+    with leases_engine.begin() as connection:  # what a takeover after an expiry leaves in the table
+        connection.execute(sa.text("UPDATE run_leases SET run_id = 'the-other-run'"))
+    thread.join(120)
+    assert not thread.is_alive()
+    failed = outcome["failed"]
+    assert "lost the source's lease" in str(failed) and failed.summary.status == "failed"
+    assert failed.summary.tagged < IMAGES
+    assert scalar(leases_engine, "SELECT run_id FROM run_leases") == "the-other-run", "the other's lease stays"

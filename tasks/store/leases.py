@@ -51,6 +51,10 @@ class AnotherRunActive(RuntimeError):
     str() names the holder and says to wait."""
 
 
+class LeaseLost(RuntimeError):
+    """A run's lease was taken over (its heartbeat was not recorded for LEASE_S seconds): it must stop."""
+
+
 def _sql(connection, template: str) -> sa.TextClause:
     return sa.text(template.format(clock=CLOCK[connection.dialect.name]))
 

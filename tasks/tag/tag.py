@@ -23,6 +23,7 @@ import heapq
 import itertools
 import logging
 import os
+import threading
 import time
 import uuid
 from typing import Iterable, Iterator
@@ -132,15 +133,16 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
     started = time.monotonic()
     counts = collections.Counter(seen=0, tagged=0, skipped=0, failed=0, abstained=0)  # as committed
     failure: BaseException | None = None
+    lease_lost = None  # set by the heartbeat when another run took the source's lease over
     with contextlib.ExitStack() as stack:
         if not config.dry_run:
-            _start(engine, run_id, source.uri, predictor.model_id, config, stack, run_key)
+            lease_lost = _start(engine, run_id, source.uri, predictor.model_id, config, stack, run_key)
         try:
             if config.min_confidence is not None and not config.dry_run:
                 # only this source's (and shard's) results: a threshold changes what the user pointed it at
                 counts["redecided"] = results.redecide(engine, predictor, hashtags, config.min_confidence,
                                                        source.uri, lambda key: in_shard(key, config.shard))
-            _pipeline(source, predictor, hashtags, engine, config, run_id, counts)
+            _pipeline(source, predictor, hashtags, engine, config, run_id, counts, lease_lost)
         except BaseException as caught:  # recorded on the run, then raised again below
             failure = caught
         not_images = getattr(source, "not_images", 0)
@@ -151,19 +153,21 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
     summary = dataclasses.replace(summary, seconds=round(time.monotonic() - started, 3), not_images=not_images)
     if failure is None:
         return summary
-    if isinstance(failure, (sources.SourceError, sa.exc.DBAPIError, results.DatabaseUnavailable)):
+    if isinstance(failure, (sources.SourceError, sa.exc.DBAPIError, results.DatabaseUnavailable, leases.LeaseLost)):
         raise RunFailed(f"run {run_id} failed: {summary.error}", summary) from failure
     raise failure
 
 
 def _start(engine, run_id: str, source_uri: str, model_id: str, config: TagConfig,
-           stack: contextlib.ExitStack, run_key: str | None = None) -> None:
+           stack: contextlib.ExitStack, run_key: str | None = None) -> threading.Event:
     """Take the source's lease (renewed by a heartbeat until the run ends) and record the run (the schema
-    is migrated beforehand: `hashtagger db migrate` or the DAG's first task)."""
+    is migrated beforehand: `hashtagger db migrate` or the DAG's first task); returns the event set if
+    the lease is lost."""
     lock_key = source_uri if config.shard is None else f"{source_uri} shard {config.shard[0]}/{config.shard[1]}"
     results.retrying(lambda: leases.take(engine, lock_key, run_id), "taking the source's lease")
-    stack.enter_context(leases.held(engine, lock_key, run_id, taken=True))
+    lost = stack.enter_context(leases.held(engine, lock_key, run_id, taken=True))
     results.retrying(lambda: results.start_run(engine, run_id, source_uri, model_id, run_key), "recording the run")
+    return lost
 
 
 def _finish(engine, run_id, source_uri, model_id, config, counts, failure, not_images: int = 0) -> RunSummary:
@@ -189,7 +193,7 @@ def _batches(refs: Iterable[sources.ImageRef], size: int) -> Iterator[list[sourc
         yield batch
 
 
-def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> None:
+def _pipeline(source, predictor, hashtags, engine, config, run_id, counts, lease_lost=None) -> None:
     """Decode batches n+1 and n+2 while the model runs on batch n and batch n-1 is written.
 
     `counts` moves when a batch commits (a run that stops says exactly what it wrote); `submitted`,
@@ -221,6 +225,9 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
             probabilities = inference.result() if inference else None
             _committed(writing, counts)  # one write in flight at most; its error stops the run here
             writing = None
+            if lease_lost is not None and lease_lost.is_set():  # another run took the source over: leave it
+                raise leases.LeaseLost(f"run {run_id} lost the source's lease (its heartbeat was not recorded "
+                                       f"for {leases.LEASE_S:.0f} s) and another run took it over")
             if config.dry_run:
                 counts.update(batch)
             else:
