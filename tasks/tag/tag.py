@@ -8,7 +8,8 @@ probabilities into decisions, hashtags and rows and commits them. Memory stays f
 streamed, file bytes live only inside a worker, and at most four batches of 32x32 tiles exist at a time.
 
 Each batch is one transaction of upserts, so a run killed at any point loses at most the batches in
-flight, and a rerun finishes the work with exactly one result per image.
+flight, and a rerun finishes the work with exactly one result per image. Which images a run works on (its
+shard, each once, the oldest first under --limit, those done already) is tasks/tag/listing.py.
 """
 
 from __future__ import annotations
@@ -19,21 +20,20 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
-import heapq
 import itertools
 import logging
 import os
 import threading
 import time
 import uuid
-from typing import Iterable, Iterator
 
 import numpy as np
 import sqlalchemy as sa
 
 from tasks.data import images as decode
 from tasks.store import leases, results
-from tasks.tag import decide, sources
+from tasks.tag import decide, listing, sources
+from tasks.tag.listing import in_shard  # part of this module's interface: tests and the shards use tag.in_shard
 from tasks.hashtags.engine import HashtagEngine
 from tasks.tag.predictor import Predictor
 
@@ -110,14 +110,6 @@ def content_hash(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def in_shard(uri: str, shard: tuple[int, int] | None) -> bool:
-    """Stable across processes and machines (unlike hash()): sha1 of the URI modulo the shard count."""
-    if shard is None:
-        return True
-    index, count = shard
-    return int.from_bytes(hashlib.sha1(uri.encode()).digest()[:8], "big") % count == index
-
-
 def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: sa.Engine,
         config: TagConfig = TagConfig(), run_id: str | None = None,
         source: sources.Source | None = None, run_key: str | None = None) -> RunSummary:
@@ -187,12 +179,6 @@ def _finish(engine, run_id, source_uri, model_id, config, counts, failure, not_i
     return RunSummary(run_id=run_id, source=source_uri, model_id=model_id, status=status, error=error, **counts)
 
 
-def _batches(refs: Iterable[sources.ImageRef], size: int) -> Iterator[list[sources.ImageRef]]:
-    iterator = iter(refs)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
-
-
 def _pipeline(source, predictor, hashtags, engine, config, run_id, counts, lease_lost=None) -> None:
     """Decode batches n+1 and n+2 while the model runs on batch n and batch n-1 is written.
 
@@ -209,7 +195,8 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts, lease
     submitted = collections.Counter(tagged=0, failed=0)
     batch_numbers = itertools.count()  # each written batch's key in run_batches: counted once if retried
     try:
-        batches = _batches(_listing(source, config, engine, predictor.model_id, has_schema), config.batch_size)
+        listed = listing.listing(source, config.shard, config.limit, engine, predictor.model_id, has_schema)
+        batches = listing.batches(listed, config.batch_size)
         _decode_next(batches, ahead, pool, source, predictor, engine, config, has_schema, submitted)
         while ahead:
             known, futures, _ = ahead.popleft()
@@ -267,7 +254,7 @@ def _decode_next(batches, ahead: collections.deque, pool, source, predictor, eng
         refs = next(batches, None)
         if refs is None:
             return
-        known = _prior(engine, predictor.model_id, refs) if has_schema else None
+        known = listing.prior(engine, predictor.model_id, refs) if has_schema else None
         done = known.done if known else set()
         ahead.append((known, [pool.submit(_prepare_chunk, source, refs[start:start + PREPARE_CHUNK], done, config)
                               for start in range(0, len(refs), PREPARE_CHUNK)], len(refs)))
@@ -377,65 +364,6 @@ def _classify(items: list[_Item], probabilities: np.ndarray | None, flat: np.nda
                            replaces=item.ref.uri in known_uris, uri_text=item.ref.name,
                            abstained=answer.abstained or blank)
             for item, answer, blank in zip(items, decisions, flat.tolist())]
-
-
-def _listing(source, config: TagConfig, engine, model_id: str, has_schema: bool) -> Iterator[sources.ImageRef]:
-    """The images of this shard, in listing order; under a cap (`limit`), the oldest first."""
-    def shard() -> Iterator[sources.ImageRef]:
-        return (ref for ref in _once_each(source.list()) if in_shard(ref.uri, config.shard))
-
-    if config.limit is None or not has_schema:
-        return shard()
-    return _oldest_first(shard, engine, model_id, config.limit)
-
-
-def _once_each(refs: Iterable[sources.ImageRef]) -> Iterator[sources.ImageRef]:
-    """Each image once, as first listed: some S3-compatible stores list a key twice (rustfs #2439); a
-    batch holding one key twice cannot be upserted on PostgreSQL ("ON CONFLICT DO UPDATE command cannot
-    affect row a second time") and would be counted twice on SQLite."""
-    seen: set[int] = set()  # 128 bits of each key's hash, not the key: about 70 bytes an image
-    for ref in refs:
-        digest = int.from_bytes(hashlib.blake2b(ref.uri.encode(), digest_size=16).digest(), "big")
-        if digest in seen:
-            log.warning("%s: listed twice by the source; tagged once", sources.shown(ref.text))
-            continue
-        seen.add(digest)
-        yield ref
-
-
-def _oldest_first(shard, engine, model_id: str, limit: int,
-                  lookup_size: int = 1000) -> Iterator[sources.ImageRef]:
-    """First the `limit` images `model_id` has not tagged that have waited longest: those another
-    model tagged, earliest first, then those no model has tagged, in listing order; then the whole
-    listing again for whatever room is left (new bytes under a URI it tagged). Memory: `limit` refs.
-
-    So a capped catch-up after a champion change re-tags the images tagged longest ago first.
-    """
-    def waiting() -> Iterator[tuple[tuple, sources.ImageRef]]:
-        order = itertools.count()
-        for batch in _batches(shard(), lookup_size):
-            def query(batch=batch) -> dict:
-                with engine.connect() as connection:
-                    return results.waiting_since(connection, model_id, [ref.uri for ref in batch])
-
-            since = results.retrying(query, "looking up untagged images")
-            for ref in batch:
-                if ref.uri in since:  # never tagged: after every image another model tagged
-                    yield (since[ref.uri] is None, since[ref.uri] or "", next(order)), ref
-
-    chosen = [ref for _, ref in heapq.nsmallest(limit, waiting(), key=lambda pair: pair[0])]
-    yield from chosen
-    picked = {ref.uri for ref in chosen}
-    yield from (ref for ref in shard() if ref.uri not in picked)
-
-
-def _prior(engine, model_id: str, refs: list[sources.ImageRef]) -> results.Prior:
-    """Which of these images `model_id` has tagged already (each model tags every image once)."""
-    def query() -> results.Prior:
-        with engine.connect() as connection:
-            return results.prior(connection, model_id, [ref.uri for ref in refs])
-
-    return results.retrying(query, "looking up tagged images")
 
 
 def _progress_bar(enabled: bool, total: int | None = None):
