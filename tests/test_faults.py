@@ -397,11 +397,14 @@ def test_postgres_connections_carry_timeouts_and_a_statement_past_its_deadline_i
         assert connection.execute(sa.text("SHOW statement_timeout")).scalar() == f"{db.STATEMENT_TIMEOUT_S // 60}min"
         info = connection.connection.dbapi_connection.get_dsn_parameters()
     assert info["connect_timeout"] == str(db.CONNECT_TIMEOUT_S) and info["keepalives"] == "1"
-    # a server that stops answering: here a sleep longer than the client-side deadline
-    monkeypatch.setattr(db, "STATEMENT_TIMEOUT_S", 1)
-    monkeypatch.setattr(db, "WATCHDOG_GRACE_S", 1)
-    started = time.monotonic()
+    # a server that stops answering: here a sleep longer than the client-side deadline, in a transaction
+    # begun under the production statement timeout, so that the server's own timeout cannot end it first
+    started = None
     with pytest.raises(sa.exc.OperationalError) as raised, engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+        monkeypatch.setattr(db, "STATEMENT_TIMEOUT_S", 1)
+        monkeypatch.setattr(db, "WATCHDOG_GRACE_S", 1)
+        started = time.monotonic()
         connection.execute(sa.text("SELECT pg_sleep(30)"))
     assert raised.value.connection_invalidated, "a disconnect: the retry helper takes a fresh connection"
     assert time.monotonic() - started < 10

@@ -293,3 +293,78 @@ def test_hashtags_commands(results, x_http, clock, monkeypatch, capsys):
     assert "#catlife" not in ranked_line.casefold() and ranked_line.count("#") == 5
     assert cli.main(["hashtags", "unblock", "#follow4follow"]) == 0
     assert "stays blocked" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ a refused connection (issue 21 item 9)
+
+@pytest.fixture
+def limited_role(pg_url):
+    """A role allowed 2 connections (CONNECTION LIMIT 2) that may read the test's database; dropped after."""
+    import uuid
+
+    name = f"hashtagger_limited_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE ROLE "{name}" LOGIN CONNECTION LIMIT 2'))
+    yield name, sa.engine.make_url(pg_url).set(username=name).render_as_string(hide_password=False)
+    db.engine.cache_clear()
+    with admin.connect() as connection:
+        connection.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :n"),
+                           {"n": name})
+        connection.execute(sa.text(f'DROP OWNED BY "{name}"'))
+        connection.execute(sa.text(f'DROP ROLE "{name}"'))
+    admin.dispose()
+
+
+def take_connections(url: str, count: int = 2) -> list:
+    """`count` of the role's connections, held open (another worker's, say) until closed."""
+    import psycopg2
+
+    dsn = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return [psycopg2.connect(dsn) for _ in range(count)]
+
+
+@pytest.mark.postgres
+def test_a_refused_connection_costs_no_x_hashtags(pg_url, limited_role, x_http, clock, sleeps, monkeypatch):
+    import threading
+    import time
+
+    import psycopg2
+
+    from tasks.hashtags import lexicon
+    from tasks.hashtags.engine import HashtagEngine
+
+    admin = db.engine(pg_url)
+    db.migrate(admin)
+    serve_trends(x_http, clock)
+    serve_search(x_http, clock, "cat", "search_cat.json")
+    serve_search(x_http, clock, "dog", "search_dog_text_only.json")
+    run_refresh(admin, clock, sleeps, ["cat", "dog"])
+    role, role_url = limited_role
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"'))
+    held = take_connections(role_url)
+    reads = db.engine(role_url)
+    now = [0.0]
+    hashtags = HashtagEngine([cache.CacheProvider(reads, RankConfig(), clock=clock), lexicon.LexiconProvider()],
+                             RankConfig(), clock=lambda: now[0])
+
+    # refused ("too many connections for role"), then a connection frees within the retry window
+    threading.Timer(1.0, held.pop().close).start()
+    assert "x-search" in {tag.source for tag in hashtags.hashtags([("cat", 0.9)])}
+
+    # refused for longer than the window: the provider is paused, not dropped for the run
+    monkeypatch.setattr(cache, "READ_RETRY_WINDOW_S", 1.5)
+    reads.dispose()  # its pooled connection is closed: the next read must connect
+    for _ in range(50):  # the server counts the closed connection until its backend has exited
+        try:
+            held += take_connections(role_url, 1)
+            break
+        except psycopg2.OperationalError:  # too many connections for role: not yet
+            time.sleep(0.1)
+    assert len(held) == 2
+    assert {tag.source for tag in hashtags.hashtags([("dog", 0.9)])} == {"lexicon"}
+    for connection in held:
+        connection.close()
+    now[0] += 61
+    assert "x-search" in {tag.source for tag in hashtags.hashtags([("dog", 0.9)])}

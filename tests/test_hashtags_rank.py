@@ -129,6 +129,37 @@ def test_a_failing_optional_provider_degrades_to_the_lexicon_with_one_warning(ca
     assert len(caplog.records) == 1
 
 
+class _Refusing:
+    """An optional provider whose database refuses connections until `refusing` is cleared."""
+    source = "x-search"
+    optional = True
+
+    def __init__(self):
+        self.refusing, self.asked = True, []
+
+    def candidates(self, label):
+        self.asked.append(label)
+        if self.refusing:
+            raise RuntimeError("too many connections for role")
+        return [Candidate("#CatsOfX", label, 500, "x-search")]
+
+
+def test_a_failing_optional_provider_is_paused_then_asked_again_not_dropped_for_the_run():
+    now = [0.0]
+    provider = _Refusing()
+    engine = HashtagEngine([provider, lexicon.LexiconProvider()], RankConfig(), clock=lambda: now[0])
+    assert {tag.source for tag in engine.hashtags([("cat", 0.9)])} == {"lexicon"}
+    now[0] += 30  # within the pause: the provider is not asked, images keep the lexicon's hashtags
+    provider.refusing = False
+    assert {tag.source for tag in engine.hashtags([("cat", 0.9)])} == {"lexicon"}
+    assert provider.asked == ["cat"]
+    now[0] += 31  # the pause is over: the label's candidates are asked again, and the X hashtag is back
+    top = engine.hashtags([("cat", 0.9)])
+    assert top[0].hashtag == "#CatsOfX" and provider.asked == ["cat", "cat"]
+    engine.hashtags([("cat", 0.9)])
+    assert provider.asked == ["cat", "cat"], "once complete, a label is asked once per run again"
+
+
 def test_without_a_database_engine_for_is_the_lexicon_as_before(hashtagger_home):
     engine = providers.engine_for(None, RankConfig(platform="instagram"))
     before = HashtagEngine([lexicon.LexiconProvider()], RankConfig(platform="instagram"))

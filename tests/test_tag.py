@@ -176,7 +176,8 @@ def test_a_path_longer_than_an_index_entry_is_tagged(tmp_path, model, engine):
     assert_rerun_adds_nothing(tmp_path / "deep", model, engine, first)
 
 
-def test_names_with_terminal_escapes_are_stored_as_they_are_and_printed_escaped(tmp_path, model, engine, capsys):
+def test_names_with_terminal_escapes_are_stored_as_they_are_and_printed_escaped(tmp_path, model, engine, capsys,
+                                                                                monkeypatch):
     from tasks.cli import tag as tag_command
 
     folder = tmp_path / "terminal"
@@ -189,7 +190,7 @@ def test_names_with_terminal_escapes_are_stored_as_they_are_and_printed_escaped(
     stored = {uri for (uri,) in rows(engine, "SELECT image_uri FROM image_labels")}
     assert stored == {str(folder / name) for name in hostile.TERMINAL_NAMES}
     capsys.readouterr()
-    tag_command.SHOW_IMAGES = 20
+    monkeypatch.setattr(tag_command, "SHOW_IMAGES", 20)  # every name; restored after the test
     tag_command.print_results(first, engine.url.render_as_string(hide_password=False))
     printed = capsys.readouterr().out
     assert "\x1b" not in printed and "\x07" not in printed and "\u202e" not in printed

@@ -19,6 +19,7 @@ from tasks.hashtags import rank, x_search, x_trends
 from tasks.store.hashtag_cache_sql import (
     BLOCK, DROP_UNSEEN, FRESH_LABELS, READ_BLOCKLIST, READ_FETCHES, READ_LABEL, UNBLOCK, UPSERT_FETCH, UPSERT_HASHTAG)
 from tasks.hashtags.x_api import XConfig
+from tasks.store import results  # the write path's retry policy (a shorter window here)
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,22 @@ def unblock(engine: sa.Engine, hashtag: str) -> bool:
         return connection.execute(UNBLOCK, {"hashtag": _blocklist_key(hashtag)}).rowcount > 0
 
 
+# A read refused or cut (a role at its CONNECTION LIMIT, a restart) is tried again for this long, with
+# jittered backoff (tasks.store.results.retrying), before the provider fails and the engine pauses it
+READ_RETRY_WINDOW_S = 10.0
+
+
+def read_retrying(engine: sa.Engine, label: str, source: str, since: dt.datetime) -> dict[str, int]:
+    """`read`, tried again on a dropped or refused connection for READ_RETRY_WINDOW_S seconds; then
+    tasks.store.results.DatabaseUnavailable."""
+    return results.retrying(lambda: read(engine, label, source, since), f"reading the X hashtags of {label!r}",
+                            window_s=READ_RETRY_WINDOW_S)
+
+
 class CacheProvider:
     """Candidates from the X cache: a label's hashtags from posts (x-search), those trending now boosted
-    and recorded as x-trends. Reads the database once per label and once for the trends."""
+    and recorded as x-trends. Reads the database once per label and once for the trends, each read retried
+    for READ_RETRY_WINDOW_S seconds; a read that still fails raises (HashtagEngine pauses the provider)."""
 
     source = x_search.SOURCE
     optional = True  # a failure here degrades to the lexicon instead of failing the run
@@ -121,13 +135,13 @@ class CacheProvider:
     def trending(self) -> frozenset[str]:
         """Case-folded hashtags trending at the configured place, from a fetch within the time to live."""
         if self._trending is None:
-            trends = read(self.engine, x_trends.place_label(self.x_config.woeid), x_trends.SOURCE,
+            trends = read_retrying(self.engine, x_trends.place_label(self.x_config.woeid), x_trends.SOURCE,
                           self.now - self.x_config.ttl)
             self._trending = frozenset(tag.casefold() for tag in trends)
         return self._trending
 
     def candidates(self, label: str) -> list[rank.Candidate]:
-        counts = read(self.engine, label, x_search.SOURCE, self.now - self.x_config.serve_max_age)
+        counts = read_retrying(self.engine, label, x_search.SOURCE, self.now - self.x_config.serve_max_age)
         if not counts:
             return []
         trending = self.trending()

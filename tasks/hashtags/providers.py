@@ -10,6 +10,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tasks.store import db
+from tasks.store import results as store_results
 from tasks.config import Settings
 from tasks.hashtags import cache, lexicon
 from tasks.hashtags.engine import HashtagEngine
@@ -27,13 +28,18 @@ def engine_for(db_engine: sa.Engine | None = None, config: RankConfig = RankConf
     results = db_engine if db_engine is not None else _existing_default_database()
     if results is not None:
         try:
-            if cache.has_cache(results):
-                blocked |= cache.blocklist(results)
+            if _retrying(lambda: cache.has_cache(results)):
+                blocked |= _retrying(lambda: cache.blocklist(results))
                 providers.append(cache.CacheProvider(results, config, x_config))
-        except sa.exc.SQLAlchemyError as error:
-            log.info("the hashtag cache cannot be read (%s); hashtags come from the lexicon", error)
+        except (sa.exc.SQLAlchemyError, store_results.DatabaseUnavailable) as error:
+            log.warning("the hashtag cache cannot be read (%s); hashtags come from the lexicon", error)
     providers.append(lexicon.LexiconProvider())
     return HashtagEngine(providers, config, frozenset(blocked))
+
+
+def _retrying(read):
+    """A start-up read of the cache, tried again on a refused or dropped connection for the cache's window."""
+    return store_results.retrying(read, "reading the hashtag cache", window_s=cache.READ_RETRY_WINDOW_S)
 
 
 def _existing_default_database() -> sa.Engine | None:

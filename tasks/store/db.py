@@ -19,16 +19,13 @@ import hashlib
 import importlib.resources
 import os
 import re
-import socket
-import threading
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from tasks import errors
 from tasks.config import Settings
-from tasks.store import migrations_sql as statements_sql
+from tasks.store import deadlines, migrations_sql as statements_sql
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 ONLY_DIALECT = re.compile(r"^\s*--\s*only:\s*(postgresql|sqlite)\s*$")  # a statement for one database
@@ -142,11 +139,12 @@ def query_text(name: str) -> str:
     return (sql_dir() / "queries" / f"{name}.sql").read_text()
 
 
-# How long PostgreSQL may take before a connection counts as dead. A frozen server (SIGSTOP, a hung
-# VM, a failover in progress) still has its kernel acknowledge packets and keepalives, so only a clock
-# on this side ends the wait: the watchdog below closes the socket of a statement overdue by
-# STATEMENT_TIMEOUT_S + WATCHDOG_GRACE_S, the driver then raises a disconnect, and the caller's retry
-# (tasks.store.results.retrying) takes a fresh connection.
+# How long PostgreSQL may take before a connection counts as dead. A frozen server, or a proxy that stops
+# forwarding, is ended by a clock on this side (tasks/store/deadlines.py): a statement, COMMIT or ROLLBACK
+# overdue by STATEMENT_TIMEOUT_S + WATCHDOG_GRACE_S has its socket closed, the driver then raises a
+# disconnect, and the caller's retry (tasks.store.results.retrying) takes a fresh connection.
+# No `options` startup parameter: PgBouncer (how managed PostgreSQL is reached) refuses it ("unsupported
+# startup parameter: options"); the statement timeout is set per transaction instead (SET LOCAL).
 CONNECT_TIMEOUT_S = 10  # libpq connect_timeout: a new connection, including the server's answer
 STATEMENT_TIMEOUT_S = 120  # server side: no statement of ours takes more than a second or two
 WATCHDOG_GRACE_S = 15  # beyond that, the server itself is not answering
@@ -154,7 +152,7 @@ PING_TIMEOUT_S = 10  # the liveness check of a pooled connection before it is le
 PG_CONNECT_ARGS = {
     "connect_timeout": CONNECT_TIMEOUT_S,
     "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,  # a lost host
-    "options": f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000}",  # milliseconds
+    "tcp_user_timeout": 60_000,  # milliseconds: data sent and never acknowledged (a host gone mid-write)
 }
 
 
@@ -162,9 +160,10 @@ def engine(url: str | None = None) -> sa.Engine:
     """One pooled engine per URL; the default URL comes from the environment, read at each call (so a
     changed HASHTAGGER_DB_URL or HASHTAGGER_HOME is followed, not the first one ever seen).
 
-    PostgreSQL connections carry a connect timeout, TCP keepalives and a statement timeout, and every
-    statement (and the ping before a pooled connection is lent) runs under a client-side deadline, so a
-    frozen server ends in a disconnect error, never in a hang.
+    PostgreSQL connections carry a connect timeout and TCP keepalives, every transaction a statement
+    timeout (SET LOCAL, which PgBouncer's transaction pooling keeps to the transaction), and every
+    statement, COMMIT and ROLLBACK (and the ping before a pooled connection is lent) runs under a
+    client-side deadline, so a frozen server ends in a disconnect error, never in a hang.
     """
     return _engine_for(with_driver(url or Settings.from_env().database_url))
 
@@ -177,88 +176,18 @@ def _engine_for(url: str) -> sa.Engine:
         eng = sa.create_engine(url, pool_pre_ping=True, future=True)
     else:
         eng = sa.create_engine(url, connect_args=dict(PG_CONNECT_ARGS), future=True)
-        _watch(eng)
+        deadlines.watch(eng, lambda: STATEMENT_TIMEOUT_S + WATCHDOG_GRACE_S, lambda: PING_TIMEOUT_S)
+        _statement_timeout(eng)
     _refusals(eng)
     return eng
 
 
-def _watch(eng: sa.Engine) -> None:
-    """Deadlines on every statement and on the ping of a pooled connection (the pool's own pre-ping has
-    none: it would wait for a frozen server for ever)."""
-    watchdog = _Watchdog()
-
-    @sa.event.listens_for(eng, "checkout")
-    def _ping(dbapi_connection, _record, _proxy):
-        watchdog.arm(dbapi_connection, PING_TIMEOUT_S)
-        try:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("SELECT 1")
-            cursor.close()
-            dbapi_connection.rollback()  # leave no transaction open behind the ping
-        except Exception as error:  # noqa: BLE001  any failure: the pool drops it and connects afresh
-            raise sa.exc.DisconnectionError(f"pooled connection is dead: {error}") from error
-        finally:
-            watchdog.disarm(dbapi_connection)
-
-    @sa.event.listens_for(eng, "before_cursor_execute")
-    def _arm(connection, cursor, *_):
-        watchdog.arm(cursor.connection, STATEMENT_TIMEOUT_S + WATCHDOG_GRACE_S)
-
-    @sa.event.listens_for(eng, "after_cursor_execute")
-    def _disarm(connection, cursor, *_):
-        watchdog.disarm(cursor.connection)
-
-    @sa.event.listens_for(eng, "handle_error")
-    def _disarm_on_error(context):
-        cursor = getattr(context.execution_context, "cursor", None)
-        if cursor is not None:
-            watchdog.disarm(cursor.connection)
-
-
-class _Watchdog:
-    """One daemon thread per engine that severs the socket of a connection past its deadline."""
-
-    def __init__(self, tick_s: float = 1.0):
-        self.tick_s = tick_s
-        self.deadlines: dict[int, tuple[float, object]] = {}
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-
-    def arm(self, dbapi_connection, seconds: float) -> None:
-        with self.lock:
-            self.deadlines[id(dbapi_connection)] = (time.monotonic() + seconds, dbapi_connection)
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="db-watchdog", daemon=True)
-                self.thread.start()
-
-    def disarm(self, dbapi_connection) -> None:
-        with self.lock:
-            self.deadlines.pop(id(dbapi_connection), None)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.tick_s)
-            now = time.monotonic()
-            with self.lock:
-                overdue = [conn for deadline, conn in self.deadlines.values() if deadline < now]
-                for conn in overdue:
-                    self.deadlines.pop(id(conn), None)
-            for conn in overdue:
-                _sever(conn)
-
-
-def _sever(dbapi_connection) -> None:
-    """Shut the connection's socket down: the blocked driver call returns at once with a disconnect."""
-    try:
-        duplicate = socket.socket(fileno=os.dup(dbapi_connection.fileno()))
-    except (OSError, AttributeError, ValueError):
-        return  # closed meanwhile
-    try:
-        duplicate.shutdown(socket.SHUT_RDWR)  # acts on the socket, not only on this descriptor
-    except OSError:
-        pass
-    finally:
-        duplicate.close()
+def _statement_timeout(eng: sa.Engine) -> None:
+    """Each transaction starts with SET LOCAL statement_timeout: it ends with the transaction, so behind
+    PgBouncer in transaction pooling it never leaks onto another client's server connection."""
+    @sa.event.listens_for(eng, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(STATEMENT_TIMEOUT_S * 1000)}")  # ms
 
 
 engine.cache_clear = _engine_for.cache_clear  # tests drop every engine between databases

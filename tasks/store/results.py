@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -17,6 +15,8 @@ import sqlalchemy as sa
 
 # one class for "the database does not answer", whether at the schema check or after the retry window
 from tasks.store.db import DatabaseUnavailable, utcnow  # noqa: F401
+from tasks.store import leases
+from tasks.store.leases import AnotherRunActive  # noqa: F401  raised by tag runs, caught by the CLI
 from tasks.hashtags.rank import RankedHashtag
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,6 @@ RETRY_WINDOW_S = 60.0  # seconds of retrying, then the run fails with a clear me
 RETRY_PAUSE = 0.5  # seconds before the first retry, doubled after each (with jitter) ...
 RETRY_MAX_PAUSE = 8.0  # ... up to this
 HEARTBEAT_STALE_S = 15 * 60  # a 'running' run silent this long is dead (a batch takes seconds)
-
-
-class AnotherRunActive(RuntimeError):
-    """Another live run is tagging the same source (and shard): this one would only repeat its work."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +104,6 @@ MARK_INTERRUPTED = sa.text("""
 UPDATE tagging_runs SET status = 'interrupted', finished_at = :at, error = :error
 WHERE run_id = :run_id AND status = 'running'
 """)
-TRY_SOURCE_LOCK = sa.text("SELECT pg_try_advisory_lock(:id)")
-RELEASE_SOURCE_LOCK = sa.text("SELECT pg_advisory_unlock(:id)")
 # A run that finished with failed images says so in its status: one bad file does not fail a night, yet
 # the record must show it at a glance (the count is the run's own, as committed batch by batch).
 FINISH_RUN = sa.text("""
@@ -118,6 +112,12 @@ UPDATE tagging_runs SET status = CASE WHEN :status = 'succeeded' AND failed > 0 
                         finished_at = :at, error = :error, not_images = :not_images
 WHERE run_id = :run_id
 """)
+# A batch's key, inserted in the batch's own transaction: new (one row) the first time, nothing when a retry
+# follows a COMMIT whose answer was lost but which took effect (sql/017_run_batch_keys.sql)
+NEW_BATCH = sa.text("""
+INSERT INTO run_batches (run_id, batch_no) VALUES (:run_id, :batch_no) ON CONFLICT (run_id, batch_no) DO NOTHING
+""")
+FORGET_BATCHES = sa.text("DELETE FROM run_batches WHERE run_id = :run_id")
 RESET_COUNTS = sa.text("""
 UPDATE tagging_runs SET seen = 0, tagged = 0, skipped = 0, failed = 0, abstained = 0, not_images = 0
 WHERE run_id = :run_id
@@ -214,24 +214,19 @@ def upsert(connection, table: sa.TableClause, rows: list[dict]) -> None:
     connection.execute(statement.returning(table.columns[keys[-1]]), rows).close()
 
 
-def start_run(engine: sa.Engine, run_id: str, source: str, model_version: str, lock_key: str | None = None,
-              run_key: str | None = None) -> None:
+def start_run(engine: sa.Engine, run_id: str, source: str, model_version: str, run_key: str | None = None) -> None:
     """Record the run with this host, process id and a first heartbeat, under `run_key` (the nightly DAG
     run its shard belongs to; default: the run itself); starting the same run id again resets its
-    counters (a rerun counts afresh). Runs left 'running' by dead processes are marked
-    'interrupted' first. On SQLite (no advisory locks) a live run with the same `lock_key` raises
-    AnotherRunActive; the check and the insert are one IMMEDIATE transaction, so two starts queue."""
+    counters and batch keys (a rerun counts afresh). Runs left 'running' by dead processes are marked
+    'interrupted' first. The caller holds the source's lease (tasks/store/leases.py)."""
     now = utcnow()
     with engine.begin() as connection:
-        live = _close_dead_runs(connection, now)
-        if lock_key is not None and connection.dialect.name != "postgresql":
-            for other in live:
-                if other.source == lock_key and other.run_id != run_id:
-                    raise AnotherRunActive(_active_message(other))
+        _close_dead_runs(connection, now)
         connection.execute(UPSERT_RUN, {"run_id": run_id, "run_key": run_key or run_id, "source": source,
                                         "model": model_version, "at": now,
                                         "host": socket.gethostname(), "pid": os.getpid()})
         connection.execute(RESET_COUNTS, {"run_id": run_id})
+        connection.execute(FORGET_BATCHES, {"run_id": run_id})
 
 
 def _close_dead_runs(connection, now: dt.datetime) -> list:
@@ -241,7 +236,7 @@ def _close_dead_runs(connection, now: dt.datetime) -> list:
     for run in connection.execute(RUNNING).all():
         last = _as_utc(run.heartbeat_at) or _as_utc(run.started_at)
         silent = (now - last).total_seconds() if last else float("inf")
-        if run.host == host and run.pid and not _process_alive(run.pid):
+        if run.host == host and run.pid and not leases.process_alive(run.pid):
             why = f"process {run.pid} on {host} is gone (killed, or the machine restarted)"
         elif silent > HEARTBEAT_STALE_S:
             why = f"no heartbeat for {silent / 60:.0f} min from {run.host or 'an unknown host'}:{run.pid or '?'}"
@@ -254,16 +249,6 @@ def _close_dead_runs(connection, now: dt.datetime) -> list:
     return live
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: alive, another user's
-        return True
-    return True
-
-
 def _as_utc(value) -> dt.datetime | None:
     """A timestamp as read back: a datetime (PostgreSQL) or ISO text (SQLite); naive means UTC."""
     if value is None:
@@ -273,41 +258,13 @@ def _as_utc(value) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
-def _active_message(run) -> str:
-    return (f"another run is active on this source: {run.run_id} (host {run.host or '?'}, process "
-            f"{run.pid or '?'}, last heartbeat {run.heartbeat_at or run.started_at}); wait for it to finish")
-
-
-@contextlib.contextmanager
-def source_lock(engine: sa.Engine, lock_key: str):
-    """Hold a PostgreSQL session advisory lock on `lock_key` (a source and shard) for the run; another
-    process holding it makes this raise AnotherRunActive. On SQLite start_run checks instead."""
-    if engine.dialect.name != "postgresql":
-        yield
-        return
-    lock_id = int.from_bytes(hashlib.sha256(lock_key.encode("utf-8", "surrogateescape")).digest()[:8], "big",
-                             signed=True)
-    connection = engine.connect()
-    try:
-        got = connection.execute(TRY_SOURCE_LOCK, {"id": lock_id}).scalar()
-        connection.commit()
-        if not got:
-            live = [run for run in connection.execute(RUNNING).all() if run.source == lock_key]
-            raise AnotherRunActive(_active_message(live[0]) if live else
-                                   "another run is active on this source (it holds its lock); wait for it")
-        yield
-    finally:
-        try:
-            connection.execute(RELEASE_SOURCE_LOCK, {"id": lock_id})
-            connection.commit()
-            connection.close()
-        except sa.exc.DBAPIError:  # the server went away, and the lock with its session
-            connection.invalidate()
-
-
 def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list[Tagged],
-                failed: list[Failed], skipped: int, count: bool = True) -> None:
-    """One transaction: results, hashtags, failures and (with `count`) the run's counters, all or nothing."""
+                failed: list[Failed], skipped: int, count: bool = True, batch_no: int | None = None) -> None:
+    """One transaction: results, hashtags, failures and (with `count`) the run's counters, all or nothing.
+
+    `batch_no` (0, 1, ... within the run) keys the counters: a batch retried after a COMMIT whose outcome
+    was unknown (the connection cut while waiting for its answer) rewrites the same rows and adds its
+    counts only if the first COMMIT did not take effect. None: counted each time it is written."""
     now = utcnow()
     result_rows = []
     for item in tagged:
@@ -333,10 +290,17 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
                 connection.execute(CLEAR_FAILURES, cleared)  # a file that failed before and is fixed now
                 connection.execute(DROP_OLD_RESULTS, current)
             upsert(connection, FAILURES, failure_rows)
-            if count:
+            if count and _new_batch(connection, run_id, batch_no):
                 connection.execute(ADD_COUNTS, counts)
 
     retrying(transaction, f"writing a batch of {len(tagged) + len(failed)} images")
+
+
+def _new_batch(connection, run_id: str, batch_no: int | None) -> bool:
+    """Record the batch's key; False when an earlier try of this batch committed it already."""
+    if batch_no is None:
+        return True
+    return connection.execute(NEW_BATCH, {"run_id": run_id, "batch_no": batch_no}).rowcount > 0
 
 
 def hashtags_json(hashtags: list[RankedHashtag]) -> str:

@@ -8,7 +8,8 @@ probabilities into decisions, hashtags and rows and commits them. Memory stays f
 streamed, file bytes live only inside a worker, and at most four batches of 32x32 tiles exist at a time.
 
 Each batch is one transaction of upserts, so a run killed at any point loses at most the batches in
-flight, and a rerun finishes the work with exactly one result per image.
+flight, and a rerun finishes the work with exactly one result per image. Which images a run works on (its
+shard, each once, the oldest first under --limit, those done already) is tasks/tag/listing.py.
 """
 
 from __future__ import annotations
@@ -19,20 +20,20 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
-import heapq
 import itertools
 import logging
 import os
+import threading
 import time
 import uuid
-from typing import Iterable, Iterator
 
 import numpy as np
 import sqlalchemy as sa
 
 from tasks.data import images as decode
-from tasks.store import results
-from tasks.tag import decide, sources
+from tasks.store import leases, results
+from tasks.tag import decide, listing, sources
+from tasks.tag.listing import in_shard  # part of this module's interface: tests and the shards use tag.in_shard
 from tasks.hashtags.engine import HashtagEngine
 from tasks.tag.predictor import Predictor
 
@@ -109,14 +110,6 @@ def content_hash(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def in_shard(uri: str, shard: tuple[int, int] | None) -> bool:
-    """Stable across processes and machines (unlike hash()): sha1 of the URI modulo the shard count."""
-    if shard is None:
-        return True
-    index, count = shard
-    return int.from_bytes(hashlib.sha1(uri.encode()).digest()[:8], "big") % count == index
-
-
 def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: sa.Engine,
         config: TagConfig = TagConfig(), run_id: str | None = None,
         source: sources.Source | None = None, run_key: str | None = None) -> RunSummary:
@@ -132,15 +125,16 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
     started = time.monotonic()
     counts = collections.Counter(seen=0, tagged=0, skipped=0, failed=0, abstained=0)  # as committed
     failure: BaseException | None = None
+    lease_lost = None  # set by the heartbeat when another run took the source's lease over
     with contextlib.ExitStack() as stack:
         if not config.dry_run:
-            _start(engine, run_id, source.uri, predictor.model_id, config, stack, run_key)
+            lease_lost = _start(engine, run_id, source.uri, predictor.model_id, config, stack, run_key)
         try:
             if config.min_confidence is not None and not config.dry_run:
                 # only this source's (and shard's) results: a threshold changes what the user pointed it at
                 counts["redecided"] = results.redecide(engine, predictor, hashtags, config.min_confidence,
                                                        source.uri, lambda key: in_shard(key, config.shard))
-            _pipeline(source, predictor, hashtags, engine, config, run_id, counts)
+            _pipeline(source, predictor, hashtags, engine, config, run_id, counts, lease_lost)
         except BaseException as caught:  # recorded on the run, then raised again below
             failure = caught
         not_images = getattr(source, "not_images", 0)
@@ -151,20 +145,21 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
     summary = dataclasses.replace(summary, seconds=round(time.monotonic() - started, 3), not_images=not_images)
     if failure is None:
         return summary
-    if isinstance(failure, (sources.SourceError, sa.exc.DBAPIError, results.DatabaseUnavailable)):
+    if isinstance(failure, (sources.SourceError, sa.exc.DBAPIError, results.DatabaseUnavailable, leases.LeaseLost)):
         raise RunFailed(f"run {run_id} failed: {summary.error}", summary) from failure
     raise failure
 
 
 def _start(engine, run_id: str, source_uri: str, model_id: str, config: TagConfig,
-           stack: contextlib.ExitStack, run_key: str | None = None) -> None:
-    """Take the source's lock (held until the run ends) and record the run (the schema is migrated
-    beforehand: `hashtagger db migrate` or the DAG's first task)."""
+           stack: contextlib.ExitStack, run_key: str | None = None) -> threading.Event:
+    """Take the source's lease (renewed by a heartbeat until the run ends) and record the run (the schema
+    is migrated beforehand: `hashtagger db migrate` or the DAG's first task); returns the event set if
+    the lease is lost."""
     lock_key = source_uri if config.shard is None else f"{source_uri} shard {config.shard[0]}/{config.shard[1]}"
-    stack.enter_context(results.source_lock(engine, lock_key))
-    results.retrying(lambda: results.start_run(engine, run_id, source_uri, model_id,
-                                               lock_key if config.shard is None else None, run_key),
-                     "recording the run")
+    results.retrying(lambda: leases.take(engine, lock_key, run_id), "taking the source's lease")
+    lost = stack.enter_context(leases.held(engine, lock_key, run_id, taken=True))
+    results.retrying(lambda: results.start_run(engine, run_id, source_uri, model_id, run_key), "recording the run")
+    return lost
 
 
 def _finish(engine, run_id, source_uri, model_id, config, counts, failure, not_images: int = 0) -> RunSummary:
@@ -187,13 +182,7 @@ def _finish(engine, run_id, source_uri, model_id, config, counts, failure, not_i
     return RunSummary(run_id=run_id, source=source_uri, model_id=model_id, status=status, error=error, **counts)
 
 
-def _batches(refs: Iterable[sources.ImageRef], size: int) -> Iterator[list[sources.ImageRef]]:
-    iterator = iter(refs)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
-
-
-def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> None:
+def _pipeline(source, predictor, hashtags, engine, config, run_id, counts, lease_lost=None) -> None:
     """Decode batches n+1 and n+2 while the model runs on batch n and batch n-1 is written.
 
     `counts` moves when a batch commits (a run that stops says exactly what it wrote); `submitted`,
@@ -207,8 +196,10 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
     ahead: collections.deque = collections.deque()  # (prior rows, futures, images) queued, not yet classified
     writing: concurrent.futures.Future | None = None  # the batch in flight; its result: its counts
     submitted = collections.Counter(tagged=0, failed=0)
+    batch_numbers = itertools.count()  # each written batch's key in run_batches: counted once if retried
     try:
-        batches = _batches(_listing(source, config, engine, predictor.model_id, has_schema), config.batch_size)
+        listed = listing.listing(source, config.shard, config.limit, engine, predictor.model_id, has_schema)
+        batches = listing.batches(listed, config.batch_size)
         _decode_next(batches, ahead, pool, source, predictor, engine, config, has_schema, submitted)
         while ahead:
             known, futures, _ = ahead.popleft()
@@ -224,11 +215,14 @@ def _pipeline(source, predictor, hashtags, engine, config, run_id, counts) -> No
             probabilities = inference.result() if inference else None
             _committed(writing, counts)  # one write in flight at most; its error stops the run here
             writing = None
+            if lease_lost is not None and lease_lost.is_set():  # another run took the source over: leave it
+                raise leases.LeaseLost(f"run {run_id} lost the source's lease (its heartbeat was not recorded "
+                                       f"for {leases.LEASE_S:.0f} s) and another run took it over")
             if config.dry_run:
                 counts.update(batch)
             else:
                 writing = writer.submit(_write, items, tiles, pixels, probabilities, predictor, hashtags, config,
-                                        known, engine, run_id, batch)
+                                        known, engine, run_id, batch, next(batch_numbers))
             submitted.update(batch)
             bar.update(len(items))
             bar.set_postfix(tagged=submitted["tagged"], failed=submitted["failed"], skipped=submitted["skipped"],
@@ -263,7 +257,7 @@ def _decode_next(batches, ahead: collections.deque, pool, source, predictor, eng
         refs = next(batches, None)
         if refs is None:
             return
-        known = _prior(engine, predictor.model_id, refs) if has_schema else None
+        known = listing.prior(engine, predictor.model_id, refs) if has_schema else None
         done = known.done if known else set()
         ahead.append((known, [pool.submit(_prepare_chunk, source, refs[start:start + PREPARE_CHUNK], done, config)
                               for start in range(0, len(refs), PREPARE_CHUNK)], len(refs)))
@@ -277,7 +271,8 @@ def _counts(items: list[_Item]) -> collections.Counter:
 
 
 def _write(items: list[_Item], tiles: list[_Item], pixels, probabilities, predictor, hashtags, config: TagConfig,
-           known: results.Prior | None, engine, run_id: str, batch: collections.Counter) -> collections.Counter:
+           known: results.Prior | None, engine, run_id: str, batch: collections.Counter,
+           batch_no: int | None = None) -> collections.Counter:
     """In the writer thread: decide, rank hashtags and write one batch in one transaction; returns
     its counts (`batch`, from _counts) for the run, abstentions added."""
     # one flat colour (a blank picture): nothing to recognise, so no confident label whatever the model
@@ -286,7 +281,7 @@ def _write(items: list[_Item], tiles: list[_Item], pixels, probabilities, predic
     tagged = _classify(tiles, probabilities, flat, predictor, hashtags, config, known.known if known else set())
     failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
               for item in items if item.state == "failed"]
-    results.write_batch(engine, run_id, predictor.model_id, tagged, failed, batch["skipped"])
+    results.write_batch(engine, run_id, predictor.model_id, tagged, failed, batch["skipped"], batch_no=batch_no)
     return collections.Counter({**batch, "abstained": sum(item.abstained for item in tagged)})
 
 
@@ -372,65 +367,6 @@ def _classify(items: list[_Item], probabilities: np.ndarray | None, flat: np.nda
                            replaces=item.ref.uri in known_uris, uri_text=item.ref.name,
                            abstained=answer.abstained)
             for item, answer in zip(items, decisions)]
-
-
-def _listing(source, config: TagConfig, engine, model_id: str, has_schema: bool) -> Iterator[sources.ImageRef]:
-    """The images of this shard, in listing order; under a cap (`limit`), the oldest first."""
-    def shard() -> Iterator[sources.ImageRef]:
-        return (ref for ref in _once_each(source.list()) if in_shard(ref.uri, config.shard))
-
-    if config.limit is None or not has_schema:
-        return shard()
-    return _oldest_first(shard, engine, model_id, config.limit)
-
-
-def _once_each(refs: Iterable[sources.ImageRef]) -> Iterator[sources.ImageRef]:
-    """Each image once, as first listed: some S3-compatible stores list a key twice (rustfs #2439); a
-    batch holding one key twice cannot be upserted on PostgreSQL ("ON CONFLICT DO UPDATE command cannot
-    affect row a second time") and would be counted twice on SQLite."""
-    seen: set[int] = set()  # 128 bits of each key's hash, not the key: about 70 bytes an image
-    for ref in refs:
-        digest = int.from_bytes(hashlib.blake2b(ref.uri.encode(), digest_size=16).digest(), "big")
-        if digest in seen:
-            log.warning("%s: listed twice by the source; tagged once", sources.shown(ref.text))
-            continue
-        seen.add(digest)
-        yield ref
-
-
-def _oldest_first(shard, engine, model_id: str, limit: int,
-                  lookup_size: int = 1000) -> Iterator[sources.ImageRef]:
-    """First the `limit` images `model_id` has not tagged that have waited longest: those another
-    model tagged, earliest first, then those no model has tagged, in listing order; then the whole
-    listing again for whatever room is left (new bytes under a URI it tagged). Memory: `limit` refs.
-
-    So a capped catch-up after a champion change re-tags the images tagged longest ago first.
-    """
-    def waiting() -> Iterator[tuple[tuple, sources.ImageRef]]:
-        order = itertools.count()
-        for batch in _batches(shard(), lookup_size):
-            def query(batch=batch) -> dict:
-                with engine.connect() as connection:
-                    return results.waiting_since(connection, model_id, [ref.uri for ref in batch])
-
-            since = results.retrying(query, "looking up untagged images")
-            for ref in batch:
-                if ref.uri in since:  # never tagged: after every image another model tagged
-                    yield (since[ref.uri] is None, since[ref.uri] or "", next(order)), ref
-
-    chosen = [ref for _, ref in heapq.nsmallest(limit, waiting(), key=lambda pair: pair[0])]
-    yield from chosen
-    picked = {ref.uri for ref in chosen}
-    yield from (ref for ref in shard() if ref.uri not in picked)
-
-
-def _prior(engine, model_id: str, refs: list[sources.ImageRef]) -> results.Prior:
-    """Which of these images `model_id` has tagged already (each model tags every image once)."""
-    def query() -> results.Prior:
-        with engine.connect() as connection:
-            return results.prior(connection, model_id, [ref.uri for ref in refs])
-
-    return results.retrying(query, "looking up tagged images")
 
 
 def _progress_bar(enabled: bool, total: int | None = None):
