@@ -6,7 +6,6 @@ turns rows into the JSON the page reads and finds the classes a person may choos
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import urllib.parse
 
@@ -77,9 +76,3 @@ def allowed_label(engine: sa.Engine, model_version: str, label: str | None) -> b
     names = class_names(dataset) if dataset else class_names("cifar10") + class_names("cifar100")
     return label in names
 
-
-@dataclasses.dataclass(frozen=True)
-class Filters:
-    """The filter form's choices (every run, source and model in tagging_runs) and the chosen ones."""
-    choices: dict[str, list[str]]
-    chosen: reviews_sql.QueueFilter
