@@ -11,8 +11,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
 
 def first_card(client, base: str) -> dict:
     """The first card of the queue the app at `base` serves."""
