@@ -23,8 +23,10 @@ class NoPicture(LookupError):
 
 
 def picture_jpeg(engine: sa.Engine, image_uri: str, content_hash: str, longest_px: int, max_read_bytes: int) -> bytes:
-    """JPEG bytes of the image (key, content hash) scaled to fit `longest_px`; NoPicture otherwise."""
-    from tasks.tag import sources
+    """JPEG bytes of the image (key, content hash) scaled to fit `longest_px` pixels; NoPicture when the
+    database holds no such image, or its file is gone, unreadable, or holds other bytes now (a sha256
+    content hash that no longer matches; an S3 ETag is not checked)."""
+    from tasks.tag import sources, tag as tagging
 
     row = reviews_sql.picture_row(engine, image_uri, content_hash)
     if row is None:
@@ -35,6 +37,9 @@ def picture_jpeg(engine: sa.Engine, image_uri: str, content_hash: str, longest_p
         data = source.read(sources.ImageRef(key, location=sources.exact_name(key, uri_text)), max_read_bytes)
     except (sources.UnreadableImage, sources.SourceError) as error:
         raise NoPicture(f"cannot read {uri_text or key}: {error}") from None
+    if content_hash.startswith("sha256:") and tagging.content_hash(data) != content_hash:
+        # other bytes under the same name: an answer about them would be filed under the old ones
+        raise NoPicture(f"{uri_text or key} has changed since it was tagged")
     return scaled_jpeg(data, longest_px)
 
 

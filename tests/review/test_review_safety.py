@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import urllib.parse
+from pathlib import Path
 
 import httpx
 import pytest
@@ -112,6 +113,9 @@ def test_only_pictures_of_images_in_the_results_database_are_served(tagged, serv
         assert refused.status_code == 404, uri
         assert refused.headers["content-type"] == "application/json"
     assert client.get(server.base + "/static/../../../../etc/passwd").status_code == 404
+    # a tagged file overwritten since: no picture of other bytes under the hash that was tagged
+    Path(card["image_uri"]).write_bytes(untagged.read_bytes() + b"\0")
+    assert client.get(server.base + card["picture"]).status_code == 404
 
 
 def test_the_command_refuses_a_bad_port_in_one_line(tmp_path, bin_dir):
