@@ -43,6 +43,7 @@ function render() {
   list.replaceChildren(...card.candidates.map((candidate, index) => {
     const item = document.createElement("li");
     item.innerHTML = "<b></b><span></span>";
+    item.className = index === 0 ? "chosen" : "";  // what Enter accepts
     item.firstChild.textContent = String(index + 1);
     item.lastChild.textContent = candidate.label + " " + percent(candidate.probability);
     return item;
