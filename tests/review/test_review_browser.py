@@ -67,7 +67,9 @@ def test_five_cards_answered_by_keyboard_are_exactly_the_rows_in_image_reviews(t
     page.goto(server.base + "/")
     first = shown(page)
     assert first == queue["cards"][0]["image_uri"], "the page asks in the queue's order"
-    assert page.locator("#picture").evaluate("img => img.complete && img.naturalWidth") > 0
+    # the picture arrives (served through the result row) and decodes
+    page.wait_for_function("() => { const img = document.getElementById('picture');"
+                           " return img.complete && img.naturalWidth > 0; }", timeout=30_000)
     press(page, "Enter", answered=1)  # accept the model's best
     second = shown(page)
     press(page, "2", answered=2)  # pick the second candidate
