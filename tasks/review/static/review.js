@@ -1,6 +1,6 @@
 // The review page: one card at a time, answered by keyboard. Every answer is POSTed at once (with the
 // session's CSRF token) under an id made here, so a resent request writes one row; `u` retracts the last
-// answer of this page with a row of its own. body[data-busy] is 1 while a request is in flight.
+// answer of this page with a row of its own. body[data-busy] is 1 from a key until its card is shown.
 "use strict";
 
 const state = {cards: [], classes: {}, position: 0, history: []};
@@ -15,17 +15,12 @@ function newId() {
 function percent(p) { return Math.round(100 * p) + "%"; }
 
 async function post(path, body) {
-  document.body.dataset.busy = "1";
-  try {
-    const response = await fetch(path, {method: "POST", credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, body: JSON.stringify(body)});
-    if (!response.ok) {
-      throw new Error(response.status + " " + (await response.text()));
-    }
-    return await response.json();
-  } finally {
-    document.body.dataset.busy = "0";
+  const response = await fetch(path, {method: "POST", credentials: "same-origin",
+    headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, body: JSON.stringify(body)});
+  if (!response.ok) {
+    throw new Error(response.status + " " + (await response.text()));
   }
+  return await response.json();
 }
 
 function render() {
@@ -132,8 +127,12 @@ function onKey(event) {
   event.preventDefault();
 }
 
+// One action at a time: busy from the key until the card on screen shows its outcome.
 function run(promise) {
-  Promise.resolve(promise).catch((error) => { $("status").textContent = "not saved: " + error.message; });
+  document.body.dataset.busy = "1";
+  Promise.resolve(promise)
+    .catch((error) => { $("status").textContent = "not saved: " + error.message; })
+    .finally(() => { document.body.dataset.busy = "0"; });
 }
 
 async function load() {
