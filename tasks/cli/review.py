@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import socket
 import sys
 
 from tasks import errors
@@ -42,6 +43,7 @@ def run(args) -> int:
     except ValueError as error:
         raise errors.UserError(f"hashtagger review: {error}") from None
     engine = db.require_schema(db.engine(config.db_url))
+    _check_free(config.host, config.port)
     app = review_app.create_app(config, engine)
     print(f"reviewing as {config.reviewer}: open {config.url()}", flush=True)
     if config.needs_token:
@@ -49,3 +51,16 @@ def run(args) -> int:
               f"(token {config.token})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
     return errors.EXIT_OK
+
+
+def _check_free(host: str, port: int) -> None:
+    """UserError (exit 2, one line) when the address is taken, instead of uvicorn's exit 1 (which this
+    command line keeps for failed images)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise errors.UserError(f"hashtagger review: cannot listen on {host}:{port}: "
+                                   f"{error.strerror or error}", "pass another --port") from None

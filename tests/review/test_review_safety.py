@@ -4,6 +4,7 @@ only of images in the results database, the reviewer from the command line. Agai
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import urllib.parse
 from pathlib import Path
@@ -123,3 +124,15 @@ def test_the_command_refuses_a_bad_port_in_one_line(tmp_path, bin_dir):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == "hashtagger review: --port 70000 is no TCP port (1 to 65535)"
+
+
+def test_the_command_says_when_the_port_is_taken(results_sqlite_url, bin_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([str(bin_dir / "hashtagger"), "review", "--port", str(port), "--db", results_sqlite_url],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"hashtagger review: cannot listen on 127.0.0.1:{port}: ")
+    assert done.stderr.strip().endswith("pass another --port")
