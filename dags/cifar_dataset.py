@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
+from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
 
 from tasks import retries
+from tasks.assets import DATASETS
 
-DATASETS = {name: Asset(name=f"{name}_dataset", uri=f"hashtagger://datasets/{name}", group="dataset")
-            for name in ("cifar10", "cifar100")}
 # The task emits an event for the one dataset it prepared (a static outlet would fire both).
 PREPARED = AssetAlias(name="hashtagger_prepared_datasets")
 

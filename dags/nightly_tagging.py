@@ -1,7 +1,8 @@
 """
 ### Nightly tagging
 
-Every night at 02:00 UTC: refresh the X hashtag cache, find the images of `source` (a bucket
+Every night at 02:00 UTC, and at once when `train_models` promotes a new champion (its Asset
+`hashtagger://models/<dataset>/champion`; such a run tags with that dataset's new champion): refresh the X hashtag cache, find the images of `source` (a bucket
 `s3://bucket/prefix` or a folder; scheduled runs use `$HASHTAGGER_SOURCE`, default
 `s3://hashtagger/incoming/`) that the champion model has not tagged yet, tag them in `shards` parallel
 chunks, and record the run's totals.
@@ -33,21 +34,23 @@ import datetime as dt
 import logging
 import os
 
-from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
 
 from tasks import connections, retries
+from tasks.assets import CHAMPIONS, RESULTS
 
 log = logging.getLogger(__name__)
 
 # What scheduled runs tag (a triggered run may name another source in its conf).
 DEFAULT_SOURCE = os.environ.get("HASHTAGGER_SOURCE", "s3://hashtagger/incoming/")
-RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group="results")
 
 
 @dag(
     dag_id="nightly_tagging",
     description="02:00 UTC: tag the new images of $HASHTAGGER_SOURCE with the champion, then write the run's page",
-    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
+    # the nightly slot, and a new champion of either dataset (it re-tags with that champion at once)
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
+                                 assets=CHAMPIONS["cifar10"] | CHAMPIONS["cifar100"]),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
     max_active_runs=1,  # two runs over one bucket would do the same work twice
@@ -59,7 +62,8 @@ RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group=
                         description="s3://bucket/prefix or a folder the workers can read"),
         "shards": Param(4, type="integer", minimum=1, maximum=64,
                         description="parallel tagging tasks (each takes the images whose URI hashes to it)"),
-        "dataset": Param("cifar10", enum=["cifar10", "cifar100"], description="whose champion tags"),
+        "dataset": Param("cifar10", enum=sorted(CHAMPIONS),
+                         description="whose champion tags (a run started by a new champion: that one's dataset)"),
         "model": Param(None, type=["null", "string"],
                        description="a model artifact folder the workers can read, instead of the champion"),
         "platform": Param("generic", enum=["generic", "instagram", "x"],
@@ -86,8 +90,8 @@ def nightly_tagging():
     def refresh_hashtags() -> dict:
         from tasks import pipeline
 
-        dataset = get_current_context()["params"]["dataset"]
-        return pipeline.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(), dataset)
+        return pipeline.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(),
+                                         _dataset(get_current_context()))
 
     @task
     def find_new_images() -> list[dict]:
@@ -97,7 +101,7 @@ def nightly_tagging():
         context = get_current_context()
         params, db_url = context["params"], connections.results_db_url()
         with retries.fail_fast():  # a missing source or model: fail now, not after every retry
-            model_path = params["model"] or str(pipeline.champion_path(params["dataset"], db_url))
+            model_path = params["model"] or str(pipeline.champion_path(_dataset(context), db_url))
             found = pipeline.list_new_images(params["source"], model_path, db_url,
                                              connections.s3_settings(params["source"]))
         key, shards = pipeline.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
@@ -111,18 +115,11 @@ def nightly_tagging():
         from tasks import pipeline
 
         params = get_current_context()["params"]
-        summary = pipeline.tag_shard(order["source"], order["model_path"], order["shard"], order["shards"],
-                                     order["run_id"], connections.results_db_url(),
-                                     connections.s3_settings(order["source"]), params["platform"],
-                                     pipeline.shard_limit(params["max_images"], order["shards"]),
-                                     params["min_confidence"])
-        done = (summary["tagged"] or 0) + (summary["failed"] or 0)
-        # failed images do not fail the task (one bad file must not fail a night) but say so as a WARNING
-        log.log(logging.WARNING if summary["failed"] else logging.INFO,
-                "shard %d of %d: %s: %s tagged (%s with no confident label), %s failed, %s already done, %s seen "
-                "in %.1f s (%.0f images/s)", order["shard"] + 1, order["shards"], summary["status"],
-                summary["tagged"], summary["abstained"], summary["failed"], summary["skipped"],
-                summary["seen"], summary["seconds"] or 0, done / summary["seconds"] if summary["seconds"] else 0)
+        summary = pipeline.tag_shard(**order, db_url=connections.results_db_url(),
+                                     s3=connections.s3_settings(order["source"]), platform=params["platform"],
+                                     limit=pipeline.shard_limit(params["max_images"], order["shards"]),
+                                     min_confidence=params["min_confidence"])
+        _log_shard(order, summary)
         return summary
 
     @task(trigger_rule="none_failed", outlets=[RESULTS])
@@ -165,6 +162,24 @@ def nightly_tagging():
     tagged = tag_shard.expand(order=found)
     hashtags >> tagged
     write_report(tagged >> record_summary(hashtags))
+
+
+def _dataset(context) -> str:
+    """Whose champion tags: the dataset of the newest champion event that started this run, else the param."""
+    from tasks import pipeline
+
+    return (pipeline.triggering_datasets(context) or [context["params"]["dataset"]])[-1]
+
+
+def _log_shard(order: dict, summary: dict) -> None:
+    """One line per shard; failed images do not fail the task (one bad file must not fail a night) but
+    say so as a WARNING."""
+    done, seconds = (summary["tagged"] or 0) + (summary["failed"] or 0), summary["seconds"] or 0
+    log.log(logging.WARNING if summary["failed"] else logging.INFO,
+            "shard %d of %d: %s: %s tagged (%s with no confident label), %s failed, %s already done, %s seen "
+            "in %.1f s (%.0f images/s)", order["shard"] + 1, order["shards"], summary["status"],
+            summary["tagged"], summary["abstained"], summary["failed"], summary["skipped"], summary["seen"],
+            seconds, done / seconds if seconds else 0)
 
 
 nightly_tagging()

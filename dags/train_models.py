@@ -20,7 +20,8 @@ does `model_events`.
 - Starts when `cifar_dataset` prepares a dataset version (trains on that version), or by hand with the
   params `architectures`, `recipe`, `epochs` and `dataset` (trains on its latest version).
 - Models are recorded in the results database of `postgres_default`; a new champion gets an event on
-  its Asset `hashtagger://models/<dataset>/champion`, and nightly tagging uses it from its next run.
+  its Asset `hashtagger://models/<dataset>/champion`, which starts `nightly_tagging` at once: the new
+  champion tags the images it has not tagged yet (at most `max_images`), not only at the next 02:00.
 - Artifacts go under `$HASHTAGGER_HOME/models/` and, when `$HASHTAGGER_ARTIFACTS` names an
   `s3://bucket/prefix`, to that object store too, from which every worker downloads the champion.
 """
@@ -30,14 +31,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
+from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
 
 from tasks import connections, pipeline, quiet, retries
+from tasks.assets import CHAMPIONS, DATASETS
 
-DATASETS = {name: Asset(name=f"{name}_dataset", uri=f"hashtagger://datasets/{name}", group="dataset")
-            for name in ("cifar10", "cifar100")}
-CHAMPIONS = {name: Asset(name=f"{name}_champion", uri=f"hashtagger://models/{name}/champion", group="model")
-             for name in DATASETS}
 PROMOTED = AssetAlias(name="hashtagger_promoted_champions")  # an event only when the champion changes
 TRAIN_QUEUE = os.environ.get("HASHTAGGER_TRAIN_QUEUE", "gpu")
 TRAIN_POOL = os.environ.get("HASHTAGGER_TRAIN_POOL", "training")

@@ -130,13 +130,6 @@ def first_line(error: object) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-# SourceError messages that no retry changes (tasks/tag/sources.py, tasks/tag/s3.py): the folder or
-# bucket does not exist, the URI is malformed, the credentials are refused.
-PERMANENT_SOURCE_ERRORS = ("no such file or folder", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
-                           "SignatureDoesNotMatch", "no bucket name", "not an s3://", "SOURCE is empty")
-# ... and those a person fixes by configuring, though an orchestrator should still retry them: botocore
-# finds no credentials also while an instance's metadata service or a pod's token is not ready yet
-CONFIGURATION_SOURCE_ERRORS = ("no AWS credentials",)
 # Errors a user can act on that may still pass by themselves: the network or a server coming back.
 TRANSIENT = (("tasks.data.download", "DownloadError"), ("tasks.store.db", "DatabaseUnavailable"))
 
@@ -144,16 +137,15 @@ TRANSIENT = (("tasks.data.download", "DownloadError"), ("tasks.store.db", "Datab
 def needs_configuration(error: BaseException) -> bool:
     """True for a source error that running the same command again does not change (is_permanent), or
     that only configuring does (no credentials), or a database that refuses writes until a person acts
-    (full disk, read-only server, missing grant): a usage or configuration error for a person."""
+    (full disk, read-only server, missing grant): a usage or configuration error for a person. Decided
+    by the error's type (tasks/tag/refs.py: SourceError.needs_configuration), never by its message."""
     refused = getattr(sys.modules.get("tasks.store.db"), "DatabaseRefused", ())
-    return (is_permanent(error) or _source_error_saying(error, CONFIGURATION_SOURCE_ERRORS)
-            or isinstance(error, refused))
+    return is_permanent(error) or _source_error_flag(error, "needs_configuration") or isinstance(error, refused)
 
 
-def _source_error_saying(error: BaseException, markers: tuple[str, ...]) -> bool:
-    """Whether `error` is a SourceError whose message holds one of `markers`."""
+def _source_error_flag(error: BaseException, flag: str) -> bool:
     source_error = getattr(sys.modules.get("tasks.tag.refs"), "SourceError", ())  # sources re-exports it
-    return isinstance(error, source_error) and any(marker in str(error) for marker in markers)
+    return isinstance(error, source_error) and bool(getattr(error, flag))
 
 
 def is_permanent(error: BaseException) -> bool:
@@ -169,5 +161,13 @@ def is_permanent(error: BaseException) -> bool:
         return False
     source_error = getattr(sys.modules.get("tasks.tag.refs"), "SourceError", ())
     if isinstance(error, source_error):
-        return _source_error_saying(error, PERMANENT_SOURCE_ERRORS)
+        return _source_error_flag(error, "permanent")
     return True
+
+
+def user_facing_classes() -> tuple[type[BaseException], ...]:
+    """Every class of USER_FACING, its module imported (none imports TensorFlow): the front ends'
+    `except` clause for errors shown as one line."""
+    import importlib
+
+    return tuple(getattr(importlib.import_module(module), name) for module, name in USER_FACING)

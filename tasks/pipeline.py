@@ -49,18 +49,11 @@ def database_errors() -> tuple[type[Exception], ...]:
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """The exceptions that mean bad input or an unready environment: show the message, no traceback."""
-    from tasks.data import download, images
-    from tasks.data.dataset import DatasetNotFound
-    from tasks.data.prepare import DataError
-    from tasks.evaluate.evaluate import EvaluationError
-    from tasks.registry import artifact, export, promote, registry
-    from tasks.store import db
-    from tasks.tag import predictor, refs, report
+    """The exceptions that mean bad input or an unready environment: show the message, no traceback
+    (the one registry, tasks.errors.USER_FACING)."""
+    from tasks import errors
 
-    return (report.RunNotFound, DataError, download.DownloadError, DatasetNotFound, EvaluationError, artifact.ArtifactError,
-            export.ExportError, registry.RegistryError, promote.PromotionError, predictor.ModelNotFound,
-            refs.SourceError, images.ImageError, db.MigrationError, db.DatabaseUnavailable)
+    return errors.user_facing_classes()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -557,6 +550,16 @@ def run_key(logical_date: dt.datetime | None, dag_run_id: str) -> str:
     return "nightly-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", dag_run_id).strip("-")
 
 
+def triggering_datasets(context) -> list[str]:
+    """The datasets named by the Asset events that started a DAG run (their extra's `dataset`, as
+    tasks/assets.py's events carry it), oldest event first, each once; [] for a run started by its cron
+    or by hand. `context`: the task's get_current_context() (its `triggering_asset_events`: lists of
+    events with `.extra` and `.timestamp` per Asset)."""
+    events = sorted((event for events in (context.get("triggering_asset_events") or {}).values()
+                     for event in events), key=lambda event: event.timestamp)
+    return list(dict.fromkeys(event.extra["dataset"] for event in events if "dataset" in (event.extra or {})))
+
+
 def shard_run_id(key: str, shard: int, shards: int) -> str:
     return f"{key}-shard{shard}of{shards}"
 
@@ -654,9 +657,8 @@ def _answer(decisions: list, flat: bool, engine) -> dict:
     from tasks.data import images
     from tasks.tag import decide
 
-    if flat:  # a blank picture: nothing to recognise, whatever a model says
-        decisions = [dataclasses.replace(d, abstained=True, reason=f"no confident label: {images.FLAT_REASON}")
-                     for d in decisions]
+    if flat:  # a blank picture: nothing to recognise, whatever a model says (the tag stage's rule)
+        decisions = [decide.blank(d, images.FLAT_REASON) for d in decisions]
     labels, coarse = decide.merged_labels(decisions)
     abstained = all(d.abstained for d in decisions)
     answer = {"abstained": abstained,

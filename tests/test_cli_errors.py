@@ -168,7 +168,7 @@ def test_tag_says_when_a_folder_has_no_images(bin_dir, tmp_path):
     assert run(bin_dir, "hashtagger", "db", "migrate", env=env).returncode == 0
     result = run(bin_dir, "hashtagger", "tag", folder, env=env)
     assert result.returncode == 0, result.stderr
-    assert "no images found" in result.stdout and "1 non-image files skipped" in result.stdout
+    assert "no images found" in result.stdout and "1 non-image file skipped)" in result.stdout
     assert "images/s" not in result.stdout
     as_json = json.loads(run(bin_dir, "hashtagger", "tag", REPO_SAMPLES, "--json", env=env).stdout)
     assert as_json["tagged"] == 8 and as_json["failed"] == 0 and as_json["runtime"] == "onnx"

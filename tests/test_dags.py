@@ -49,8 +49,12 @@ for dag_id, dag in bag.dags.items():
         "file": os.path.basename(dag.fileloc), "tags": sorted(dag.tags), "doc_md": dag.doc_md or "",
         "catchup": dag.catchup, "start_date": dag.start_date.isoformat() if dag.start_date else None,
         "utc": dag.start_date is not None and dag.start_date.utcoffset().total_seconds() == 0,
-        "timetable": type(dag.timetable).__name__, "cron": getattr(dag.timetable, "expression", None),
-        "timezone": str(getattr(dag.timetable, "timezone", None) or ""),
+        "timetable": type(dag.timetable).__name__,
+        # AssetOrTimeSchedule wraps its cron in .timetable; its assets are the condition's
+        "cron": getattr(getattr(dag.timetable, "timetable", dag.timetable), "expression", None),
+        "timezone": str(getattr(getattr(dag.timetable, "timetable", dag.timetable), "timezone", None) or ""),
+        "scheduled_on": sorted(asset.uri for asset in getattr(getattr(dag.timetable, "asset_condition", None),
+                                                               "objects", ())),
         "params": sorted(dag.params.keys()), "description": dag.description or "",
         "param_descriptions": {name: dag.params.get_param(name).description or "" for name in dag.params},
         "tasks": {task.task_id: {"retries": task.retries, "queue": task.queue, "pool": task.pool,
@@ -114,6 +118,11 @@ def test_schedules(inspection):
     assert (dags["nightly_tagging"]["cron"], dags["nightly_tagging"]["timezone"]) == ("0 2 * * *", "UTC")
     assert (dags["hashtag_refresh"]["cron"], dags["hashtag_refresh"]["timezone"]) == ("0 * * * *", "UTC")
     assert dags["train_models"]["timetable"] == "AssetTriggeredTimetable"
+    assert dags["train_models"]["scheduled_on"] == ["hashtagger://datasets/cifar10", "hashtagger://datasets/cifar100"]
+    # a new champion re-tags at once, besides the nightly slot
+    assert dags["nightly_tagging"]["timetable"] == "AssetOrTimeSchedule"
+    assert dags["nightly_tagging"]["scheduled_on"] == ["hashtagger://models/cifar10/champion",
+                                                       "hashtagger://models/cifar100/champion"]
     assert dags["cifar_dataset"]["timetable"] == "NullTimetable"  # started by hand, with its params
 
 
@@ -140,6 +149,23 @@ def test_tagging_is_mapped_over_shards(inspection):
 
 
 # ------------------------------------------------------------------------------------------ tasks/pipeline.py
+
+def test_a_run_started_by_champion_events_tags_with_their_datasets():
+    """nightly_tagging's dataset when a new champion started it: each event's extra as
+    train_models' promote task writes it (tasks/assets.py), the newest last."""
+    from types import SimpleNamespace as Event  # the two attributes Airflow's events have that this reads
+
+    from tasks import pipeline
+
+    at = dt.datetime(2026, 12, 6, 3, tzinfo=dt.timezone.utc)
+    context = {"triggering_asset_events": {
+        "cifar100_champion": [Event(extra={"dataset": "cifar100", "model_id": "b"}, timestamp=at)],
+        "cifar10_champion": [Event(extra={"dataset": "cifar10", "model_id": "a"}, timestamp=at - dt.timedelta(1)),
+                             Event(extra={}, timestamp=at)]}}
+    assert pipeline.triggering_datasets(context) == ["cifar10", "cifar100"]
+    assert pipeline.triggering_datasets({"triggering_asset_events": {}}) == []  # the cron or a person
+    assert pipeline.triggering_datasets({}) == []
+
 
 def test_run_key_comes_from_the_logical_date_or_the_run_id():
     from tasks import pipeline

@@ -86,6 +86,9 @@ def test_hashtag_abstains_on_text_grey_and_noise_and_labels_the_samples(tmp_path
     for name in ("text.jpg", "grey.png", "noise.png"):
         assert results[name]["abstained"] and results[name]["hashtags"] == [], results[name]
         assert "no confident label" in results[name]["reason"] and results[name]["labels"]  # candidates kept
+    # a blank picture: the tag stage's one rule, candidates kept at probability 0 as `tag` stores them
+    assert results["grey.png"]["labels"] and all(label["probability"] == 0 for label in results["grey.png"]["labels"])
+    assert results["grey.png"]["models"][0]["score"] == 0 and "blank" in results["grey.png"]["reason"]
     for sample in samples:
         result = results[sample.name]
         assert not result["abstained"] and result["labels"][0]["label"] == sample.stem, result
@@ -154,3 +157,8 @@ def test_tag_lists_an_abstention_and_a_lower_threshold_never_labels_a_blank(tmp_
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert "1 earlier result decided again" in again.stdout
+    # and back: the model's own threshold decides the stored results again
+    back = subprocess.run([bin_dir / "hashtagger", "tag", str(folder), "--min-confidence", "model"],
+                          capture_output=True, text=True, timeout=120)
+    assert back.returncode == 0, back.stderr
+    assert "1 earlier result decided again" in back.stdout and "2 with no confident label" not in back.stdout

@@ -136,6 +136,9 @@ def test_130_interrupted(bin_dir, tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "hashtagger: interrupted (what was committed is kept)"
+    with sqlite3.connect(database) as connection:  # recorded as README's table says, not as a failure
+        status, error = connection.execute("SELECT status, error FROM tagging_runs").fetchone()
+    assert status == "interrupted" and "Ctrl-C" in error, (status, error)
 
 
 def _tagged_some(database: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -32,10 +33,11 @@ def register(commands) -> None:
     tag.add_argument("--limit", type=int, metavar="N",
                      help="tag at most N images the model has not tagged (tagged or failed), oldest first")
     tag.add_argument("--dry-run", action="store_true", help="count what would be tagged; write nothing")
-    tag.add_argument("--min-confidence", type=float, metavar="P",
-                     help="no confident label below this calibrated probability, 0 to 1 (default: the model's "
-                          "own threshold); results already stored are decided again from their stored "
-                          "scores, without running the model")
+    tag.add_argument("--min-confidence", type=_min_confidence, metavar="P",
+                     help="no confident label below this calibrated probability, 0 to 1, or 'model' for the "
+                          "model's own threshold again (default: the model's, stored results unchanged); "
+                          "results already stored are decided again from their stored scores, without "
+                          "running the model")
     tag.add_argument("--retag", action="store_true",
                      help="no effect, kept for old scripts: each model tags the images it has not tagged, "
                           "so a new champion always re-tags")
@@ -45,12 +47,22 @@ def register(commands) -> None:
     tag.set_defaults(func=run)
 
 
+def _min_confidence(text: str) -> float | str:
+    """A probability, or 'model' (the served model's threshold, resolved once it is loaded)."""
+    if text == "model":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability (0 to 1) or 'model'") from None
+
+
 def run(args) -> int:
     from tasks.cli import progress
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or (args.workers or 1) < 1:
         raise errors.UserError("hashtagger tag: --batch-size and --workers must be at least 1, --limit at least 0")
-    if args.min_confidence is not None and not 0 <= args.min_confidence <= 1:
+    if isinstance(args.min_confidence, float) and not 0 <= args.min_confidence <= 1:
         raise errors.UserError(f"hashtagger tag: --min-confidence {args.min_confidence} is not between 0 and 1")
     try:
         # a run that writes records the bundled model first; a dry run reads only
@@ -59,6 +71,8 @@ def run(args) -> int:
         raise errors.UserError(f"hashtagger tag: {error}") from None
     except (*pipeline.user_errors(), OSError, ValueError) as error:
         raise errors.UserError(f"hashtagger tag: cannot load the model: {error}") from None
+    if args.min_confidence == "model":  # back to the model's own threshold, stored results decided again
+        args.min_confidence = model.min_confidence
     try:
         summary = pipeline.tag_source(
             args.source, model, platform=args.platform, run_id=args.run_id, batch_size=args.batch_size,
@@ -102,7 +116,8 @@ def print_summary(summary, model, as_json: bool = False) -> None:
     failed = f" ({summary.failed:,} failed)" if summary.failed else ""  # at a glance, in the headline
     print(f"run {summary.run_id}: {summary.status}{failed}  source {_shown(summary.source)}")
     print(f"  model   {model.model_id} ({model.runtime})")
-    others = f"  ({summary.not_images:,} non-image files skipped)" if summary.not_images else ""
+    others = f"  ({summary.not_images:,} non-image file{'s' * (summary.not_images != 1)} skipped)" \
+        if summary.not_images else ""
     if not summary.seen:
         print(f"  images  no images found{others}")
         return

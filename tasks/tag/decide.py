@@ -58,6 +58,14 @@ def decide(predictor, probabilities: np.ndarray, min_confidence: float | None = 
     return decisions
 
 
+def blank(decision: Decision, reason: str) -> Decision:
+    """`decision` for a blank picture (one flat colour, tasks/data/images.py): no label whatever the
+    model said, its candidates kept with probability 0 so that no later threshold (`--min-confidence`)
+    gives it one. The one rule for `hashtagger tag` and `hashtag`."""
+    return dataclasses.replace(decision, labels=[(name, 0.0) for name, _ in decision.labels], coarse=[],
+                               score=0.0, abstained=True, reason=f"no confident label: {reason}")
+
+
 def merged_labels(decisions: list[Decision]) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
     """(labels, coarse labels) for the hashtag ranker from several models' decisions on one image:
     only models that did not abstain contribute; best probability first; a label named by two models

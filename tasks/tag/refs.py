@@ -121,7 +121,34 @@ class ImageRef:
 
 
 class SourceError(RuntimeError):
-    """The source itself cannot be listed or read (as opposed to one bad image): the run stops."""
+    """The source itself cannot be listed or read (as opposed to one bad image): the run stops.
+
+    What to do about it is in the type, never in the message (tasks/errors.py decides retries and exit
+    statuses from these two flags): this base class is transient (a server or network that may come
+    back: an orchestrator retries, the CLI exits 1 "run it again").
+    """
+
+    permanent = False  # True: running the same command again cannot help; an orchestrator does not retry
+    needs_configuration = False  # True: a person has to act (exit status 2), retried or not
+
+
+class SourceNotFound(SourceError):
+    """No such folder or bucket, or a source URI that names none (malformed, empty)."""
+
+    permanent = needs_configuration = True
+
+
+class SourceAccessDenied(SourceError):
+    """The store refuses these credentials (AccessDenied, InvalidAccessKeyId, SignatureDoesNotMatch)."""
+
+    permanent = needs_configuration = True
+
+
+class SourceNotConfigured(SourceError):
+    """No credentials found: a person configures them, yet an orchestrator still retries, since botocore
+    finds none also while an instance's metadata service or a pod's token is not ready yet."""
+
+    needs_configuration = True
 
 
 class UnreadableImage(Exception):

@@ -220,7 +220,8 @@ def render_page(name: str, runs: list[dict], images: list[Image], failures: list
                        f"done, {totals['failed']:,} failed"
                        + (f"; {totals['abstained']:,} of the tagged with no confident label"
                           if totals["abstained"] else "")
-                       + (f"; {totals['not_images']:,} non-image files skipped" if totals["not_images"] else "")),
+                       + (f"; {totals['not_images']:,} non-image file{'s' * (totals['not_images'] != 1)} skipped"
+                          if totals["not_images"] else "")),
             ("time", f"{totals['started_at'][:19]} to {(totals['finished_at'] or 'still running')[:19]} UTC")]
     errors = [run["error"] for run in runs if run.get("error")]
     if errors:

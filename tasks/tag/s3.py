@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from tasks.tag.refs import SYSTEM_FILES, ImageRef, SourceError, UnreadableImage, is_system_folder, too_big
+from tasks.tag.refs import (SYSTEM_FILES, ImageRef, SourceAccessDenied, SourceError, SourceNotConfigured,
+                            SourceNotFound, UnreadableImage, is_system_folder, too_big)
 
 # Client errors that concern one object, not the bucket or the server: that image fails, the run goes on.
 PER_OBJECT_ERRORS = {
@@ -36,10 +37,10 @@ READ_RETRY_SECONDS = 0.5  # the pause before the second GET; doubled before each
 def parse_uri(uri: str) -> tuple[str, str]:
     """'s3://bucket/some/prefix' -> ('bucket', 'some/prefix'); the prefix is an S3 key prefix, as is."""
     if not uri.startswith("s3://"):
-        raise SourceError(f"{uri}: not an s3://bucket/prefix URI")
+        raise SourceNotFound(f"{uri}: not an s3://bucket/prefix URI")
     bucket, _, prefix = uri[len("s3://"):].partition("/")
     if not bucket:
-        raise SourceError(f"{uri}: no bucket name; use s3://bucket/prefix")
+        raise SourceNotFound(f"{uri}: no bucket name; use s3://bucket/prefix")
     return bucket, prefix
 
 
@@ -95,7 +96,7 @@ class S3Source:
                     # a key may hold control characters or NUL: ImageRef.of keys such a URI by its hash
                     yield ImageRef.of(f"s3://{self.bucket}/{key}", entry.get("Size"), etag)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
-            raise SourceError(f"cannot list {self.uri}: {_describe(error)}") from error
+            raise _source_error(f"cannot list {self.uri}", error) from error
 
     def read(self, ref: ImageRef, max_bytes: int) -> bytes:
         """The object's bytes as listed (If-Match its ETag); a body that comes short or breaks off is
@@ -127,9 +128,9 @@ class S3Source:
             if code in BUSY_ERRORS:
                 raise UnreadableImage(f"cannot read: the store kept refusing this object ({_describe(error)}) "
                                       "after backing off; the next run reads it again") from None
-            raise SourceError(f"cannot read {ref.uri}: {_describe(error)}") from error
+            raise _source_error(f"cannot read {ref.uri}", error) from error
         except botocore.exceptions.BotoCoreError as error:
-            raise SourceError(f"cannot read {ref.uri}: {_describe(error)}") from error
+            raise _source_error(f"cannot read {ref.uri}", error) from error
         return _body(response, max_bytes)
 
 
@@ -158,6 +159,22 @@ def _body(response: dict, max_bytes: int) -> bytes:
     if length is not None and len(data) != length:
         raise _BrokenBody(f"the body broke off after {len(data):,} of {length:,} bytes")
     return data
+
+
+# ClientError codes that no retry changes: the bucket is not there, or the store refuses the credentials
+NOT_FOUND_ERRORS = {"NoSuchBucket"}
+DENIED_ERRORS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+
+
+def _source_error(what: str, error: Exception) -> SourceError:
+    """The SourceError whose type says what to do about a botocore `error` (its words say what it was)."""
+    import botocore.exceptions
+
+    code = error.response.get("Error", {}).get("Code", "") if isinstance(error, botocore.exceptions.ClientError) \
+        else ""
+    kind = (SourceNotFound if code in NOT_FOUND_ERRORS else SourceAccessDenied if code in DENIED_ERRORS
+            else SourceNotConfigured if isinstance(error, botocore.exceptions.NoCredentialsError) else SourceError)
+    return kind(f"{what}: {_describe(error)}")
 
 
 def _describe(error: Exception) -> str:

@@ -16,7 +16,7 @@ from typing import Iterator
 # they are re-exported here, where callers have always found them.
 from tasks.tag.refs import (  # noqa: F401
     HASHED_KEY_PREFIX, MAX_IMAGE_BYTES, MAX_KEY_BYTES, SYSTEM_FILES, SYSTEM_FOLDERS, ImageRef, Source, SourceError,
-    UnreadableImage, escaped, exact_name, image_key, is_system_folder, storable, too_big, unescaped)
+    SourceAccessDenied, SourceNotConfigured, SourceNotFound, UnreadableImage, escaped, exact_name, image_key, is_system_folder, storable, too_big, unescaped)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class LocalSource:
         try:
             self.root = Path(root).expanduser().resolve(strict=True)
         except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop, on Python < 3.13
-            raise SourceError(f"{shown(str(root))}: no such file or folder ({_why(error)})") from None
+            raise SourceNotFound(f"{shown(str(root))}: no such file or folder ({_why(error)})") from None
         # a folder name that is not UTF-8 is stored escaped, like the file names under it
         self.uri = escaped(name_text(str(self.root)))
         self.not_images = 0  # files the last list() skipped: sidecar suffixes, system folders and files
@@ -207,7 +207,7 @@ def _size(path: Path) -> int | None:
 def open_source(uri: str, workers: int = 4) -> Source:
     """A Source for a folder path or an s3://bucket/prefix URI."""
     if not uri.strip():  # an unset variable: never the current folder instead
-        raise SourceError("SOURCE is empty: name a folder or s3://bucket/prefix")
+        raise SourceNotFound("SOURCE is empty: name a folder or s3://bucket/prefix")
     if uri.startswith("s3://"):
         from tasks.tag import s3
 

@@ -169,8 +169,11 @@ def _start(engine, run_id: str, source_uri: str, model_id: str, config: TagConfi
 
 def _finish(engine, run_id, source_uri, model_id, config, counts, failure, not_images: int = 0) -> RunSummary:
     """The run's summary, recorded as its end unless this is a dry run; counts are what was committed."""
-    error = None if failure is None else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
-    status = "dry-run" if config.dry_run else "succeeded" if failure is None else "failed"
+    interrupted = isinstance(failure, KeyboardInterrupt)  # Ctrl-C: a person stopped it; nothing went wrong
+    error = None if failure is None else "interrupted by the user (Ctrl-C); a rerun finishes its work" \
+        if interrupted else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+    status = "dry-run" if config.dry_run else "succeeded" if failure is None else \
+        "interrupted" if interrupted else "failed"
     counts = {key: counts[key] for key in ("seen", "tagged", "skipped", "failed", "abstained", "redecided")}
     if not config.dry_run:
         try:
@@ -361,14 +364,14 @@ def _classify(items: list[_Item], probabilities: np.ndarray | None, flat: np.nda
               hashtags: HashtagEngine, config: TagConfig, known_uris: set[str]) -> list[results.Tagged]:
     if not items:
         return []
-    decisions = decide.decide(predictor, probabilities, config.min_confidence, config.label_count)
-    # a blank picture's score is 0: nothing to recognise, so no later threshold gives it a label
-    return [results.Tagged(item.ref.uri, item.content_hash,
-                           [(name, 0.0) for name, _ in answer.labels] if blank else answer.labels,
-                           [] if answer.abstained or blank else hashtags.hashtags(answer.labels, answer.coarse),
+    decisions = [decide.blank(answer, decode.FLAT_REASON) if is_blank else answer for answer, is_blank
+                 in zip(decide.decide(predictor, probabilities, config.min_confidence, config.label_count),
+                        flat.tolist())]
+    return [results.Tagged(item.ref.uri, item.content_hash, answer.labels,
+                           [] if answer.abstained else hashtags.hashtags(answer.labels, answer.coarse),
                            replaces=item.ref.uri in known_uris, uri_text=item.ref.name,
-                           abstained=answer.abstained or blank)
-            for item, answer, blank in zip(items, decisions, flat.tolist())]
+                           abstained=answer.abstained)
+            for item, answer in zip(items, decisions)]
 
 
 def _listing(source, config: TagConfig, engine, model_id: str, has_schema: bool) -> Iterator[sources.ImageRef]:
