@@ -80,7 +80,7 @@ def test_every_shipped_query_is_right_for_a_sharded_nightly_run(tmp_path, result
     params = {"top_hashtags_per_day": {"first_day": day, "last_day": day, "top": 3}, "images_per_label": {},
               "low_confidence_images": {"threshold": 1.01, "top": 100}, "failures_of_last_run": {},
               "compare_model_versions": {"old_model": model_id, "new_model": model_id},
-              "abstained_images": {"top": 100}}
+              "abstained_images": {"top": 100}, "reviewed_accuracy": {}}
     assert set(queries) == set(params), "each shipped query is exercised here"
     answers = {name: rows(results_db_url, queries[name], **params[name]) for name in queries}
     assert sorted(row.image_uri for row in answers["failures_of_last_run"]) == sorted(broken)
@@ -91,6 +91,7 @@ def test_every_shipped_query_is_right_for_a_sharded_nightly_run(tmp_path, result
     assert len(answers["compare_model_versions"]) == 8
     assert {row.verdict for row in answers["compare_model_versions"]} == {"same"}
     assert answers["abstained_images"] == []  # the samples are all recognised
+    assert answers["reviewed_accuracy"] == []  # nobody has reviewed an image yet
 
     summary = pipeline.summarize_run("nightly-20261204T020000Z", shards, results_db_url)
     assert (summary["shard_runs"], summary["tagged"], summary["failed"]) == (shards, 8, 5)

@@ -388,6 +388,7 @@ def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tin
         "failures_of_last_run": {},
         "compare_model_versions": {"old_model": first.model_id, "new_model": second.model_id},
         "abstained_images": {"top": 10},
+        "reviewed_accuracy": {},
     }
     assert set(queries) == set(params), "each query file is exercised here"
     answers = {name: rows(engine, queries[name], **params[name]) for name in queries}
@@ -402,6 +403,7 @@ def test_every_example_query_runs_on_the_views_after_a_tagging_run(tmp_path, tin
     assert len(answers["compare_model_versions"]) == 9
     assert {row.verdict for row in answers["compare_model_versions"]} == {"same"}
     assert answers["abstained_images"] == []  # these models state no threshold: they never abstain
+    assert answers["reviewed_accuracy"] == []  # nobody has reviewed an image yet
 
 
 def test_comparing_model_versions_calls_two_abstentions_the_same(tmp_path, model, engine):

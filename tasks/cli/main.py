@@ -18,7 +18,7 @@ from tasks import errors, quiet
 from tasks.cli.options import Parser, add_common_options, configure_logging
 
 # One module per command group under tasks/cli/, in the order `--help` lists them.
-COMMAND_GROUPS = ("data", "train", "evaluate", "models", "db", "tag", "report", "hashtags")
+COMMAND_GROUPS = ("data", "train", "evaluate", "models", "db", "tag", "report", "review", "hashtags")
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in hashtagger, not the user's input
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a reader that stopped early

@@ -14,12 +14,13 @@ import html
 import io
 import json
 import logging
+import urllib.parse
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from tasks.config import Settings
-from tasks.store import runs as stored_runs  # the SQL lives in tasks/store
+from tasks.store import reviews_sql, runs as stored_runs  # the SQL lives in tasks/store
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ class ReportConfig:
     jpeg_quality: int = 70  # thumbnails only: small files, still recognisable
     hashtags_shown: int = 10  # per image
     max_read_bytes: int = 50 * 2**20  # an image bigger than this gets no thumbnail (the row stays)
+    # where `hashtagger review` listens by default (its --host and --port): the page links there, with
+    # the run as the queue's filter, for a person to correct the tags
+    review_url: str = "http://127.0.0.1:8765/"
 
 
 @dataclasses.dataclass
@@ -148,14 +152,22 @@ def write(engine: sa.Engine, run_ids: list[str], name: str | None = None, settin
     for stale in folder.glob("page-*.html"):
         stale.unlink()
     pages = max(1, -(-len(images) // config.page_size))
+    reviewed = reviewed_accuracy(engine, sorted({run["model_version"] for run in runs}))
+    review_link = config.review_url + "?" + urllib.parse.urlencode({"run": name or found[0]})
     for page in range(1, pages + 1):
         chunk = images[(page - 1) * config.page_size: page * config.page_size]
         body = render_page(name or found[0], runs, chunk, failures if page == pages else [], page, pages,
-                           len(images), len(failures))
+                           len(images), len(failures), reviewed=reviewed, review_link=review_link)
         (folder / page_file(page)).write_text(body, encoding="utf-8")
     (folder / "summary.json").write_text(json.dumps(summary(runs, len(images), len(failures)), default=str,
                                                     indent=1))
     return folder / "index.html"
+
+
+def reviewed_accuracy(engine: sa.Engine, models: list[str]) -> list[dict]:
+    """sql/queries/reviewed_accuracy.sql's rows of `models` (those with reviewed images), in that order."""
+    rows = {row["model_version"]: row for row in reviews_sql.reviewed_accuracy(engine)}
+    return [rows[model] for model in models if model in rows]
 
 
 def _prefix(source: str) -> str:
@@ -195,8 +207,13 @@ vertical-align:top;border-bottom:1px solid #eee}
 
 
 def render_page(name: str, runs: list[dict], images: list[Image], failures: list[tuple[str, str]], page: int,
-                pages: int, images_total: int, failures_total: int) -> str:
-    """One page of the report as an HTML string (every value escaped)."""
+                pages: int, images_total: int, failures_total: int, reviewed: list[dict] = (),
+                review_link: str | None = None) -> str:
+    """One page of the report as an HTML string (every value escaped).
+
+    reviewed: reviewed accuracy rows (model_version, reviewed, agreed, accuracy, wilson_low, wilson_high);
+    review_link: the address of `hashtagger review` filtered to this run, linked from the header.
+    """
     esc = html.escape
     totals = summary(runs, images_total, failures_total)
     failed_count = f" ({totals['failed']:,} failed)" if totals["failed"] else ""
@@ -212,7 +229,11 @@ def render_page(name: str, runs: list[dict], images: list[Image], failures: list
     errors = [run["error"] for run in runs if run.get("error")]
     if errors:
         rows.append(("error", "; ".join(errors)))
+    rows += [("reviewed accuracy", _accuracy_text(row, len(totals["models"]) > 1)) for row in reviewed]
     head = "".join(f"<tr><th align=left>{esc(key)}</th><td>{esc(str(value))}</td></tr>" for key, value in rows)
+    if review_link:
+        head += (f"<tr><th align=left>review</th><td><a id=review-link href=\"{esc(review_link)}\">correct these "
+                 f"tags</a> (after starting <code>hashtagger review</code>)</td></tr>")
     nav = _nav(page, pages)
     # the model is named once in the header; a card names it only where it differs (a mixed run)
     header_model = totals["models"][0] if len(totals["models"]) == 1 else None
@@ -230,6 +251,13 @@ def render_page(name: str, runs: list[dict], images: list[Image], failures: list
             f"<meta name=viewport content='width=device-width'><style>{STYLE}</style></head><body>"
             f"<h1>hashtagger run {esc(name)}</h1><div class=summary id=summary><table>{head}</table></div>"
             f"{nav}<div class=gallery id=gallery>{cards}</div>{nav}{failed}</body></html>\n")
+
+
+def _accuracy_text(row: dict, name_model: bool) -> str:
+    """'75% of 4 reviewed images (95% interval 30% to 95%)', the model named first when the run has several."""
+    text = (f"{row['accuracy']:.0%} of {row['reviewed']:,} reviewed image{'s' if row['reviewed'] != 1 else ''} "
+            f"(95% interval {row['wilson_low']:.0%} to {row['wilson_high']:.0%})")
+    return f"{row['model_version']}: {text}" if name_model else text
 
 
 def _card(image: Image, header_model: str | None = None) -> str:
