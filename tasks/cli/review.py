@@ -6,7 +6,7 @@ import getpass
 import socket
 import sys
 
-from tasks import errors
+from tasks import errors, pipeline
 
 
 def register(commands) -> None:
@@ -31,20 +31,12 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from tasks.review import app as review_app
+        app, config = pipeline.review_app(args.reviewer or getpass.getuser(), args.host, args.port, args.db)
     except ModuleNotFoundError as error:
         raise errors.MissingExtra("hashtagger review", "review", error.name) from None
-    from tasks.review.config import ReviewConfig
-    from tasks.store import db
-
-    try:
-        config = ReviewConfig(reviewer=args.reviewer or getpass.getuser(), host=args.host, port=args.port,
-                              db_url=args.db)
     except ValueError as error:
         raise errors.UserError(f"hashtagger review: {error}") from None
-    engine = db.require_schema(db.engine(config.db_url))
     _check_free(config.host, config.port)
-    app = review_app.create_app(config, engine)
     print(f"reviewing as {config.reviewer}: open {config.url()}", flush=True)
     if config.needs_token:
         print(f"listening on {config.host}: a browser must open the address with the token once "

@@ -12,7 +12,7 @@ imported inside the function that needs it.
 
 The use cases, one module each: common (settings, the results database, the errors front ends
 catch), training (datasets, training, evaluation), models (the registry and the champion), hashtags,
-tagging (runs, their pages, the nightly run ids), answers (the `hashtag` command). Everything is
+tagging (runs, their pages, the nightly run ids), answers (the `hashtag` command), reviews (the review page). Everything is
 re-exported here: front ends call `pipeline.<use case>`.
 """
 
@@ -35,3 +35,4 @@ from tasks.pipeline.tagging import (  # noqa: F401
     tag_shard, tag_source, triggering_datasets, write_run_report)
 from tasks.pipeline.answers import (  # noqa: F401
     escaped_name, hashtag_images, image_tile, shown_name)
+from tasks.pipeline.reviews import review_app  # noqa: F401

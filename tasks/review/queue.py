@@ -6,6 +6,7 @@ turns rows into the JSON the page reads and finds the classes a person may choos
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import urllib.parse
 
@@ -54,11 +55,11 @@ def picture_url(item: reviews_sql.QueueItem) -> str:
 
 def card(item: reviews_sql.QueueItem, candidates_shown: int = 9) -> dict:
     """The JSON of one card: the image's identity, the model's verdict and up to 9 candidates (keys 1-9)."""
-    return {"image_uri": item.image_uri, "content_hash": item.content_hash, "model_version": item.model_version,
-            "label": item.label, "confidence": item.confidence, "text": item.text, "run_id": item.run_id,
-            "margin": item.margin, "picture": picture_url(item),
-            "candidates": [{"label": name, "probability": probability}
-                           for name, probability in item.candidates[:candidates_shown]]}
+    # QueueItem's fields as they are, but the candidates shown as objects and the picture's address
+    return dataclasses.asdict(item) | {
+        "picture": picture_url(item),
+        "candidates": [{"label": name, "probability": probability}
+                       for name, probability in item.candidates[:candidates_shown]]}
 
 
 def load(engine: sa.Engine, where: reviews_sql.QueueFilter, limit: int) -> dict:
