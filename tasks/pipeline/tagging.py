@@ -142,8 +142,8 @@ def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:
     """Totals over the shard runs of one DAG run, as recorded in tagging_runs."""
     from tasks.store import runs
 
+    from tasks.store.counts import RunCounts
+
     rows = runs.runs(results_engine(db_url), [shard_run_id(key, shard, shards) for shard in range(shards)])
-    counted = ("seen", "tagged", "skipped", "failed", "abstained", "not_images")
-    totals = {name: sum(row[name] for row in rows) for name in counted}
-    return dict(totals, run_key=key, shard_runs=len(rows), model_ids=sorted({row["model_id"] for row in rows}),
+    return dict(RunCounts.total(rows).counts(), run_key=key, shard_runs=len(rows), model_ids=sorted({row["model_id"] for row in rows}),
                 status=runs.overall_status([row["status"] for row in rows]))

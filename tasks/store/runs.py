@@ -10,8 +10,10 @@ import json
 
 import sqlalchemy as sa
 
-SHARD_RUNS = sa.text("""
-SELECT run_id, model_version, status, seen, tagged, skipped, failed, abstained, not_images FROM tagging_runs
+from tasks.store import counts
+
+SHARD_RUNS = sa.text(f"""
+SELECT run_id, model_version, status, {counts.COLUMNS} FROM tagging_runs
 WHERE run_id IN :run_ids ORDER BY run_id
 """).bindparams(sa.bindparam("run_ids", expanding=True))
 RUN_IMAGES = sa.text("""
@@ -23,9 +25,8 @@ RUN_FAILURES = sa.text("""
 SELECT image_uri, reason FROM failed_images WHERE run_id = :run_id ORDER BY image_uri LIMIT :n
 """)
 # The run page's reads (tasks/tag/report.py): every row of the runs, with the escaped text of hashed keys.
-PAGE_RUNS = sa.text("""
-SELECT run_id, source, model_version, started_at, finished_at, seen, tagged, skipped, failed, abstained,
-       not_images, status, error
+PAGE_RUNS = sa.text(f"""
+SELECT run_id, source, model_version, started_at, finished_at, {counts.COLUMNS}, status, error
 FROM tagging_runs WHERE run_id IN :ids
 """).bindparams(sa.bindparam("ids", expanding=True))
 PAGE_IMAGES = sa.text("""

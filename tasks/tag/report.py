@@ -180,10 +180,9 @@ def page_file(page: int) -> str:
 
 def summary(runs: list[dict], images: int, failures: int) -> dict:
     """Totals over the runs: what the page's header and the Airflow run note show."""
-    # abstained: of `tagged`, the results with no confident label (a NULL label, no label hashtags)
-    totals = {key: sum(run[key] or 0 for run in runs)
-              for key in ("seen", "tagged", "skipped", "failed", "abstained", "not_images")}
-    return dict(totals, runs=[run["run_id"] for run in runs],
+    from tasks.store.counts import RunCounts
+
+    return dict(RunCounts.total(runs).counts(), runs=[run["run_id"] for run in runs],
                 status=stored_runs.overall_status([run["status"] for run in runs]),
                 sources=sorted({run["source"] for run in runs}),
                 models=sorted({run["model_version"] for run in runs}),
