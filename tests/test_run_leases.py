@@ -175,6 +175,18 @@ def test_a_held_lease_refuses_others_until_released(leases_engine):
     assert scalar(leases_engine, "SELECT run_id FROM run_leases WHERE source = '/photos'") == "run-b"
 
 
+def test_two_attempts_of_the_same_run_id_are_two_holders(leases_engine):
+    """An Airflow retry of a shard (same run id) beside its zombie first attempt is refused, not let in: the
+    lease belongs to the attempt (its holder token), not to the run id."""
+    first, second = leases.new_holder(), leases.new_holder()
+    with leases.held(leases_engine, "/photos shard 1/4", "nightly-x-shard1of4", holder=first):
+        with pytest.raises(leases.AnotherRunActive, match="nightly-x-shard1of4"):
+            leases.take(leases_engine, "/photos shard 1/4", "nightly-x-shard1of4", holder=second)
+        leases.take(leases_engine, "/photos shard 1/4", "nightly-x-shard1of4", holder=first)  # a retried start
+        assert not leases.renew(leases_engine, "/photos shard 1/4", second)
+    leases.take(leases_engine, "/photos shard 1/4", "nightly-x-shard1of4", holder=second)  # once it ended
+
+
 def test_the_heartbeat_keeps_a_short_lease_alive_and_an_expired_one_is_taken_over(leases_engine):
     with leases.held(leases_engine, "/photos", "run-a", lease_s=1.5, heartbeat_s=0.3) as lost:
         time.sleep(3)  # twice the lease: alive only through its heartbeats
@@ -192,8 +204,8 @@ def test_a_lease_held_by_a_dead_process_on_this_host_is_taken_over_at_once(lease
     dead = subprocess.Popen(["true"])
     dead.wait()
     with leases_engine.begin() as connection:
-        connection.execute(sa.text("INSERT INTO run_leases (source, run_id, host, pid, acquired_at, expires_at) "
-                                   "VALUES ('/photos', 'killed', :host, :pid, 0, 1e12)"),
+        connection.execute(sa.text("INSERT INTO run_leases (source, holder, run_id, host, pid, acquired_at, "
+                                   "expires_at) VALUES ('/photos', 'k', 'killed', :host, :pid, 0, 1e12)"),
                            {"host": socket.gethostname(), "pid": dead.pid})
     leases.take(leases_engine, "/photos", "rerun")
     assert scalar(leases_engine, "SELECT run_id FROM run_leases") == "rerun"
@@ -243,7 +255,7 @@ def test_a_run_whose_lease_is_taken_over_stops_and_says_so(leases_engine, photos
         assert thread.is_alive() and time.monotonic() < deadline
         time.sleep(0.02)
     with leases_engine.begin() as connection:  # what a takeover after an expiry leaves in the table
-        connection.execute(sa.text("UPDATE run_leases SET run_id = 'the-other-run'"))
+        connection.execute(sa.text("UPDATE run_leases SET holder = 'another', run_id = 'the-other-run'"))
     thread.join(120)
     assert not thread.is_alive()
     failed = outcome["failed"]

@@ -68,7 +68,8 @@ def create_app(config: ReviewConfig, engine: sa.Engine) -> fastapi.FastAPI:
     app.add_middleware(sessions.SessionMiddleware, secret_key=config.session_secret,
                        session_cookie="hashtagger_review", same_site="strict", max_age=12 * 3600)
     if not config.needs_token:
-        app.add_middleware(trustedhost.TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS)
+        # the loopback names, and the loopback address it was told to bind (127.0.0.2 is loopback too)
+        app.add_middleware(trustedhost.TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS + [config.host])
     return app
 
 
@@ -83,7 +84,9 @@ async def _token_gate(request: fastapi.Request, call_next):
         # the same address without the token, so that it stays out of the history and the logs
         query = urllib.parse.urlencode([(key, value) for key, value in request.query_params.multi_items()
                                         if key != "token"])
-        return responses.RedirectResponse(request.url.path + (f"?{query}" if query else ""), status_code=303)
+        # one leading slash: '//host/' would be a protocol-relative address, another site
+        path = "/" + request.url.path.lstrip("/")
+        return responses.RedirectResponse(path + (f"?{query}" if query else ""), status_code=303)
     log.warning("refused %s %s from %s: no token", request.method, request.url.path,
                 request.client.host if request.client else "?")
     return responses.PlainTextResponse("403: this review app needs the token printed when it started "

@@ -17,6 +17,7 @@ import datetime as dt
 import functools
 import hashlib
 import importlib.resources
+import math
 import os
 import re
 from pathlib import Path
@@ -205,6 +206,10 @@ def with_driver(url: str) -> str:
     return url
 
 
+def _sqrt(value):
+    return None if value is None or value < 0 else math.sqrt(value)
+
+
 def _sqlite_engine(url: str) -> sa.Engine:
     database = sa.engine.make_url(url).database
     if database and database != ":memory:":
@@ -218,6 +223,9 @@ def _sqlite_engine(url: str) -> sa.Engine:
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA journal_mode=WAL")
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
+        # the shipped queries' sqrt (reviewed_accuracy.sql's Wilson interval): SQLite has it only when built
+        # with SQLITE_ENABLE_MATH_FUNCTIONS (Debian's is; others are not); the same function either way
+        dbapi_connection.create_function("sqrt", 1, _sqrt, deterministic=True)
 
     @sa.event.listens_for(eng, "begin")
     def _begin(connection):

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import uuid
 
 import sqlalchemy as sa
 
@@ -29,21 +30,22 @@ CLOCK = {"postgresql": "EXTRACT(EPOCH FROM clock_timestamp())",
 # Taken when free, expired, or already ours (a retried start); ON CONFLICT locks the row on PostgreSQL and
 # SQLite's IMMEDIATE transaction holds the write lock, so two runs cannot both see it free
 TAKE = """
-INSERT INTO run_leases (source, run_id, host, pid, acquired_at, expires_at)
-VALUES (:source, :run_id, :host, :pid, {clock}, {clock} + :lease_s)
-ON CONFLICT (source) DO UPDATE SET run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
-                                   acquired_at = excluded.acquired_at, expires_at = excluded.expires_at
-WHERE run_leases.expires_at < {clock} OR run_leases.run_id = excluded.run_id
+INSERT INTO run_leases (source, holder, run_id, host, pid, acquired_at, expires_at)
+VALUES (:source, :holder, :run_id, :host, :pid, {clock}, {clock} + :lease_s)
+ON CONFLICT (source) DO UPDATE SET holder = excluded.holder, run_id = excluded.run_id, host = excluded.host,
+                                   pid = excluded.pid, acquired_at = excluded.acquired_at,
+                                   expires_at = excluded.expires_at
+WHERE run_leases.expires_at < {clock} OR run_leases.holder = excluded.holder
 """
 # Taken from a holder known to be dead (its process is gone from this host), only if it still holds it
 TAKE_FROM = """
-UPDATE run_leases SET run_id = :run_id, host = :host, pid = :pid, acquired_at = {clock},
+UPDATE run_leases SET holder = :holder, run_id = :run_id, host = :host, pid = :pid, acquired_at = {clock},
                       expires_at = {clock} + :lease_s
-WHERE source = :source AND run_id = :holder
+WHERE source = :source AND holder = :dead_holder
 """
-RENEW = "UPDATE run_leases SET expires_at = {clock} + :lease_s WHERE source = :source AND run_id = :run_id"
-HOLDER = "SELECT run_id, host, pid, expires_at - {clock} AS left_s FROM run_leases WHERE source = :source"
-RELEASE = sa.text("DELETE FROM run_leases WHERE source = :source AND run_id = :run_id")
+RENEW = "UPDATE run_leases SET expires_at = {clock} + :lease_s WHERE source = :source AND holder = :holder"
+HOLDER = "SELECT holder, run_id, host, pid, expires_at - {clock} AS left_s FROM run_leases WHERE source = :source"
+RELEASE = sa.text("DELETE FROM run_leases WHERE source = :source AND holder = :holder")
 
 
 class AnotherRunActive(RuntimeError):
@@ -59,23 +61,32 @@ def _sql(connection, template: str) -> sa.TextClause:
     return sa.text(template.format(clock=CLOCK[connection.dialect.name]))
 
 
-def take(engine: sa.Engine, source: str, run_id: str, lease_s: float | None = None) -> None:
+def new_holder() -> str:
+    """A holder token for one run attempt: take it once, before any retry of `take`."""
+    return uuid.uuid4().hex
+
+
+def take(engine: sa.Engine, source: str, run_id: str, lease_s: float | None = None,
+         holder: str | None = None) -> None:
     """Take the lease on `source` for `run_id` (one transaction), for `lease_s` seconds (default LEASE_S).
 
+    `holder`: this attempt's token (new_holder(); default the run id, for callers with one attempt per
+    run id). The same holder taking it again succeeds (a retried start); another holder with the same run
+    id (a second process running that run: an Airflow retry beside a zombie attempt) is refused.
     Raises AnotherRunActive when a live run holds it: unexpired, and not a process on this host known to be gone.
     """
-    me = {"source": source, "run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
-          "lease_s": LEASE_S if lease_s is None else lease_s}
+    me = {"source": source, "holder": holder or run_id, "run_id": run_id, "host": socket.gethostname(),
+          "pid": os.getpid(), "lease_s": LEASE_S if lease_s is None else lease_s}
     with engine.begin() as connection:
         if connection.execute(_sql(connection, TAKE), me).rowcount:
-            _HELD_HERE.add((source, run_id))  # before the commit: no thread of ours sees it unlisted
+            _HELD_HERE.add((source, me["holder"]))  # before the commit: no thread of ours sees it unlisted
             return
         holder = connection.execute(_sql(connection, HOLDER), {"source": source}).one()
-        if holder.host == me["host"] and holder.pid and _gone(holder.pid, source, holder.run_id):
+        if holder.host == me["host"] and holder.pid and _gone(holder.pid, source, holder.holder):
             # killed (SIGKILL, OOM), or a run of this process whose release the database missed (it was
             # away): its lease would block the rerun for up to LEASE_S otherwise
-            if connection.execute(_sql(connection, TAKE_FROM), {**me, "holder": holder.run_id}).rowcount:
-                _HELD_HERE.add((source, run_id))
+            if connection.execute(_sql(connection, TAKE_FROM), {**me, "dead_holder": holder.holder}).rowcount:
+                _HELD_HERE.add((source, me["holder"]))
                 log.warning("took over the lease on %s from run %s (process %s is gone, or its run is over)",
                             source, holder.run_id, holder.pid)
                 return
@@ -84,34 +95,34 @@ def take(engine: sa.Engine, source: str, run_id: str, lease_s: float | None = No
                            f"wait for it to finish")
 
 
-def renew(engine: sa.Engine, source: str, run_id: str, lease_s: float | None = None) -> bool:
-    """Move the lease's expiry to `lease_s` seconds from now (database clock); False when `run_id` no longer
-    holds it (it expired and another run took it over)."""
+def renew(engine: sa.Engine, source: str, holder: str, lease_s: float | None = None) -> bool:
+    """Move the lease's expiry to `lease_s` seconds from now (database clock); False when `holder` (take's
+    token, or the run id it defaulted to) no longer holds it (it expired and another run took it over)."""
     with engine.begin() as connection:
         return connection.execute(_sql(connection, RENEW), {
-            "source": source, "run_id": run_id, "lease_s": LEASE_S if lease_s is None else lease_s}).rowcount > 0
+            "source": source, "holder": holder, "lease_s": LEASE_S if lease_s is None else lease_s}).rowcount > 0
 
 
-def release(engine: sa.Engine, source: str, run_id: str) -> None:
-    """Give the lease up (no-op when `run_id` does not hold it). Should the database miss it, a later run of
+def release(engine: sa.Engine, source: str, holder: str) -> None:
+    """Give the lease up (no-op when `holder` does not hold it). Should the database miss it, a later run of
     this process takes the lease over at once, one of another process once it expires."""
-    _HELD_HERE.discard((source, run_id))
+    _HELD_HERE.discard((source, holder))
     with engine.begin() as connection:
-        connection.execute(RELEASE, {"source": source, "run_id": run_id})
+        connection.execute(RELEASE, {"source": source, "holder": holder})
 
 
 @contextlib.contextmanager
 def held(engine: sa.Engine, source: str, run_id: str, lease_s: float | None = None,
-         heartbeat_s: float | None = None, taken: bool = False):
+         heartbeat_s: float | None = None, taken: bool = False, holder: str | None = None):
     """Hold the lease on `source` while the block runs, renewed every `heartbeat_s` seconds (default
     HEARTBEAT_S) by a daemon thread; released at the end. Yields a threading.Event set if the lease was lost
     (taken over after missed heartbeats). Raises AnotherRunActive when another live run holds it.
-    `taken`: the caller took it already (with `take`, under its retries)."""
-    lease_s = LEASE_S if lease_s is None else lease_s
+    `taken`: the caller took it already (with `take`, under its retries, as `holder`)."""
+    lease_s, holder = LEASE_S if lease_s is None else lease_s, holder or run_id
     if not taken:
-        take(engine, source, run_id, lease_s)
+        take(engine, source, run_id, lease_s, holder)
     stop, lost = threading.Event(), threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(engine, source, run_id, lease_s,
+    beat = threading.Thread(target=_heartbeat, args=(engine, source, holder, run_id, lease_s,
                                                      HEARTBEAT_S if heartbeat_s is None else heartbeat_s, stop, lost),
                             name="lease-heartbeat", daemon=True)
     beat.start()
@@ -119,20 +130,20 @@ def held(engine: sa.Engine, source: str, run_id: str, lease_s: float | None = No
         yield lost
     finally:
         stop.set()
-        beat.join()
+        beat.join(timeout=5)  # a renewal stuck on a frozen server must not hold the run's end (a daemon)
         try:
-            release(engine, source, run_id)
+            release(engine, source, holder)
         except sa.exc.DBAPIError as error:  # the database is gone: the lease expires by itself
             log.warning("could not release the lease on %s (%s); it expires within %.0f s", source,
                         str(error.orig or error).strip().splitlines()[0], lease_s)
 
 
-def _heartbeat(engine, source: str, run_id: str, lease_s: float, every_s: float, stop: threading.Event,
-               lost: threading.Event) -> None:
+def _heartbeat(engine, source: str, holder: str, run_id: str, lease_s: float, every_s: float,
+               stop: threading.Event, lost: threading.Event) -> None:
     """Renew until stopped; a failed renewal (database away for a moment) is tried at the next beat."""
     while not stop.wait(every_s):
         try:
-            if not renew(engine, source, run_id, lease_s):
+            if not renew(engine, source, holder, lease_s):
                 log.error("run %s lost its lease on %s (not renewed for %.0f s; another run took it)", run_id,
                           source, lease_s)
                 lost.set()
@@ -142,13 +153,13 @@ def _heartbeat(engine, source: str, run_id: str, lease_s: float, every_s: float,
                         (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0])
 
 
-_HELD_HERE: set[tuple[str, str]] = set()  # (source, run_id) of the leases this process's runs hold now
+_HELD_HERE: set[tuple[str, str]] = set()  # (source, holder) of the leases this process's runs hold now
 
 
-def _gone(pid: int, source: str, run_id: str) -> bool:
+def _gone(pid: int, source: str, holder: str) -> bool:
     """Whether the holder, a process on this host, is dead or is this process with the run over."""
     if pid == os.getpid():
-        return (source, run_id) not in _HELD_HERE
+        return (source, holder) not in _HELD_HERE
     return not process_alive(pid)
 
 

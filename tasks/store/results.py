@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 # one class for "the database does not answer", whether at the schema check or after the retry window
 from tasks.store.db import DatabaseUnavailable, utcnow  # noqa: F401
+from tasks.store import counts as run_counts
 from tasks.store import leases
 from tasks.store.leases import AnotherRunActive  # noqa: F401  raised by tag runs, caught by the CLI
 from tasks.hashtags.rank import RankedHashtag
@@ -92,11 +93,7 @@ VALUES (:run_id, :run_key, :source, :model, :at, 'running', :host, :pid, :at)
 ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL, run_key = excluded.run_key,
                                    host = excluded.host, pid = excluded.pid, heartbeat_at = excluded.heartbeat_at
 """)
-ADD_COUNTS = sa.text("""
-UPDATE tagging_runs SET seen = seen + :seen, tagged = tagged + :tagged, skipped = skipped + :skipped,
-                        failed = failed + :failed, abstained = abstained + :abstained, heartbeat_at = :at
-WHERE run_id = :run_id
-""")
+ADD_COUNTS = sa.text(f"UPDATE tagging_runs SET {run_counts.ADD}, heartbeat_at = :at WHERE run_id = :run_id")
 RUNNING = sa.text("""
 SELECT run_id, source, host, pid, started_at, heartbeat_at FROM tagging_runs WHERE status = 'running'
 """)
@@ -118,10 +115,7 @@ NEW_BATCH = sa.text("""
 INSERT INTO run_batches (run_id, batch_no) VALUES (:run_id, :batch_no) ON CONFLICT (run_id, batch_no) DO NOTHING
 """)
 FORGET_BATCHES = sa.text("DELETE FROM run_batches WHERE run_id = :run_id")
-RESET_COUNTS = sa.text("""
-UPDATE tagging_runs SET seen = 0, tagged = 0, skipped = 0, failed = 0, abstained = 0, not_images = 0
-WHERE run_id = :run_id
-""")
+RESET_COUNTS = sa.text(f"UPDATE tagging_runs SET {run_counts.RESET} WHERE run_id = :run_id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,9 +271,9 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
                             "hashtags": hashtags_json(item.hashtags)})
     failure_rows = [{"image_uri": item.uri, "content_hash": item.content_hash, "reason": item.reason,
                      "run_id": run_id, "failed_at": now, "uri_text": item.uri_text} for item in failed]
-    counts = {"run_id": run_id, "seen": len(tagged) + len(failed) + skipped, "tagged": len(tagged),
-              "skipped": skipped, "failed": len(failed), "abstained": sum(item.abstained for item in tagged),
-              "at": now}
+    counted = run_counts.RunCounts(seen=len(tagged) + len(failed) + skipped, tagged=len(tagged), skipped=skipped,
+                                   failed=len(failed), abstained=sum(item.abstained for item in tagged))
+    counts = {name: getattr(counted, name) for name in run_counts.BATCH_FIELDS} | {"run_id": run_id, "at": now}
     cleared = [{"uri": item.uri} for item in tagged if item.replaces]
     current = [{"uri": item.uri, "hash": item.content_hash} for item in tagged if item.replaces]
 
@@ -385,6 +379,8 @@ def finish_run(engine: sa.Engine, run_id: str, status: str, error: str | None = 
         with engine.begin() as connection:
             connection.execute(FINISH_RUN, {"run_id": run_id, "status": status, "at": utcnow(), "error": error,
                                             "not_images": not_images})
+            # the batch keys guard retries within the run only; an ended run needs none (a rerun resets)
+            connection.execute(FORGET_BATCHES, {"run_id": run_id})
             return dict(connection.execute(sa.text("SELECT * FROM tagging_runs WHERE run_id = :run_id"),
                                            {"run_id": run_id}).mappings().one())
 

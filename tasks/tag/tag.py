@@ -31,6 +31,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from tasks.data import images as decode
+from tasks.store import counts as run_counts
 from tasks.store import leases, results
 from tasks.tag import decide, listing, sources
 from tasks.tag.listing import in_shard  # part of this module's interface: tests and the shards use tag.in_shard
@@ -58,26 +59,20 @@ class TagConfig:
     shard: tuple[int, int] | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class RunSummary:
-    """One tagging run as recorded in `tagging_runs` (there `model_id` is the column `model_version`).
-
-    Counts are images: `seen` = `tagged` + `skipped` (done before) + `failed`; a dry run's `tagged`
-    counts the images it would tag. Small and JSON-friendly (`as_dict`), for XCom and the CLI.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunSummary(run_counts.RunCounts):
+    """One tagging run as recorded in `tagging_runs` (there `model_id` is the column `model_version`):
+    its counts (the RunCounts fields: `seen` = `tagged` + `skipped` (done before) + `failed`; a dry run's
+    `tagged` counts the images it would tag) and what follows. Small and JSON-friendly (`as_dict`), for
+    XCom and the CLI.
     """
 
     run_id: str
     source: str  # the source's URI as listed: an absolute folder path or s3://bucket/prefix
     model_id: str
-    status: str  # succeeded | succeeded_with_failures (some images failed) | failed | dry-run
-    seen: int = 0
-    tagged: int = 0
-    skipped: int = 0
-    failed: int = 0
+    status: str  # succeeded | succeeded_with_failures (some images failed) | failed | interrupted | dry-run
     error: str | None = None  # first line of why the run failed; None unless status is failed
     seconds: float = 0.0  # wall-clock time of the run
-    not_images: int = 0  # files a folder source skipped for their suffix (notes, sidecars): not counted in seen
-    abstained: int = 0  # of `tagged`: results with no confident label (a NULL label, no label hashtags)
     redecided: int = 0  # earlier results of this model whose decision a new --min-confidence changed
 
     def as_dict(self) -> dict:
@@ -123,7 +118,7 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
     source = source or sources.open_source(source_uri, config.workers)
     run_id = run_id or new_run_id()
     started = time.monotonic()
-    counts = collections.Counter(seen=0, tagged=0, skipped=0, failed=0, abstained=0)  # as committed
+    counts = collections.Counter(dict.fromkeys(run_counts.BATCH_FIELDS, 0))  # as committed
     failure: BaseException | None = None
     lease_lost = None  # set by the heartbeat when another run took the source's lease over
     with contextlib.ExitStack() as stack:
@@ -156,8 +151,9 @@ def _start(engine, run_id: str, source_uri: str, model_id: str, config: TagConfi
     is migrated beforehand: `hashtagger db migrate` or the DAG's first task); returns the event set if
     the lease is lost."""
     lock_key = source_uri if config.shard is None else f"{source_uri} shard {config.shard[0]}/{config.shard[1]}"
-    results.retrying(lambda: leases.take(engine, lock_key, run_id), "taking the source's lease")
-    lost = stack.enter_context(leases.held(engine, lock_key, run_id, taken=True))
+    holder = leases.new_holder()  # this attempt's: a second process running the same run id is refused
+    results.retrying(lambda: leases.take(engine, lock_key, run_id, holder=holder), "taking the source's lease")
+    lost = stack.enter_context(leases.held(engine, lock_key, run_id, taken=True, holder=holder))
     results.retrying(lambda: results.start_run(engine, run_id, source_uri, model_id, run_key), "recording the run")
     return lost
 
@@ -169,12 +165,12 @@ def _finish(engine, run_id, source_uri, model_id, config, counts, failure, not_i
         if interrupted else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
     status = "dry-run" if config.dry_run else "succeeded" if failure is None else \
         "interrupted" if interrupted else "failed"
-    counts = {key: counts[key] for key in ("seen", "tagged", "skipped", "failed", "abstained", "redecided")}
+    counts = {key: counts[key] for key in (*run_counts.BATCH_FIELDS, "redecided")}
     if not config.dry_run:
         try:
             recorded = results.finish_run(engine, run_id, status, error, not_images)
             # exact: each committed batch added its own
-            counts.update({key: recorded[key] for key in ("seen", "tagged", "skipped", "failed", "abstained")})
+            counts.update({key: recorded[key] for key in run_counts.BATCH_FIELDS})
             status = recorded["status"]  # succeeded_with_failures when images failed
         except (sa.exc.DBAPIError, results.DatabaseUnavailable) as close_error:
             # the database is gone; every batch it holds is complete, and the next run marks this one

@@ -46,12 +46,12 @@ def current(engine) -> dict[str, str | None]:
     return {uri.split("/")[-1][:-4]: label for uri, label in rows}
 
 
-def test_migration_018_applies_after_a_gap_in_the_numbers(results_db_url):
-    """016 and 017 are another branch's: the runner applies 018 after 015 and records no 016 or 017."""
+def test_migration_018_applies_after_016_and_017(results_db_url):
+    """The review table's migration comes after the run leases (016) and batch keys (017) of issue 21."""
     recorded = db.applied(db.engine(results_db_url))
-    assert "018_image_reviews" in recorded and "015_name_texts_and_cut_reads" in recorded
-    assert not any(name.startswith(("016", "017")) for name in recorded)
-    assert db.require_schema(db.engine(results_db_url))  # a database with the gap counts as current
+    assert sorted(name for name in recorded if name[:3] in ("015", "016", "017", "018")) == [
+        "015_name_texts_and_cut_reads", "016_run_leases", "017_run_batch_keys", "018_image_reviews"]
+    assert db.require_schema(db.engine(results_db_url))
 
 
 def test_the_queue_asks_first_what_teaches_most(engine):
