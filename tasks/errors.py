@@ -15,9 +15,11 @@ EXIT_FAILED_IMAGES = 1  # the run finished, but some images could not be tagged 
 EXIT_USAGE = 2  # a bad argument, a missing file or a configuration the user has to fix
 EXIT_NOT_PROMOTED = 3  # `models auto-promote`: a gate refused the model; nothing changed (not an error)
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); work committed so far is kept
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15): docker stop, systemd, kill; work committed so far is kept
 
 EXIT_CODES_HELP = ("exit status: 0 ok, 1 some images failed (or the run stopped: rerun to finish), "
-                   "2 usage or configuration error, 3 auto-promote refused the model, 130 interrupted")
+                   "2 usage or configuration error, 3 auto-promote refused the model, 130 interrupted, "
+                   "143 terminated")
 
 
 # What to do about a results database that does not answer: the same words from every command
@@ -25,6 +27,11 @@ DB_URL_HINT = "check HASHTAGGER_DB_URL (host, port, user, password, database) an
 # The pip package of a database driver module, where the two names differ
 DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "psycopg2": "psycopg2-binary",
                    "psycopg": "psycopg[binary]"}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is, so that a run ends the same way: its batches
+    committed, its record `interrupted` (the message says by what), its lease released."""
 
 
 class UserError(Exception):

@@ -47,7 +47,7 @@ def readme_statuses() -> set[int]:
 
 
 # what this module runs for each documented status; 70 (a bug) has no real case to run
-EXERCISED = {0, 1, 2, 3, 130, 141}
+EXERCISED = {0, 1, 2, 3, 130, 141, 143}
 
 
 def test_every_status_of_the_readme_is_exercised_here():
@@ -117,8 +117,12 @@ def test_3_auto_promote_refused(bin_dir, tmp_path):
     assert "not promoted, nothing changed" in refused.stdout and "margin" in refused.stdout
 
 
-def test_130_interrupted(bin_dir, tmp_path):
-    """Ctrl-C (SIGINT) in the middle of a run: 130 and one line, once the run has started writing."""
+@pytest.mark.parametrize("signum, status, line, error", [
+    (signal.SIGINT, 130, "hashtagger: interrupted (what was committed is kept)", "Ctrl-C"),
+    (signal.SIGTERM, 143, "hashtagger: terminated by SIGTERM (what was committed is kept)", "SIGTERM")])
+def test_130_interrupted_and_143_terminated(bin_dir, tmp_path, signum, status, line, error):
+    """Ctrl-C (SIGINT) or SIGTERM in the middle of a run: the status and one line, once the run has started
+    writing; the run recorded `interrupted`, saying by what."""
     folder = tmp_path / "many"
     folder.mkdir()
     rng = np.random.default_rng(0)
@@ -132,13 +136,15 @@ def test_130_interrupted(bin_dir, tmp_path):
     while time.monotonic() < deadline and process.poll() is None and not _tagged_some(database):
         time.sleep(0.02)
     assert process.poll() is None, "the run ended before it could be interrupted"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1] == "hashtagger: interrupted (what was committed is kept)"
+    assert process.returncode == status, stderr
+    assert stderr.strip().splitlines()[-1] == line
     with sqlite3.connect(database) as connection:  # recorded as README's table says, not as a failure
-        status, error = connection.execute("SELECT status, error FROM tagging_runs").fetchone()
-    assert status == "interrupted" and "Ctrl-C" in error, (status, error)
+        recorded, message = connection.execute("SELECT status, error FROM tagging_runs").fetchone()
+    assert recorded == "interrupted" and error in message, (recorded, message)
+    with sqlite3.connect(database) as connection:  # the lease is released: the next run need not wait
+        assert connection.execute("SELECT COUNT(*) FROM run_leases").fetchone()[0] == 0
 
 
 def _tagged_some(database: Path) -> bool:

@@ -105,6 +105,7 @@ def test_an_unreadable_subfolder_fails_as_one_entry_and_is_tagged_once_readable(
     assert uri == str(folder / "locked") and "cannot list this folder: permission denied" in reason
     second = cli_tag(folder, model_dir, results_db_url, bin_dir)
     assert (second["exit"], second["tagged"], second["skipped"]) == (0, 1, 2)
+    assert rows(engine, "SELECT image_uri FROM failed_images") == [], "readable now: its failure is over"
 
 
 @pytest.fixture(scope="module")

@@ -350,10 +350,11 @@ def test_a_key_throttled_for_good_fails_alone_and_the_run_goes_on(bucket, proxy,
 def test_nas_and_system_folders_synced_to_a_bucket_are_skipped_and_counted(bucket, model, sqlite_url):
     name, _ = bucket
     put(bucket, "photos/cat.jpg", "photos/@eaDir/cat.jpg/SYNOFILE_THUMB_XL.jpg", "photos/#recycle/old.jpg",
-        "$RECYCLE.BIN/S-1-5/gone.jpg", "photos/Icon\r", "System Volume Information/x.jpg")
+        "$RECYCLE.BIN/S-1-5/gone.jpg", "photos/Icon\r", "System Volume Information/x.jpg",
+        "photos/notes.txt", "photos/cat.xmp", "photos/meta.JSON")  # sidecars, skipped as in a folder
     engine = db.ensure_schema(db.engine(sqlite_url))
     summary = tag.run(f"s3://{name}/", model, HashtagEngine(), engine, tag.TagConfig())
-    assert (summary.seen, summary.tagged, summary.failed, summary.not_images) == (1, 1, 0, 5)
+    assert (summary.seen, summary.tagged, summary.failed, summary.not_images) == (1, 1, 0, 8)
 
 
 def test_cut_read_verdicts_stored_under_an_etag_before_015_are_read_again(db_url, monkeypatch):

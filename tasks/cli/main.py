@@ -11,7 +11,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from tasks import errors, quiet
 
@@ -39,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
 
     return guarded("hashtagger", run, argv)
 
+def _terminated(signum, frame):
+    raise errors.Terminated("terminated by SIGTERM")
+
+
 def hashtag_main(argv: list[str] | None = None) -> int:
     """`hashtag IMAGE...`: labels and ranked hashtags for each image (the report's Hashtag.py)."""
     from tasks.cli import hashtag
@@ -51,10 +57,15 @@ def guarded(prog: str, run, argv: list[str] | None) -> int:
     verbose = any(arg in ("-v", "--verbose") for arg in argv)
     quiet.quiet_environment()
     configure_logging(verbose)  # for both commands, from the same -v/--verbose scan
+    if threading.current_thread() is threading.main_thread():  # a signal handler lives in the main thread
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         status = run(argv)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return status
+    except errors.Terminated:
+        print(f"{prog}: terminated by SIGTERM (what was committed is kept)", file=sys.stderr)
+        return errors.EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"{prog}: interrupted (what was committed is kept)", file=sys.stderr)
         return errors.EXIT_INTERRUPTED

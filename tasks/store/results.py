@@ -372,6 +372,19 @@ def redecide(engine: sa.Engine, predictor, hashtags, min_confidence: float, sour
     return len(changed)
 
 
+def clear_failures(engine: sa.Engine, uris: list[str], chunk: int = 500) -> None:
+    """Drop the failures recorded for `uris` (folders that could not be listed and now can: their files
+    are tagged as any others), in chunks of `chunk` URIs a transaction."""
+    for start in range(0, len(uris), chunk):
+        rows = [{"uri": uri} for uri in uris[start:start + chunk]]
+        retrying(lambda: _execute(engine, CLEAR_FAILURES, rows), "clearing the failures of listed folders")
+
+
+def _execute(engine: sa.Engine, statement, rows: list[dict]) -> None:
+    with engine.begin() as connection:
+        connection.execute(statement, rows)
+
+
 def finish_run(engine: sa.Engine, run_id: str, status: str, error: str | None = None, not_images: int = 0) -> dict:
     """Close the run record with the count of non-image files its source skipped; returns it as written
     (counts are exact: each batch added its own)."""

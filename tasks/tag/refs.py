@@ -24,6 +24,10 @@ HASHED_KEY_PREFIX = "uri-sha256:"
 SYSTEM_FOLDERS = frozenset(name.casefold() for name in (
     "@eaDir", "#recycle", "#snapshot", "@Recycle", "@Recently-Snapshot", "@sharebin", "$RECYCLE.BIN",
     "RECYCLER", "RECYCLED", "System Volume Information", "lost+found"))
+# Text and sidecar files people keep beside photos (notes, metadata, edits): neither tagged nor reported
+# as failed images; a folder's and a bucket's listing skip them and count them (`not_images`).
+NOT_IMAGE_SUFFIXES = frozenset({".txt", ".md", ".csv", ".json", ".xml", ".xmp", ".aae", ".log", ".yaml",
+                                ".yml", ".ini", ".db", ".sqlite", ".py", ".sh"})
 # Files of the same kind: macOS keeps a folder's custom icon in an empty file named "Icon\r".
 SYSTEM_FILES = frozenset({"Icon\r"})
 

@@ -8,12 +8,13 @@ downloaded, and a read asks for exactly the listed version (If-Match).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Iterator
 
 from tasks.config import S3Settings
-from tasks.tag.refs import (SYSTEM_FILES, ImageRef, SourceAccessDenied, SourceError, SourceNotConfigured,
-                            SourceNotFound, UnreadableImage, is_system_folder, too_big)
+from tasks.tag.refs import (NOT_IMAGE_SUFFIXES, SYSTEM_FILES, ImageRef, SourceAccessDenied, SourceError,
+                            SourceNotConfigured, SourceNotFound, UnreadableImage, is_system_folder, too_big)
 
 # Client errors that concern one object, not the bucket or the server: that image fails, the run goes on.
 PER_OBJECT_ERRORS = {
@@ -94,7 +95,8 @@ class S3Source:
                     parts = key[len(self.prefix):].split("/")
                     if key.endswith("/") or any(part.startswith(".") for part in parts):
                         continue
-                    if parts[-1] in SYSTEM_FILES or any(is_system_folder(part) for part in parts[:-1]):
+                    if parts[-1] in SYSTEM_FILES or any(is_system_folder(part) for part in parts[:-1]) \
+                            or os.path.splitext(parts[-1])[1].lower() in NOT_IMAGE_SUFFIXES:  # sidecars
                         self.not_images += 1
                         continue
                     etag = (entry.get("ETag") or "").strip('"') or None

@@ -15,8 +15,9 @@ from typing import Iterator
 # The shared types live in tasks.tag.refs, which both this module and tasks.tag.s3 import (no cycle);
 # they are re-exported here, where callers have always found them.
 from tasks.tag.refs import (  # noqa: F401
-    HASHED_KEY_PREFIX, MAX_IMAGE_BYTES, MAX_KEY_BYTES, SYSTEM_FILES, SYSTEM_FOLDERS, ImageRef, Source, SourceError,
-    SourceAccessDenied, SourceNotConfigured, SourceNotFound, UnreadableImage, escaped, exact_name, image_key, is_system_folder, storable, too_big, unescaped)
+    HASHED_KEY_PREFIX, MAX_IMAGE_BYTES, MAX_KEY_BYTES, NOT_IMAGE_SUFFIXES, SYSTEM_FILES, SYSTEM_FOLDERS, ImageRef,
+    Source, SourceAccessDenied, SourceError, SourceNotConfigured, SourceNotFound, UnreadableImage, escaped,
+    exact_name, image_key, is_system_folder, storable, too_big, unescaped)
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ def _escape_character(char: str) -> str:
     return char.encode("unicode_escape").decode("ascii")
 
 
-# Text and sidecar files people keep beside photos (notes, metadata, edits): a folder source does not
-# list them, so they are neither tagged nor reported as failed images; LocalSource counts them.
-NOT_IMAGE_SUFFIXES = frozenset({".txt", ".md", ".csv", ".json", ".xml", ".xmp", ".aae", ".log", ".yaml",
-                                ".yml", ".ini", ".db", ".sqlite", ".py", ".sh"})
 def name_text(path: str) -> str:
     """A path as text decided by its bytes, whatever the locale: UTF-8, other bytes kept as surrogates
     (os.fsdecode's decoding under a Latin-1 locale would turn 'café' into 'cafÃ©', another image)."""
@@ -73,9 +70,10 @@ class LocalSource:
         # a folder name that is not UTF-8 is stored escaped, like the file names under it
         self.uri = escaped(name_text(str(self.root)))
         self.not_images = 0  # files the last list() skipped: sidecar suffixes, system folders and files
+        self.listed_folders: list[str] = []  # URIs of the subfolders the last list() could list
 
     def list(self) -> Iterator[ImageRef]:
-        self.not_images = 0
+        self.not_images, self.listed_folders = 0, []
         if self.root.is_file():
             yield path_ref(str(self.root), _size(self.root))
             return
@@ -94,6 +92,8 @@ class LocalSource:
                 # in failed_images, read again by the next run) and the listing goes on
                 yield dataclasses.replace(path_ref(folder), error=_unlistable(error))
                 continue
+            if folder != str(self.root):  # readable now: a failure an earlier run recorded for it is over
+                self.listed_folders.append(path_ref(folder).uri)
             subfolders: list[str] = []
             while entries:
                 entry = entries.pop()

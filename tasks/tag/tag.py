@@ -130,6 +130,8 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
                 counts["redecided"] = results.redecide(engine, predictor, hashtags, config.min_confidence,
                                                        source.uri, lambda key: in_shard(key, config.shard))
             _pipeline(source, predictor, hashtags, engine, config, run_id, counts, lease_lost)
+            if not config.dry_run and getattr(source, "listed_folders", None):
+                results.clear_failures(engine, source.listed_folders)
         except BaseException as caught:  # recorded on the run, then raised again below
             failure = caught
         not_images = getattr(source, "not_images", 0)
@@ -160,9 +162,11 @@ def _start(engine, run_id: str, source_uri: str, model_id: str, config: TagConfi
 
 def _finish(engine, run_id, source_uri, model_id, config, counts, failure, not_images: int = 0) -> RunSummary:
     """The run's summary, recorded as its end unless this is a dry run; counts are what was committed."""
-    interrupted = isinstance(failure, KeyboardInterrupt)  # Ctrl-C: a person stopped it; nothing went wrong
-    error = None if failure is None else "interrupted by the user (Ctrl-C); a rerun finishes its work" \
-        if interrupted else (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+    # Ctrl-C, or SIGTERM (tasks.errors.Terminated, with its words): stopped from outside; nothing went wrong
+    interrupted = isinstance(failure, KeyboardInterrupt)
+    error = None if failure is None else \
+        f"interrupted: {str(failure) or 'by the user (Ctrl-C)'}; a rerun finishes its work" if interrupted else \
+        (str(failure).strip().splitlines() or [type(failure).__name__])[0]
     status = "dry-run" if config.dry_run else "succeeded" if failure is None else \
         "interrupted" if interrupted else "failed"
     counts = {key: counts[key] for key in (*run_counts.BATCH_FIELDS, "redecided")}
