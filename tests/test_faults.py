@@ -26,12 +26,7 @@ IMAGES = 600
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    """600 photo-like 640x480 JPEGs (20 distinct pictures), slow enough to decode to be killed mid-run."""
-    folder = tmp_path_factory.mktemp("photos")
-    pictures = [hostile.noisy_jpeg(seed=seed) for seed in range(20)]
-    for index in range(IMAGES):
-        (folder / f"photo {index:03d}.jpg").write_bytes(pictures[index % 20])
-    return folder
+    return hostile.photo_folder(tmp_path_factory.mktemp("photos"), IMAGES)
 
 
 @pytest.fixture(scope="module")

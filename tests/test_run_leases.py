@@ -24,12 +24,7 @@ IMAGES = 400
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    """400 photo-like 640x480 JPEGs."""
-    folder = tmp_path_factory.mktemp("photos")
-    pictures = [hostile.noisy_jpeg(seed=seed) for seed in range(20)]
-    for index in range(IMAGES):
-        (folder / f"photo {index:03d}.jpg").write_bytes(pictures[index % 20])
-    return folder
+    return hostile.photo_folder(tmp_path_factory.mktemp("photos"), IMAGES)
 
 
 @pytest.fixture(scope="module")
