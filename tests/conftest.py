@@ -200,3 +200,11 @@ def tiny_cifar(tiny_cifar_home, hashtagger_home):
 
     shutil.copytree(tiny_cifar_home / "datasets", hashtagger_home / "datasets")
     return load("cifar10")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny exported model (fixtures/tiny_model.py), built once per test module: fast to serve."""
+    from fixtures import tiny_model
+
+    return tiny_model.build(tmp_path_factory.mktemp("model") / "tiny")

@@ -11,18 +11,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fixtures import hostile, tiny_model
+from fixtures import hostile
 from fixtures.pgproxy import PgProxy
 from tasks.hashtags.engine import HashtagEngine
 from tasks.store import db, results
 from tasks.tag import predictor, tag
 
 IMAGES, BATCH = 60, 10
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return tiny_model.build(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")

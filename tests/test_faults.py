@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fixtures import hostile, tiny_model
+from fixtures import hostile
 from tasks.store import db
 from tasks.tag import predictor
 from tasks.store import results
@@ -27,11 +27,6 @@ IMAGES = 600
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     return hostile.photo_folder(tmp_path_factory.mktemp("photos"), IMAGES)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return tiny_model.build(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def scalar(engine, sql: str, **params):

@@ -12,17 +12,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fixtures import hostile, tiny_model
+from fixtures import hostile
 from tasks.store import db
 from tasks.tag import predictor
 from tasks.tag import sources
 from tasks.tag import tag
 from tasks.hashtags.engine import HashtagEngine
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return tiny_model.build(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fixtures import hostile, tiny_model
+from fixtures import hostile
 from fixtures.pgbouncer import PgBouncer
 from tasks.store import db, leases
 
@@ -25,11 +25,6 @@ IMAGES = 400
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     return hostile.photo_folder(tmp_path_factory.mktemp("photos"), IMAGES)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return tiny_model.build(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture
