@@ -2,7 +2,7 @@
 
 Every module has a frozen `Config` and `make_model(input_shape, num_classes, config) -> keras.Model`,
 and states in its docstring its parameter count and forward FLOPs per 32x32x3 image (counted by
-`models.flops`; tests/test_models.py checks the stated figures against the built models).
+`models.flops`; tests/models/test_models.py checks the stated figures against the built models).
 Importing this package does not import Keras; `build` does.
 """
 

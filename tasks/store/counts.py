@@ -3,7 +3,7 @@
 Every path derives from `RunCounts`: the batch writes (`ADD`), the reset of a repeated run (`RESET`), the
 reads of `tagging_runs` (`COLUMNS`), the run's summary (tasks/tag/tag.py RunSummary extends the record),
 the nightly DAG's totals and the run page's header (`RunCounts.total`). A new count is one field here
-and its column in a migration (tests/test_run_counts.py checks every path against the fields).
+and its column in a migration (tests/store/test_run_counts.py checks every path against the fields).
 """
 
 from __future__ import annotations

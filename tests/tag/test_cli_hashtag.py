@@ -164,7 +164,7 @@ def test_tag_dry_run_limit_and_errors(bin_dir, bundled_model, pictures, tmp_path
 def test_the_listing_after_tag_says_how_many_more_hashtags_are_stored(bin_dir, tmp_path, results_sqlite_url):
     """The listing shows an image's first 5 hashtags; "+N more" counts the rest of what the database holds
     (up to 10 on the generic platform), and nothing is added when all of them are shown (instagram: 5)."""
-    samples = Path(__file__).resolve().parents[1] / "samples"
+    samples = Path(__file__).resolve().parents[2] / "samples"
     for platform, folder in (("generic", tmp_path / "generic"), ("instagram", tmp_path / "instagram")):
         folder.mkdir()
         for name in ("cat.jpg", "ship.jpg", "bird.jpg"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 EXPECTED = {"cifar_dataset", "train_models", "nightly_tagging", "hashtag_refresh"}
 HEAVY_MODULES = ("tensorflow", "keras", "jax", "torch", "onnxruntime", "numpy", "PIL", "boto3")

@@ -17,7 +17,7 @@ import pytest
 
 from tasks import errors
 
-REPO_SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
+REPO_SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "samples")
 
 
 def run(bin_dir, command: str, *args, env: dict | None = None) -> subprocess.CompletedProcess:

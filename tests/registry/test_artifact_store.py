@@ -21,7 +21,7 @@ from tasks.registry import registry
 from tasks.registry import store
 from tasks.store import db
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 
 

@@ -16,7 +16,7 @@ from tasks import pipeline
 from tasks.store import counts, runs
 from tasks.tag import report
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _folder(tmp_path: Path) -> Path:

@@ -22,7 +22,7 @@ from tasks.hashtags.engine import HashtagEngine
 from tasks.store import db
 from tasks.tag import predictor, report, tag
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
 

@@ -23,7 +23,7 @@ from tasks.registry import registry
 from tasks.registry import store
 from tasks.store import db
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 BUNDLED_VERSION = {"cifar10": "1f3f9a0d6a3913bc", "cifar100": "d57816b55ad9a054"}  # bundled metadata says so
 

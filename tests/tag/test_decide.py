@@ -77,7 +77,7 @@ def test_hashtag_abstains_on_text_grey_and_noise_and_labels_the_samples(tmp_path
     page.save(tmp_path / "text.jpg", quality=90)
     Image.new("RGB", (300, 300), (128, 128, 128)).save(tmp_path / "grey.png")
     Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(tmp_path / "noise.png")
-    samples = sorted((Path(__file__).resolve().parent.parent / "samples").glob("*.jpg"))
+    samples = sorted((Path(__file__).resolve().parents[2] / "samples").glob("*.jpg"))
     unknown = [tmp_path / name for name in ("text.jpg", "grey.png", "noise.png")]
     answered = subprocess.run([bin_dir / "hashtag", "--json", *map(str, unknown + samples)],
                               capture_output=True, text=True, timeout=120)
@@ -100,7 +100,7 @@ def test_hashtag_with_both_models_merges_their_labels(bin_dir):
     import subprocess
     from pathlib import Path
 
-    horse = Path(__file__).resolve().parent.parent / "samples" / "horse.jpg"
+    horse = Path(__file__).resolve().parents[2] / "samples" / "horse.jpg"
     answered = subprocess.run([bin_dir / "hashtag", "--json", "--dataset", "both", str(horse)],
                               capture_output=True, text=True, timeout=120)
     assert answered.returncode == 0, answered.stderr
@@ -126,7 +126,7 @@ def test_a_merged_hashtag_list_leaves_out_what_an_abstaining_model_offered():
 
     from tasks import pipeline
 
-    bird = Path(__file__).resolve().parent.parent / "samples" / "bird.jpg"
+    bird = Path(__file__).resolve().parents[2] / "samples" / "bird.jpg"
     _, (result,) = pipeline.hashtag_images([str(bird)], dataset="both")
     abstained = {model["dataset"]: model["abstained"] for model in result["models"]}
     assert abstained == {"cifar10": False, "cifar100": True}
@@ -145,7 +145,7 @@ def test_tag_lists_an_abstention_and_a_lower_threshold_never_labels_a_blank(tmp_
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    shutil.copy(Path(__file__).resolve().parent.parent / "samples" / "cat.jpg", folder)
+    shutil.copy(Path(__file__).resolve().parents[2] / "samples" / "cat.jpg", folder)
     Image.new("RGB", (300, 300), (128, 128, 128)).save(folder / "grey.png")
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(
         folder / "noise.png")

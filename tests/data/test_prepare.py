@@ -32,7 +32,7 @@ from tasks.config import Settings
 from tasks.data.download import DownloadError
 from tasks.data.prepare import CIFAR10_CLASSES, DataError, PrepareConfig
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 HASHTAGGER = Path(sys.executable).parent / "hashtagger"
 OFFICIAL_MD5 = {"cifar10": "c58f30108f718f92721af3b95e74349a",
                 "cifar100": "eb9058c3a382ffc7106e4002c42a8d85"}

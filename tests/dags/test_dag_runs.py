@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOGICAL_DATE = "2026-11-27T02:00:00+00:00"
 TRAIN_PER_CLASS, TEST_PER_CLASS = 8, 2  # 80 + 20 images: one epoch in seconds
 BUCKET, PREFIX = "photos", "incoming/"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tasks.data import prepare
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def shell_lines() -> list[str]:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from tasks.tag import predictor
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 
 

@@ -19,7 +19,7 @@ from tasks.hashtags.engine import HashtagEngine
 from tasks.store import db
 from tasks.tag import predictor, tag
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
 def rows(db_url: str, sql: str, **params) -> list:

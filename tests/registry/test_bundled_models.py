@@ -61,7 +61,7 @@ def test_bundled_model_serves_on_onnx_runtime(dataset):
 def test_hashtag_answers_with_the_cifar100_model(bin_dir):
     from pathlib import Path
 
-    image = Path(__file__).resolve().parent.parent / "samples" / "horse.jpg"
+    image = Path(__file__).resolve().parents[2] / "samples" / "horse.jpg"
     answer = subprocess.run([bin_dir / "hashtag", "--dataset", "cifar100", "--json", str(image)],
                             capture_output=True, text=True, timeout=120)
     assert answer.returncode == 0, answer.stderr
