@@ -92,6 +92,7 @@ def time_to_target(history: dict, target: float | None) -> float | None:
 
 def run(args):
     """Train every architecture; returns (result rows, the dataset used)."""
+    from tasks import pipeline
     from tasks.train import train
     from tasks.cli.train import pairs
 
@@ -120,8 +121,10 @@ def run(args):
             architecture=architecture, dataset=args.dataset, dataset_version=dataset.version,
             recipe=args.recipe, epochs=epochs, budget_minutes=args.budget_minutes,
             train_limit=args.train_limit, seed=args.seed, recipe_overrides=recipe_overrides,
-            model_overrides=model_overrides, register=not args.no_register, verbose=2),
+            model_overrides=model_overrides, verbose=2),
             dataset=dataset)
+        if not args.no_register:
+            pipeline.register_saved_model(metadata)
         metrics = metadata["metrics"]
         results.append({
             "architecture": architecture, "recipe": args.recipe, "model_id": metadata["model_id"],

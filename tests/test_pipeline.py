@@ -52,6 +52,19 @@ def test_the_front_ends_call_nothing_below_the_service_layer(path):
     assert offending == [], f"{path.relative_to(REPO)} imports {offending}: go through tasks.pipeline"
 
 
+def test_one_path_records_a_model_in_the_registry():
+    """Training, `models register`, evaluation and the benchmarks register through pipeline.register_model."""
+    callers = []
+    for path in sorted([*(REPO / "tasks").rglob("*.py"), *(REPO / "dags").glob("*.py"),
+                        *(REPO / "benchmarks").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "register" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "registry"):
+                callers.append(str(path.relative_to(REPO)))
+    assert callers == ["tasks/pipeline/models.py"]
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(REPO).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

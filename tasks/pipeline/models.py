@@ -12,11 +12,31 @@ from tasks.pipeline.common import plain_engine, results_engine
 log = logging.getLogger(__name__)
 
 
-def register_model(path: str, db_url: str | None = None) -> dict:
-    """Record a saved model folder as a candidate (a second call refreshes its metrics); its registry row."""
+def register_model(model, db_url: str | None = None, artifact_uri: str | None = None, engine=None) -> dict:
+    """Record a saved model as a candidate (a second call refreshes its metrics); its registry row.
+
+    The one path into the registry: `hashtagger train`, `models register`, `evaluate` (the DAG's evaluate
+    task) and the benchmarks all come here. `model`: its folder, or its ModelMetadata (or that as a dict);
+    `artifact_uri`: where it is kept when not its folder (an s3:// model trained on another host);
+    `engine`: an engine already open on the results database (else `db_url`'s, migrated).
+    """
     from tasks.registry import artifact, registry
 
-    return registry.register(results_engine(db_url), artifact.read(path))
+    metadata = artifact.read(model) if isinstance(model, (str, Path)) else model
+    return registry.register(engine or results_engine(db_url), metadata, artifact_uri)
+
+
+def register_saved_model(metadata, db_url: str | None = None) -> bool:
+    """`register_model` after a training run: a database that cannot take it is logged, never fatal (the
+    saved model stays, and `hashtagger models register PATH` records it later); whether it was recorded."""
+    try:
+        register_model(metadata, db_url)
+    except Exception as error:  # noqa: BLE001  the model is saved; only its registry row is missing
+        model_id, path = (metadata.get("model_id"), metadata.get("path")) if isinstance(metadata, dict) else (
+            metadata.model_id, metadata.path)
+        log.error("model %s saved but not registered (%s): run `hashtagger models register %s`", model_id, error, path)
+        return False
+    return True
 
 
 def list_models(dataset: str | None = None, status: str | None = None, db_url: str | None = None) -> list[dict]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tasks.config import Settings
 from tasks.pipeline.common import results_engine, settings
-from tasks.pipeline.models import register_model
+from tasks.pipeline.models import register_model, register_saved_model
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,11 @@ def train(spec: dict, register: bool = False, db_url: str | None = None, callbac
     from tasks.registry import artifact
     from tasks.train import train as training
 
-    config = dataclasses.replace(training.TrainConfig(**spec), register=False)
+    config = training.TrainConfig(**spec)
     config = dataclasses.replace(config, dataset_version=_pull_dataset(config.dataset, config.dataset_version))
     metadata = artifact.ModelMetadata.from_dict(training.train(config, settings(), callbacks=tuple(callbacks)))
     if register:
-        try:
-            register_model(metadata.path, db_url)
-        except Exception as error:  # noqa: BLE001  the model is saved; only its registry row is missing
-            log.error("model %s saved but not registered (%s): run `hashtagger models register %s`",
-                      metadata.model_id, error, metadata.path)
+        register_saved_model(metadata, db_url)
     return metadata
 
 
@@ -159,7 +155,7 @@ def evaluate(model_path: str, dataset_version: str | None = None, tta: str = "no
     if engine is not None:
         if reused or registry.get(engine, metadata.model_id) is None:
             # with its evaluation on its own dataset version; an s3:// model keeps its store reference
-            registry.register(engine, metadata, reference if reference.startswith(store.S3) else None)
+            register_model(metadata, artifact_uri=reference if reference.startswith(store.S3) else None, engine=engine)
         if not reused:
             registry.record_evaluation(engine, metadata.model_id, metrics)
     return {**model_summary(metadata), **metrics}

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 WEIGHTS = "trainer.weights.h5"
 STATE = "state.json"
 # TrainConfig fields that change what is reported, not what is trained
-NOT_IDENTITY = ("reports", "register", "verbose", "budget_minutes")
+NOT_IDENTITY = ("reports", "verbose", "budget_minutes")
 
 
 @dataclasses.dataclass(frozen=True)

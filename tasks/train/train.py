@@ -1,8 +1,8 @@
 """Train stage: one architecture, one recipe, one dataset version -> a self-describing model artifact.
 
 The end of every run evaluates the model on the test split (tasks/evaluate/evaluate.py: accuracy, per-class
-accuracy, calibration, plots under the artifact's reports/), saves the artifact and records it in the
-registry as a candidate.
+accuracy, calibration, plots under the artifact's reports/) and saves the artifact; the caller records it
+in the registry (tasks/pipeline/models.py `register_model`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ class TrainConfig:
     recipe_overrides: tuple[tuple[str, object], ...] = ()  # e.g. (("batch_size", 64),)
     model_overrides: tuple[tuple[str, object], ...] = ()  # architecture Config fields
     reports: bool = True  # plots and calibration under the artifact's reports/ (needs matplotlib for PNGs)
-    register: bool = True  # record the model in the results database (HASHTAGGER_DB_URL) as a candidate
     verbose: int = 2  # Keras fit verbosity: 0 silent, 2 one line per epoch
 
 
@@ -160,7 +159,9 @@ def epoch_callbacks(budget_minutes: float | None, seconds_before: float = 0.0):
 
 def train(config: TrainConfig, settings: Settings | None = None, dataset: Dataset | None = None,
           callbacks: tuple = ()) -> dict:
-    """Train, evaluate on the test split, save the artifact, register it; returns its metadata.
+    """Train, evaluate on the test split, save the artifact; returns its metadata (a dict).
+
+    Registering it is the caller's (tasks/pipeline/models.py `register_model`, the one path into the registry).
 
     callbacks: extra Keras callbacks for fit (the CLI's progress bar, tasks/cli/progress.py).
     """
@@ -182,8 +183,6 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
     fitted = _fit(model, recipe, config, dataset, x_train, y_train, settings, callbacks)
     metadata = _evaluated_and_saved(model, config, recipe, dataset, settings, fitted, len(x_train))
     checkpoint.remove(fitted.saved_at)
-    if config.register:
-        register(metadata, settings)
     return metadata
 
 
@@ -289,20 +288,3 @@ def training_batches(recipe: recipes.Recipe, x_train, y_train, num_classes: int,
         x_train, y_train, num_classes, min(recipe.batch_size, len(x_train)),
         translate_pixels=translate_pixels, seed=config.seed, outliers=outlier_images,
         outlier_batch=outlier_batch, outlier_weight=recipe.outlier_weight)
-
-
-def register(metadata: dict, settings: Settings) -> bool:
-    """Record a saved model as a candidate; a database error is logged, never fatal to the run."""
-    import sqlalchemy as sa
-
-    from tasks.store import db
-    from tasks.registry import registry
-
-    try:
-        engine = db.ensure_schema(db.engine(settings.database_url))
-        registry.register(engine, metadata)
-    except (sa.exc.SQLAlchemyError, db.MigrationError, OSError) as error:
-        log.error("model %s saved but not registered (%s): run `hashtagger models register %s`",
-                  metadata["model_id"], error, metadata["path"])
-        return False
-    return True

@@ -148,7 +148,7 @@ def test_a_model_from_elsewhere_is_evaluated_on_the_latest_local_version(tiny_ci
 
     metadata = train.train(train.TrainConfig(
         architecture="shallow", recipe="seed", epochs=1, train_limit=32, recipe_overrides=(("batch_size", 32),),
-        reports=False, register=False, verbose=0))
+        reports=False, verbose=0))
     artifact.write_metadata(Path(metadata["path"]), {**metadata, "dataset_version": "made-elsewhere"})
     metrics = evaluate.evaluate_artifact(metadata["path"], config=evaluate.EvaluateConfig(figures=False))
     assert metrics["dataset_version"] == tiny_cifar.version
@@ -191,7 +191,7 @@ def test_a_model_outside_hashtagger_home_is_left_untouched(tiny_cifar, hashtagge
 
     metadata = train.train(train.TrainConfig(
         architecture="shallow", recipe="seed", epochs=1, train_limit=32, recipe_overrides=(("batch_size", 32),),
-        reports=False, register=False, verbose=0))
+        reports=False, verbose=0))
     elsewhere = tmp_path / "checkout" / "models" / "bundled" / "cifar10"
     shutil.copytree(metadata["path"], elsewhere)
     before = {path: path.read_bytes() for path in elsewhere.rglob("*") if path.is_file()}

@@ -62,6 +62,19 @@ def event_names(engine, model_id: str) -> list[str]:
     return [event["event"] for event in reversed(registry.events(engine, model_id=model_id))]
 
 
+def test_a_trained_model_goes_into_the_registry_by_the_one_path_and_a_refusing_database_loses_nothing(
+        engine, db_url, tmp_path, caplog):
+    metadata = make_model(tmp_path, "m-saved", 0.80)
+    unreachable = "postgresql+psycopg2://postgres@127.0.0.1:9/nowhere?connect_timeout=2"
+    assert pipeline.register_saved_model(metadata, unreachable) is False
+    assert "model m-saved saved but not registered" in caplog.text
+    assert f"run `hashtagger models register {metadata['path']}`" in caplog.text
+    # the command the log names records it later, from its folder, as training would have
+    assert pipeline.register_saved_model(metadata, db_url) is True
+    row = pipeline.register_model(metadata["path"], db_url)
+    assert (row["model_id"], row["status"], row["test_top1"]) == ("m-saved", "candidate", pytest.approx(0.80))
+
+
 def test_register_is_an_idempotent_upsert(engine, tmp_path):
     metadata = make_model(tmp_path, "m1", 0.80)
     registry.register(engine, metadata)

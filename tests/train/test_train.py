@@ -53,7 +53,7 @@ runs = [(name, "fast") for name in sys.argv[1].split(",")] + [("shallow", "seed"
 for architecture, recipe in runs:
     metadata = train.train(train.TrainConfig(
         architecture=architecture, recipe=recipe, epochs=1, train_limit=64,
-        recipe_overrides=(("batch_size", 32),), reports=False, register=False, verbose=0))
+        recipe_overrides=(("batch_size", 32),), reports=False, verbose=0))
     assert metadata["backend"] == "jax" and metadata["history"]["loss"][0] > 0
     paths.append(metadata["path"])
 print(json.dumps(paths))
@@ -118,7 +118,7 @@ def test_the_budget_stops_training_before_the_epochs_run_out(tiny_cifar, hashtag
 
     metadata = train.train(train.TrainConfig(
         architecture="shallow", recipe="seed", epochs=5, budget_minutes=1e-4, train_limit=32,
-        recipe_overrides=(("batch_size", 32),), reports=False, register=False, verbose=0))
+        recipe_overrides=(("batch_size", 32),), reports=False, verbose=0))
     assert metadata["epochs_done"] == 1 and len(metadata["history"]["seconds"]) == 1
     assert "--budget-minutes" in metadata["reproduce"]
     assert not (Path(metadata["path"]) / "reports").exists()

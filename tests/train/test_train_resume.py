@@ -80,7 +80,7 @@ def test_a_different_run_never_picks_up_another_runs_checkpoint(tiny_cifar):
     from tasks.train.train import TrainConfig
 
     config = TrainConfig(architecture="airbench", recipe="airbench", epochs=6)
-    same = dataclasses.replace(config, verbose=0, reports=False, register=False, budget_minutes=30)
+    same = dataclasses.replace(config, verbose=0, reports=False, budget_minutes=30)
     assert checkpoint.run_key(config, "v1") == checkpoint.run_key(same, "v1")
     for other in (dataclasses.replace(config, epochs=7), dataclasses.replace(config, seed=1),
                   dataclasses.replace(config, recipe_overrides=(("batch_size", 6),))):
