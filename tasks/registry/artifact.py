@@ -50,7 +50,21 @@ class ModelMetadata:
     input: dict | None = None  # {"shape": [32, 32, 3], "pixels": ..., "preprocessing": ...}
     created_at: str | None = None  # ISO 8601, UTC
     epochs_done: int | None = None  # epochs trained (a time budget may stop before the recipe's)
-    training_seconds: float | None = None  # wall-clock time of the fit
+    training_seconds: float | None = None  # wall-clock seconds of the fit, summed over a resumed run's processes
+    # How it was made (written by `describe` at the end of training; older and bundled files may lack them)
+    architecture_config: dict | None = None  # the architecture's Config fields (models/)
+    train_config: dict | None = None  # TrainConfig's fields (tasks/train/train.py)
+    dataset_source: str | None = None  # where the dataset version was prepared from
+    history: dict | None = None  # per-epoch Keras metrics: {name: [value per epoch]}
+    train_images: int | None = None  # training images seen per epoch
+    resumed_from_epoch: int | None = None  # the epoch the last process resumed from (0: in one go)
+    machine: str | None = None  # CPU, cores and accelerators that trained it (`machine()`)
+    parameters: int | None = None  # trainable and other weights
+    forward_flops: int | None = None  # per image, 2 x multiply-adds (models/flops.py)
+    keras_version: str | None = None
+    backend: str | None = None  # Keras backend that trained: tensorflow, jax or torch
+    code_version: str | None = None  # package version, + git commit from a checkout
+    reproduce: str | None = None  # the `hashtagger train` command that makes it again
     extra: dict = dataclasses.field(default_factory=dict)  # every other key of metadata.json, as is
 
     @classmethod
@@ -89,8 +103,8 @@ def code_version() -> str:
 
 
 def describe(model, config, recipe, dataset, metrics: dict, history: dict, epochs_done: int,
-             training_seconds: float, train_images: int, resumed_from: int = 0) -> dict:
-    """metadata.json of a freshly trained model. `training_seconds`: wall-clock seconds of the fit,
+             training_seconds: float, train_images: int, resumed_from: int = 0) -> ModelMetadata:
+    """The metadata of a freshly trained model. `training_seconds`: wall-clock seconds of the fit,
     summed over every process of a resumed run; `resumed_from`: the epoch the last process resumed from
     (0: trained in one go)."""
     import keras
@@ -99,39 +113,22 @@ def describe(model, config, recipe, dataset, metrics: dict, history: dict, epoch
     from models import flops
 
     created = dt.datetime.now(dt.timezone.utc)
-    model_id = (f"{config.architecture}-{dataset.name}-{config.recipe}-"
-                f"{created:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     manifest = dataset.manifest
-    model_config = models.config_for(config.architecture, dict(config.model_overrides))
-    return {
-        "model_id": model_id,
-        "architecture": config.architecture,
-        "architecture_config": dataclasses.asdict(model_config),
-        "recipe": dataclasses.asdict(recipe),
-        "train_config": dataclasses.asdict(config),
-        "dataset": dataset.name,
-        "dataset_version": dataset.version,
-        "dataset_source": manifest.get("source"),
-        "class_names": manifest["class_names"],
-        "coarse_class_names": manifest.get("coarse_class_names"),
-        "fine_to_coarse": manifest.get("fine_to_coarse"),
-        "input": {"shape": manifest["image_shape"], "pixels": "raw RGB 0-255",
-                  "preprocessing": "inside the model: " + _preprocessing_summary(model)},
-        "metrics": metrics,
-        "history": history,
-        "epochs_done": epochs_done,
-        "train_images": train_images,
-        "training_seconds": round(training_seconds, 1),
-        "resumed_from_epoch": resumed_from,
-        "machine": machine(),
-        "parameters": int(model.count_params()),
-        "forward_flops": flops.forward_flops(model),  # per image, 2 x multiply-adds (models/flops.py)
-        "keras_version": keras.__version__,
-        "backend": keras.backend.backend(),
-        "code_version": code_version(),
-        "created_at": created.isoformat(timespec="seconds"),
-        "reproduce": reproduce_command(config),
-    }
+    return ModelMetadata(
+        model_id=f"{config.architecture}-{dataset.name}-{config.recipe}-{created:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
+        class_names=manifest["class_names"], architecture=config.architecture, dataset=dataset.name,
+        dataset_version=dataset.version, metrics=metrics, recipe=dataclasses.asdict(recipe),
+        coarse_class_names=manifest.get("coarse_class_names"), fine_to_coarse=manifest.get("fine_to_coarse"),
+        input={"shape": manifest["image_shape"], "pixels": "raw RGB 0-255",
+               "preprocessing": "inside the model: " + _preprocessing_summary(model)},
+        created_at=created.isoformat(timespec="seconds"), epochs_done=epochs_done,
+        training_seconds=round(training_seconds, 1),
+        architecture_config=dataclasses.asdict(models.config_for(config.architecture, dict(config.model_overrides))),
+        train_config=dataclasses.asdict(config), dataset_source=manifest.get("source"), history=history,
+        train_images=train_images, resumed_from_epoch=resumed_from, machine=machine(),
+        parameters=int(model.count_params()), forward_flops=flops.forward_flops(model),
+        keras_version=keras.__version__, backend=keras.backend.backend(), code_version=code_version(),
+        reproduce=reproduce_command(config))
 
 
 def machine() -> str:
@@ -177,15 +174,17 @@ def reproduce_command(config) -> str:
     return " ".join(parts)
 
 
-def save(model, metadata: dict, settings: Settings, reports_dir: Path | None = None,
+def save(model, metadata: ModelMetadata | dict, settings: Settings, reports_dir: Path | None = None,
          fingerprint_images=None) -> dict:
-    """Write the artifact under `models_dir/<model_id>/` atomically; returns metadata with its `path`.
+    """Write the artifact under `models_dir/<model_id>/` atomically; returns its metadata.json dict, with
+    its `path`.
 
     `reports_dir`, when given, is copied in as the artifact's `reports/`; `fingerprint_images` (a few
     uint8 images), when given, are saved with the model's probabilities for them (see `verify`).
     """
     import numpy as np
 
+    metadata = metadata.as_dict() if isinstance(metadata, ModelMetadata) else dict(metadata)
     final = settings.models_dir / metadata["model_id"]
     staging = final.with_name(f".staging-{final.name}")
     shutil.rmtree(staging, ignore_errors=True)

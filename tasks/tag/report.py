@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from tasks.config import Settings
 from tasks.store import reviews_sql, runs as stored_runs  # the SQL lives in tasks/store
+from tasks.store.counts import RunCounts
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def write(engine: sa.Engine, run_ids: list[str], name: str | None = None, settin
         body = render_page(name or found[0], runs, chunk, failures if page == pages else [], page, pages,
                            len(images), len(failures), reviewed=reviewed, review_link=review_link)
         (folder / page_file(page)).write_text(body, encoding="utf-8")
-    (folder / "summary.json").write_text(json.dumps(summary(runs, len(images), len(failures)), default=str,
+    (folder / "summary.json").write_text(json.dumps(summary(runs, len(images), len(failures)).as_dict(), default=str,
                                                     indent=1))
     return folder / "index.html"
 
@@ -178,17 +179,34 @@ def page_file(page: int) -> str:
     return "index.html" if page == 1 else f"page-{page}.html"
 
 
-def summary(runs: list[dict], images: int, failures: int) -> dict:
-    """Totals over the runs: what the page's header and the Airflow run note show."""
-    from tasks.store.counts import RunCounts
+@dataclasses.dataclass(frozen=True)
+class PageSummary(RunCounts):
+    """A run page's header and summary.json: the runs' counts summed, with what they share."""
 
-    return dict(RunCounts.total(runs).counts(), runs=[run["run_id"] for run in runs],
-                status=stored_runs.overall_status([run["status"] for run in runs]),
-                sources=sorted({run["source"] for run in runs}),
-                models=sorted({run["model_version"] for run in runs}),
-                started_at=min(str(run["started_at"]) for run in runs),
-                finished_at=max(str(run["finished_at"] or "") for run in runs) or None,
-                images_shown=images, failures_shown=failures)
+    runs: tuple[str, ...] = ()  # run ids (a nightly run's shards)
+    status: str = ""  # the runs' overall status (tasks/store/runs.py overall_status)
+    sources: tuple[str, ...] = ()  # source URIs, sorted
+    models: tuple[str, ...] = ()  # model versions that tagged, sorted
+    started_at: str = ""  # the earliest start, ISO 8601 UTC
+    finished_at: str | None = None  # the latest end; None while a run is still going
+    images_shown: int = 0  # image cards on the pages
+    failures_shown: int = 0  # failure rows on the pages
+
+    def as_dict(self) -> dict:
+        """summary.json's object (lists for tuples)."""
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in dataclasses.asdict(self).items()}
+
+
+def summary(runs: list[dict], images: int, failures: int) -> PageSummary:
+    """Totals over the runs: what the page's header and the Airflow run note show."""
+    return PageSummary(**RunCounts.total(runs).counts(), runs=tuple(run["run_id"] for run in runs),
+                       status=stored_runs.overall_status([run["status"] for run in runs]),
+                       sources=tuple(sorted({run["source"] for run in runs})),
+                       models=tuple(sorted({run["model_version"] for run in runs})),
+                       started_at=min(str(run["started_at"]) for run in runs),
+                       finished_at=max(str(run["finished_at"] or "") for run in runs) or None,
+                       images_shown=images, failures_shown=failures)
 
 
 STYLE = """
@@ -215,27 +233,27 @@ def render_page(name: str, runs: list[dict], images: list[Image], failures: list
     """
     esc = html.escape
     totals = summary(runs, images_total, failures_total)
-    failed_count = f" ({totals['failed']:,} failed)" if totals["failed"] else ""
-    rows = [("status", totals["status"] + failed_count), ("source", ", ".join(totals["sources"])),
-            ("model", ", ".join(totals["models"])),
-            ("images", f"{totals['seen']:,} seen, {totals['tagged']:,} tagged, {totals['skipped']:,} already "
-                       f"done, {totals['failed']:,} failed"
-                       + (f"; {totals['abstained']:,} of the tagged with no confident label"
-                          if totals["abstained"] else "")
-                       + (f"; {totals['not_images']:,} non-image file{'s' * (totals['not_images'] != 1)} skipped"
-                          if totals["not_images"] else "")),
-            ("time", f"{totals['started_at'][:19]} to {(totals['finished_at'] or 'still running')[:19]} UTC")]
+    failed_count = f" ({totals.failed:,} failed)" if totals.failed else ""
+    rows = [("status", totals.status + failed_count), ("source", ", ".join(totals.sources)),
+            ("model", ", ".join(totals.models)),
+            ("images", f"{totals.seen:,} seen, {totals.tagged:,} tagged, {totals.skipped:,} already "
+                       f"done, {totals.failed:,} failed"
+                       + (f"; {totals.abstained:,} of the tagged with no confident label"
+                          if totals.abstained else "")
+                       + (f"; {totals.not_images:,} non-image file{'s' * (totals.not_images != 1)} skipped"
+                          if totals.not_images else "")),
+            ("time", f"{totals.started_at[:19]} to {(totals.finished_at or 'still running')[:19]} UTC")]
     errors = [run["error"] for run in runs if run.get("error")]
     if errors:
         rows.append(("error", "; ".join(errors)))
-    rows += [("reviewed accuracy", _accuracy_text(row, len(totals["models"]) > 1)) for row in reviewed]
+    rows += [("reviewed accuracy", _accuracy_text(row, len(totals.models) > 1)) for row in reviewed]
     head = "".join(f"<tr><th align=left>{esc(key)}</th><td>{esc(str(value))}</td></tr>" for key, value in rows)
     if review_link:
         head += (f"<tr><th align=left>review</th><td><a id=review-link href=\"{esc(review_link)}\">correct these "
                  f"tags</a> (after starting <code>hashtagger review</code>)</td></tr>")
     nav = _nav(page, pages)
     # the model is named once in the header; a card names it only where it differs (a mixed run)
-    header_model = totals["models"][0] if len(totals["models"]) == 1 else None
+    header_model = totals.models[0] if len(totals.models) == 1 else None
     cards = "".join(_card(image, header_model) for image in images) or "<p>No image was tagged in this run.</p>"
     failed = ""
     if failures:

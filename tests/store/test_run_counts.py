@@ -38,7 +38,7 @@ def _every_path(db_url: str, key: str, folder: Path) -> dict[str, dict[str, int]
     engine = sa.create_engine(db_url)
     try:
         (row,) = runs.runs(engine, [run_id])
-        page = report.summary(report.load_runs(engine, [run_id]), 0, 0)
+        page = report.summary(report.load_runs(engine, [run_id]), 0, 0).as_dict()
     finally:
         engine.dispose()
     totals = pipeline.summarize_run(key, 1, db_url)

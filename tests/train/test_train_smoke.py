@@ -28,3 +28,9 @@ def test_train_vgg16_one_epoch_on_real_images(bin_dir, prepared_cifar10):
     assert 0.0 <= metadata["metrics"]["test_top1"] <= 1.0
     assert metadata["metrics"]["test_images"] == 10_000
     assert metadata["reproduce"].startswith("hashtagger train --arch vgg16")
+    # the metadata is the typed record's: every key a field of artifact.ModelMetadata, none left untyped
+    from tasks.registry import artifact
+
+    typed = artifact.read(saved)
+    assert typed.extra == {}, sorted(typed.extra)
+    assert (typed.train_images, typed.reproduce) == (512, metadata["reproduce"])
