@@ -15,6 +15,7 @@ import datetime as dt
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
 from tasks import connections
+from tasks.config import BUNDLED_DATASETS
 
 
 @dag(
@@ -27,7 +28,7 @@ from tasks import connections
     dagrun_timeout=dt.timedelta(minutes=50),  # done before the next hour's run is due
     default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=5),
                   "execution_timeout": dt.timedelta(minutes=30)},
-    params={"dataset": Param("cifar10", enum=["cifar10", "cifar100"],
+    params={"dataset": Param("cifar10", enum=list(BUNDLED_DATASETS),
                              description="whose labels to refresh (cifar100: fine and coarse classes)")},
     tags=["hashtagger", "hashtags"],
     doc_md=__doc__,

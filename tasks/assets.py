@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
-from tasks.pipeline import DATASETS as DATASET_NAMES
+from tasks.config import BUNDLED_DATASETS
 
 DATASETS = {name: Asset(name=f"{name}_dataset", uri=f"hashtagger://datasets/{name}", group="dataset")
-            for name in DATASET_NAMES}
+            for name in BUNDLED_DATASETS}
 CHAMPIONS = {name: Asset(name=f"{name}_champion", uri=f"hashtagger://models/{name}/champion", group="model")
-             for name in DATASET_NAMES}
+             for name in BUNDLED_DATASETS}
 RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group="results")
 

@@ -6,6 +6,10 @@ import dataclasses
 import os
 from pathlib import Path
 
+# The datasets with a bundled model (models/bundled/<name>/): the names every front end offers, the
+# baseline champions, the Assets of dataset versions. Defined here only.
+BUNDLED_DATASETS = ("cifar10", "cifar100")
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:

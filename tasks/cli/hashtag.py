@@ -13,6 +13,7 @@ import os
 import sys
 
 from tasks import errors, pipeline
+from tasks.config import BUNDLED_DATASETS
 from tasks.pipeline import PLATFORM_LIMITS
 
 
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(parser)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--model", help="a model artifact folder (default: the bundled model of --dataset)")
-    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100", "both"),
+    parser.add_argument("--dataset", default="cifar10", choices=(*BUNDLED_DATASETS, "both"),
                         help="whose bundled model answers when --model is not given; both: the CIFAR-10 and "
                              "CIFAR-100 models on the same image, their labels merged")
     parser.add_argument("--min-confidence", type=float, metavar="P",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tasks import errors, pipeline
+from tasks.config import BUNDLED_DATASETS
 from tasks.pipeline import PLATFORM_LIMITS
 
 
@@ -12,7 +13,7 @@ def register(commands) -> None:
     refresh = hashtags.add_parser(
         "refresh", help="fetch hashtags from X for labels not fetched within the time to live ($X_BEARER_TOKEN)")
     refresh.add_argument("--labels", help="comma-separated labels (default: every class name of --dataset)")
-    refresh.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"),
+    refresh.add_argument("--dataset", default="cifar10", choices=BUNDLED_DATASETS,
                          help="whose class names to refresh (cifar100: fine and coarse)")
     refresh.add_argument("--lang", default="en", help="posts' language; 'any' for all languages")
     refresh.add_argument("--woeid", type=int, default=1, help="place whose trends boost hashtags (1: worldwide)")

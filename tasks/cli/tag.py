@@ -7,6 +7,7 @@ import json
 import sys
 
 from tasks import errors, pipeline
+from tasks.config import BUNDLED_DATASETS
 from tasks.pipeline import PLATFORM_LIMITS
 
 SHOW_IMAGES = 8  # images listed after a run, so the summary fits on one screen; the rest are in the database
@@ -24,7 +25,7 @@ def register(commands) -> None:
     tag.add_argument("source", help="a folder (recursive), or s3://bucket/prefix (AWS_ENDPOINT_URL for "
                                     "other S3-compatible servers)")
     tag.add_argument("--model", help="a model artifact folder (default: the champion, else the bundled model)")
-    tag.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"),
+    tag.add_argument("--dataset", default="cifar10", choices=BUNDLED_DATASETS,
                      help="whose champion (else bundled model) tags when --model is not given")
     tag.add_argument("--platform", default="generic", choices=sorted(PLATFORM_LIMITS),
                      help="instagram: at most 5 hashtags, x: 3, generic: 10")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.config import Settings
+from tasks.config import BUNDLED_DATASETS, Settings
 
 ARRAY_NAMES = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
@@ -96,7 +96,7 @@ def _not_prepared(name: str, datasets_dir: Path) -> str:
 
     prepared = sorted(path.name for path in datasets_dir.glob("*") if (path / "LATEST").exists()) \
         if datasets_dir.is_dir() else []
-    close = difflib.get_close_matches(name, prepared + ["cifar10", "cifar100"], n=1)
+    close = difflib.get_close_matches(name, prepared + list(BUNDLED_DATASETS), n=1)
     meant = f"did you mean {close[0]}? " if close and close[0] != name else ""
     return (f"dataset {name!r} is not prepared under {datasets_dir}: {meant}"
             f"run `hashtagger data prepare {close[0] if close else name}` first")

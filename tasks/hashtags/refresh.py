@@ -14,12 +14,12 @@ from typing import Callable
 
 import sqlalchemy as sa
 
+from tasks.config import BUNDLED_DATASETS
 from tasks.hashtags import cache, x_api, x_search, x_trends
 from tasks.hashtags.x_api import XClient, XConfig, XUnavailable
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("cifar10", "cifar100")
 TRANSIENT_STATUSES = ("error", "malformed")  # failures that count towards turning X off for the run
 
 
@@ -32,7 +32,7 @@ def default_labels(dataset: str = "cifar10") -> list[str]:
     if dataset == "cifar100":
         names = prepare.cifar100_labels()
         return list(names["fine_names"]) + list(names["coarse_names"])
-    raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(BUNDLED_DATASETS)}")
 
 
 def refresh(db_engine: sa.Engine, labels: list[str] | None = None, *, dataset: str = "cifar10",

@@ -7,12 +7,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from tasks.config import S3Settings, Settings  # noqa: F401  S3Settings: the front ends' type
+from tasks.config import BUNDLED_DATASETS, S3Settings, Settings  # noqa: F401  S3Settings: the front ends' type
 
 log = logging.getLogger(__name__)
 
 
-DATASETS = ("cifar10", "cifar100")  # the datasets with a bundled model
+DATASETS = BUNDLED_DATASETS  # the datasets with a bundled model, for the front ends (tasks/config.py)
 
 
 class RunActive(RuntimeError):

@@ -27,6 +27,7 @@ import zlib
 
 import sqlalchemy as sa
 
+from tasks.config import BUNDLED_DATASETS
 from tasks.registry import artifact
 from tasks.registry import gates
 from tasks.registry import store
@@ -36,7 +37,6 @@ from tasks.store.registry_sql import (
     PROMOTION_LOCK, SELECT_BASELINE, SELECT_CHAMPION, SELECT_EVALUATIONS, SELECT_MODEL, SET_STATUS, UPDATE_MODEL, UPSERT_EVALUATION)
 
 DEFAULT_MARGIN = gates.DEFAULT.margin  # 0.2 points of test top-1: the challenger's gain must reach this
-BASELINE_DATASETS = ("cifar10", "cifar100")  # those with a bundled model
 PG_PROMOTION_LOCK = 7_431_002  # advisory lock namespace; the second key is a hash of the dataset name
 STATUSES = ("candidate", "champion", "retired")
 
@@ -162,7 +162,7 @@ def rollback(engine: sa.Engine, dataset: str) -> Decision:
     return Decision(previous_id, dataset, True, f"rolled back {champion['model_id']}", champion["model_id"])
 
 
-def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BASELINE_DATASETS) -> list[str]:
+def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BUNDLED_DATASETS) -> list[str]:
     """Record each dataset's bundled model (as `bundled:<dataset>`) and make it champion where there is
     none; a champion that is an older bundled model gives way to the current one. Returns the model ids
     crowned now. Cheap when there is nothing to do: two reads per dataset, no lock."""
