@@ -84,10 +84,10 @@ def run(args) -> int:
     from tasks.cli import progress
 
     settings = Settings.from_env()
-    spec = {"architecture": args.arch, "dataset": args.dataset, "dataset_version": args.dataset_version,
-            "recipe": args.recipe, "epochs": args.epochs, "budget_minutes": args.budget_minutes,
-            "train_limit": args.train_limit, "seed": args.seed, "recipe_overrides": pairs(args.recipe_set),
-            "model_overrides": pairs(args.model_set), "verbose": 0}
+    spec = pipeline.training_spec(
+        architecture=args.arch, dataset=args.dataset, dataset_version=args.dataset_version, recipe=args.recipe,
+        epochs=args.epochs, budget_minutes=args.budget_minutes, train_limit=args.train_limit, seed=args.seed,
+        recipe_overrides=pairs(args.recipe_set), model_overrides=pairs(args.model_set), verbose=0)
     quiet.require_train_extra("training")
     check_dataset(args.dataset, settings, args.dataset_version)
     quiet.import_keras("training")

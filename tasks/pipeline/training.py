@@ -48,10 +48,18 @@ def recipe_names() -> tuple[str, ...]:
     return tuple(recipes.RECIPES)
 
 
+def training_spec(**fields) -> dict:
+    """A training spec: TrainConfig's fields (tasks/train/train.py), checked, as the JSON-friendly dict that
+    `train` and `train_model` take (and a DAG passes through XCom); ValueError naming an unknown field."""
+    from tasks.train import train as training
+
+    return training.TrainConfig.from_dict(fields).as_dict()
+
+
 def training_plan(architectures: list[str], dataset: str, recipe: str, epochs: int,
                   dataset_version: str | None = None, train_limit: int | None = None,
                   budget_minutes: float | None = None) -> list[dict]:
-    """One training spec (TrainConfig fields) per distinct architecture; bad names fail before any training."""
+    """One training spec (`training_spec`) per distinct architecture; bad names fail before any training."""
     import models  # architectures() is shadowed by the parameter here
 
     known = models.ARCHITECTURES
@@ -62,13 +70,13 @@ def training_plan(architectures: list[str], dataset: str, recipe: str, epochs: i
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(recipe_names())}")
     if int(epochs) < 1:
         raise ValueError(f"epochs must be at least 1, not {epochs}")
-    return [{"architecture": name, "dataset": dataset, "dataset_version": dataset_version, "recipe": recipe,
-             "epochs": int(epochs), "train_limit": train_limit, "budget_minutes": budget_minutes}
+    return [training_spec(architecture=name, dataset=dataset, dataset_version=dataset_version, recipe=recipe,
+                          epochs=int(epochs), train_limit=train_limit, budget_minutes=budget_minutes)
             for name in dict.fromkeys(architectures)]
 
 
 def train(spec: dict, register: bool = False, db_url: str | None = None, callbacks: tuple = ()):
-    """Train one model as `spec` (TrainConfig fields) says; its ModelMetadata.
+    """Train one model as `spec` (`training_spec`'s dict) says; its ModelMetadata.
 
     With `register`, it is recorded as a candidate in the results database; a database that cannot take
     it is logged, never fatal: the saved model stays, and `hashtagger models register PATH` records it later.
@@ -77,7 +85,7 @@ def train(spec: dict, register: bool = False, db_url: str | None = None, callbac
     from tasks.registry import artifact
     from tasks.train import train as training
 
-    config = training.TrainConfig(**spec)
+    config = training.TrainConfig.from_dict(spec)
     config = dataclasses.replace(config, dataset_version=_pull_dataset(config.dataset, config.dataset_version))
     metadata = artifact.ModelMetadata.from_dict(training.train(config, settings(), callbacks=tuple(callbacks)))
     if register:

@@ -40,6 +40,22 @@ class TrainConfig:
     reports: bool = True  # plots and calibration under the artifact's reports/ (needs matplotlib for PNGs)
     verbose: int = 2  # Keras fit verbosity: 0 silent, 2 one line per epoch
 
+    @classmethod
+    def from_dict(cls, fields: dict) -> "TrainConfig":
+        """From a training spec as JSON carries it (the DAG's XCom, the CLI): lists of pairs back to tuples;
+        ValueError naming any key that is not a field."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - names)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {', '.join(sorted(names))}")
+        pairs = {name: tuple(tuple(pair) for pair in fields[name])
+                 for name in ("recipe_overrides", "model_overrides") if fields.get(name)}
+        return cls(**{**fields, **pairs})
+
+    def as_dict(self) -> dict:
+        """The spec as a JSON-friendly dict (what `from_dict` reads back)."""
+        return dataclasses.asdict(self)
+
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype="float32")[np.asarray(labels, dtype=np.int64)]

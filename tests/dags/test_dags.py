@@ -183,8 +183,26 @@ def test_training_plan_has_one_spec_per_architecture_and_rejects_bad_names():
 
     plan = pipeline.training_plan(["vgg16", "shallow", "vgg16"], "cifar10", "fast", 2, "abc123")
     assert [spec["architecture"] for spec in plan] == ["vgg16", "shallow"]
-    assert train.TrainConfig(**plan[0]).dataset_version == "abc123"  # specs are TrainConfig fields
+    assert train.TrainConfig.from_dict(plan[0]).dataset_version == "abc123"  # specs are TrainConfig fields
     with pytest.raises(ValueError, match="resnet50"):
         pipeline.training_plan(["resnet50"], "cifar10", "fast", 1)
     with pytest.raises(ValueError, match="recipe"):
         pipeline.training_plan(["vgg16"], "cifar10", "slow", 1)
+
+
+def test_a_training_spec_through_xcom_json_is_the_same_run():
+    """A spec that went through XCom (JSON: tuples become lists) trains, and resumes, as the same run."""
+    import json
+
+    from tasks import pipeline
+    from tasks.train import checkpoint, train
+
+    spec = pipeline.training_spec(architecture="airbench", recipe="airbench", epochs=18,
+                                  recipe_overrides=(("learning_rate", 1.305),),
+                                  model_overrides=(("widths", [128, 384, 384]),))
+    carried = train.TrainConfig.from_dict(json.loads(json.dumps(spec)))
+    assert carried == train.TrainConfig.from_dict(spec)
+    assert carried.model_overrides == (("widths", [128, 384, 384]),)
+    assert checkpoint.run_key(carried, "v1") == checkpoint.run_key(train.TrainConfig.from_dict(spec), "v1")
+    with pytest.raises(ValueError, match=r"unknown training settings \['epoch'\]"):
+        pipeline.training_spec(architecture="vgg16", epoch=3)
