@@ -109,7 +109,10 @@ def describe(model, config, recipe, dataset, metrics: dict, history: dict, epoch
         "architecture_config": dataclasses.asdict(model_config),
         "recipe": dataclasses.asdict(recipe),
         "train_config": dataclasses.asdict(config),
-        "dataset": dataset.name,
+        # a dataset prepared from reviews serves and competes as its base (same classes): `dataset` is the
+        # base's name, `prepared_dataset` the name it was prepared under
+        "dataset": getattr(dataset, "family", dataset.name),
+        "prepared_dataset": dataset.name,
         "dataset_version": dataset.version,
         "dataset_source": manifest.get("source"),
         "class_names": manifest["class_names"],

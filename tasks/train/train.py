@@ -220,9 +220,14 @@ def _fit(model, recipe: recipes.Recipe, config: TrainConfig, dataset: Dataset, x
 
     num_classes, epochs = len(dataset.class_names), config.epochs
     if host_augmented(recipe):
-        batches = training_batches(recipe, x_train, y_train, num_classes, config, settings)
+        reviewed = dataset.arrays.get("x_outliers")  # "none of these" reviewed images, from reviews
+        batches = training_batches(recipe, x_train, y_train, num_classes, config, settings,
+                                   None if reviewed is None else np.asarray(reviewed))
         steps_per_epoch, fit_data = len(batches), {"x": batches}
     else:
+        if len(dataset.arrays.get("x_outliers", ())):
+            log.warning("the reviewed 'none of these' images are used by host-augmented recipes (airbench) "
+                        "only: recipe %s trains without them", recipe.name)
         steps_per_epoch = int(np.ceil(len(x_train) / recipe.batch_size))
         fit_data = {"x": x_train, "y": one_hot(y_train, num_classes), "batch_size": recipe.batch_size,
                     "shuffle": True}
@@ -272,19 +277,25 @@ def _evaluated_and_saved(model, config: TrainConfig, recipe: recipes.Recipe, dat
 
 
 def training_batches(recipe: recipes.Recipe, x_train, y_train, num_classes: int, config: TrainConfig,
-                     settings: Settings):
-    """Host-augmented batches (tasks/train/batches.py), with outlier exposure when the recipe asks for it."""
+                     settings: Settings, reviewed_outliers: np.ndarray | None = None):
+    """Host-augmented batches (tasks/train/batches.py), with outlier exposure when the recipe asks for it
+    or `reviewed_outliers` (uint8 (N, 32, 32, 3): reviewed images of none of the classes) has images."""
     from tasks.train import batches
     from tasks.data import outliers
 
     translate_pixels = int(next((name[len("translate"):] for name in recipe.augment
                                  if name.startswith("translate") and name[len("translate"):].isdigit()), 0))
     outlier_images, outlier_batch = None, 0
-    if recipe.outlier_dataset:
-        outlier_images = outliers.images(load(recipe.outlier_dataset, None, settings), "exposure", "train")
+    parts = [outliers.images(load(recipe.outlier_dataset, None, settings), "exposure", "train")] \
+        if recipe.outlier_dataset else []
+    if reviewed_outliers is not None and len(reviewed_outliers):
+        parts.append(reviewed_outliers)
+    if parts:
+        outlier_images = np.concatenate(parts)
         outlier_batch = max(1, round(recipe.batch_size * recipe.outlier_batch_fraction))
-        log.info("outlier exposure: %d images of %s, %d per batch", len(outlier_images),
-                 recipe.outlier_dataset, outlier_batch)
+        log.info("outlier exposure: %d images (%s%d reviewed as none of these), %d per batch", len(outlier_images),
+                 f"{recipe.outlier_dataset}'s, " if recipe.outlier_dataset else "",
+                 0 if reviewed_outliers is None else len(reviewed_outliers), outlier_batch)
     return batches.AugmentedBatches(
         x_train, y_train, num_classes, min(recipe.batch_size, len(x_train)),
         translate_pixels=translate_pixels, seed=config.seed, outliers=outlier_images,
