@@ -5,7 +5,8 @@ image (the latest one not retracted: an undo is a row that retracts an answer, s
 reads the picture through the source of the run that tagged it (a folder or a bucket, as the review page
 does), decodes it as serving does, and writes a version under NAME whose splits are:
 
-- train: the base's training images plus the reviewed images with their reviewed labels;
+- train: the reviewed images with their reviewed labels, then the base's training images (reviewed first, so
+  that a short fine-tune with `--train-limit N` trains on all of them and the first base images);
 - validation and test: the base's, unchanged (so test top-1 is still the base's test set);
 - x_outliers: the reviewed images a person said none of the classes fits, for outlier exposure;
 - x_reviewed, y_reviewed: the reviewed slice, a test set of the user's own images (label -1: none of these).
@@ -104,8 +105,8 @@ def _iso(value) -> str | None:
 
 def reviewed_arrays(base: datasets.Dataset, entries: list[dict], tiles: list,
                     config: ReviewedConfig) -> dict[str, np.ndarray]:
-    """The version's arrays: the base's splits, train extended by the reviewed training images (`repeat`
-    times each), and the outliers and slice (uint8 (N, 32, 32, 3); labels int16, -1 for none)."""
+    """The version's arrays: the base's splits, train led by the reviewed training images (`repeat` times
+    each), and the outliers and slice (uint8 (N, 32, 32, 3); labels int16, -1 for none)."""
     index = {name: position for position, name in enumerate(base.class_names)}
     shape = tuple(base.manifest["image_shape"])
 
@@ -119,8 +120,8 @@ def reviewed_arrays(base: datasets.Dataset, entries: list[dict], tiles: list,
     x_new, y_new = stack("train")
     x_slice, y_slice = stack("slice")
     arrays = {key: np.asarray(base[key]) for key in datasets.ARRAY_NAMES}
-    arrays["x_train"] = np.concatenate([arrays["x_train"]] + [x_new] * config.repeat)
-    arrays["y_train"] = np.concatenate([arrays["y_train"]] + [y_new] * config.repeat).astype(np.int16)
+    arrays["x_train"] = np.concatenate([x_new] * config.repeat + [arrays["x_train"]])
+    arrays["y_train"] = np.concatenate([y_new] * config.repeat + [arrays["y_train"]]).astype(np.int16)
     arrays["x_outliers"] = stack("outliers")[0]
     arrays["x_reviewed"], arrays["y_reviewed"] = x_slice, y_slice
     return arrays
@@ -156,3 +157,16 @@ def prepare_from_reviews(name: str, engine: sa.Engine, settings: Settings | None
     manifest = prepare.write_version(settings, name, raw, arrays, f"{base.name} {base.version} + reviews",
                                      config, extra, {"reviews.json": json.dumps(entries, indent=1)})
     return manifest, entries
+
+
+def new_answers(engine: sa.Engine, name: str, settings: Settings | None = None) -> int:
+    """Answers that stand now and are not in the latest prepared version of `name` (its reviews.json):
+    new images reviewed, and changed answers; all standing answers when `name` is not prepared yet."""
+    from tasks.store import reviews_sql
+
+    try:
+        folder = datasets.find(name, None, settings or Settings.from_env())
+        known = {entry["review_id"] for entry in json.loads((folder / "reviews.json").read_text())}
+    except datasets.DatasetNotFound:
+        known = set()
+    return sum(answer["review_id"] not in known for answer in reviews_sql.standing_answers(engine))

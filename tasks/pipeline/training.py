@@ -44,6 +44,14 @@ def prepare_reviewed_dataset(name: str, base: str = "cifar10", base_version: str
     return manifest, entries
 
 
+def new_reviews(name: str, db_url: str | None = None) -> int:
+    """Answers given in `hashtagger review` that the latest version of the reviewed dataset `name` does not
+    hold yet (all of them when it is not prepared); what the reviewed_dataset DAG compares to its threshold."""
+    from tasks.data import reviewed
+
+    return reviewed.new_answers(results_engine(db_url), name, settings(db_url))
+
+
 def _push_dataset(name: str, version: str) -> str | None:
     """Upload the prepared version to the artifact store (HASHTAGGER_ARTIFACTS), for workers elsewhere."""
     from tasks.registry import store

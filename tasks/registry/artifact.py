@@ -175,6 +175,8 @@ def reproduce_command(config) -> str:
         parts.append(f"--budget-minutes {config.budget_minutes}")
     if config.dataset_version:
         parts.append(f"--dataset-version {config.dataset_version}")
+    if getattr(config, "init_from", None):
+        parts.append(f"--init-from {config.init_from}")
     for flag, pairs in (("--recipe-set", config.recipe_overrides), ("--model-set", config.model_overrides)):
         parts.extend(f"{flag} {key}={json.dumps(value, separators=(',', ':'))}" for key, value in pairs)
     return " ".join(parts)

@@ -39,6 +39,9 @@ class TrainConfig:
     model_overrides: tuple[tuple[str, object], ...] = ()  # architecture Config fields
     reports: bool = True  # plots and calibration under the artifact's reports/ (needs matplotlib for PNGs)
     register: bool = True  # record the model in the results database (HASHTAGGER_DB_URL) as a candidate
+    # fine-tune: a saved model folder whose weights (preprocessing statistics included) the run starts from,
+    # of the same architecture and settings; None: random weights, statistics fitted on this train split
+    init_from: str | None = None
     verbose: int = 2  # Keras fit verbosity: 0 silent, 2 one line per epoch
 
 
@@ -205,11 +208,28 @@ def _built(config: TrainConfig, dataset: Dataset, x_train: np.ndarray):
 
     model = models.build(config.architecture, dataset.manifest["image_shape"], len(dataset.class_names),
                          dict(config.model_overrides))
+    if config.init_from:
+        return _initialised(model, config, dataset)
     preprocessing_layer(model).fit_statistics(x_train)
     if config.architecture == "airbench":
         from models import airbench
 
         airbench.init_whitening(model, x_train, models.config_for("airbench", dict(config.model_overrides)))
+    return model
+
+
+def _initialised(model, config: TrainConfig, dataset: Dataset):
+    """`model` with the weights of the saved model `config.init_from`; ArtifactError when they do not fit."""
+    source, metadata = artifact.load_keras(config.init_from)
+    if metadata.get("architecture") != config.architecture or list(metadata["class_names"]) != dataset.class_names:
+        raise artifact.ArtifactError(f"--init-from {config.init_from}: a {metadata.get('architecture')} model of "
+                         f"{len(metadata['class_names'])} classes, not a {config.architecture} of {dataset.name}'s")
+    try:
+        model.set_weights(source.get_weights())
+    except ValueError as error:
+        raise artifact.ArtifactError(f"--init-from {config.init_from}: its weights do not fit this {config.architecture} "
+                         f"(pass its --model-set settings: {metadata.get('architecture_config')}): {error}") from None
+    log.info("starting from the weights of %s", metadata["model_id"])
     return model
 
 
