@@ -59,7 +59,8 @@ def run(args) -> int:
           f"({metrics['test_images']:,} test images)")
     print(f"  test set: top-1 {metrics['test_top1']:.2%}  top-5 {metrics['test_top5']:.2%}"
           + (f"  with {tta} TTA: top-1 {metrics['test_top1_tta']:.2%}" if tta != "none" else "")
-          + f", abstained on {1 - metrics['ood']['test_kept']:.1%} ({metrics['test_images']:,} images)")
+          + (f", abstained on {1 - metrics['ood']['test_kept']:.1%}" if (metrics.get("ood") or {}).get("test_kept")
+             is not None else "") + f" ({metrics['test_images']:,} images)")
     if "reviewed_slice" in metrics:  # a dataset prepared from reviews: the user's own images, held out
         from tasks.evaluate import reviewed
 
