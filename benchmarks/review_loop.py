@@ -197,8 +197,8 @@ def main() -> None:
     timings["evaluate before"] = time.monotonic() - started - sum(timings.values())
     spec = {"architecture": "airbench", "dataset": NAME, "dataset_version": version, "recipe": "airbench",
             "epochs": args.epochs, "train_limit": args.train_limit, "seed": args.seed, "init_from": str(BUNDLED),
-            # lookahead off: it is a from-scratch stabiliser, and a run of fewer than its 5 steps ended on
-            # slow weights that were not the starting ones (measured: a 1-step fine-tune fell to 10.4%)
+            # lookahead off: a stabiliser of training from scratch; a fine-tune of a few dozen steps ends on
+            # its own weights (reports/review_loop.md was measured this way)
             "recipe_overrides": (("learning_rate", args.learning_rate), ("whiten_bias_epochs", 0), ("tta", "none"),
                                  ("lookahead_every", 0)),
             "reports": False}
