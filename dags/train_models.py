@@ -17,8 +17,12 @@ does `model_events`.
 - A smoke run (CI, a first try): `{"architectures": ["vgg16"], "epochs": 1, "train_limit": 500}`,
   a minute or two on a CPU.
 
-- Starts when `cifar_dataset` prepares a dataset version (trains on that version), or by hand with the
-  params `architectures`, `recipe`, `epochs` and `dataset` (trains on its latest version).
+- Starts when `cifar_dataset` prepares a dataset version, or when `reviewed_dataset` prepares one from
+  people's reviews (enough new answers in `hashtagger review`): trains on that version. Or by hand with the
+  params `architectures`, `recipe`, `epochs` and `dataset` (trains on its latest version), or
+  `reviewed_dataset` (trains on the latest version of that dataset prepared from reviews).
+- A model trained on a reviewed dataset competes as its base's (e.g. cifar10): it is also refused when it
+  is worse than the champion on the reviewed slice, once both were evaluated on it.
 - Models are recorded in the results database of `postgres_default`; a new champion gets an event on
   its Asset `hashtagger://models/<dataset>/champion`, which starts `nightly_tagging` at once: the new
   champion tags the images it has not tagged yet (at most `max_images`), not only at the next 02:00.
@@ -34,7 +38,7 @@ import os
 from airflow.sdk import AssetAlias, Param, dag, get_current_context, task
 
 from tasks import connections, pipeline, quiet, retries
-from tasks.assets import CHAMPIONS, DATASETS
+from tasks.assets import CHAMPIONS, DATASETS, REVIEWED
 
 PROMOTED = AssetAlias(name="hashtagger_promoted_champions")  # an event only when the champion changes
 TRAIN_QUEUE = os.environ.get("HASHTAGGER_TRAIN_QUEUE", "gpu")
@@ -44,7 +48,7 @@ TRAIN_POOL = os.environ.get("HASHTAGGER_TRAIN_POOL", "training")
 @dag(
     dag_id="train_models",
     description="Train each architecture on a new dataset version, evaluate, promote the best (defaults: CPU-sized)",
-    schedule=DATASETS["cifar10"] | DATASETS["cifar100"],
+    schedule=DATASETS["cifar10"] | DATASETS["cifar100"] | REVIEWED,
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,
     max_active_runs=1,
@@ -62,6 +66,9 @@ TRAIN_POOL = os.environ.get("HASHTAGGER_TRAIN_POOL", "training")
                         description="epochs per model; about 4 min each for vgg16 on 2 CPU cores"),
         "dataset": Param("cifar10", enum=sorted(DATASETS),
                          description="when started by hand: trains on its latest prepared version"),
+        "reviewed_dataset": Param(None, type=["null", "string"],
+                                  description="when started by hand: train on the latest version of this dataset "
+                                              "prepared from reviews (e.g. cifar10-reviewed) instead of `dataset`"),
         "train_limit": Param(None, type=["null", "integer"], minimum=1,
                              description="train on the first N images only (smoke runs)"),
         "budget_minutes": Param(None, type=["null", "number"], exclusiveMinimum=0,
@@ -84,7 +91,7 @@ def train_models():
         versions = {event.extra["dataset"]: event.extra["version"]
                     for events in context["triggering_asset_events"].values()
                     for event in sorted(events, key=lambda event: event.timestamp) if "version" in event.extra}
-        versions = versions or {params["dataset"]: None}
+        versions = versions or {params["reviewed_dataset"] or params["dataset"]: None}
         with retries.fail_fast():  # an unknown architecture or an unprepared dataset: no retries
             return [spec for dataset, version in sorted(versions.items())
                     for spec in pipeline.training_plan(params["architectures"], dataset, params["recipe"],

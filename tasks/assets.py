@@ -6,6 +6,9 @@
   promotes a new champion (extra: `dataset`, `model_id`, `test_top1`); `nightly_tagging` is scheduled on
   it as well as on its cron, so a new champion re-tags at once instead of at the next 02:00.
 - `RESULTS` (`hashtagger://results/image_tags`): `nightly_tagging` emits an event with the run's totals.
+- `REVIEWED` (`hashtagger://datasets/reviewed`): `reviewed_dataset` emits an event when enough new answers
+  from `hashtagger review` made it prepare a version of the reviewed dataset (extra: `dataset`, `version`,
+  `new_answers`); `train_models` is scheduled on it and trains on that version.
 
 Only the DAG files import this module (it imports Airflow's task SDK).
 """
@@ -22,3 +25,4 @@ CHAMPIONS = {name: Asset(name=f"{name}_champion", uri=f"hashtagger://models/{nam
              for name in BUNDLED_DATASETS}
 RESULTS = Asset(name="image_tags", uri="hashtagger://results/image_tags", group="results")
 
+REVIEWED = Asset(name="reviewed_dataset", uri="hashtagger://datasets/reviewed", group="dataset")

@@ -15,12 +15,27 @@ def register(commands) -> None:
                       help="training images held out for validation (early stopping, calibration)")
     prep.add_argument("--seed", type=int, default=0, help="random seed of the validation split")
     prep.add_argument("--quiet", action="store_true", help="no progress bar")
+    prep.add_argument("--from-reviews", action="store_true",
+                      help="the base dataset's version plus the images reviewed in `hashtagger review` (their "
+                           "reviewed labels; 'none of these' ones as outliers), a slice of them held out as a "
+                           "test set of your own images; reviews.json lists what went in")
+    prep.add_argument("--base", default="cifar10", help="with --from-reviews: the prepared dataset to extend")
+    prep.add_argument("--base-version", help="with --from-reviews: the base's version (default: its latest)")
+    prep.add_argument("--slice-fraction", type=float,
+                      help="with --from-reviews: share of reviewed images held out as the reviewed slice "
+                           "(default 0.2)")
+    prep.add_argument("--repeat", type=int, default=1,
+                      help="with --from-reviews: times each reviewed training image appears in train")
+    prep.add_argument("--db", metavar="URL", help="with --from-reviews: results database URL (default: "
+                                                  "HASHTAGGER_DB_URL, else the SQLite file under HASHTAGGER_HOME)")
     prep.set_defaults(func=prepare)
 
 
 def prepare(args) -> int:
     from tasks.cli import progress
 
+    if args.from_reviews:
+        return prepare_reviewed(args)
     try:
         manifest = pipeline.prepare_dataset(args.dataset, args.source, args.md5, args.validation_size, args.seed,
                                             progress=progress.enabled(args.quiet))
@@ -35,4 +50,27 @@ def prepare(args) -> int:
     if manifest.skipped_files:
         print(f"skipped {len(manifest.skipped_files)} unreadable files, "
               f"e.g. {manifest.skipped_files[0]}")
+    return 0
+
+
+def prepare_reviewed(args) -> int:
+    if args.source:
+        raise errors.UserError("hashtagger data prepare: --from-reviews reads the results database and the "
+                               "base dataset, not --source", "leave out --source")
+    try:
+        manifest, entries = pipeline.prepare_reviewed_dataset(args.dataset, args.base, args.base_version,
+                                                              args.slice_fraction, args.repeat, args.db)
+    except pipeline.user_errors() as error:
+        raise errors.UserError(f"hashtagger data prepare: {error}") from None
+    reviewed = manifest.reviewed
+    print(f"{manifest.name} version {manifest.version}: {manifest.base['name']} {manifest.base['version']} plus "
+          f"{len(entries):,} reviewed images: {reviewed['train']:,} to train, {reviewed['outliers']:,} "
+          f"'none of these' as outliers, {reviewed['slice']:,} held out as the reviewed slice "
+          f"({reviewed['slice_none']:,} of them none), {reviewed['skipped']:,} skipped")
+    skipped = [entry for entry in entries if entry["split"] == "skipped"]
+    if skipped:
+        print(f"skipped {len(skipped)} reviewed images, e.g. {skipped[0]['name']}: {skipped[0]['reason']}")
+    if not reviewed["slice"]:
+        print("the reviewed slice is empty: review more images (or raise --slice-fraction) to measure "
+              "models on your own images")
     return 0

@@ -50,15 +50,21 @@ def run(args) -> int:
     tta = metrics.get("tta", "none")
     if args.json:
         keys = ("model_id", "dataset", "dataset_version", "test_images", "test_top1", "test_top5",
-                "test_top1_tta", "tta", "calibration", "ood", "reports_dir")
+                "test_top1_tta", "tta", "calibration", "ood", "reviewed_slice", "reports_dir")
         json.dump({key: metrics[key] for key in keys if key in metrics}, sys.stdout, indent=1, default=str)
         print()
         return errors.EXIT_OK
     calibration = metrics["calibration"]
     print(f"{metrics['model_id']} on {metrics['dataset']} {metrics['dataset_version']} "
           f"({metrics['test_images']:,} test images)")
-    print(f"  top-1 {metrics['test_top1']:.2%}  top-5 {metrics['test_top5']:.2%}"
-          + (f"  with {tta} TTA: top-1 {metrics['test_top1_tta']:.2%}" if tta != "none" else ""))
+    print(f"  test set: top-1 {metrics['test_top1']:.2%}  top-5 {metrics['test_top5']:.2%}"
+          + (f"  with {tta} TTA: top-1 {metrics['test_top1_tta']:.2%}" if tta != "none" else "")
+          + (f", abstained on {1 - metrics['ood']['test_kept']:.1%}" if (metrics.get("ood") or {}).get("test_kept")
+             is not None else "") + f" ({metrics['test_images']:,} images)")
+    if "reviewed_slice" in metrics:  # a dataset prepared from reviews: the user's own images, held out
+        from tasks.evaluate import reviewed
+
+        print("  " + reviewed.summary(metrics["reviewed_slice"]))
     worst = sorted(((name, value) for name, value in metrics["per_class_accuracy"].items() if value is not None),
                    key=lambda item: item[1])[:3]
     print("  weakest classes: " + ", ".join(f"{name} {value:.1%}" for name, value in worst))

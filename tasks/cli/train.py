@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from tasks import errors, pipeline
 from tasks.config import Settings
@@ -30,6 +31,9 @@ def register(commands) -> None:
                        help="override a recipe field (repeatable), e.g. batch_size=64")
     train.add_argument("--model-set", action="append", metavar="KEY=VALUE",
                        help="override an architecture field (repeatable), e.g. dense_units=256")
+    train.add_argument("--init-from", metavar="MODEL",
+                       help="fine-tune: start from this saved model's weights (a model folder of the same "
+                            "architecture and settings, e.g. models/bundled/cifar10) instead of random ones")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--json", action="store_true", help="the summary as one JSON document on stdout")
     train.set_defaults(func=run)
@@ -87,7 +91,10 @@ def run(args) -> int:
     spec = pipeline.training_spec(
         architecture=args.arch, dataset=args.dataset, dataset_version=args.dataset_version, recipe=args.recipe,
         epochs=args.epochs, budget_minutes=args.budget_minutes, train_limit=args.train_limit, seed=args.seed,
-        recipe_overrides=pairs(args.recipe_set), model_overrides=pairs(args.model_set), verbose=0)
+        recipe_overrides=pairs(args.recipe_set), model_overrides=pairs(args.model_set), verbose=0,
+        init_from=args.init_from)
+    if args.init_from and not Path(args.init_from, "metadata.json").exists():
+        raise errors.UserError(f"hashtagger train: --init-from {args.init_from}: not a saved model (no metadata.json)")
     quiet.require_train_extra("training")
     check_dataset(args.dataset, settings, args.dataset_version)
     quiet.import_keras("training")

@@ -12,6 +12,10 @@ import numpy as np
 from tasks.config import BUNDLED_DATASETS, Settings
 
 ARRAY_NAMES = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+# a dataset prepared from reviews (tasks/data/reviewed.py) also holds: the reviewed slice, a test set of the
+# user's own images (label -1: a person said none of the classes fits), and the reviewed "none of these"
+# images kept for training, as outliers for outlier exposure
+REVIEW_ARRAY_NAMES = ("x_reviewed", "y_reviewed", "x_outliers")
 
 
 class DatasetNotFound(LookupError):
@@ -34,6 +38,10 @@ class DatasetManifest:
     fine_to_coarse: list[int] | None = None  # superclass index of each class
     skipped_files: list[str] = dataclasses.field(default_factory=list)  # "path: reason" of unreadable files
     prepare_config: dict = dataclasses.field(default_factory=dict)  # tasks.data.prepare.PrepareConfig's fields
+    # prepared from reviews: {"name", "version"} of the base version whose train, validation and test splits
+    # it extends (models trained on it serve and compete as the base's), and the counts of what went in
+    base: dict | None = None
+    reviewed: dict | None = None  # {"train", "outliers", "slice", "slice_none", "skipped"}: image counts
 
     @classmethod
     def from_dict(cls, values: dict) -> "DatasetManifest":
@@ -68,6 +76,12 @@ class Dataset:
     def __getitem__(self, key: str) -> np.ndarray:
         return self.arrays[key]
 
+    @property
+    def family(self) -> str:
+        """The name its models are registered and served under: the base's for a dataset prepared from
+        reviews (its classes are the base's), else its own."""
+        return (self.manifest.get("base") or {}).get("name") or self.name
+
 
 def write_latest(root: Path, version: str) -> None:
     tmp = root / f".LATEST-{os.getpid()}"
@@ -87,8 +101,20 @@ def find(name: str, version: str | None = None, settings: Settings | None = None
         version = latest.read_text().strip()
     folder = root / version
     if not (folder / "manifest.json").exists():
+        built_on = _built_on(name, version, settings.datasets_dir)
+        if built_on is not None:
+            return built_on
         raise DatasetNotFound(f"dataset {name!r} has no version {version!r} under {root}")
     return folder
+
+
+def _built_on(base: str, version: str, datasets_dir: Path) -> Path | None:
+    """The folder of `version` when it is a dataset prepared from reviews on top of `base` (under a name of
+    its own): a version of the base's label set, which its models, and the base's champion, are tested on."""
+    for manifest in sorted(datasets_dir.glob(f"*/{version}/manifest.json")):
+        if (json.loads(manifest.read_text()).get("base") or {}).get("name") == base:
+            return manifest.parent
+    return None
 
 
 def _not_prepared(name: str, datasets_dir: Path) -> str:
@@ -103,8 +129,10 @@ def _not_prepared(name: str, datasets_dir: Path) -> str:
 
 
 def load(name: str, version: str | None = None, settings: Settings | None = None) -> Dataset:
-    """The given version of dataset `name`, or its latest prepared one; arrays are memory-mapped."""
+    """The given version of dataset `name`, or its latest prepared one; arrays are memory-mapped (those of
+    REVIEW_ARRAY_NAMES only in a dataset prepared from reviews)."""
     folder = find(name, version, settings)
     manifest = json.loads((folder / "manifest.json").read_text())
-    arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in ARRAY_NAMES}
+    arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in ARRAY_NAMES + REVIEW_ARRAY_NAMES
+              if key in ARRAY_NAMES or (folder / f"{key}.npy").exists()}
     return Dataset(manifest, arrays)

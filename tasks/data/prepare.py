@@ -24,7 +24,7 @@ import numpy as np
 
 from tasks.data import download, images
 from tasks.config import Settings
-from tasks.data.dataset import ARRAY_NAMES, DatasetManifest, write_latest
+from tasks.data.dataset import ARRAY_NAMES, REVIEW_ARRAY_NAMES, DatasetManifest, write_latest
 
 log = logging.getLogger(__name__)
 
@@ -249,16 +249,24 @@ def split(raw: RawSplits, config: PrepareConfig) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------------------------------------- writing
 
+def _array_names(arrays: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """The arrays a version holds: the six splits, and the reviewed ones of a dataset prepared from reviews."""
+    return ARRAY_NAMES + tuple(key for key in REVIEW_ARRAY_NAMES if key in arrays)
+
+
 def content_version(arrays: dict[str, np.ndarray], class_names: list[str]) -> str:
     digest = hashlib.sha256(json.dumps(class_names).encode())
-    for key in ARRAY_NAMES:
+    for key in _array_names(arrays):
         digest.update(key.encode())
         digest.update(np.ascontiguousarray(arrays[key]).tobytes())
     return digest.hexdigest()[:16]
 
 
 def write_version(settings: Settings, name: str, raw: RawSplits, arrays: dict[str, np.ndarray],
-                  source: str, config: PrepareConfig) -> DatasetManifest:
+                  source: str, config: PrepareConfig, extra: dict | None = None,
+                  files: dict[str, str] | None = None) -> DatasetManifest:
+    """Write the version folder atomically (or find it written); `extra`: more DatasetManifest fields,
+    `files`: more text files (name -> content) beside manifest.json."""
     version = content_version(arrays, raw.class_names)
     root = settings.datasets_dir / name
     final = root / version
@@ -270,7 +278,9 @@ def write_version(settings: Settings, name: str, raw: RawSplits, arrays: dict[st
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        manifest = _write_staging(staging, name, version, raw, arrays, source, config)
+        manifest = _write_staging(staging, name, version, raw, arrays, source, config, extra or {})
+        for file_name, text in (files or {}).items():
+            (staging / file_name).write_text(text)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # a disk-full or interrupted write leaves nothing
         raise
@@ -286,8 +296,8 @@ def write_version(settings: Settings, name: str, raw: RawSplits, arrays: dict[st
 
 
 def _write_staging(staging: Path, name: str, version: str, raw: RawSplits,
-                   arrays: dict[str, np.ndarray], source: str, config: PrepareConfig) -> DatasetManifest:
-    for key in ARRAY_NAMES:
+                   arrays: dict[str, np.ndarray], source: str, config: PrepareConfig, extra: dict) -> DatasetManifest:
+    for key in _array_names(arrays):
         np.save(staging / f"{key}.npy", arrays[key])
     num_classes = len(raw.class_names)
     manifest = DatasetManifest(
@@ -303,6 +313,7 @@ def _write_staging(staging: Path, name: str, version: str, raw: RawSplits,
         test_per_class=np.bincount(arrays["y_test"], minlength=num_classes).tolist(),
         skipped_files=raw.skipped,
         prepare_config=dataclasses.asdict(config),
+        **extra,
     )
     (staging / "manifest.json").write_text(json.dumps(manifest.as_dict(), indent=1))
     return manifest

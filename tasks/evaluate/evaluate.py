@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.registry import artifact
-from tasks.evaluate import calibration, ood
+from tasks.evaluate import calibration, ood, reviewed
 from tasks.evaluate import figures as reports
 from tasks.config import Settings
 from tasks.data.dataset import Dataset, DatasetNotFound, load
@@ -119,6 +119,12 @@ def evaluate_model(model, dataset: Dataset, tta: str = "none", history: dict | N
     metrics["calibration"] = calibration_metrics
     metrics["ood"], ood_scores = out_of_distribution(
         model, dataset, val_probs, test_probs, calibration_metrics["temperature"], outlier_sets)
+    if "x_reviewed" in dataset.arrays:  # a dataset prepared from reviews: the user's own images too
+        slice_probs = predict_probabilities(model, dataset["x_reviewed"]) if len(dataset["y_reviewed"]) \
+            else np.zeros((0, len(class_names)))
+        metrics["reviewed_slice"] = reviewed.slice_metrics(
+            dataset.version, slice_probs, dataset["y_reviewed"], calibration_metrics["temperature"],
+            metrics["ood"]["threshold"]).as_dict()
     if output_dir is not None:
         write_report(Path(output_dir), metrics, class_names, test_probs, y_test, history, tables,
                      title or dataset.name, config, ood_scores)

@@ -133,6 +133,11 @@ def write_summary(metrics: dict, class_names: list[str], path: Path, title: str,
                   f"| NLL before / after | {calibration['test_nll_before']:.4f} / "
                   f"{calibration['test_nll_after']:.4f} |"]
     lines += ood_summary(metrics.get("ood"))
+    if metrics.get("reviewed_slice"):
+        from tasks.evaluate import reviewed
+
+        lines += ["", "## The reviewed slice (your own images, held out)", "",
+                  reviewed.summary(metrics["reviewed_slice"])]
     lines += ["", "## Per-class accuracy", "", "| class | top-1 |", "|---|---|"]
     per_class = metrics["per_class_accuracy"]
     lines += [f"| {name} | {'—' if per_class[name] is None else format(per_class[name], '.2%')} |"

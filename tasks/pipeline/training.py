@@ -27,6 +27,31 @@ def prepare_dataset(dataset: str, source: str | None = None, md5: str | None = N
     return manifest
 
 
+def prepare_reviewed_dataset(name: str, base: str = "cifar10", base_version: str | None = None,
+                             slice_fraction: float | None = None, repeat: int = 1, db_url: str | None = None):
+    """Build (or find) a version of `name` from the base version plus the reviewed images of the results
+    database (tasks/data/reviewed.py); (its DatasetManifest, the reviews.json entries)."""
+    from tasks.data import reviewed
+
+    defaults = reviewed.ReviewedConfig()
+    config = reviewed.ReviewedConfig(base=base, base_version=base_version, repeat=repeat,
+                                     slice_fraction=defaults.slice_fraction if slice_fraction is None
+                                     else slice_fraction)
+    manifest, entries = reviewed.prepare_from_reviews(name, results_engine(db_url), settings(db_url), config)
+    stored_at = _push_dataset(manifest.name, manifest.version)
+    if stored_at:
+        log.info("dataset %s %s uploaded to %s", manifest.name, manifest.version, stored_at)
+    return manifest, entries
+
+
+def new_reviews(name: str, db_url: str | None = None) -> int:
+    """Answers given in `hashtagger review` that the latest version of the reviewed dataset `name` does not
+    hold yet (all of them when it is not prepared); what the reviewed_dataset DAG compares to its threshold."""
+    from tasks.data import reviewed
+
+    return reviewed.new_answers(results_engine(db_url), name, settings(db_url))
+
+
 def _push_dataset(name: str, version: str) -> str | None:
     """Upload the prepared version to the artifact store (HASHTAGGER_ARTIFACTS), for workers elsewhere."""
     from tasks.registry import store

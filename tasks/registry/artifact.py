@@ -55,6 +55,7 @@ class ModelMetadata:
     architecture_config: dict | None = None  # the architecture's Config fields (models/)
     train_config: dict | None = None  # TrainConfig's fields (tasks/train/train.py)
     dataset_source: str | None = None  # where the dataset version was prepared from
+    prepared_dataset: str | None = None  # the name its data was prepared under (a reviewed dataset's own name)
     history: dict | None = None  # per-epoch Keras metrics: {name: [value per epoch]}
     train_images: int | None = None  # training images seen per epoch
     resumed_from_epoch: int | None = None  # the epoch the last process resumed from (0: in one go)
@@ -114,9 +115,12 @@ def describe(model, config, recipe, dataset, metrics: dict, history: dict, epoch
 
     created = dt.datetime.now(dt.timezone.utc)
     manifest = dataset.manifest
+    # a dataset prepared from reviews serves and competes as its base (same classes): `dataset` is the base's
+    # name, `prepared_dataset` the name it was prepared under
     return ModelMetadata(
         model_id=f"{config.architecture}-{dataset.name}-{config.recipe}-{created:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
-        class_names=manifest["class_names"], architecture=config.architecture, dataset=dataset.name,
+        class_names=manifest["class_names"], architecture=config.architecture,
+        dataset=getattr(dataset, "family", dataset.name), prepared_dataset=dataset.name,
         dataset_version=dataset.version, metrics=metrics, recipe=dataclasses.asdict(recipe),
         coarse_class_names=manifest.get("coarse_class_names"), fine_to_coarse=manifest.get("fine_to_coarse"),
         input={"shape": manifest["image_shape"], "pixels": "raw RGB 0-255",
@@ -169,6 +173,8 @@ def reproduce_command(config) -> str:
         parts.append(f"--budget-minutes {config.budget_minutes}")
     if config.dataset_version:
         parts.append(f"--dataset-version {config.dataset_version}")
+    if getattr(config, "init_from", None):
+        parts.append(f"--init-from {config.init_from}")
     for flag, pairs in (("--recipe-set", config.recipe_overrides), ("--model-set", config.model_overrides)):
         parts.extend(f"{flag} {key}={json.dumps(value, separators=(',', ':'))}" for key, value in pairs)
     return " ".join(parts)

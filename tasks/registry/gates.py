@@ -5,6 +5,8 @@
 2. A floor per dataset, well above chance, so that a broken run never serves even on an empty registry.
 3. Beating the serving champion by `margin` on the test split of the same dataset version
    (tasks/registry/registry.py `decide`: it needs both models' evaluations).
+4. Not doing worse than the champion on the reviewed slice (the user's own reviewed images, held out:
+   tasks/data/reviewed.py) by more than `reviewed_margin`, when both were evaluated on the same slice.
 
 A manual `hashtagger models promote` skips these gates; every refusal is recorded in `model_events`.
 """
@@ -27,6 +29,10 @@ class GateConfig:
     floors: types.MappingProxyType = dataclasses.field(
         default_factory=lambda: types.MappingProxyType({"cifar10": 0.5, "cifar100": 0.3}))
     default_floor: float = 0.3  # datasets without their own floor
+    # reviewed-slice top-1 a challenger may lose against the champion on the same slice: 0.0 = none at all.
+    # The slice is the user's own photos, the figure they judge the tagger by; a model that gets fewer of
+    # them right does not serve automatically, whatever its CIFAR test figure (promote by hand to override).
+    reviewed_margin: float = 0.0
 
 
 DEFAULT = GateConfig()
@@ -66,3 +72,28 @@ def _min_epochs(recipe) -> int:
     name = str(recipe.get("name") if isinstance(recipe, dict) else recipe).upper()
     known = getattr(recipes, name, None)  # FAST, AIRBENCH; SEED is per architecture
     return (known if isinstance(known, recipes.Recipe) else recipes.Recipe(name="default")).min_epochs
+
+
+def reviewed_slice_reason(ours: dict[str, dict], theirs: dict[str, dict], preferred: str | None,
+                          config: GateConfig = DEFAULT) -> str | None:
+    """Why the challenger is refused on the reviewed slice, or None. `ours`, `theirs`: {dataset version:
+    evaluation metrics} of challenger and champion, newest first; the slice compared is that of
+    `preferred` (the version test top-1 was compared on) when both have it there, else the newest version
+    on which both were measured on a reviewed slice. None when there is no such version."""
+    common = [version for version in ours if version in theirs
+              and _slice_top1(ours[version]) is not None and _slice_top1(theirs[version]) is not None]
+    if not common:
+        return None
+    version = preferred if preferred in common else common[0]
+    challenger, champion = _slice_top1(ours[version]), _slice_top1(theirs[version])
+    if challenger >= champion - config.reviewed_margin - 1e-9:  # counts over the same images: rounding only
+        return None
+    count = ours[version]["reviewed_slice"]["labelled"]
+    return (f"reviewed slice of version {version} ({count} of your images): top-1 {challenger:.2%} against the "
+            f"champion's {champion:.2%}, worse by more than the margin of {config.reviewed_margin * 100:.2f} "
+            f"points (rule: a challenger must not do worse than the champion on your reviewed images)")
+
+
+def _slice_top1(metrics: dict) -> float | None:
+    figures = (metrics or {}).get("reviewed_slice") or {}
+    return figures.get("top1")

@@ -33,7 +33,7 @@ from tasks.registry import gates
 from tasks.registry import store
 from tasks.store import db
 from tasks.store.registry_sql import (
-    EVALUATIONS_IN_ORDER, INSERT_EVENT, INSERT_MODEL, LAST_CROWNING, LAST_EVENT, LIST_EVENTS, LIST_MODELS,
+    EVALUATION_METRICS, EVALUATIONS_IN_ORDER, INSERT_EVENT, INSERT_MODEL, LAST_CROWNING, LAST_EVENT, LIST_EVENTS, LIST_MODELS,
     PROMOTION_LOCK, SELECT_BASELINE, SELECT_CHAMPION, SELECT_EVALUATIONS, SELECT_MODEL, SET_STATUS, UPDATE_MODEL, UPSERT_EVALUATION)
 
 DEFAULT_MARGIN = gates.DEFAULT.margin  # 0.2 points of test top-1: the challenger's gain must reach this
@@ -273,9 +273,13 @@ def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN,
         return Decision(model_id, dataset, False, "already the champion", model_id, margin=margin)
     comparison = _compare(connection, model, current, margin)
     too_low = gates.floor_reason(dataset, float(model["test_top1"]), config)
-    if too_low is None:
+    worse_on_reviews = None if current is None else gates.reviewed_slice_reason(
+        _evaluation_metrics(connection, model_id), _evaluation_metrics(connection, current["model_id"]),
+        comparison.compared_on, config)
+    refusals = [reason for reason in (too_low, worse_on_reviews) if reason]
+    if not refusals:
         return comparison
-    return dataclasses.replace(comparison, promoted=False, reason=f"{too_low}; {comparison.reason}")
+    return dataclasses.replace(comparison, promoted=False, reason="; ".join(refusals + [comparison.reason]))
 
 
 def _compare(connection, model: dict, current: dict | None, margin: float) -> Decision:
@@ -345,6 +349,12 @@ def _evaluations(connection, model_id: str) -> dict[str, float]:
     """{dataset_version: test top-1}, newest evaluation first."""
     return {row.dataset_version: float(row.test_top1)
             for row in connection.execute(SELECT_EVALUATIONS, {"model_id": model_id})}
+
+
+def _evaluation_metrics(connection, model_id: str) -> dict[str, dict]:
+    """{dataset_version: the evaluation's metrics}, newest evaluation first."""
+    rows = connection.execute(EVALUATION_METRICS, {"model_id": model_id})
+    return {row.dataset_version: json.loads(row.metrics or "{}") for row in rows}
 
 
 def _record_evaluation(connection, model_id: str, dataset_version: str, metrics: dict) -> None:

@@ -53,3 +53,16 @@ class ReviewConfig:
         host = f"[{host}]" if ":" in host else host
         token = self.needs_token if with_token is None else with_token
         return f"http://{host}:{self.port}/" + (f"?token={self.token}" if token else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainTrigger:
+    """When the `reviewed_dataset` DAG prepares a new version of the reviewed dataset, whose Asset event
+    (hashtagger://datasets/reviewed) `train_models` is scheduled on; overridden from the DAG's params."""
+
+    name: str = "cifar10-reviewed"  # the dataset prepared from reviews (hashtagger data prepare NAME --from-reviews)
+    base: str = "cifar10"  # the prepared dataset it extends
+    # Answers given since the latest version was prepared (not in its reviews.json) before a new one:
+    # 200 is an evening of reviewing at a few seconds a card, and adds about 40 images to the reviewed
+    # slice at its default 0.2, enough to move its confidence interval; a retraining costs CPU-hours.
+    min_new_answers: int = 200

@@ -23,24 +23,35 @@ class NoPicture(LookupError):
 
 
 def picture_jpeg(engine: sa.Engine, image_uri: str, content_hash: str, longest_px: int, max_read_bytes: int) -> bytes:
-    """JPEG bytes of the image (key, content hash) scaled to fit `longest_px` pixels; NoPicture when the
-    database holds no such image, or its file is gone, unreadable, or holds other bytes now (a sha256
-    content hash that no longer matches; an S3 ETag is not checked)."""
+    """JPEG bytes of the image (key, content hash) scaled to fit `longest_px` pixels; NoPicture as
+    `stored_bytes` says."""
+    return scaled_jpeg(stored_bytes(engine, image_uri, content_hash, max_read_bytes), longest_px)
+
+
+def stored_bytes(engine: sa.Engine, image_uri: str, content_hash: str, max_read_bytes: int,
+                 opened: dict | None = None) -> bytes:
+    """The file's bytes of the image (key, content hash), read through the source of the run that tagged
+    it (a folder or a bucket); NoPicture when the database holds no such image, or its file is gone,
+    unreadable, or holds other bytes now (a sha256 content hash that no longer matches; an S3 ETag is not
+    checked). `opened`: a cache of open sources by URI, for a caller that reads many."""
     from tasks.tag import sources, tag as tagging
 
     row = reviews_sql.picture_row(engine, image_uri, content_hash)
     if row is None:
         raise NoPicture("the results database holds no such image")
     key, uri_text, source_uri = row
+    opened = {} if opened is None else opened
     try:
-        source = sources.open_source(source_uri)
-        data = source.read(sources.ImageRef(key, location=sources.exact_name(key, uri_text)), max_read_bytes)
+        if source_uri not in opened:
+            opened[source_uri] = sources.open_source(source_uri)
+        data = opened[source_uri].read(sources.ImageRef(key, location=sources.exact_name(key, uri_text)),
+                                       max_read_bytes)
     except (sources.UnreadableImage, sources.SourceError) as error:
         raise NoPicture(f"cannot read {uri_text or key}: {error}") from None
     if content_hash.startswith("sha256:") and tagging.content_hash(data) != content_hash:
         # other bytes under the same name: an answer about them would be filed under the old ones
         raise NoPicture(f"{uri_text or key} has changed since it was tagged")
-    return scaled_jpeg(data, longest_px)
+    return data
 
 
 def scaled_jpeg(data: bytes, longest_px: int) -> bytes:

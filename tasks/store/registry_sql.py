@@ -33,6 +33,10 @@ SELECT_EVALUATIONS = sa.text("""
 SELECT dataset_version, test_top1, evaluated_at FROM model_evaluations
 WHERE model_id = :model_id ORDER BY evaluated_at DESC
 """)
+EVALUATION_METRICS = sa.text("""
+SELECT dataset_version, metrics FROM model_evaluations
+WHERE model_id = :model_id ORDER BY evaluated_at DESC
+""")
 LAST_EVENT = sa.text("""
 SELECT event, detail FROM model_events WHERE model_id = :model_id ORDER BY at DESC LIMIT 1
 """)

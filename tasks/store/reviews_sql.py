@@ -82,6 +82,14 @@ ANSWERS = sa.text("""
 SELECT review_id, image_uri, content_hash, model_version, label, retracts, reviewer
 FROM image_reviews ORDER BY review_seq
 """)
+# the answer that stands for each reviewed image (latest, not retracted), with the name people read
+STANDING = sa.text("""
+SELECT c.review_id, c.image_uri, c.content_hash, c.model_version, c.label, c.reviewer, c.reviewed_at,
+       (SELECT r.uri_text FROM image_results r WHERE r.image_uri = c.image_uri AND r.content_hash = c.content_hash
+        ORDER BY r.tagged_at DESC LIMIT 1) AS uri_text
+FROM image_reviews_current c
+ORDER BY c.image_uri, c.content_hash
+""")
 FILTER_CHOICES = sa.text("""
 SELECT DISTINCT COALESCE(run_key, run_id) AS run, source, model_version FROM tagging_runs
 """)
@@ -163,6 +171,14 @@ def answers(engine: sa.Engine) -> list[dict]:
     """Every image_reviews row in the order written (answers and retractions alike)."""
     with engine.connect() as connection:
         return [dict(row) for row in connection.execute(ANSWERS).mappings()]
+
+
+def standing_answers(engine: sa.Engine) -> list[dict]:
+    """One row per reviewed image whose answer stands (the latest one not retracted; view
+    image_reviews_current): review_id, image_uri, content_hash, model_version, label (None: none of
+    the classes), reviewer, reviewed_at, uri_text (the name people read, None when the key is it)."""
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(STANDING).mappings()]
 
 
 def filter_choices(engine: sa.Engine) -> dict[str, list[str]]:

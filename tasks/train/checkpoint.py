@@ -34,6 +34,9 @@ WEIGHTS = "trainer.weights.h5"
 STATE = "state.json"
 # TrainConfig fields that change what is reported, not what is trained
 NOT_IDENTITY = ("reports", "verbose", "budget_minutes")
+# Fields added after runs were checkpointed: part of a run's identity only when set, so that a run
+# started before the field existed keeps its key (and resumes)
+IDENTITY_WHEN_SET = ("init_from",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +51,8 @@ class Resumed:
 def run_key(config, dataset_version: str) -> str:
     """16 hex digits naming one training run: `config` (a TrainConfig) less its reporting switches,
     with the dataset version it trains on."""
-    fields = {name: value for name, value in dataclasses.asdict(config).items() if name not in NOT_IDENTITY}
+    fields = {name: value for name, value in dataclasses.asdict(config).items() if name not in NOT_IDENTITY
+              and not (name in IDENTITY_WHEN_SET and value is None)}
     fields["dataset_version"] = dataset_version
     text = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

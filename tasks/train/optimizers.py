@@ -95,6 +95,12 @@ class AirbenchSGD(keras.optimizers.SGD):
         if index in self._timed_indices and self.frozen_bias_after is not None:
             learning_rate = learning_rate * ops.cast(self.iterations < self.frozen_bias_after, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype) + l2 * variable
+        if self.lookahead_every:
+            # the slow weights start from the weights the run starts from: build()'s copy is lost when Keras
+            # builds the optimizer inside fit's stateless symbolic build, which left them at zero (a run of
+            # fewer than lookahead_every steps then ended on zeros, and the first pull shrank the weights)
+            first = ops.cast(ops.equal(self.iterations, 0), variable.dtype)
+            self.assign(self.slow[index], first * variable + (1.0 - first) * self.slow[index])
         super().update_step(gradient, variable, learning_rate)
         if self.lookahead_every:
             self._lookahead(self.slow[index], variable)

@@ -38,6 +38,9 @@ class TrainConfig:
     recipe_overrides: tuple[tuple[str, object], ...] = ()  # e.g. (("batch_size", 64),)
     model_overrides: tuple[tuple[str, object], ...] = ()  # architecture Config fields
     reports: bool = True  # plots and calibration under the artifact's reports/ (needs matplotlib for PNGs)
+    # fine-tune: a saved model folder whose weights (preprocessing statistics included) the run starts from,
+    # of the same architecture and settings; None: random weights, statistics fitted on this train split
+    init_from: str | None = None
     verbose: int = 2  # Keras fit verbosity: 0 silent, 2 one line per epoch
 
     @classmethod
@@ -220,11 +223,28 @@ def _built(config: TrainConfig, dataset: Dataset, x_train: np.ndarray):
 
     model = models.build(config.architecture, dataset.manifest["image_shape"], len(dataset.class_names),
                          dict(config.model_overrides))
+    if config.init_from:
+        return _initialised(model, config, dataset)
     preprocessing_layer(model).fit_statistics(x_train)
     if config.architecture == "airbench":
         from models import airbench
 
         airbench.init_whitening(model, x_train, models.config_for("airbench", dict(config.model_overrides)))
+    return model
+
+
+def _initialised(model, config: TrainConfig, dataset: Dataset):
+    """`model` with the weights of the saved model `config.init_from`; ArtifactError when they do not fit."""
+    source, metadata = artifact.load_keras(config.init_from)
+    if metadata.get("architecture") != config.architecture or list(metadata["class_names"]) != dataset.class_names:
+        raise artifact.ArtifactError(f"--init-from {config.init_from}: a {metadata.get('architecture')} model of "
+                         f"{len(metadata['class_names'])} classes, not a {config.architecture} of {dataset.name}'s")
+    try:
+        model.set_weights(source.get_weights())
+    except ValueError as error:
+        raise artifact.ArtifactError(f"--init-from {config.init_from}: its weights do not fit this {config.architecture} "
+                         f"(pass its --model-set settings: {metadata.get('architecture_config')}): {error}") from None
+    log.info("starting from the weights of %s", metadata["model_id"])
     return model
 
 
@@ -235,9 +255,14 @@ def _fit(model, recipe: recipes.Recipe, config: TrainConfig, dataset: Dataset, x
 
     num_classes, epochs = len(dataset.class_names), config.epochs
     if host_augmented(recipe):
-        batches = training_batches(recipe, x_train, y_train, num_classes, config, settings)
+        reviewed = dataset.arrays.get("x_outliers")  # "none of these" reviewed images, from reviews
+        batches = training_batches(recipe, x_train, y_train, num_classes, config, settings,
+                                   None if reviewed is None else np.asarray(reviewed))
         steps_per_epoch, fit_data = len(batches), {"x": batches}
     else:
+        if len(dataset.arrays.get("x_outliers", ())):
+            log.warning("the reviewed 'none of these' images are used by host-augmented recipes (airbench) "
+                        "only: recipe %s trains without them", recipe.name)
         steps_per_epoch = int(np.ceil(len(x_train) / recipe.batch_size))
         fit_data = {"x": x_train, "y": one_hot(y_train, num_classes), "batch_size": recipe.batch_size,
                     "shuffle": True}
@@ -287,19 +312,25 @@ def _evaluated_and_saved(model, config: TrainConfig, recipe: recipes.Recipe, dat
 
 
 def training_batches(recipe: recipes.Recipe, x_train, y_train, num_classes: int, config: TrainConfig,
-                     settings: Settings):
-    """Host-augmented batches (tasks/train/batches.py), with outlier exposure when the recipe asks for it."""
+                     settings: Settings, reviewed_outliers: np.ndarray | None = None):
+    """Host-augmented batches (tasks/train/batches.py), with outlier exposure when the recipe asks for it
+    or `reviewed_outliers` (uint8 (N, 32, 32, 3): reviewed images of none of the classes) has images."""
     from tasks.train import batches
     from tasks.data import outliers
 
     translate_pixels = int(next((name[len("translate"):] for name in recipe.augment
                                  if name.startswith("translate") and name[len("translate"):].isdigit()), 0))
     outlier_images, outlier_batch = None, 0
-    if recipe.outlier_dataset:
-        outlier_images = outliers.images(load(recipe.outlier_dataset, None, settings), "exposure", "train")
+    parts = [outliers.images(load(recipe.outlier_dataset, None, settings), "exposure", "train")] \
+        if recipe.outlier_dataset else []
+    if reviewed_outliers is not None and len(reviewed_outliers):
+        parts.append(reviewed_outliers)
+    if parts:
+        outlier_images = np.concatenate(parts)
         outlier_batch = max(1, round(recipe.batch_size * recipe.outlier_batch_fraction))
-        log.info("outlier exposure: %d images of %s, %d per batch", len(outlier_images),
-                 recipe.outlier_dataset, outlier_batch)
+        log.info("outlier exposure: %d images (%s%d reviewed as none of these), %d per batch", len(outlier_images),
+                 f"{recipe.outlier_dataset}'s, " if recipe.outlier_dataset else "",
+                 0 if reviewed_outliers is None else len(reviewed_outliers), outlier_batch)
     return batches.AugmentedBatches(
         x_train, y_train, num_classes, min(recipe.batch_size, len(x_train)),
         translate_pixels=translate_pixels, seed=config.seed, outliers=outlier_images,

@@ -391,3 +391,40 @@ def test_a_missing_source_fails_the_nightly_run_in_one_try(airflow_env, tmp_path
     states = {task: state for task, _, state in outcome["tasks"]}
     assert states["find_new_images"] == "failed", states
     assert outcome["tries"]["find_new_images[-1]"] == 1, outcome["tries"]
+
+
+def test_reviewed_dataset_prepares_a_version_once_enough_answers_came_in(airflow_env, tiny_cifar_tree, model_dir,
+                                                                         monkeypatch, tmp_path):
+    """Below the threshold nothing happens; at it a version is prepared from the reviews and its Asset,
+    which train_models is scheduled on, gets an event naming it; the same answers do not count twice."""
+    import datetime as dt
+    import shutil
+
+    from tasks import pipeline
+    from tasks.store import db, reviews_sql
+
+    monkeypatch.setenv("HASHTAGGER_HOME", str(airflow_env["home"]))
+    pipeline.prepare_dataset("cifar10", str(tiny_cifar_tree), validation_size=20)
+    photos = tmp_path / "reviewed-photos"
+    photos.mkdir()
+    for image in sorted((tiny_cifar_tree / "test").glob("*/*.jpg"))[::10]:  # one per class
+        shutil.copy(image, photos / f"{image.parent.name}-{image.name}")
+    env = {**airflow_env["env"], "HASHTAGGER_DB_URL": airflow_env["results_url"]}
+    for args in (["db", "migrate"], ["tag", "--model", str(model_dir), str(photos), "--quiet"]):
+        done = subprocess.run([str(Path(sys.executable).parent / "hashtagger"), *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    engine = db.engine(airflow_env["results_url"])
+    for row in query(airflow_env["results_url"], "SELECT image_uri, content_hash, model_version FROM image_results"):
+        reviews_sql.record_answer(engine, uuid.uuid4().hex, row.image_uri, row.content_hash, row.model_version,
+                                  Path(row.image_uri).name.split("-")[0], "ana", dt.datetime.now(dt.timezone.utc))
+
+    waiting = dag_test(airflow_env, "reviewed_dataset", {"min_new_answers": 11})
+    assert ["prepare", -1, "skipped"] in waiting["tasks"] and waiting["events"] == []
+    prepared = dag_test(airflow_env, "reviewed_dataset", {"min_new_answers": 10})
+    (summary,) = returned(prepared, "prepare")
+    assert summary["dataset"] == "cifar10-reviewed" and summary["reviewed"]["skipped"] == 0
+    assert prepared["events"] == [["reviewed_dataset", {"dataset": "cifar10-reviewed", "version": summary["version"],
+                                                        "new_answers": 10}]]
+    again = dag_test(airflow_env, "reviewed_dataset", {"min_new_answers": 1})  # nothing new since
+    assert ["prepare", -1, "skipped"] in again["tasks"] and again["events"] == []

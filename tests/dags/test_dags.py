@@ -19,7 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
-EXPECTED = {"cifar_dataset", "train_models", "nightly_tagging", "hashtag_refresh"}
+EXPECTED = {"cifar_dataset", "train_models", "nightly_tagging", "hashtag_refresh", "reviewed_dataset"}
 HEAVY_MODULES = ("tensorflow", "keras", "jax", "torch", "onnxruntime", "numpy", "PIL", "boto3")
 
 INSPECT = r"""
@@ -118,7 +118,10 @@ def test_schedules(inspection):
     assert (dags["nightly_tagging"]["cron"], dags["nightly_tagging"]["timezone"]) == ("0 2 * * *", "UTC")
     assert (dags["hashtag_refresh"]["cron"], dags["hashtag_refresh"]["timezone"]) == ("0 * * * *", "UTC")
     assert dags["train_models"]["timetable"] == "AssetTriggeredTimetable"
-    assert dags["train_models"]["scheduled_on"] == ["hashtagger://datasets/cifar10", "hashtagger://datasets/cifar100"]
+    # a new dataset version, or enough new reviews (reviewed_dataset prepares a version from them)
+    assert dags["train_models"]["scheduled_on"] == ["hashtagger://datasets/cifar10", "hashtagger://datasets/cifar100",
+                                                    "hashtagger://datasets/reviewed"]
+    assert (dags["reviewed_dataset"]["cron"], dags["reviewed_dataset"]["timezone"]) == ("30 3 * * *", "UTC")
     # a new champion re-tags at once, besides the nightly slot
     assert dags["nightly_tagging"]["timetable"] == "AssetOrTimeSchedule"
     assert dags["nightly_tagging"]["scheduled_on"] == ["hashtagger://models/cifar10/champion",
@@ -129,7 +132,8 @@ def test_schedules(inspection):
 def test_params(inspection):
     dags = inspection["dags"]
     assert {"dataset", "source"} <= set(dags["cifar_dataset"]["params"])
-    assert {"architectures", "recipe", "epochs", "dataset"} <= set(dags["train_models"]["params"])
+    assert {"architectures", "recipe", "epochs", "dataset", "reviewed_dataset"} <= set(dags["train_models"]["params"])
+    assert {"name", "base", "min_new_answers"} <= set(dags["reviewed_dataset"]["params"])
     assert "source" in dags["nightly_tagging"]["params"]
 
 

@@ -88,3 +88,19 @@ def test_airbench_sgd_scales_bias_rate_decays_coupled_and_lookahead_syncs():
     slow = np.asarray(optimizer.slow[optimizer._get_variable_index(beta)])
     np.testing.assert_allclose(slow, expected, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(beta), expected, rtol=1e-5)  # the fast weights restart there
+
+
+def test_lookahead_starts_from_the_weights_fit_starts_from():
+    """Built by fit (Keras builds the optimizer in a stateless scope, where build()'s copy was lost), the
+    slow weights still start from the model's weights: a run shorter than one lookahead period ends on
+    its starting weights, as airbench's (a fine-tune from a saved model had ended on zeros)."""
+    model = one_layer_model()
+    kernel = model.get_layer("dense").kernel
+    kernel.assign(np.eye(3, dtype="float32") * 2.0)
+    model.compile(optimizer=AirbenchSGD(0.1, momentum=0.5, lookahead_every=5, total_steps=3), loss="mse")
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(4, 3)).astype("float32"), rng.normal(size=(4, 3)).astype("float32"), batch_size=4,
+              epochs=2, verbose=0)
+    assert not np.allclose(np.asarray(kernel), np.eye(3) * 2.0)  # the fast weights moved
+    model.optimizer.finish(model.trainable_variables)
+    np.testing.assert_allclose(np.asarray(kernel), np.eye(3) * 2.0, rtol=1e-6)
