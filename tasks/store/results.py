@@ -16,7 +16,7 @@ import sqlalchemy as sa
 # one class for "the database does not answer", whether at the schema check or after the retry window
 from tasks.store.db import DatabaseUnavailable, utcnow  # noqa: F401
 from tasks.store import counts as run_counts
-from tasks.store import leases
+from tasks.store import files, leases
 from tasks.store.leases import AnotherRunActive  # noqa: F401  raised by tag runs, caught by the CLI
 from tasks.hashtags.rank import RankedHashtag
 
@@ -60,7 +60,7 @@ RESULTS = sa.table("image_results", *map(sa.column, (
 FAILURES = sa.table("image_failures", *map(sa.column, (
     "image_uri", "content_hash", "reason", "run_id", "failed_at", "uri_text")))
 KEYS = {"image_results": ("image_uri", "content_hash", "model_version"),
-        "image_failures": ("image_uri", "content_hash")}
+        "image_failures": ("image_uri", "content_hash"), "image_files": files.KEY}
 
 # Cleaning up after earlier rows of the same URI; skipped for URIs never seen (the nightly common case).
 CLEAR_FAILURES = sa.text("""
@@ -122,6 +122,7 @@ RESET_COUNTS = sa.text(f"UPDATE tagging_runs SET {run_counts.RESET} WHERE run_id
 class Prior:
     done: set[tuple[str, str]]  # (uri, content hash) needing no work
     known: set[str]  # URIs with any earlier row, whose old rows a new result must replace
+    unchanged: frozenset[str] = frozenset()  # URIs done as their stored metadata says: not even read
 
 
 def prior(connection, model_version: str, uris: list[str]) -> Prior:
@@ -253,8 +254,10 @@ def _as_utc(value) -> dt.datetime | None:
 
 
 def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list[Tagged],
-                failed: list[Failed], skipped: int, count: bool = True, batch_no: int | None = None) -> None:
-    """One transaction: results, hashtags, failures and (with `count`) the run's counters, all or nothing.
+                failed: list[Failed], skipped: int, count: bool = True, batch_no: int | None = None,
+                checked: list[files.Checked] = ()) -> None:
+    """One transaction: results, hashtags, failures, the signatures of the bytes read (`checked`,
+    sql/019) and (with `count`) the run's counters, all or nothing.
 
     `batch_no` (0, 1, ... within the run) keys the counters: a batch retried after a COMMIT whose outcome
     was unknown (the connection cut while waiting for its answer) rewrites the same rows and adds its
@@ -276,6 +279,7 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
     counts = {name: getattr(counted, name) for name in run_counts.BATCH_FIELDS} | {"run_id": run_id, "at": now}
     cleared = [{"uri": item.uri} for item in tagged if item.replaces]
     current = [{"uri": item.uri, "hash": item.content_hash} for item in tagged if item.replaces]
+    file_rows = files.rows(checked, run_id, now)
 
     def transaction() -> None:
         with engine.begin() as connection:
@@ -284,6 +288,7 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
                 connection.execute(CLEAR_FAILURES, cleared)  # a file that failed before and is fixed now
                 connection.execute(DROP_OLD_RESULTS, current)
             upsert(connection, FAILURES, failure_rows)
+            upsert(connection, files.FILES, file_rows)
             if count and _new_batch(connection, run_id, batch_no):
                 connection.execute(ADD_COUNTS, counts)
 

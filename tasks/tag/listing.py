@@ -5,13 +5,14 @@ the results database; tasks/tag/tag.py runs them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import itertools
 import logging
 from typing import Iterable, Iterator
 
-from tasks.store import results
+from tasks.store import files, results
 from tasks.tag import sources
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,15 @@ def oldest_first(shard, engine, model_id: str, limit: int,
     yield from (ref for ref in shard() if ref.uri not in picked)
 
 
-def prior(engine, model_id: str, refs: list[sources.ImageRef]) -> results.Prior:
-    """Which of these images `model_id` has tagged already (each model tags every image once)."""
+def prior(engine, model_id: str, refs: list[sources.ImageRef], verify: bool = False) -> results.Prior:
+    """Which of these images `model_id` has tagged already (each model tags every image once): those its
+    stored metadata vouches for (`unchanged`, never read; none under `verify`, which reads every image
+    again), then, for the others, what is stored under their keys (`done` once hashed, `known`)."""
     def query() -> results.Prior:
         with engine.connect() as connection:
-            return results.prior(connection, model_id, [ref.uri for ref in refs])
+            work = {ref.uri: None for ref in refs} if verify else files.pending(connection, model_id, refs)
+            found = results.prior(connection, model_id, [ref.uri for ref in refs if ref.uri in work])
+        unchanged = frozenset(ref.uri for ref in refs if ref.uri not in work)
+        return dataclasses.replace(found, unchanged=unchanged)
 
     return results.retrying(query, "looking up tagged images")

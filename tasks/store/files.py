@@ -1,0 +1,89 @@
+"""What the results database knows about each image's bytes without reading them (sql/019): the listing's
+metadata (ImageRef.signature) when they were last hashed, and the set-based "already done" built on it.
+
+A listed image needs no work when its signature is the one stored and the content hash stored with it was
+tagged by the run's model (or failed to decode on those very bytes). That decision is one statement per
+chunk of listed images: the chunk travels as a VALUES list joined against image_files, image_results and
+image_failures (an anti-join), read-only, so it needs no temporary table: nothing survives between
+statements (PgBouncer's transaction pooling keeps no session) and SQLite takes no write lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+import sqlalchemy as sa
+
+FILES = sa.table("image_files", *map(sa.column, (
+    "image_uri", "content_hash", "signature", "size", "mtime_ns", "inode", "device", "etag", "last_modified",
+    "run_id", "checked_at")))
+KEY = ("image_uri",)
+LOOKUP_CHUNK = 1000  # listed images per statement: 2,000 bind parameters, under SQLite's and PostgreSQL's limits
+
+# The listed images (key, signature) that need work for :model: no stored signature equal to the listed
+# one, or one whose bytes this model has not tagged (and that did not fail to decode). The chunk's VALUES
+# list is spliced in as bind parameter names only (tasks/store/files.py _values): never values.
+_PENDING = """
+WITH listed (image_uri, signature) AS (VALUES {values})
+SELECT l.image_uri, f.content_hash
+FROM listed l
+LEFT JOIN image_files f ON f.image_uri = l.image_uri AND f.signature = l.signature
+WHERE f.content_hash IS NULL
+   OR NOT (EXISTS (SELECT 1 FROM image_results r WHERE r.image_uri = l.image_uri
+                     AND r.content_hash = f.content_hash AND r.model_version = :model)
+           OR EXISTS (SELECT 1 FROM image_failures x WHERE x.image_uri = l.image_uri
+                        AND x.content_hash = f.content_hash AND f.content_hash <> ''))
+"""
+
+
+def signed64(value: int | None) -> int | None:
+    """An unsigned 64-bit number (inode, device) as the signed BIGINT both databases store."""
+    if value is None:
+        return None
+    return value - 2**64 if value >= 2**63 else value
+
+
+def unsigned64(value: int | None) -> int | None:
+    """signed64's inverse."""
+    if value is None:
+        return None
+    return value + 2**64 if value < 0 else value
+
+
+def pending(connection, model_version: str, refs: list) -> dict[str, str | None]:
+    """{key: the content hash stored for the listed signature, or None} of the `refs` (ImageRefs with
+    distinct keys) that need work for `model_version`; a ref left out is done: its bytes, known from
+    its metadata, were tagged by that model (or failed to decode). One statement per LOOKUP_CHUNK refs."""
+    work: dict[str, str | None] = {}
+    for start in range(0, len(refs), LOOKUP_CHUNK):
+        chunk = refs[start:start + LOOKUP_CHUNK]
+        params: dict = {"model": model_version}
+        for number, ref in enumerate(chunk):
+            params[f"u{number}"], params[f"s{number}"] = ref.uri, "" if ref.error else (ref.signature or "")
+        statement = sa.text(_PENDING.format(values=_values(len(chunk))))
+        work.update({uri: stored for uri, stored in connection.execute(statement, params)})
+    return work
+
+
+def _values(count: int) -> str:
+    """The placeholders of a VALUES list of `count` (key, signature) rows: (:u0, :s0), (:u1, :s1), ..."""
+    return ", ".join(f"(:u{number}, :s{number})" for number in range(count))
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """One image whose bytes a run read in full: its key, content hash and listed ref (for the signature)."""
+
+    uri: str
+    content_hash: str
+    ref: object  # tasks.tag.refs.ImageRef
+
+
+def rows(checked: Iterable[Checked], run_id: str, now) -> list[dict]:
+    """image_files rows of the images read in full whose listing gave a signature."""
+    return [{"image_uri": item.uri, "content_hash": item.content_hash, "signature": item.ref.signature,
+             "size": item.ref.size, "mtime_ns": item.ref.mtime_ns, "inode": signed64(item.ref.inode),
+             "device": signed64(item.ref.device), "etag": item.ref.etag, "last_modified": item.ref.modified,
+             "run_id": run_id, "checked_at": now}
+            for item in checked if item.ref.signature is not None and item.content_hash]
