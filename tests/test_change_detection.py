@@ -8,12 +8,40 @@ import os
 
 import pytest
 
-from test_tag import colour_folder, count, rows, run
+import sqlalchemy as sa
 from PIL import Image
 
 from fixtures import hostile, tiny_model
+from tasks.hashtags.engine import HashtagEngine
 from tasks.store import db
-from tasks.tag import predictor, sources
+from tasks.tag import predictor, sources, tag
+
+COLOURS = ((200, 20, 20), (20, 200, 20), (20, 20, 200), (200, 200, 20), (20, 200, 200), (200, 20, 200),
+           (120, 60, 20), (20, 60, 120), (60, 120, 20), (90, 90, 160))
+
+
+def colour_folder(root, count: int, colours=COLOURS) -> list:
+    """`count` small textured JPEGs named imgNNNN.jpg (a tile of one flat colour is refused as blank)."""
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = root / f"img{index:04d}.jpg"
+        path.write_bytes(hostile.jpeg((48, 40), colours[index % len(colours)]))
+        paths.append(path)
+    return paths
+
+
+def rows(engine, sql: str, **params) -> list:
+    with engine.connect() as connection:
+        return connection.execute(sa.text(sql), params).all()
+
+
+def count(engine, table: str) -> int:
+    return rows(engine, f"SELECT COUNT(*) FROM {table}")[0][0]
+
+
+def run(folder, model, engine, **config) -> tag.RunSummary:
+    return tag.run(str(folder), model, HashtagEngine(), engine, tag.TagConfig(**{"batch_size": 7, **config}))
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +128,7 @@ def test_bytes_changed_under_the_same_size_and_mtime_are_missed_by_a_run_and_fou
     stat = target.stat()
     # another picture, smaller, padded after its end marker to the same size (decoders stop there)
     replacement = io.BytesIO()
-    hostile.textured(Image.new("RGB", (16, 16), (20, 240, 240))).save(replacement, "JPEG", quality=50)
+    hostile.textured(Image.new("RGB", (16, 16), (240, 240, 240))).save(replacement, "JPEG", quality=50)
     assert len(replacement.getvalue()) < stat.st_size
     with open(target, "r+b") as file:  # same size, same inode (written in place), mtime put back
         file.write(replacement.getvalue().ljust(stat.st_size, b"\0"))

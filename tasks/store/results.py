@@ -60,7 +60,7 @@ RESULTS = sa.table("image_results", *map(sa.column, (
 FAILURES = sa.table("image_failures", *map(sa.column, (
     "image_uri", "content_hash", "reason", "run_id", "failed_at", "uri_text")))
 KEYS = {"image_results": ("image_uri", "content_hash", "model_version"),
-        "image_failures": ("image_uri", "content_hash"), "image_files": files.KEY}
+        "image_failures": ("image_uri", "content_hash"), "image_files": files.KEY, "night_work": ("run_key", "seq")}
 
 # Cleaning up after earlier rows of the same URI; skipped for URIs never seen (the nightly common case).
 CLEAR_FAILURES = sa.text("""

@@ -19,11 +19,14 @@ log = logging.getLogger(__name__)
 
 
 def in_shard(uri: str, shard: tuple[int, int] | None) -> bool:
-    """Stable across processes and machines (unlike hash()): sha1 of the URI modulo the shard count."""
-    if shard is None:
-        return True
-    index, count = shard
-    return int.from_bytes(hashlib.sha1(uri.encode()).digest()[:8], "big") % count == index
+    """Whether the image `uri` belongs to `shard` (index, count; None: every image belongs)."""
+    return shard is None or shard_of(uri, shard[1]) == shard[0]
+
+
+def shard_of(uri: str, count: int) -> int:
+    """The shard (0 to count - 1) of an image: stable across processes and machines (unlike hash()), sha1
+    of the URI modulo the shard count."""
+    return int.from_bytes(hashlib.sha1(uri.encode()).digest()[:8], "big") % count
 
 
 def batches(refs: Iterable[sources.ImageRef], size: int) -> Iterator[list[sources.ImageRef]]:
