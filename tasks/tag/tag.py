@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from tasks.data import images as decode
 from tasks.store import counts as run_counts
-from tasks.store import files, leases, results
+from tasks.store import files, leases, redecide, results
 from tasks.tag import decide, listing, sources
 from tasks.tag.listing import in_shard  # part of this module's interface: tests and the shards use tag.in_shard
 from tasks.hashtags.engine import HashtagEngine
@@ -131,8 +131,8 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
         try:
             if config.min_confidence is not None and not config.dry_run:
                 # only this source's (and shard's) results: a threshold changes what the user pointed it at
-                counts["redecided"] = results.redecide(engine, predictor, hashtags, config.min_confidence,
-                                                       source.uri, lambda key: in_shard(key, config.shard))
+                counts["redecided"] = redecide.redecide(engine, predictor, hashtags, config.min_confidence,
+                                                        source.uri, lambda key: in_shard(key, config.shard))
             _pipeline(source, predictor, hashtags, engine, config, run_id, counts, lease_lost)
             if not config.dry_run and getattr(source, "listed_folders", None):
                 results.clear_failures(engine, source.listed_folders)
