@@ -100,7 +100,8 @@ def install_counters() -> None:
 
     def counting_client(*args, **kwargs):
         client = make_client(*args, **kwargs)
-        client.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: COUNTS.update(pages=COUNTS["pages"] + 1))
+        client.meta.events.register("before-call.s3.ListObjectsV2",
+                                    lambda **_: COUNTS.update(pages=COUNTS["pages"] + 1))
         return client
 
     s3.make_client = counting_client
@@ -289,8 +290,8 @@ def list_page_cost(client, bucket: str, prefix: str, pages: int = 5) -> float:
     token = None
     for _ in range(pages):
         started = time.perf_counter()
-        request = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000, **({"ContinuationToken": token} if token else {})}
-        answer = client.list_objects_v2(**request)
+        more = {"ContinuationToken": token} if token else {}
+        answer = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1000, **more)
         times.append(time.perf_counter() - started)
         token = answer.get("NextContinuationToken")
         if not token:

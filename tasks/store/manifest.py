@@ -133,9 +133,9 @@ def entries(engine: sa.Engine, run_key: str, shard: int) -> Iterator[object]:
 
         page = retrying(query, "reading the night's manifest")
         for row in page:
-            location = row["location"]
+            location = row["location"] and unescaped(row["location"]).decode("utf-8", "surrogateescape")
             yield ImageRef(row["image_uri"], row["size"], row["etag"], name=row["uri_text"], error=row["error"],
-                           location=None if location is None else unescaped(location).decode("utf-8", "surrogateescape"),
+                           location=location or None,
                            mtime_ns=row["mtime_ns"], inode=files.unsigned64(row["inode"]),
                            device=files.unsigned64(row["device"]), modified=row["last_modified"],
                            stored_hash=row["stored_hash"])

@@ -34,7 +34,8 @@ def plan(source: sources.Source, engine: sa.Engine, model_id: str, run_key: str,
     seen = work = 0
     for chunk in listing.batches(listing.once_each(source.list()), files.LOOKUP_CHUNK):
         pending = {ref.uri: None for ref in chunk} if verify else _pending(engine, model_id, chunk)
-        entries = [(seen + number, listing.shard_of(ref.uri, shards), dataclasses.replace(ref, stored_hash=pending[ref.uri]))
+        entries = [(seen + number, listing.shard_of(ref.uri, shards),
+                    dataclasses.replace(ref, stored_hash=pending[ref.uri]))
                    for number, ref in enumerate(chunk) if ref.uri in pending]
         manifest.add(engine, run_key, entries)
         seen, work = seen + len(chunk), work + len(entries)
