@@ -22,6 +22,10 @@ CREATE TABLE image_files (
     checked_at    TIMESTAMP WITH TIME ZONE NOT NULL
 );
 
+-- A file renamed or hard-linked keeps its signature under its new name: found by it, its results are
+-- copied to the new name without reading it (tasks/store/files.py).
+CREATE INDEX image_files_signature ON image_files (signature);
+
 -- A night's manifest: the nightly DAG's first task lists the source once and writes here the entries
 -- that need work (new, changed, or not yet tagged by the night's model), each with its shard; every
 -- shard reads its part instead of listing the source again. status: listing (being written) | ready.

@@ -159,3 +159,37 @@ def test_a_new_model_reads_what_its_predecessor_tagged(tmp_path, tiny_models, en
     reads.clear()
     second = run(tmp_path / "photos", tiny_models[1], engine)
     assert (second.tagged, len(reads)) == (3, 3), "metadata says the bytes; the new model must still see them"
+
+
+def test_a_renamed_file_is_not_read_and_keeps_its_results_under_its_new_name(tmp_path, model, engine, reads):
+    paths = colour_folder(tmp_path / "photos", 4)
+    run(tmp_path / "photos", model, engine)
+    before = rows(engine, "SELECT label, confidence, top_labels, content_hash FROM image_results WHERE image_uri = :uri",
+                  uri=str(paths[0]))
+    (tmp_path / "photos" / "2026").mkdir()
+    moved = tmp_path / "photos" / "2026" / "renamed.jpg"
+    paths[0].rename(moved)
+    linked = tmp_path / "photos" / "linked.jpg"
+    os.link(paths[1], linked)  # a hard link: the same file under a second name
+    reads.clear()
+    again = run(tmp_path / "photos", model, engine)
+    assert reads == [], "a rename or a hard link is found by its metadata: nothing read"
+    assert (again.tagged, again.skipped, again.seen) == (0, 5, 5)
+    assert rows(engine, "SELECT label, confidence, top_labels, content_hash FROM image_results WHERE image_uri = :uri",
+                uri=str(moved)) == before
+    assert {uri for (uri,) in rows(engine, "SELECT image_uri FROM image_files")} >= {str(moved), str(linked)}
+    reads.clear()
+    third = run(tmp_path / "photos", model, engine)
+    assert (third.tagged, reads) == (0, [])
+
+
+def test_a_file_renamed_over_another_replaces_its_results(tmp_path, model, engine, reads):
+    paths = colour_folder(tmp_path / "photos", 3)
+    run(tmp_path / "photos", model, engine)
+    hash_of = dict(rows(engine, "SELECT image_uri, content_hash FROM image_results"))
+    paths[0].replace(paths[2])  # mv img0000.jpg img0002.jpg: img0002 now holds img0000's bytes
+    reads.clear()
+    again = run(tmp_path / "photos", model, engine)
+    assert (reads, again.tagged) == ([], 0)
+    assert rows(engine, "SELECT content_hash FROM image_results WHERE image_uri = :uri", uri=str(paths[2])) \
+        == [(hash_of[str(paths[0])],)], "the old bytes' result of img0002 is gone"

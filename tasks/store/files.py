@@ -11,7 +11,7 @@ statements (PgBouncer's transaction pooling keeps no session) and SQLite takes n
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import sqlalchemy as sa
 
@@ -22,11 +22,18 @@ KEY = ("image_uri",)
 LOOKUP_CHUNK = 1000  # listed images per statement: 2,000 bind parameters, under SQLite's and PostgreSQL's limits
 
 # The listed images (key, signature) that need work for :model: no stored signature equal to the listed
-# one, or one whose bytes this model has not tagged (and that did not fail to decode). The chunk's VALUES
+# one, or one whose bytes this model has not tagged (and that did not fail to decode). With each, the
+# first other key stored with the same signature whose bytes :model tagged: the same file renamed or
+# hard-linked (same size, mtime, inode and device), whose results are copied, unread. The chunk's VALUES
 # list is spliced in as bind parameter names only (tasks/store/files.py _values): never values.
+_MOVED = """
+(SELECT g.{column} FROM image_files g
+ JOIN image_results m ON m.image_uri = g.image_uri AND m.content_hash = g.content_hash AND m.model_version = :model
+ WHERE g.signature = l.signature AND g.image_uri <> l.image_uri ORDER BY g.image_uri LIMIT 1)"""
 _PENDING = """
 WITH listed (image_uri, signature) AS (VALUES {values})
-SELECT l.image_uri, f.content_hash
+SELECT l.image_uri, f.content_hash, """ + _MOVED.format(column="image_uri") + ", " + _MOVED.format(
+    column="content_hash") + """
 FROM listed l
 LEFT JOIN image_files f ON f.image_uri = l.image_uri AND f.signature = l.signature
 WHERE f.content_hash IS NULL
@@ -51,18 +58,26 @@ def unsigned64(value: int | None) -> int | None:
     return value + 2**64 if value < 0 else value
 
 
-def pending(connection, model_version: str, refs: list) -> dict[str, str | None]:
-    """{key: the content hash stored for the listed signature, or None} of the `refs` (ImageRefs with
-    distinct keys) that need work for `model_version`; a ref left out is done: its bytes, known from
-    its metadata, were tagged by that model (or failed to decode). One statement per LOOKUP_CHUNK refs."""
-    work: dict[str, str | None] = {}
+class Work(NamedTuple):
+    """What is known of a listed image that needs work."""
+
+    stored_hash: str | None  # the content hash stored for its very signature (tagged by another model)
+    moved_from: str | None  # another key with its signature whose bytes the model tagged (renamed, linked)
+    moved_hash: str | None  # that key's content hash
+
+
+def pending(connection, model_version: str, refs: list) -> dict[str, Work]:
+    """{key: Work} of the `refs` (ImageRefs with distinct keys) that need work for `model_version`; a ref
+    left out is done: its bytes, known from its metadata, were tagged by that model (or failed to
+    decode). One statement per LOOKUP_CHUNK refs."""
+    work: dict[str, Work] = {}
     for start in range(0, len(refs), LOOKUP_CHUNK):
         chunk = refs[start:start + LOOKUP_CHUNK]
         params: dict = {"model": model_version}
         for number, ref in enumerate(chunk):
             params[f"u{number}"], params[f"s{number}"] = ref.uri, "" if ref.error else (ref.signature or "")
         statement = sa.text(_PENDING.format(values=_values(len(chunk))))
-        work.update({uri: stored for uri, stored in connection.execute(statement, params)})
+        work.update({uri: Work(*rest) for uri, *rest in connection.execute(statement, params)})
     return work
 
 
@@ -78,6 +93,7 @@ class Checked:
     uri: str
     content_hash: str
     ref: object  # tasks.tag.refs.ImageRef
+    moved_from: str | None = None  # the key whose results of these bytes are copied to this one (Work)
 
 
 def rows(checked: Iterable[Checked], run_id: str, now) -> list[dict]:
@@ -87,3 +103,22 @@ def rows(checked: Iterable[Checked], run_id: str, now) -> list[dict]:
              "device": signed64(item.ref.device), "etag": item.ref.etag, "last_modified": item.ref.modified,
              "run_id": run_id, "checked_at": now}
             for item in checked if item.ref.signature is not None and item.content_hash]
+
+
+# The results of the same bytes under the key they were tagged under, copied to the key they moved to.
+COPY_RESULTS = sa.text("""
+INSERT INTO image_results (image_uri, content_hash, model_version, label, confidence, top_labels, run_id, tagged_at,
+                           uri_text, hashtags)
+SELECT :uri, content_hash, model_version, label, confidence, top_labels, :run_id, :at, :uri_text, hashtags
+FROM image_results WHERE image_uri = :moved_from AND content_hash = :hash AND model_version = :model
+ON CONFLICT (image_uri, content_hash, model_version) DO NOTHING
+""")
+
+
+def copy_results(connection, model_version: str, moved: list[Checked], run_id: str, now) -> None:
+    """Copy `model_version`'s results of moved images (Checked with `moved_from`) to their new keys."""
+    if moved:
+        connection.execute(COPY_RESULTS, [{"uri": item.uri, "run_id": run_id, "at": now, "uri_text": item.ref.name,
+                                           "moved_from": item.moved_from, "hash": item.content_hash,
+                                           "model": model_version} for item in moved])
+

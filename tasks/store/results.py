@@ -123,6 +123,8 @@ class Prior:
     done: set[tuple[str, str]]  # (uri, content hash) needing no work
     known: set[str]  # URIs with any earlier row, whose old rows a new result must replace
     unchanged: frozenset[str] = frozenset()  # URIs done as their stored metadata says: not even read
+    # URI -> (the URI, content hash) of the same file under another name, tagged there: copied, not read
+    moved: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def prior(connection, model_version: str, uris: list[str]) -> Prior:
@@ -277,8 +279,10 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
     counted = run_counts.RunCounts(seen=len(tagged) + len(failed) + skipped, tagged=len(tagged), skipped=skipped,
                                    failed=len(failed), abstained=sum(item.abstained for item in tagged))
     counts = {name: getattr(counted, name) for name in run_counts.BATCH_FIELDS} | {"run_id": run_id, "at": now}
-    cleared = [{"uri": item.uri} for item in tagged if item.replaces]
-    current = [{"uri": item.uri, "hash": item.content_hash} for item in tagged if item.replaces]
+    moved = [item for item in checked if item.moved_from]
+    cleared = [{"uri": item.uri} for item in [*tagged, *moved] if getattr(item, "replaces", True)]
+    current = [{"uri": item.uri, "hash": item.content_hash} for item in [*tagged, *moved]
+               if getattr(item, "replaces", True)]
     file_rows = files.rows(checked, run_id, now)
 
     def transaction() -> None:
@@ -289,6 +293,7 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
                 connection.execute(DROP_OLD_RESULTS, current)
             upsert(connection, FAILURES, failure_rows)
             upsert(connection, files.FILES, file_rows)
+            files.copy_results(connection, model_version, moved, run_id, now)
             if count and _new_batch(connection, run_id, batch_no):
                 connection.execute(ADD_COUNTS, counts)
 

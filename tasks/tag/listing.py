@@ -91,12 +91,15 @@ def oldest_first(shard, engine, model_id: str, limit: int,
 def prior(engine, model_id: str, refs: list[sources.ImageRef], verify: bool = False) -> results.Prior:
     """Which of these images `model_id` has tagged already (each model tags every image once): those its
     stored metadata vouches for (`unchanged`, never read; none under `verify`, which reads every image
-    again), then, for the others, what is stored under their keys (`done` once hashed, `known`)."""
+    again), those renamed or linked from a key it tagged (`moved`: copied, never read), then, for the
+    others, what is stored under their keys (`done` once hashed, `known`)."""
     def query() -> results.Prior:
         with engine.connect() as connection:
             work = {ref.uri: None for ref in refs} if verify else files.pending(connection, model_id, refs)
             found = results.prior(connection, model_id, [ref.uri for ref in refs if ref.uri in work])
         unchanged = frozenset(ref.uri for ref in refs if ref.uri not in work)
-        return dataclasses.replace(found, unchanged=unchanged)
+        moved = {uri: (known.moved_from, known.moved_hash) for uri, known in work.items()
+                 if known is not None and known.moved_from}
+        return dataclasses.replace(found, unchanged=unchanged, moved=moved)
 
     return results.retrying(query, "looking up tagged images")

@@ -35,7 +35,7 @@ def plan(source: sources.Source, engine: sa.Engine, model_id: str, run_key: str,
     for chunk in listing.batches(listing.once_each(source.list()), files.LOOKUP_CHUNK):
         pending = {ref.uri: None for ref in chunk} if verify else _pending(engine, model_id, chunk)
         entries = [(seen + number, listing.shard_of(ref.uri, shards),
-                    dataclasses.replace(ref, stored_hash=pending[ref.uri]))
+                    dataclasses.replace(ref, stored_hash=pending[ref.uri] and pending[ref.uri].stored_hash))
                    for number, ref in enumerate(chunk) if ref.uri in pending]
         manifest.add(engine, run_key, entries)
         seen, work = seen + len(chunk), work + len(entries)
@@ -45,8 +45,8 @@ def plan(source: sources.Source, engine: sa.Engine, model_id: str, run_key: str,
     return manifest.finish(engine, run_key, seen, work, getattr(source, "not_images", 0))
 
 
-def _pending(engine: sa.Engine, model_id: str, chunk: list[sources.ImageRef]) -> dict[str, str | None]:
-    def query() -> dict[str, str | None]:
+def _pending(engine: sa.Engine, model_id: str, chunk: list[sources.ImageRef]) -> dict[str, files.Work]:
+    def query() -> dict[str, files.Work]:
         with engine.connect() as connection:
             return files.pending(connection, model_id, chunk)
 

@@ -98,6 +98,7 @@ class _Item:
     tile: np.ndarray | None = None
     reason: str = ""
     stamp: bool = False  # done, its bytes known by hashing or ETag, not by a stored signature: store it
+    moved_from: str | None = None  # done under this other key (renamed, linked): its results are copied
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -285,7 +286,7 @@ def _write(items: list[_Item], tiles: list[_Item], pixels, probabilities, predic
     tagged = _classify(tiles, probabilities, flat, predictor, hashtags, config, known.known if known else set())
     failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
               for item in items if item.state == "failed"]
-    checked = [files.Checked(item.ref.uri, item.content_hash, item.ref) for item in items
+    checked = [files.Checked(item.ref.uri, item.content_hash, item.ref, item.moved_from) for item in items
                if item.state in ("tile", "failed") or item.stamp]
     results.write_batch(engine, run_id, predictor.model_id, tagged, failed, batch["skipped"], batch_no=batch_no,
                         checked=checked)
@@ -316,6 +317,9 @@ def _prepare(source: sources.Source, ref: sources.ImageRef, known: results.Prior
         return _Item(ref, "failed", "", reason=ref.error)
     if ref.uri in known.unchanged:  # its metadata is what it was when these bytes were tagged: not read
         return _Item(ref, "done", "")
+    if ref.uri in known.moved:  # the same file renamed or linked, tagged under its old name: copied, not read
+        moved_from, moved_hash = known.moved[ref.uri]
+        return _Item(ref, "done", moved_hash, stamp=True, moved_from=moved_from)
     done, listed = known.done, ref.listed_hash
     if listed and (ref.uri, listed) in done:
         return _Item(ref, "done", listed, stamp=True)  # known from the listing: not even downloaded
