@@ -24,12 +24,15 @@ LOOKUP_CHUNK = 1000  # listed images per statement: 2,000 bind parameters, under
 # The listed images (key, signature) that need work for :model: no stored signature equal to the listed
 # one, or one whose bytes this model has not tagged (and that did not fail to decode). With each, the
 # first other key stored with the same signature whose bytes :model tagged: the same file renamed or
-# hard-linked (same size, mtime, inode and device), whose results are copied, unread. The chunk's VALUES
+# hard-linked (same size, mtime, inode and device), whose results are copied, unread (local files only: an
+# object copied in a bucket gets a new LastModified, and two uploads of the same bytes in one second are
+# two objects, each tagged). The chunk's VALUES
 # list is spliced in as bind parameter names only (tasks/store/files.py _values): never values.
 _MOVED = """
 (SELECT g.{column} FROM image_files g
  JOIN image_results m ON m.image_uri = g.image_uri AND m.content_hash = g.content_hash AND m.model_version = :model
- WHERE g.signature = l.signature AND g.image_uri <> l.image_uri ORDER BY g.image_uri LIMIT 1)"""
+ WHERE g.signature = l.signature AND l.signature LIKE 'file:%' AND g.image_uri <> l.image_uri
+ ORDER BY g.image_uri LIMIT 1)"""
 _PENDING = """
 WITH listed (image_uri, signature) AS (VALUES {values})
 SELECT l.image_uri, f.content_hash, """ + _MOVED.format(column="image_uri") + ", " + _MOVED.format(
