@@ -119,3 +119,27 @@ def test_a_night_lists_the_bucket_once_and_reads_nothing_the_second_time(
     listings.clear(), gets.clear()
     again, summaries = night(source, model_dir, results_db_url, 4, key="nightly-2")
     assert (len(listings), again["new"], gets, summaries) == (1, 0, [], [])
+
+
+def test_already_done_is_one_anti_join_per_chunk_not_a_query_per_image(
+        tmp_path, model_dir, results_db_url, hashtagger_home, monkeypatch):
+    from tasks.store import files
+
+    folder = folder_of(tmp_path / "incoming", 13)
+    night(str(folder), model_dir, results_db_url, 2)
+    monkeypatch.setattr(files, "LOOKUP_CHUNK", 4)
+    statements: list[str] = []
+    engine = pipeline.results_engine(results_db_url)  # the engine plan_night uses (one per URL)
+
+    def record(connection, cursor, statement, *rest):
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        found = pipeline.plan_night(str(folder), str(model_dir), "nightly-chunks", 2, results_db_url)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    lookups = [statement for statement in statements if "image_results" in statement]
+    assert found["done"] == 13
+    assert len(lookups) == 4 and all("WITH listed" in statement for statement in lookups), \
+        "13 listed images in chunks of 4: four anti-joins, nothing else reads the results"
