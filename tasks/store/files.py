@@ -4,8 +4,9 @@ metadata (ImageRef.signature) when they were last hashed, and the set-based "alr
 A listed image needs no work when its signature is the one stored and the content hash stored with it was
 tagged by the run's model (or failed to decode on those very bytes). That decision is one statement per
 chunk of listed images: the chunk travels as a VALUES list joined against image_files, image_results and
-image_failures (an anti-join), read-only, so it needs no temporary table: nothing survives between
-statements (PgBouncer's transaction pooling keeps no session) and SQLite takes no write lock.
+image_failures (an anti-join of index lookups, a few per listed image whatever the tables' size),
+read-only, so it needs no temporary table: nothing survives between statements (PgBouncer's transaction
+pooling keeps no session) and SQLite takes no write lock.
 """
 
 from __future__ import annotations
@@ -26,25 +27,32 @@ LOOKUP_CHUNK = 1000  # listed images per statement: 2,000 bind parameters, under
 # first other key stored with the same signature whose bytes :model tagged: the same file renamed or
 # hard-linked (same size, mtime, inode and device), whose results are copied, unread (local files only: an
 # object copied in a bucket gets a new LastModified, and two uploads of the same bytes in one second are
-# two objects, each tagged). The chunk's VALUES
-# list is spliced in as bind parameter names only (tasks/store/files.py _values): never values.
+# two objects, each tagged). The chunk's VALUES list is spliced in as bind parameter names only (_values):
+# never values.
 _MOVED = """
 (SELECT g.{column} FROM image_files g
  JOIN image_results m ON m.image_uri = g.image_uri AND m.content_hash = g.content_hash AND m.model_version = :model
  WHERE g.signature = l.signature AND l.signature LIKE 'file:%' AND g.image_uri <> l.image_uri
  ORDER BY g.image_uri LIMIT 1)"""
 _PENDING = """
-WITH listed (image_uri, signature) AS (VALUES {values})
-SELECT l.image_uri, f.content_hash, """ + _MOVED.format(column="image_uri") + ", " + _MOVED.format(
+WITH listed (image_uri, signature) AS (VALUES {values}),
+stored AS (
+    SELECT l.image_uri, l.signature,
+           (SELECT f.content_hash FROM image_files f WHERE f.image_uri = l.image_uri AND f.signature = l.signature)
+             AS content_hash
+    FROM listed l)
+SELECT l.image_uri, l.content_hash, """ + _MOVED.format(column="image_uri") + ", " + _MOVED.format(
     column="content_hash") + """
-FROM listed l
-LEFT JOIN image_files f ON f.image_uri = l.image_uri AND f.signature = l.signature
-WHERE f.content_hash IS NULL
+FROM stored l
+WHERE l.content_hash IS NULL
    OR NOT (EXISTS (SELECT 1 FROM image_results r WHERE r.image_uri = l.image_uri
-                     AND r.content_hash = f.content_hash AND r.model_version = :model)
+                     AND r.content_hash = l.content_hash AND r.model_version = :model)
            OR EXISTS (SELECT 1 FROM image_failures x WHERE x.image_uri = l.image_uri
-                        AND x.content_hash = f.content_hash AND f.content_hash <> ''))
+                        AND x.content_hash = l.content_hash AND l.content_hash <> ''))
 """
+# PostgreSQL would JIT-compile the statement (its estimated cost passes jit_above_cost), which took 0.7 s a
+# chunk here for what is a few hundred index lookups of well under a millisecond each
+NO_JIT = sa.text("SET LOCAL jit = off")
 
 
 def signed64(value: int | None) -> int | None:
@@ -74,6 +82,8 @@ def pending(connection, model_version: str, refs: list) -> dict[str, Work]:
     left out is done: its bytes, known from its metadata, were tagged by that model (or failed to
     decode). One statement per LOOKUP_CHUNK refs."""
     work: dict[str, Work] = {}
+    if connection.dialect.name == "postgresql":
+        connection.execute(NO_JIT)  # for this transaction only (PgBouncer's transaction pooling keeps no session)
     for start in range(0, len(refs), LOOKUP_CHUNK):
         chunk = refs[start:start + LOOKUP_CHUNK]
         params: dict = {"model": model_version}
