@@ -29,7 +29,8 @@ CREATE INDEX image_files_signature ON image_files (signature);
 -- A night's manifest: the nightly DAG's first task lists the source once and writes here the entries
 -- that need work (new, changed, or not yet tagged by the night's model), each with its shard; every
 -- shard reads its part instead of listing the source again. status: listing (being written) | ready.
--- seen: images listed; work: entries written; not_images: sidecars and system files skipped.
+-- listed: images listed; work: entries written; other_files: sidecars and system files skipped (a run's
+-- not_images).
 CREATE TABLE night_manifests (
     run_key       TEXT PRIMARY KEY,
     source        TEXT NOT NULL,
@@ -37,9 +38,9 @@ CREATE TABLE night_manifests (
     shards        INTEGER NOT NULL,
     verify        INTEGER NOT NULL DEFAULT 0,
     status        TEXT NOT NULL,
-    seen          INTEGER NOT NULL DEFAULT 0,
+    listed        INTEGER NOT NULL DEFAULT 0,
     work          INTEGER NOT NULL DEFAULT 0,
-    not_images    INTEGER NOT NULL DEFAULT 0,
+    other_files   INTEGER NOT NULL DEFAULT 0,
     created_at    TIMESTAMP WITH TIME ZONE NOT NULL,
     finished_at   TIMESTAMP WITH TIME ZONE
 );

@@ -131,8 +131,8 @@ def plan_night(source: str, model_path: str, key: str, shards: int, db_url: str 
     engine = results_engine(db_url)
     opened = sources.open_source(source, s3_settings=s3)
     night = plan.plan(opened, engine, model_id, key, shards, verify)
-    return {"source": night.source, "model_path": str(model_path), "model_id": model_id, "seen": night.seen,
-            "new": night.work, "done": night.done, "not_images": night.not_images}
+    return {"source": night.source, "model_path": str(model_path), "model_id": model_id, "seen": night.listed,
+            "new": night.work, "done": night.done, "not_images": night.other_files}
 
 
 def tag_shard(source: str, model_path: str, shard: int, shards: int, run_id: str, db_url: str | None = None,

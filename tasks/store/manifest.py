@@ -25,7 +25,7 @@ START = sa.text("""
 INSERT INTO night_manifests (run_key, source, model_version, shards, verify, status, created_at)
 VALUES (:run_key, :source, :model, :shards, :verify, 'listing', :at)
 ON CONFLICT (run_key) DO UPDATE SET source = excluded.source, model_version = excluded.model_version,
-    shards = excluded.shards, verify = excluded.verify, status = 'listing', seen = 0, work = 0, not_images = 0,
+    shards = excluded.shards, verify = excluded.verify, status = 'listing', listed = 0, work = 0, other_files = 0,
     created_at = excluded.created_at, finished_at = NULL
 """)
 FORGET_WORK = sa.text("DELETE FROM night_work WHERE run_key = :run_key")
@@ -33,10 +33,11 @@ OLD_WORK = sa.text("DELETE FROM night_work WHERE run_key IN "
                    "(SELECT run_key FROM night_manifests WHERE created_at < :cutoff)")
 OLD_MANIFESTS = sa.text("DELETE FROM night_manifests WHERE created_at < :cutoff")
 FINISH = sa.text("""
-UPDATE night_manifests SET status = 'ready', seen = :seen, work = :work, not_images = :not_images, finished_at = :at
+UPDATE night_manifests SET status = 'ready', listed = :listed, work = :work, other_files = :other_files,
+    finished_at = :at
 WHERE run_key = :run_key
 """)
-HEADER = sa.text("SELECT run_key, source, model_version, shards, verify, status, seen, work, not_images "
+HEADER = sa.text("SELECT run_key, source, model_version, shards, verify, status, listed, work, other_files "
                  "FROM night_manifests WHERE run_key = :run_key")
 PAGE = sa.text("""
 SELECT seq, image_uri, location, uri_text, size, mtime_ns, inode, device, etag, last_modified, stored_hash, error
@@ -46,8 +47,9 @@ FROM night_work WHERE run_key = :run_key AND shard = :shard AND seq > :after ORD
 
 @dataclasses.dataclass(frozen=True)
 class Manifest:
-    """One night's manifest: what was listed (`seen` images, `not_images` skipped files) and how many
-    entries need work (`work`), for `model_version` over `shards` shards; status 'listing' until complete."""
+    """One night's manifest: what was listed (`listed` images, `other_files` skipped as not images) and how
+    many entries need work (`work`), for `model_version` over `shards` shards; status 'listing' until
+    complete. (Named apart from a run's counts, tasks/store/counts.py, which are defined once.)"""
 
     run_key: str
     source: str
@@ -55,14 +57,14 @@ class Manifest:
     shards: int
     verify: bool
     status: str
-    seen: int = 0
+    listed: int = 0
     work: int = 0
-    not_images: int = 0
+    other_files: int = 0
 
     @property
     def done(self) -> int:
         """Images listed that need no work (tagged before, by metadata)."""
-        return self.seen - self.work
+        return self.listed - self.work
 
 
 def start(engine: sa.Engine, run_key: str, source: str, model_version: str, shards: int, verify: bool) -> None:
@@ -99,12 +101,12 @@ def add(engine: sa.Engine, run_key: str, entries: list[tuple[int, int, object]])
         retrying(transaction, f"writing {len(rows)} entries of the night's manifest")
 
 
-def finish(engine: sa.Engine, run_key: str, seen: int, work: int, not_images: int) -> Manifest:
+def finish(engine: sa.Engine, run_key: str, listed: int, work: int, other_files: int) -> Manifest:
     """Mark the manifest complete with its counts; returns its header."""
     def transaction() -> None:
         with engine.begin() as connection:
-            connection.execute(FINISH, {"run_key": run_key, "seen": seen, "work": work, "not_images": not_images,
-                                        "at": utcnow()})
+            connection.execute(FINISH, {"run_key": run_key, "listed": listed, "work": work,
+                                        "other_files": other_files, "at": utcnow()})
 
     retrying(transaction, "closing the night's manifest")
     return header(engine, run_key)

@@ -26,23 +26,23 @@ def plan(source: sources.Source, engine: sa.Engine, model_id: str, run_key: str,
          verify: bool = False) -> manifest.Manifest:
     """List `source` once and write the manifest of `run_key`: the images that need work for `model_id`
     (every image under `verify`), each with its shard (listing.shard_of, of `shards`). Returns the
-    manifest's header (seen, work, not_images). Raises sources.SourceError when the source cannot be
+    manifest's header (listed, work, other_files). Raises sources.SourceError when the source cannot be
     listed; the database is retried (results.retrying) and raises DatabaseUnavailable at last."""
     if shards < 1:
         raise ValueError(f"shards must be at least 1, not {shards}")
     manifest.start(engine, run_key, source.uri, model_id, shards, verify)
-    seen = work = 0
+    listed = work = 0
     for chunk in listing.batches(listing.once_each(source.list()), files.LOOKUP_CHUNK):
         pending = {ref.uri: None for ref in chunk} if verify else _pending(engine, model_id, chunk)
-        entries = [(seen + number, listing.shard_of(ref.uri, shards),
+        entries = [(listed + number, listing.shard_of(ref.uri, shards),
                     dataclasses.replace(ref, stored_hash=pending[ref.uri] and pending[ref.uri].stored_hash))
                    for number, ref in enumerate(chunk) if ref.uri in pending]
         manifest.add(engine, run_key, entries)
-        seen, work = seen + len(chunk), work + len(entries)
+        listed, work = listed + len(chunk), work + len(entries)
     listed_folders = getattr(source, "listed_folders", None)
     if listed_folders:  # folders that failed to list before and list now: their failures are over
         results.clear_failures(engine, listed_folders)
-    return manifest.finish(engine, run_key, seen, work, getattr(source, "not_images", 0))
+    return manifest.finish(engine, run_key, listed, work, getattr(source, "not_images", 0))
 
 
 def _pending(engine: sa.Engine, model_id: str, chunk: list[sources.ImageRef]) -> dict[str, files.Work]:
@@ -69,7 +69,7 @@ class ManifestSource:
         if header.source != source.uri:
             raise ManifestNotReady(f"the manifest of {run_key} lists {header.source}, not {source.uri}")
         self.uri, self.manifest = source.uri, header
-        self.not_images = header.not_images
+        self.not_images = header.other_files
         self.listed_folders: list[str] = []  # the listing's folders were cleared by plan()
         self._source, self._engine, self._run_key, self._shard = source, engine, run_key, shard
 
