@@ -18,6 +18,12 @@ chunks, and record the run's totals.
   Tagging is incremental per model: after a champion change, the run tags the images the new champion
   has not tagged yet, at most `max_images` a run (split over the shards), oldest first, so a big bucket
   catches up over several nights. The view `image_tags` shows the champion's rows; `image_tags_all` all of them.
+- The first task lists the source once a night and writes a manifest of work (the images new, changed or
+  not tagged by this model yet, each with its shard) to the results database; the shards read their part
+  of it and never list the source. An image whose size, mtime, inode and device (a bucket's ETag, size,
+  LastModified) are what they were when its bytes were tagged is not read at all. Once a week, trigger a
+  run with `{"verify": true}` (or schedule one): every image is read and hashed again, which finds bytes
+  changed under the same metadata (a restored mtime, a tool that keeps it) and stores what it found.
 - A source that does not exist (or a bucket that refuses the credentials) fails the run at once, without
   retries; an unreachable database or S3 endpoint is retried.
 - Each shard logs one line (tagged, failed, already done, images/s); `record_summary` returns the run's
@@ -65,20 +71,22 @@ def refresh_hashtags() -> dict:
 
 @task
 def find_new_images() -> list[dict]:
-    """One work order per shard, or none when every image is tagged already."""
+    """List the source once into the night's manifest; one work order per shard, or none when every
+    image is tagged already."""
     from tasks import pipeline
 
     context = get_current_context()
     params, db_url = context["params"], connections.results_db_url()
+    key, shards = pipeline.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
     with retries.fail_fast():  # a missing source or model: fail now, not after every retry
         model_path = params["model"] or str(pipeline.champion_path(_dataset(context), db_url))
-        found = pipeline.list_new_images(params["source"], model_path, db_url,
-                                         connections.s3_settings(params["source"]))
-    key, shards = pipeline.run_key(context.get("logical_date"), context["run_id"]), params["shards"]
-    log.info("%d of %d images of %s are new for %s", found["new"], found["seen"], found["source"],
-             found["model_id"])
+        found = pipeline.plan_night(params["source"], model_path, key, shards, db_url,
+                                    connections.s3_settings(params["source"]), verify=params["verify"])
+    log.info("%d of %d images of %s are new for %s (%d done, listed once into the manifest of %s)",
+             found["new"], found["seen"], found["source"], found["model_id"], found["done"], key)
     return [{"source": found["source"], "model_path": model_path, "shard": shard, "shards": shards,
-             "run_id": pipeline.shard_run_id(key, shard, shards)} for shard in range(shards) if found["new"]]
+             "run_id": pipeline.shard_run_id(key, shard, shards), "manifest": key, "verify": params["verify"]}
+            for shard in range(shards) if found["new"]]
 
 
 @task(max_active_tis_per_dagrun=8)
@@ -154,6 +162,8 @@ def write_report(summary: dict) -> dict:
                           description="hashtags kept per image: instagram 5, x 3, generic 10"),
         "max_images": Param(None, type=["null", "integer"], minimum=1,
                             description="tag at most this many images a run (None: all)"),
+        "verify": Param(False, type="boolean",
+                        description="read and hash every image again, whatever its metadata says (weekly)"),
         "min_confidence": Param(None, type=["null", "number"], minimum=0, maximum=1,
                                 description="no confident label below this calibrated probability (None: the "
                                             "model's own threshold); stored results are decided again from "

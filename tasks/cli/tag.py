@@ -34,6 +34,9 @@ def register(commands) -> None:
     tag.add_argument("--limit", type=int, metavar="N",
                      help="tag at most N images the model has not tagged (tagged or failed), oldest first")
     tag.add_argument("--dry-run", action="store_true", help="count what would be tagged; write nothing")
+    tag.add_argument("--verify", action="store_true",
+                     help="read and hash every image again, whatever its size, mtime and inode say, and store "
+                          "what was found (a weekly check: a normal run reads only new or changed files)")
     tag.add_argument("--min-confidence", type=_min_confidence, metavar="P",
                      help="no confident label below this calibrated probability, 0 to 1, or 'model' for the "
                           "model's own threshold again (default: the model's, stored results unchanged); "
@@ -77,7 +80,7 @@ def run(args) -> int:
     try:
         summary = pipeline.tag_source(
             args.source, model, platform=args.platform, run_id=args.run_id, batch_size=args.batch_size,
-            workers=args.workers, limit=args.limit, dry_run=args.dry_run,
+            workers=args.workers, limit=args.limit, dry_run=args.dry_run, verify=args.verify or None,
             min_confidence=args.min_confidence, progress=progress.enabled(args.quiet or args.json))
     except pipeline.RunActive as active:  # not a usage error: the same command works once it ends
         raise errors.UserError(f"hashtagger tag: {_shown(str(active))}",

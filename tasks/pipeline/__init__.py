@@ -31,7 +31,7 @@ from tasks.pipeline.models import (  # noqa: F401
 from tasks.pipeline.hashtags import (  # noqa: F401
     block_hashtag, hashtag_report, known_labels, refresh_hashtags, unblock_hashtag)
 from tasks.pipeline.tagging import (  # noqa: F401
-    list_new_images, run_key, run_results, serving_model, shard_limit, shard_run_id, shard_run_key, summarize_run,
+    plan_night, run_key, run_results, serving_model, shard_limit, shard_run_id, shard_run_key, summarize_run,
     tag_shard, tag_source, triggering_datasets, write_run_report)
 from tasks.pipeline.answers import (  # noqa: F401
     escaped_name, hashtag_images, image_tile, shown_name)

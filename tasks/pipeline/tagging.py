@@ -35,11 +35,13 @@ def serving_model(model_path: str | None = None, dataset: str = "cifar10", db_ur
 
 def tag_source(source: str, model, db_url: str | None = None, platform: str = "generic", run_id: str | None = None,
                shard: tuple[int, int] | None = None, run_key: str | None = None, s3: S3Settings | None = None,
-               **options):
+               manifest: str | None = None, **options):
     """Tag every new image of `source` (a folder or s3://bucket/prefix, reached through `s3`; None: boto3's
     standard AWS environment) with `model` (serving_model's).
 
-    `options` are TagConfig fields (batch_size, workers, limit, dry_run, min_confidence, progress). Returns the
+    `manifest`: the run key of a night's manifest (plan_night's) whose part for `shard` is tagged instead
+    of listing the source. `options` are TagConfig fields (batch_size, workers, limit, dry_run, verify,
+    min_confidence, progress). Returns the
     RunSummary; RunFailed (with the summary) when the source or the database fails for good; RunActive,
     before writing anything, when a live run already tags the same source (and shard); SourceError when
     the source cannot be opened. A progress bar over a folder counts its images first (a total and ETA).
@@ -54,6 +56,10 @@ def tag_source(source: str, model, db_url: str | None = None, platform: str = "g
     config = tag.TagConfig(shard=shard, **{key: value for key, value in options.items() if value is not None})
     hashtags = providers.engine_for(engine, RankConfig(platform=platform))
     opened = sources.open_source(source, config.workers, s3)
+    if manifest is not None:
+        from tasks.tag import plan
+
+        opened = plan.ManifestSource(opened, engine, manifest, shard[0] if shard else 0)
     if config.progress and config.progress_total is None and isinstance(opened, sources.LocalSource):
         config = dataclasses.replace(config, progress_total=sum(1 for _ in opened.list()))  # a folder lists fast
     try:
@@ -112,24 +118,35 @@ def shard_run_key(run_id: str, shard: int, shards: int) -> str:
     return run_id.removesuffix(f"-shard{shard}of{shards}")
 
 
-def list_new_images(source: str, model_path: str, db_url: str | None = None, s3: S3Settings | None = None) -> dict:
-    """Count the images of `source` that the model has not tagged yet; writes nothing."""
-    # an s3:// model comes from the same store settings as the images
-    model = serving_model(model_path, db_url=db_url, write=False, s3=s3)
-    counted = tag_source(source, model, db_url, dry_run=True, s3=s3)
-    return {"source": counted.source, "model_path": str(model_path), "model_id": model.model_id,
-            "seen": counted.seen, "new": counted.tagged}
+def plan_night(source: str, model_path: str, key: str, shards: int, db_url: str | None = None,
+               s3: S3Settings | None = None, verify: bool = False) -> dict:
+    """List `source` once and write the night's manifest of work (tasks/tag/plan.py) under the run key
+    `key`, split over `shards`; reads the model's id from its metadata (no model is loaded). Returns
+    {source, model_path, model_id, seen, new, done, not_images}: small, for XCom and the log. SourceError
+    when the source cannot be listed; ArtifactError (tasks.registry) when `model_path` is not a model."""
+    from tasks.registry import artifact, store
+    from tasks.tag import plan, sources
+
+    model_id = artifact.read(store.resolve(model_path, s3_settings=s3)).model_id
+    engine = results_engine(db_url)
+    opened = sources.open_source(source, s3_settings=s3)
+    night = plan.plan(opened, engine, model_id, key, shards, verify)
+    return {"source": night.source, "model_path": str(model_path), "model_id": model_id, "seen": night.listed,
+            "new": night.work, "done": night.done, "not_images": night.other_files}
 
 
 def tag_shard(source: str, model_path: str, shard: int, shards: int, run_id: str, db_url: str | None = None,
               s3: S3Settings | None = None, platform: str = "generic", limit: int | None = None,
-              min_confidence: float | None = None) -> dict:
+              min_confidence: float | None = None, manifest: str | None = None, verify: bool = False) -> dict:
     """Tag the images of one shard of `source` that the model has not tagged, under `run_id` (a rerun
     repeats the same run), at most `limit` of them; serves ONNX only, so TensorFlow is never imported.
-    `min_confidence` overrides the model's abstention threshold. Its RunSummary as a dict."""
+    `manifest`: the night's run key whose manifest (plan_night) lists the shard's work, None: list the
+    source. `verify`: read every image (plan_night's `verify`). `min_confidence` overrides the model's
+    abstention threshold. Its RunSummary as a dict."""
     model = serving_model(model_path, db_url=db_url, s3=s3)
     summary = tag_source(source, model, db_url, platform, run_id, shard=(shard, shards), limit=limit,
-                         min_confidence=min_confidence, run_key=shard_run_key(run_id, shard, shards), s3=s3)
+                         min_confidence=min_confidence, run_key=shard_run_key(run_id, shard, shards), s3=s3,
+                         manifest=manifest, verify=verify or None)
     return summary.as_dict()
 
 
@@ -144,6 +161,13 @@ def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:
 
     from tasks.store.counts import RunCounts
 
-    rows = runs.runs(results_engine(db_url), [shard_run_id(key, shard, shards) for shard in range(shards)])
-    return dict(RunCounts.total(rows).counts(), run_key=key, shard_runs=len(rows), model_ids=sorted({row["model_id"] for row in rows}),
+    from tasks.store import manifest
+
+    engine = results_engine(db_url)
+    rows = runs.runs(engine, [shard_run_id(key, shard, shards) for shard in range(shards)])
+    counts = RunCounts.total(rows).counts()
+    night = manifest.header(engine, key)
+    if night is not None and night.status == "ready":  # images the listing found done: no shard saw them
+        counts.update(seen=counts["seen"] + night.done, skipped=counts["skipped"] + night.done)
+    return dict(counts, run_key=key, shard_runs=len(rows), model_ids=sorted({row["model_id"] for row in rows}),
                 status=runs.overall_status([row["status"] for row in rows]))

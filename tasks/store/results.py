@@ -16,7 +16,7 @@ import sqlalchemy as sa
 # one class for "the database does not answer", whether at the schema check or after the retry window
 from tasks.store.db import DatabaseUnavailable, utcnow  # noqa: F401
 from tasks.store import counts as run_counts
-from tasks.store import leases
+from tasks.store import files, leases
 from tasks.store.leases import AnotherRunActive  # noqa: F401  raised by tag runs, caught by the CLI
 from tasks.hashtags.rank import RankedHashtag
 
@@ -60,7 +60,7 @@ RESULTS = sa.table("image_results", *map(sa.column, (
 FAILURES = sa.table("image_failures", *map(sa.column, (
     "image_uri", "content_hash", "reason", "run_id", "failed_at", "uri_text")))
 KEYS = {"image_results": ("image_uri", "content_hash", "model_version"),
-        "image_failures": ("image_uri", "content_hash")}
+        "image_failures": ("image_uri", "content_hash"), "image_files": files.KEY, "night_work": ("run_key", "seq")}
 
 # Cleaning up after earlier rows of the same URI; skipped for URIs never seen (the nightly common case).
 CLEAR_FAILURES = sa.text("""
@@ -122,6 +122,9 @@ RESET_COUNTS = sa.text(f"UPDATE tagging_runs SET {run_counts.RESET} WHERE run_id
 class Prior:
     done: set[tuple[str, str]]  # (uri, content hash) needing no work
     known: set[str]  # URIs with any earlier row, whose old rows a new result must replace
+    unchanged: frozenset[str] = frozenset()  # URIs done as their stored metadata says: not even read
+    # URI -> (the URI, content hash) of the same file under another name, tagged there: copied, not read
+    moved: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def prior(connection, model_version: str, uris: list[str]) -> Prior:
@@ -253,8 +256,10 @@ def _as_utc(value) -> dt.datetime | None:
 
 
 def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list[Tagged],
-                failed: list[Failed], skipped: int, count: bool = True, batch_no: int | None = None) -> None:
-    """One transaction: results, hashtags, failures and (with `count`) the run's counters, all or nothing.
+                failed: list[Failed], skipped: int, count: bool = True, batch_no: int | None = None,
+                checked: list[files.Checked] = ()) -> None:
+    """One transaction: results, hashtags, failures, the signatures of the bytes read (`checked`,
+    sql/019) and (with `count`) the run's counters, all or nothing.
 
     `batch_no` (0, 1, ... within the run) keys the counters: a batch retried after a COMMIT whose outcome
     was unknown (the connection cut while waiting for its answer) rewrites the same rows and adds its
@@ -274,8 +279,11 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
     counted = run_counts.RunCounts(seen=len(tagged) + len(failed) + skipped, tagged=len(tagged), skipped=skipped,
                                    failed=len(failed), abstained=sum(item.abstained for item in tagged))
     counts = {name: getattr(counted, name) for name in run_counts.BATCH_FIELDS} | {"run_id": run_id, "at": now}
-    cleared = [{"uri": item.uri} for item in tagged if item.replaces]
-    current = [{"uri": item.uri, "hash": item.content_hash} for item in tagged if item.replaces]
+    moved = [item for item in checked if item.moved_from]
+    cleared = [{"uri": item.uri} for item in [*tagged, *moved] if getattr(item, "replaces", True)]
+    current = [{"uri": item.uri, "hash": item.content_hash} for item in [*tagged, *moved]
+               if getattr(item, "replaces", True)]
+    file_rows = files.rows(checked, run_id, now)
 
     def transaction() -> None:
         with engine.begin() as connection:
@@ -284,6 +292,8 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
                 connection.execute(CLEAR_FAILURES, cleared)  # a file that failed before and is fixed now
                 connection.execute(DROP_OLD_RESULTS, current)
             upsert(connection, FAILURES, failure_rows)
+            upsert(connection, files.FILES, file_rows)
+            files.copy_results(connection, model_version, moved, run_id, now)
             if count and _new_batch(connection, run_id, batch_no):
                 connection.execute(ADD_COUNTS, counts)
 
@@ -303,73 +313,6 @@ def hashtags_json(hashtags: list[RankedHashtag]) -> str:
     return json.dumps([{"rank": tag.rank, "hashtag": tag.hashtag, "label": tag.label,
                         "confidence": tag.confidence, "score": tag.score, "source": tag.source}
                        for tag in hashtags], separators=(",", ":"), ensure_ascii=False)
-
-
-# This model's stored results under one source whose decision a threshold changes: no label but a score
-# at or above it, or a label with a score below it. `confidence` is the score (the top calibrated
-# probability); a blank picture is stored with a score of 0 and never gains a label. The source is the
-# readable URI (uri_text for hashed keys): the source's URI itself (a single file) or under its prefix.
-REDECIDE_ROWS = sa.text("""
-SELECT image_uri, content_hash, confidence, top_labels, uri_text FROM image_results
-WHERE model_version = :model
-  AND ((label IS NULL AND confidence >= :threshold AND confidence > 0)
-       OR (label IS NOT NULL AND confidence < :threshold))
-  AND (COALESCE(uri_text, image_uri) = :source
-       OR substr(COALESCE(uri_text, image_uri), 1, :prefix_length) = :prefix)
-""")
-# The decision changes in place: the row keeps its run_id and tagged_at, the record of which run tagged
-# the image and when (a threshold applied later is not a new tagging of the image).
-REDECIDE_ONE = sa.text("""
-UPDATE image_results SET label = :label, hashtags = :hashtags
-WHERE image_uri = :uri AND content_hash = :hash AND model_version = :model
-""")
-REDECIDE_PAGE = 500  # rows per transaction
-
-
-def source_prefix(source_uri: str) -> str:
-    """What the keys of a source's images start with: a bucket's prefix as S3 lists it, a folder's path
-    and a slash (so /photos is not /photos2)."""
-    if source_uri.startswith("s3://") or source_uri.endswith("/"):
-        return source_uri
-    return source_uri + "/"
-
-
-def redecide(engine: sa.Engine, predictor, hashtags, min_confidence: float, source_uri: str,
-             keep=lambda key: True) -> int:
-    """Apply a new abstention threshold to the stored results of `predictor`'s model under `source_uri`
-    whose key `keep(key)` accepts (a run's shard) and whose decision it changes, from the stored scores and
-    candidates: no model call. An image that gains a label gets its hashtags (from its stored top labels;
-    CIFAR-100 superclasses are not stored, so none of theirs); one that loses it loses them. Results of
-    other sources are left alone, and every result keeps the run that tagged it. Returns how many changed."""
-    prefix = source_prefix(source_uri)
-
-    def read() -> list:
-        with engine.connect() as connection:
-            return connection.execute(REDECIDE_ROWS, {
-                "model": predictor.model_id, "threshold": min_confidence, "source": source_uri,
-                "prefix": prefix, "prefix_length": len(prefix)}).mappings().all()
-
-    changed = []
-    for row in retrying(read, "reading stored scores"):
-        if not keep(row["image_uri"]):
-            continue
-        top = [(name, float(probability)) for name, probability in json.loads(row["top_labels"])]
-        abstained = row["confidence"] < min_confidence
-        changed.append({"uri": row["image_uri"], "hash": row["content_hash"], "model": predictor.model_id,
-                        "label": None if abstained else top[0][0],
-                        "hashtags": hashtags_json([] if abstained else hashtags.hashtags(top))})
-    for start in range(0, len(changed), REDECIDE_PAGE):
-        page = changed[start:start + REDECIDE_PAGE]
-
-        def transaction(page=page) -> None:
-            with engine.begin() as connection:
-                connection.execute(REDECIDE_ONE, page)
-
-        retrying(transaction, f"re-deciding {len(page)} stored results")
-    if changed:
-        log.info("re-decided %d stored results of %s under %s at min confidence %.3f", len(changed),
-                 predictor.model_id, source_uri, min_confidence)
-    return len(changed)
 
 
 def clear_failures(engine: sa.Engine, uris: list[str], chunk: int = 500) -> None:

@@ -5,24 +5,28 @@ the results database; tasks/tag/tag.py runs them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import itertools
 import logging
 from typing import Iterable, Iterator
 
-from tasks.store import results
+from tasks.store import files, results
 from tasks.tag import sources
 
 log = logging.getLogger(__name__)
 
 
 def in_shard(uri: str, shard: tuple[int, int] | None) -> bool:
-    """Stable across processes and machines (unlike hash()): sha1 of the URI modulo the shard count."""
-    if shard is None:
-        return True
-    index, count = shard
-    return int.from_bytes(hashlib.sha1(uri.encode()).digest()[:8], "big") % count == index
+    """Whether the image `uri` belongs to `shard` (index, count; None: every image belongs)."""
+    return shard is None or shard_of(uri, shard[1]) == shard[0]
+
+
+def shard_of(uri: str, count: int) -> int:
+    """The shard (0 to count - 1) of an image: stable across processes and machines (unlike hash()), sha1
+    of the URI modulo the shard count."""
+    return int.from_bytes(hashlib.sha1(uri.encode()).digest()[:8], "big") % count
 
 
 def batches(refs: Iterable[sources.ImageRef], size: int) -> Iterator[list[sources.ImageRef]]:
@@ -84,10 +88,18 @@ def oldest_first(shard, engine, model_id: str, limit: int,
     yield from (ref for ref in shard() if ref.uri not in picked)
 
 
-def prior(engine, model_id: str, refs: list[sources.ImageRef]) -> results.Prior:
-    """Which of these images `model_id` has tagged already (each model tags every image once)."""
+def prior(engine, model_id: str, refs: list[sources.ImageRef], verify: bool = False) -> results.Prior:
+    """Which of these images `model_id` has tagged already (each model tags every image once): those its
+    stored metadata vouches for (`unchanged`, never read; none under `verify`, which reads every image
+    again), those renamed or linked from a key it tagged (`moved`: copied, never read), then, for the
+    others, what is stored under their keys (`done` once hashed, `known`)."""
     def query() -> results.Prior:
         with engine.connect() as connection:
-            return results.prior(connection, model_id, [ref.uri for ref in refs])
+            work = {ref.uri: None for ref in refs} if verify else files.pending(connection, model_id, refs)
+            found = results.prior(connection, model_id, [ref.uri for ref in refs if ref.uri in work])
+        unchanged = frozenset(ref.uri for ref in refs if ref.uri not in work)
+        moved = {uri: (known.moved_from, known.moved_hash) for uri, known in work.items()
+                 if known is not None and known.moved_from}
+        return dataclasses.replace(found, unchanged=unchanged, moved=moved)
 
     return results.retrying(query, "looking up tagged images")

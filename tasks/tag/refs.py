@@ -103,6 +103,14 @@ class ImageRef:
     location: str | None = None  # the exact name (a non-UTF-8 file name, a key holding NUL)
     name: str | None = None  # the escaped text, when `uri` is a hashed key
     error: str | None = None  # listed but unreadable (a symbolic link loop): the failure's reason
+    # What the listing says about the bytes without reading them (issue 24): a local file's mtime in ns,
+    # inode and device; an object's LastModified (ISO 8601). With `size` and `etag` they make `signature`.
+    mtime_ns: int | None = None
+    inode: int | None = None
+    device: int | None = None
+    modified: str | None = None
+    # the content hash stored for this very signature (tasks/store/files.py): the bytes are known unread
+    stored_hash: str | None = None
 
     @classmethod
     def of(cls, name: str, size: int | None = None, etag: str | None = None) -> "ImageRef":
@@ -117,6 +125,17 @@ class ImageRef:
     def text(self) -> str:
         """The URI as stored for people to read (image_uri in the views)."""
         return self.name or self.uri
+
+    @property
+    def signature(self) -> str | None:
+        """The metadata that stands for the bytes, as one text compared with what was stored: 'file:' size,
+        mtime_ns, inode, device for a local file (what rsync and restic compare), 's3:' ETag, size,
+        LastModified for an object; None when the listing gave none (the bytes are then always read)."""
+        if self.etag is not None:
+            return f"s3:{self.etag}:{self.size}:{self.modified}"
+        if self.mtime_ns is not None:
+            return f"file:{self.size}:{self.mtime_ns}:{self.inode}:{self.device}"
+        return None
 
     @property
     def listed_hash(self) -> str | None:

@@ -8,6 +8,7 @@ downloaded, and a read asks for exactly the listed version (If-Match).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Iterator
@@ -101,7 +102,9 @@ class S3Source:
                         continue
                     etag = (entry.get("ETag") or "").strip('"') or None
                     # a key may hold control characters or NUL: ImageRef.of keys such a URI by its hash
-                    yield ImageRef.of(f"s3://{self.bucket}/{key}", entry.get("Size"), etag)
+                    ref = ImageRef.of(f"s3://{self.bucket}/{key}", entry.get("Size"), etag)
+                    modified = entry.get("LastModified")
+                    yield dataclasses.replace(ref, modified=modified.isoformat()) if modified else ref
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
             raise _source_error(f"cannot list {self.uri}", error) from error
 

@@ -41,9 +41,12 @@ def name_text(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "surrogateescape")
 
 
-def path_ref(path: str, size: int | None = None) -> ImageRef:
-    """The ref of a local path: keyed by its bytes (name_text), opened by the path as the OS gave it."""
-    ref = ImageRef.of(name_text(path), size)
+def path_ref(path: str, size: int | None = None, stat: os.stat_result | None = None) -> ImageRef:
+    """The ref of a local path: keyed by its bytes (name_text), opened by the path as the OS gave it;
+    `stat` (the file's, links followed) gives its size and the metadata of ImageRef.signature."""
+    ref = ImageRef.of(name_text(path), stat.st_size if stat is not None else size)
+    if stat is not None:
+        ref = dataclasses.replace(ref, mtime_ns=stat.st_mtime_ns, inode=stat.st_ino, device=stat.st_dev)
     if ref.location is None and ref.uri == path:
         return ref
     return dataclasses.replace(ref, location=path)
@@ -75,7 +78,7 @@ class LocalSource:
     def list(self) -> Iterator[ImageRef]:
         self.not_images, self.listed_folders = 0, []
         if self.root.is_file():
-            yield path_ref(str(self.root), _size(self.root))
+            yield path_ref(str(self.root), stat=_stat(self.root))
             return
         folders = [str(self.root)]  # depth first: a folder's files in name order, then its subfolders
         while folders:
@@ -121,7 +124,7 @@ class LocalSource:
                 return None
             if not entry.is_symlink():
                 if entry.is_file(follow_symlinks=False):
-                    return path_ref(entry.path, entry.stat(follow_symlinks=False).st_size)
+                    return path_ref(entry.path, stat=entry.stat(follow_symlinks=False))
                 return None  # a socket, a pipe, a device: not a picture
         except FileNotFoundError:  # gone since the folder was listed: nothing to tag
             return None
@@ -131,7 +134,7 @@ class LocalSource:
             return dataclasses.replace(path_ref(entry.path), error=_broken_link(error))
         if not target.is_file() or not target.is_relative_to(self.root):
             return None  # linked folders are never followed, links out of the root never read
-        return path_ref(entry.path, target.stat().st_size)
+        return path_ref(entry.path, stat=target.stat())
 
     def read(self, ref: ImageRef, max_bytes: int) -> bytes:
         return read_file(ref.location or ref.uri, max_bytes)
@@ -197,9 +200,9 @@ def _broken_link(error: BaseException) -> str:
     return f"a symbolic link that cannot be followed: {_why(error)}"
 
 
-def _size(path: Path) -> int | None:
+def _stat(path: Path) -> os.stat_result | None:
     try:
-        return path.stat().st_size
+        return path.stat()
     except OSError:
         return None
 

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from tasks.data import images as decode
 from tasks.store import counts as run_counts
-from tasks.store import leases, results
+from tasks.store import files, leases, redecide, results
 from tasks.tag import decide, listing, sources
 from tasks.tag.listing import in_shard  # part of this module's interface: tests and the shards use tag.in_shard
 from tasks.hashtags.engine import HashtagEngine
@@ -57,6 +57,9 @@ class TagConfig:
     # (index, count): tag only the images whose URI hashes to this shard, so `count` workers can split
     # one source without coordinating (the nightly DAG maps one task per shard)
     shard: tuple[int, int] | None = None
+    # read and hash every image, whatever its metadata says, and store the metadata found (a weekly
+    # check: catches bytes changed under the same size, mtime and inode, which a normal run skips)
+    verify: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -94,6 +97,8 @@ class _Item:
     content_hash: str = ""
     tile: np.ndarray | None = None
     reason: str = ""
+    stamp: bool = False  # done, its bytes known by hashing or ETag, not by a stored signature: store it
+    moved_from: str | None = None  # done under this other key (renamed, linked): its results are copied
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -127,8 +132,8 @@ def run(source_uri: str, predictor: Predictor, hashtags: HashtagEngine, engine: 
         try:
             if config.min_confidence is not None and not config.dry_run:
                 # only this source's (and shard's) results: a threshold changes what the user pointed it at
-                counts["redecided"] = results.redecide(engine, predictor, hashtags, config.min_confidence,
-                                                       source.uri, lambda key: in_shard(key, config.shard))
+                counts["redecided"] = redecide.redecide(engine, predictor, hashtags, config.min_confidence,
+                                                        source.uri, lambda key: in_shard(key, config.shard))
             _pipeline(source, predictor, hashtags, engine, config, run_id, counts, lease_lost)
             if not config.dry_run and getattr(source, "listed_folders", None):
                 results.clear_failures(engine, source.listed_folders)
@@ -257,9 +262,9 @@ def _decode_next(batches, ahead: collections.deque, pool, source, predictor, eng
         refs = next(batches, None)
         if refs is None:
             return
-        known = listing.prior(engine, predictor.model_id, refs) if has_schema else None
-        done = known.done if known else set()
-        ahead.append((known, [pool.submit(_prepare_chunk, source, refs[start:start + PREPARE_CHUNK], done, config)
+        known = listing.prior(engine, predictor.model_id, refs, config.verify) if has_schema else None
+        known = known or results.Prior(set(), set())
+        ahead.append((known, [pool.submit(_prepare_chunk, source, refs[start:start + PREPARE_CHUNK], known, config)
                               for start in range(0, len(refs), PREPARE_CHUNK)], len(refs)))
 
 
@@ -281,7 +286,10 @@ def _write(items: list[_Item], tiles: list[_Item], pixels, probabilities, predic
     tagged = _classify(tiles, probabilities, flat, predictor, hashtags, config, known.known if known else set())
     failed = [results.Failed(item.ref.uri, item.content_hash, item.reason, item.ref.name)
               for item in items if item.state == "failed"]
-    results.write_batch(engine, run_id, predictor.model_id, tagged, failed, batch["skipped"], batch_no=batch_no)
+    checked = [files.Checked(item.ref.uri, item.content_hash, item.ref, item.moved_from) for item in items
+               if item.state in ("tile", "failed") or item.stamp]
+    results.write_batch(engine, run_id, predictor.model_id, tagged, failed, batch["skipped"], batch_no=batch_no,
+                        checked=checked)
     return collections.Counter({**batch, "abstained": sum(item.abstained for item in tagged)})
 
 
@@ -297,20 +305,24 @@ def _committed(writing: concurrent.futures.Future | None, counts) -> None:
 PREPARE_CHUNK = 8
 
 
-def _prepare_chunk(source: sources.Source, refs: list[sources.ImageRef], done: set[tuple[str, str]],
+def _prepare_chunk(source: sources.Source, refs: list[sources.ImageRef], known: results.Prior,
                    config: TagConfig) -> list[_Item]:
-    return [_prepare(source, ref, done, config) for ref in refs]
+    return [_prepare(source, ref, known, config) for ref in refs]
 
 
-def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str, str]],
-             config: TagConfig) -> _Item:
+def _prepare(source: sources.Source, ref: sources.ImageRef, known: results.Prior, config: TagConfig) -> _Item:
     """In a worker thread: skip when done, else read, hash and decode one image; never raises for a bad
     image (only SourceError, which stops the run)."""
     if ref.error:  # listed but unreadable: a symbolic link loop, a link to nothing
         return _Item(ref, "failed", "", reason=ref.error)
-    listed = ref.listed_hash
+    if ref.uri in known.unchanged:  # its metadata is what it was when these bytes were tagged: not read
+        return _Item(ref, "done", "")
+    if ref.uri in known.moved:  # the same file renamed or linked, tagged under its old name: copied, not read
+        moved_from, moved_hash = known.moved[ref.uri]
+        return _Item(ref, "done", moved_hash, stamp=True, moved_from=moved_from)
+    done, listed = known.done, ref.listed_hash
     if listed and (ref.uri, listed) in done:
-        return _Item(ref, "done", listed)  # known from the listing: not even downloaded
+        return _Item(ref, "done", listed, stamp=True)  # known from the listing: not even downloaded
     if listed and config.dry_run:
         return _Item(ref, "new", listed)
     if ref.size is not None and ref.size > config.max_bytes:
@@ -322,8 +334,8 @@ def _prepare(source: sources.Source, ref: sources.ImageRef, done: set[tuple[str,
         # only a decode failure of the same bytes is final
         return _Item(ref, "failed", "", reason=str(unreadable))
     identity = listed or content_hash(data)
-    if (ref.uri, identity) in done:
-        return _Item(ref, "done", identity)
+    if (ref.uri, identity) in done:  # read for nothing (touched, or --verify): its metadata is stored again
+        return _Item(ref, "done", identity, stamp=True)
     if config.dry_run:
         return _Item(ref, "new", identity)
     notes: list[str] = []

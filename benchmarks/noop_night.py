@@ -1,0 +1,415 @@
+"""What a night costs when nothing (or 1%) is new: first run, no-op run and 1%-new run (issue 24).
+
+    .venv/bin/python benchmarks/noop_night.py                          # the issue's sizes: 100,000 tiles, 2,000 photos
+    .venv/bin/python benchmarks/noop_night.py --tiles 10000 --photos 2000   # what fits 2 shared cores in ~15 min
+
+For CIFAR tiles (the 32x32 JPEGs of ../shared/data/cifar10-jpeg.tar.gz, copied under more names past
+the 60,000 distinct ones) and photos of 3 MP (CIFAR images upscaled bicubic with Gaussian noise, JPEG
+quality 90; 20 distinct, copied under more names), in a local folder and in a bucket (a moto server in
+its own process), through two paths, each on a fresh PostgreSQL database:
+
+- CLI: `hashtagger tag SOURCE --quiet --json` in a child process (tasks.cli.main.main, with the counters
+  below installed); its start-up is measured by the same command on an empty folder just before;
+- DAG: the nightly DAG's functions in this process, as the DAG wires them: pipeline.plan_night (the
+  first task), then pipeline.tag_shard for each of 4 shards reading the manifest.
+
+Before each measured run the page cache is dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`, as
+root) and the program's own files are warmed by a run on an empty folder. Counted per run: listings of
+the source (calls of LocalSource.list / S3Source.list) and ListObjectsV2 pages; image bytes read (the
+lengths Source.read returned: the product's reads, counted by wrapping them); and for local runs
+/proc/self/io read_bytes (what the process made the disk read, Python and the model included).
+Writes reports/noop_night.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+SHARED_DATA = REPO.parent / "shared" / "data"
+PG_ADMIN_URL = os.environ.get("HASHTAGGER_BENCH_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+COUNTS = {"listings": 0, "pages": 0, "image_bytes": 0, "images_read": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class NightConfig:
+    tiles: int = 100_000  # CIFAR JPEG tiles in the first night's folder
+    photos: int = 2_000  # photos of `megapixels` in theirs
+    megapixels: float = 3.0
+    distinct_photos: int = 20  # photos generated (about 0.2 s each); the rest are copies under other names
+    new_share: float = 0.01  # the share of new images on the third night
+    shards: int = 4  # the DAG path's shards
+    noise_sigma: float = 3.0  # grey levels of noise on the upscaled photos: sensor-like, not smooth
+    backends: tuple[str, ...] = ("local", "s3")
+    paths: tuple[str, ...] = ("cli", "dag")
+
+
+@dataclasses.dataclass
+class Measured:
+    night: str  # first | no-op | 1% new
+    seconds: float
+    listings: int
+    pages: int
+    image_bytes: int
+    images_read: int
+    io_read_bytes: int | None
+    tagged: int
+    startup: float = 0.0  # the same command on an empty folder (CLI); 0 for the in-process DAG path
+
+
+# ----------------------------------------------------------------------------------------------- counters
+
+
+def install_counters() -> None:
+    """Count listings, ListObjectsV2 pages and image bytes read into COUNTS (in this process)."""
+    from tasks.tag import s3, sources
+
+    for cls in (sources.LocalSource, s3.S3Source):
+        def listing(self, original=cls.list):
+            COUNTS["listings"] += 1
+            return original(self)
+
+        def read(self, ref, max_bytes, original=cls.read):
+            data = original(self, ref, max_bytes)
+            COUNTS["image_bytes"] += len(data)
+            COUNTS["images_read"] += 1
+            return data
+
+        cls.list, cls.read = listing, read
+    make_client = s3.make_client
+
+    def counting_client(*args, **kwargs):
+        client = make_client(*args, **kwargs)
+        client.meta.events.register("before-call.s3.ListObjectsV2",
+                                    lambda **_: COUNTS.update(pages=COUNTS["pages"] + 1))
+        return client
+
+    s3.make_client = counting_client
+
+
+def io_read_bytes() -> int:
+    """Bytes this process made the storage layer read (/proc/self/io read_bytes)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def child(out: str, argv: list[str]) -> int:
+    """The CLI in this process with the counters; its counts and read_bytes go to `out` as JSON."""
+    install_counters()
+    from tasks.cli import main
+
+    before = io_read_bytes()
+    status = main.main(argv)
+    Path(out).write_text(json.dumps({**COUNTS, "io_read_bytes": io_read_bytes() - before, "status": status}))
+    return 0
+
+
+def drop_caches() -> None:
+    subprocess.run("sync; echo 3 > /proc/sys/vm/drop_caches", shell=True, check=True)
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+
+
+def cifar_jpegs() -> list[bytes]:
+    """Every JPEG of the CIFAR-10 archive (test and train splits): 60,000 distinct tiles."""
+    tiles = []
+    with tarfile.open(SHARED_DATA / "cifar10-jpeg.tar.gz") as archive:
+        for member in archive:
+            if member.isfile() and member.name.endswith(".jpg"):
+                tiles.append(archive.extractfile(member).read())
+    return tiles
+
+
+def photo(tile: bytes, megapixels: float, rng: np.random.Generator, sigma: float) -> bytes:
+    width = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
+    with Image.open(io.BytesIO(tile)) as small:
+        big = small.convert("RGB").resize((width, int(round(width * 3 / 4))), Image.Resampling.BICUBIC)
+    pixels = np.asarray(big, dtype=np.float32) + rng.normal(0.0, sigma, (big.height, big.width, 3)).astype(np.float32)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def corpus(kind: str, config: NightConfig, tiles: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """(the first night's files, the 1% added later) of one kind, as bytes."""
+    if kind == "tiles":
+        count = config.tiles
+        extra = max(1, round(count * config.new_share))
+        return [tiles[index % len(tiles)] for index in range(count)], \
+            [tiles[(count + index) % len(tiles)] for index in range(extra)]
+    rng = np.random.default_rng(0)
+    distinct = [photo(tiles[index], config.megapixels, rng, config.noise_sigma)
+                for index in range(config.distinct_photos)]
+    extra = max(1, round(config.photos * config.new_share))
+    new = [photo(tiles[1000 + index], config.megapixels, rng, config.noise_sigma) for index in range(min(extra, 20))]
+    return [distinct[index % len(distinct)] for index in range(config.photos)], \
+        [new[index % len(new)] for index in range(extra)]
+
+
+class Store:
+    """Where one (kind, backend, path) keeps its files: a folder, or a prefix of the moto bucket."""
+
+    def __init__(self, backend: str, root: Path, name: str, client=None, bucket: str = ""):
+        self.backend, self.client, self.bucket = backend, client, bucket
+        self.folder, self.prefix = root / name, f"{name}/"
+        self.empty = root / "empty" if backend == "local" else None
+        if backend == "local":
+            self.folder.mkdir(parents=True)
+            self.empty.mkdir(exist_ok=True)
+
+    @property
+    def uri(self) -> str:
+        return str(self.folder) if self.backend == "local" else f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def empty_uri(self) -> str:
+        return str(self.empty) if self.backend == "local" else f"s3://{self.bucket}/empty/"
+
+    def write(self, files: list[bytes], start: int) -> None:
+        names = [f"{start + index:06d}.jpg" for index in range(len(files))]
+        if self.backend == "local":
+            for name, data in zip(names, files):
+                (self.folder / name).write_bytes(data)
+            return
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda pair: self.client.put_object(Bucket=self.bucket, Key=self.prefix + pair[0],
+                                                              Body=pair[1]), zip(names, files)))
+
+
+# ------------------------------------------------------------------------------------------------ the runs
+
+
+DATABASES: list[str] = []  # made by this run, dropped at its end
+
+
+def fresh_database() -> str:
+    name = f"noop_night_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    DATABASES.append(name)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    from tasks.store import db
+
+    db.migrate(db.engine(url))
+    return url
+
+
+def cli_run(uri: str, db_url: str, scratch: Path) -> tuple[float, dict]:
+    out = scratch / f"counts-{uuid.uuid4().hex[:6]}.json"
+    env = {**os.environ, "HASHTAGGER_DB_URL": db_url}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, __file__, "--child", str(out), "tag", uri, "--quiet", "--json"], env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started, json.loads(out.read_text())
+
+
+def dag_run(uri: str, db_url: str, key: str, shards: int) -> tuple[float, dict]:
+    """plan_night, then tag_shard per shard with work, as the DAG wires them (shards one after another)."""
+    from tasks import pipeline
+    from tasks.pipeline.models import champion_path
+
+    COUNTS.update(dict.fromkeys(COUNTS, 0))
+    before, tagged = io_read_bytes(), 0
+    started = time.perf_counter()
+    model_path = str(champion_path("cifar10", db_url))
+    found = pipeline.plan_night(uri, model_path, key, shards, db_url)
+    for shard in range(shards if found["new"] else 0):
+        summary = pipeline.tag_shard(uri, model_path, shard, shards, pipeline.shard_run_id(key, shard, shards),
+                                     db_url, manifest=key)
+        tagged += summary["tagged"]
+    return time.perf_counter() - started, {**COUNTS, "io_read_bytes": io_read_bytes() - before, "tagged": tagged}
+
+
+def measured_run(path: str, store: Store, db_url: str, night: str, config: NightConfig, scratch: Path) -> Measured:
+    """Drop the page cache, warm the program on an empty folder, then run the night and count."""
+    drop_caches()
+    if path == "cli":
+        # the first empty run warms the program's files; the median of the next three is its start-up
+        startup = float(np.median([cli_run(store.empty_uri, db_url, scratch)[0] for _ in range(4)][1:]))
+        seconds, counts = cli_run(store.uri, db_url, scratch)
+        tagged = _cli_tagged(db_url)
+    else:
+        from tasks import pipeline
+
+        pipeline.serving_model(None, db_url=db_url)  # the model's files, as the CLI's warm-up reads them
+        dag_run(store.empty_uri, db_url, f"warm-{uuid.uuid4().hex[:6]}", config.shards)
+        startup = 0.0
+        seconds, counts = dag_run(store.uri, db_url, f"nightly-{night}-{uuid.uuid4().hex[:6]}", config.shards)
+        tagged = counts["tagged"]
+    return Measured(night, round(seconds, 3), counts["listings"], counts["pages"], counts["image_bytes"],
+                    counts["images_read"], counts["io_read_bytes"] if store.backend == "local" else None, tagged,
+                    round(startup, 3))
+
+
+def drop_databases() -> None:
+    """Drop the databases this run made (WITH (FORCE): the run's own pooled connections may be open)."""
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for name in DATABASES:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _cli_tagged(db_url: str) -> int:
+    """Images the last CLI run tagged, from its record."""
+    with sa.create_engine(db_url).connect() as connection:
+        return connection.execute(sa.text("SELECT tagged FROM tagging_runs ORDER BY started_at DESC LIMIT 1")).scalar()
+
+
+def three_nights(kind: str, files: tuple[list[bytes], list[bytes]], store: Store, path: str, config: NightConfig,
+                 scratch: Path) -> list[Measured]:
+    first, added = files
+    store.write(first, 0)
+    db_url = fresh_database()
+    nights = [measured_run(path, store, db_url, "first", config, scratch),
+              measured_run(path, store, db_url, "no-op", config, scratch)]
+    store.write(added, len(first))
+    nights.append(measured_run(path, store, db_url, f"{config.new_share:.0%} new", config, scratch))
+    for night in nights:
+        print(f"{kind} {store.backend} {path} {night}", flush=True)
+    return nights
+
+
+# ------------------------------------------------------------------------------------------------ the table
+
+
+def list_page_cost(client, bucket: str, prefix: str, pages: int = 5) -> float:
+    """Median seconds of one ListObjectsV2 page of 1,000 keys from the moto server."""
+    times = []
+    token = None
+    for _ in range(pages):
+        started = time.perf_counter()
+        more = {"ContinuationToken": token} if token else {}
+        answer = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1000, **more)
+        times.append(time.perf_counter() - started)
+        token = answer.get("NextContinuationToken")
+        if not token:
+            break
+    return float(np.median(times))
+
+
+def table(rows: list[tuple[str, str, str, list[Measured]]]) -> str:
+    lines = ["| images | source | path | night | listings | ListObjectsV2 pages | images read | image bytes read | "
+             "read_bytes (/proc) | tagged | seconds | start-up s | beyond start-up, % of first |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for kind, backend, path, nights in rows:
+        first = nights[0].seconds - nights[0].startup
+        for night in nights:
+            beyond = night.seconds - night.startup
+            lines.append(f"| {kind} | {backend} | {path} | {night.night} | {night.listings} | {night.pages} | "
+                         f"{night.images_read:,} | {night.image_bytes:,} | "
+                         f"{'-' if night.io_read_bytes is None else f'{night.io_read_bytes:,}'} | {night.tagged:,} | "
+                         f"{night.seconds:.2f} | {night.startup:.2f} | {100 * beyond / first:.1f}% |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    load = os.getloadavg()
+    return (f"{socket.gethostname()}: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+            f"load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
+
+
+def start_moto(scratch: Path):
+    """A moto S3 server in its own process (so its work is not this process's), and a client of it."""
+    import boto3
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
+                              stdout=(scratch / "moto.log").open("w"), stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                      AWS_DEFAULT_REGION="us-east-1")
+    client = boto3.client("s3")
+    for _ in range(100):
+        try:
+            client.list_buckets()
+            break
+        except Exception:  # noqa: BLE001  not answering yet
+            time.sleep(0.1)
+    client.create_bucket(Bucket="noop-night")
+    return server, client
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiles", type=int, default=NightConfig.tiles)
+    parser.add_argument("--photos", type=int, default=NightConfig.photos)
+    parser.add_argument("--backends", default="local,s3")
+    parser.add_argument("--paths", default="cli,dag")
+    parser.add_argument("--output", default=str(REPO / "reports" / "noop_night.md"))
+    args = parser.parse_args(argv)
+    config = NightConfig(tiles=args.tiles, photos=args.photos, backends=tuple(args.backends.split(",")),
+                         paths=tuple(args.paths.split(",")))
+    install_counters()
+    scratch = Path(tempfile.mkdtemp(prefix="noop-night-"))
+    os.environ["HASHTAGGER_HOME"] = str(scratch / "home")
+    server, client = start_moto(scratch) if "s3" in config.backends else (None, None)
+    rows, started = [], time.time()
+    try:
+        tiles = cifar_jpegs()
+        for kind, label in (("photos", f"{config.photos:,} photos of {config.megapixels:g} MP"),
+                            ("tiles", f"{config.tiles:,} CIFAR tiles")):
+            files = corpus(kind, config, tiles)
+            for backend in config.backends:
+                for path in config.paths:
+                    store = Store(backend, scratch / "data", f"{kind}-{path}", client, "noop-night")
+                    rows.append((label, backend, path, three_nights(kind, files, store, path, config, scratch)))
+        page = list_page_cost(client, "noop-night", "tiles-cli/") if client else None
+    finally:
+        if server:
+            server.terminate()
+        shutil.rmtree(scratch, ignore_errors=True)
+        drop_databases()
+    report = render(rows, config, page, time.time() - started)
+    Path(args.output).write_text(report)
+    print(report)
+    return 0
+
+
+def render(rows, config: NightConfig, page_seconds: float | None, wall: float) -> str:
+    command = f"python benchmarks/noop_night.py --tiles {config.tiles} --photos {config.photos}"
+    page = (f"\nOne ListObjectsV2 page of 1,000 keys from the moto server (its own process, this machine): "
+            f"{page_seconds * 1000:.0f} ms (median of up to 5 pages): moto, not AWS.\n") if page_seconds else ""
+    return (f"# A night with nothing new (issue 24)\n\n`{command}` ({wall / 60:.0f} min), on {machine()}.\n\n"
+            f"Each run after `sync; echo 3 > /proc/sys/vm/drop_caches` and a warm-up run on an empty folder (the "
+            f"CLI's start-up is the median of three more such runs). DAG: plan_night + {config.shards} shards in one process, one "
+            "after another. Image bytes read: the lengths Source.read returned (the product's reads, counted "
+            "by wrapping them); read_bytes: /proc/<pid>/io of the process (disk reads, model and Python "
+            "included; local folders only: a bucket's bytes come over the network from moto, whose objects "
+            "are in its memory, so dropping the page cache does not touch them).\n\n"
+            + table(rows) + "\n" + page)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        sys.exit(child(sys.argv[2], sys.argv[3:]))
+    sys.exit(main())

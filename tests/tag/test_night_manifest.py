@@ -1,0 +1,145 @@
+"""Issue 24: the nightly DAG's functions list the source once a night whatever the shard count; shards read
+the manifest; reruns add nothing. On PostgreSQL and SQLite, over a folder and a bucket (moto)."""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+import sqlalchemy as sa
+
+from fixtures import hostile
+from fixtures.s3server import MotoS3, aws_env, moto  # noqa: F401  fixtures
+from tasks import pipeline
+from tasks.tag import s3, sources
+
+KEY = "nightly-20261206T020000Z"
+
+
+@pytest.fixture
+def listings(monkeypatch):
+    """How many times a folder or a bucket is listed, across every Source object (one list() each)."""
+    counted: list[str] = []
+    for cls in (sources.LocalSource, s3.S3Source):
+        def counting(self, original=cls.list):
+            counted.append(self.uri)
+            return original(self)
+
+        monkeypatch.setattr(cls, "list", counting)
+    return counted
+
+
+def scalar(url: str, sql: str):
+    with sa.create_engine(url).connect() as connection:
+        return connection.execute(sa.text(sql)).scalar()
+
+
+def night(source: str, model_dir, db_url: str, shards: int, key: str = KEY, verify: bool = False) -> tuple[dict, list]:
+    """The nightly DAG's find_new_images, then each order's tag_shard, as the DAG wires them."""
+    found = pipeline.plan_night(source, str(model_dir), key, shards, db_url, verify=verify)
+    summaries = [pipeline.tag_shard(source, str(model_dir), shard, shards, pipeline.shard_run_id(key, shard, shards),
+                                    db_url, manifest=key, verify=verify)
+                 for shard in range(shards) if found["new"]]
+    return found, summaries
+
+
+def folder_of(root, count: int):
+    root.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        (root / f"img{index:03d}.jpg").write_bytes(hostile.jpeg((40, 32), (200, (index * 23) % 256, 40)))
+    (root / "notes.txt").write_text("a sidecar: counted, never tagged")
+    return root
+
+
+@pytest.mark.parametrize("shards", [1, 4])
+def test_a_night_lists_the_folder_once_for_any_shard_count_and_a_rerun_adds_nothing(
+        tmp_path, model_dir, results_db_url, hashtagger_home, listings, shards):
+    folder = folder_of(tmp_path / "incoming", 13)
+    found, summaries = night(str(folder), model_dir, results_db_url, shards)
+    assert listings == [str(folder)], "one listing for the whole night"
+    assert (found["seen"], found["new"], found["not_images"]) == (13, 13, 1)
+    assert sum(summary["tagged"] for summary in summaries) == 13
+    assert scalar(results_db_url, "SELECT COUNT(*) FROM image_results") == 13
+    assert sum(summary["not_images"] for summary in summaries) >= 1
+    total = pipeline.summarize_run(KEY, shards, results_db_url)
+    assert (total["seen"], total["tagged"], total["not_images"]) == (13, 13, 1)
+
+    listings.clear()
+    again, summaries = night(str(folder), model_dir, results_db_url, shards)  # the same night, cleared
+    assert (listings, again["new"], again["done"], summaries) == ([str(folder)], 0, 13, [])
+    assert scalar(results_db_url, "SELECT COUNT(*) FROM image_results") == 13
+
+    (folder / "late.jpg").write_bytes(hostile.jpeg((40, 32), (10, 10, 240)))
+    listings.clear()
+    later, summaries = night(str(folder), model_dir, results_db_url, shards, key="nightly-20261207T020000Z")
+    assert (listings, later["new"], sum(summary["tagged"] for summary in summaries)) == ([str(folder)], 1, 1)
+    assert sum(summary["seen"] for summary in summaries) == 1, "the shards saw only the manifest's work"
+    assert scalar(results_db_url, "SELECT COUNT(*) FROM image_results") == 14
+
+
+def test_a_verify_night_reads_everything_once_listed(tmp_path, model_dir, results_db_url, hashtagger_home,
+                                                     listings, monkeypatch):
+    folder = folder_of(tmp_path / "incoming", 6)
+    night(str(folder), model_dir, results_db_url, 2)
+    read: list[str] = []
+    original = sources.LocalSource.read
+    monkeypatch.setattr(sources.LocalSource, "read",
+                        lambda self, ref, max_bytes: read.append(ref.uri) or original(self, ref, max_bytes))
+    listings.clear()
+    found, summaries = night(str(folder), model_dir, results_db_url, 2, key="nightly-verify", verify=True)
+    assert (len(listings), found["new"], len(read)) == (1, 6, 6)
+    assert sum(summary["tagged"] for summary in summaries) == 0, "the same bytes: nothing tagged again"
+
+
+def test_a_shard_without_a_complete_manifest_refuses_to_guess(tmp_path, model_dir, results_db_url, hashtagger_home):
+    folder = folder_of(tmp_path / "incoming", 2)
+    with pytest.raises(Exception, match="no complete manifest"):
+        pipeline.tag_shard(str(folder), str(model_dir), 0, 1, "nightly-missing-shard0of1", results_db_url,
+                           manifest="nightly-missing")
+
+
+def test_a_night_lists_the_bucket_once_and_reads_nothing_the_second_time(
+        moto, model_dir, results_db_url, hashtagger_home, listings, monkeypatch):  # noqa: F811
+    name = f"photos-{uuid.uuid4().hex[:10]}"
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=name)
+    for index in range(9):
+        client.put_object(Bucket=name, Key=f"in/img{index}.jpg", Body=hostile.jpeg(colour=(200, index * 20, 20)))
+    source = f"s3://{name}/in/"
+    gets: list[str] = []
+    original = s3.S3Source.read
+    monkeypatch.setattr(s3.S3Source, "read", lambda self, ref, max_bytes: gets.append(ref.uri)
+                        or original(self, ref, max_bytes))
+    found, summaries = night(source, model_dir, results_db_url, 4)
+    assert (len(listings), found["new"], len(gets), sum(s["tagged"] for s in summaries)) == (1, 9, 9, 9)
+    stored = scalar(results_db_url, "SELECT COUNT(*) FROM image_files WHERE etag IS NOT NULL "
+                                    "AND last_modified IS NOT NULL")
+    assert stored == 9
+    listings.clear(), gets.clear()
+    again, summaries = night(source, model_dir, results_db_url, 4, key="nightly-2")
+    assert (len(listings), again["new"], gets, summaries) == (1, 0, [], [])
+
+
+def test_already_done_is_one_anti_join_per_chunk_not_a_query_per_image(
+        tmp_path, model_dir, results_db_url, hashtagger_home, monkeypatch):
+    from tasks.store import files
+
+    folder = folder_of(tmp_path / "incoming", 13)
+    night(str(folder), model_dir, results_db_url, 2)
+    monkeypatch.setattr(files, "LOOKUP_CHUNK", 4)
+    statements: list[str] = []
+    engine = pipeline.results_engine(results_db_url)  # the engine plan_night uses (one per URL)
+
+    def record(connection, cursor, statement, *rest):
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        found = pipeline.plan_night(str(folder), str(model_dir), "nightly-chunks", 2, results_db_url)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    lookups = [statement for statement in statements if "image_results" in statement]
+    assert found["done"] == 13
+    assert len(lookups) == 4 and all("WITH listed" in statement for statement in lookups), \
+        "13 listed images in chunks of 4: four anti-joins, nothing else reads the results"
