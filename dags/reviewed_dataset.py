@@ -23,10 +23,9 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from tasks import connections, pipeline, retries
 from tasks.assets import DATASETS, REVIEWED
-from tasks.review.config import RetrainTrigger
 
 log = logging.getLogger(__name__)
-DEFAULTS = RetrainTrigger()
+DEFAULTS = pipeline.RetrainTrigger()
 
 
 @dag(

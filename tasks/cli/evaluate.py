@@ -62,9 +62,7 @@ def run(args) -> int:
           + (f", abstained on {1 - metrics['ood']['test_kept']:.1%}" if (metrics.get("ood") or {}).get("test_kept")
              is not None else "") + f" ({metrics['test_images']:,} images)")
     if "reviewed_slice" in metrics:  # a dataset prepared from reviews: the user's own images, held out
-        from tasks.evaluate import reviewed
-
-        print("  " + reviewed.summary(metrics["reviewed_slice"]))
+        print("  " + pipeline.reviewed_slice_summary(metrics["reviewed_slice"]))
     worst = sorted(((name, value) for name, value in metrics["per_class_accuracy"].items() if value is not None),
                    key=lambda item: item[1])[:3]
     print("  weakest classes: " + ", ".join(f"{name} {value:.1%}" for name, value in worst))

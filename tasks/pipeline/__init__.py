@@ -35,4 +35,4 @@ from tasks.pipeline.tagging import (  # noqa: F401
     tag_shard, tag_source, triggering_datasets, write_run_report)
 from tasks.pipeline.answers import (  # noqa: F401
     escaped_name, hashtag_images, image_tile, shown_name)
-from tasks.pipeline.reviews import review_app  # noqa: F401
+from tasks.pipeline.reviews import RetrainTrigger, review_app, reviewed_slice_summary  # noqa: F401

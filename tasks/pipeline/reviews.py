@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from tasks.pipeline.common import settings
+from tasks.review.config import RetrainTrigger  # noqa: F401  the reviewed_dataset DAG's defaults (stdlib only)
+
+
+def reviewed_slice_summary(figures: dict) -> str:
+    """One line on an evaluation's reviewed slice (metrics["reviewed_slice"]): top-1 with its interval,
+    abstention, counts (tasks/evaluate/reviewed.py)."""
+    from tasks.evaluate import reviewed
+
+    return reviewed.summary(figures)
 
 
 def review_app(reviewer: str, host: str = "127.0.0.1", port: int = 8765, db_url: str | None = None):
