@@ -227,13 +227,16 @@ def run_record(url: str) -> dict:
     return dict(row)
 
 
-def tag_end_to_end(folder: Path, url: str, sample_memory: bool = False, extra_env: dict | None = None) -> dict:
-    """`hashtagger tag folder --quiet` into `url`; its run time, wall time and (optionally) RSS samples."""
+def tag_end_to_end(folder: Path, url: str, sample_memory: bool = False, extra_env: dict | None = None,
+                   model_dir: Path | None = None) -> dict:
+    """`hashtagger tag folder --quiet` into `url` (with `--model model_dir` when given, else the bundled
+    model, a fresh database's champion); its run time, wall time and (optionally) RSS samples."""
     env = {**os.environ, "HASHTAGGER_DB_URL": url, "HASHTAGGER_HOME": str(folder.parent / "home"),
            **(extra_env or {})}
     subprocess.run([str(BIN / "hashtagger"), "db", "migrate"], env=env, check=True, capture_output=True)
     started = time.perf_counter()
-    process = subprocess.Popen([str(BIN / "hashtagger"), "tag", str(folder), "--quiet"], env=env,
+    model_flag = ["--model", str(model_dir)] if model_dir else []
+    process = subprocess.Popen([str(BIN / "hashtagger"), "tag", str(folder), "--quiet", *model_flag], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples: list[tuple[float, int]] = []
     if sample_memory:
@@ -370,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sets (about 1 minute)")
     parser.add_argument("--memory-images", type=int, help="images in the memory run")
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "tag_throughput.md")
+    parser.add_argument("--model", type=Path, help="the served model's artifact folder, exported to ONNX (default: "
+                        "the bundled CIFAR-10 model); a served-TTA model is measured with its two passes")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else BenchConfig()
     if args.memory_images:
@@ -377,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from tasks.tag import predictor
 
-    model_dir = predictor.bundled_model()
-    model = predictor.load(model_dir)
+    model_dir = args.model or predictor.bundled_model()
+    model = predictor.load(model_dir, runtime="onnx")
     began = time.perf_counter()
     load_before = os.getloadavg()[0]
     tiles = cifar_jpegs(max(config.cifar_images, 1000))
@@ -401,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(config.rounds):
                 around = [_limits(model, paths, config.workers)]
                 with Database() as url:
-                    run = tag_end_to_end(folder, url)
+                    run = tag_end_to_end(folder, url, model_dir=args.model)
                 around.append(_limits(model, paths, config.workers))
                 decode_per_s = statistics.mean(decode for decode, _ in around)
                 infer_per_s = statistics.mean(infer for _, infer in around)
@@ -437,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(config.memory_images):
             (memory_folder / f"{index:06d}.jpg").write_bytes(tiles[index % len(tiles)])
         with Database() as url:
-            memory = tag_end_to_end(memory_folder, url, sample_memory=True)
+            memory = tag_end_to_end(memory_folder, url, sample_memory=True, model_dir=args.model)
         print(f"memory run: {memory['images']:,} images in {memory['run_seconds']:.0f} s", file=sys.stderr)
         load = (load_before, os.getloadavg()[0])
         lines += table(config, model, rows, pools, threading_rows, serving, way_times, memory,
@@ -462,7 +467,7 @@ def table(config, model, rows, pools, threading_rows, serving, way_times, memory
         "",
         f"One run of `benchmarks/tag_throughput.py{' --quick' if config == QUICK else ''}` on "
         f"{platform.node() or 'this machine'}: {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"model `{model.model_id}` ({model.runtime}), {config.workers} decoding threads, batches of 256, "
+        f"model `{model.model_id}` ({model.runtime}, serving TTA: {model.metadata.serving_tta or 'none'}), {config.workers} decoding threads, batches of 256, "
         f"PostgreSQL on 127.0.0.1. Total {total_seconds / 60:.1f} min. Load average {load[0]:.1f} at the start, "
         f"{load[1]:.1f} at the end (over one minute, on {os.cpu_count()} cores; the benchmark's own work counts "
         "in the second). The machine is a shared virtual one: the same measurement differs by tens of percent "
@@ -540,7 +545,7 @@ def table(config, model, rows, pools, threading_rows, serving, way_times, memory
         f"< 1.5 s {'met' if statistics.median(serving['times']) < 1.5 else 'missed'} | "
         f"{'yes' if serving['tensorflow_imported'] else 'no'} |",
         "",
-        "The same serving path as `hashtagger tag`: ONNX Runtime on the bundled model's `model.onnx`; importing "
+        "The same serving path as `hashtagger tag`: ONNX Runtime on the measured model's `model.onnx`; importing "
         "TensorFlow alone takes about 5 s here.",
         "",
         "## Memory",

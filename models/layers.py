@@ -82,16 +82,29 @@ class ErfGelu(keras.layers.Layer):
         return input_shape
 
 
+def _is_gelu(layer) -> bool:
+    return isinstance(layer, keras.layers.Activation) and layer.activation is keras.activations.gelu
+
+
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of `model`, those of the models nested in it (a served-TTA wrapper's) included."""
+    found = []
+    for layer in model.layers:
+        found.extend(all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return found
+
+
 def exportable(model: keras.Model) -> keras.Model:
     """`model` with every exact-GELU activation replaced by `ErfGelu` (same weights, same outputs to
-    float rounding), so that tf2onnx can export it."""
+    float rounding), so that tf2onnx can export it; nested models (a served-TTA wrapper's) too."""
     def swap(layer):
-        if isinstance(layer, keras.layers.Activation) and layer.activation is keras.activations.gelu:
+        if isinstance(layer, keras.Model):
+            return exportable(layer)
+        if _is_gelu(layer):
             return ErfGelu(name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
-    if not any(isinstance(layer, keras.layers.Activation) and layer.activation is keras.activations.gelu
-               for layer in model.layers):
+    if not any(_is_gelu(layer) for layer in all_layers(model)):
         return model
     clone = keras.models.clone_model(model, clone_function=swap)
     clone.set_weights(model.get_weights())
@@ -100,10 +113,46 @@ def exportable(model: keras.Model) -> keras.Model:
 
 def preprocessing_layer(model: keras.Model) -> PixelMeanSubtraction | ChannelStandardization:
     """The model's input preprocessing, whose statistics `fit_statistics` sets from training images."""
-    for layer in model.layers:
+    for layer in all_layers(model):
         if isinstance(layer, (PixelMeanSubtraction, ChannelStandardization)):
             return layer
     raise ValueError(f"model {model.name} has no preprocessing layer")
+
+
+@keras.saving.register_keras_serializable(package="hashtagger")
+class HorizontalFlip(keras.layers.Layer):
+    """Images (N, H, W, C) mirrored left-right (the width axis reversed); any dtype, same shape."""
+
+    def call(self, inputs):
+        return ops.flip(inputs, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+FLIP_TTA_OUTPUT = "flip_tta_mean"  # the name of a served-TTA wrapper's output layer: how `tta_mode` knows one
+
+
+def with_flip_tta(model: keras.Model) -> keras.Model:
+    """A model whose output is the mean of `model`'s probabilities for each image and its mirror.
+
+    `model`: float32 (N, H, W, C) raw pixels -> (N, classes) probabilities. The result takes the same
+    input and gives (N, classes) probabilities that still sum to 1, the same figures as
+    tasks/evaluate/evaluate.py `tta_probabilities(model.predict_on_batch, x, "flip")` at twice the
+    inference cost. `model` is nested (called twice, one set of weights). ValueError for a model that
+    already is such a wrapper.
+    """
+    if tta_mode(model) != "none":
+        raise ValueError(f"model {model.name} already averages over flips (test-time augmentation inside)")
+    inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="pixels")
+    mirrored = HorizontalFlip(name="mirror")(inputs)
+    outputs = keras.layers.Average(name=FLIP_TTA_OUTPUT, dtype="float32")([model(inputs), model(mirrored)])
+    return keras.Model(inputs, outputs, name=f"{model.name}_flip_tta")
+
+
+def tta_mode(model: keras.Model) -> str:
+    """The test-time augmentation built into `model`: flip (a `with_flip_tta` wrapper) or none."""
+    return "flip" if any(layer.name == FLIP_TTA_OUTPUT for layer in model.layers) else "none"
 
 
 # Batch-norm moving statistics: PyTorch's default (its momentum 0.1 is 1 - Keras' momentum). With Keras'

@@ -1,4 +1,4 @@
-"""`hashtagger models list | show | register | promote | auto-promote | rollback | export`: the registry."""
+"""`hashtagger models list | show | register | promote | auto-promote | rollback | export | tta`: the registry."""
 
 from __future__ import annotations
 
@@ -46,6 +46,14 @@ def register(commands) -> None:
     export.add_argument("path", help="a model artifact folder")
     export.add_argument("--overwrite", action="store_true", help="replace an existing model.onnx")
     export.set_defaults(func=export_command)
+    tta = models.add_parser("tta", help="save a model with test-time augmentation inside (2 passes per image), "
+                                        "to evaluate, export and serve as one model")
+    tta.add_argument("source", help="a model artifact folder")
+    tta.add_argument("destination", nargs="?", help="the new artifact's folder (default: "
+                                                    "$HASHTAGGER_HOME/models/<source id>-<mode>)")
+    tta.add_argument("--mode", choices=("flip",), default="flip",
+                     help="flip: the mean of the probabilities of the image and of its mirror")
+    tta.set_defaults(func=tta_command)
 
 
 def _fail(error) -> int:
@@ -166,4 +174,16 @@ def export_command(args) -> int:
         print(pipeline.export_model(args.path, overwrite=args.overwrite))
     except pipeline.user_errors() as error:
         return _fail(error)
+    return 0
+
+
+def tta_command(args) -> int:
+    try:
+        metadata = pipeline.tta_model(args.source, args.destination, args.mode)
+    except (*pipeline.user_errors(), ValueError) as error:
+        return _fail(error)
+    print(f"saved {metadata['model_id']} ({args.mode} test-time augmentation inside, 2 passes per image) "
+          f"at {metadata['path']}")
+    print(f"next: hashtagger evaluate {metadata['path']}  (refits calibration, abstention and OOD on its outputs), "
+          f"then hashtagger models export {metadata['path']}")
     return 0

@@ -230,6 +230,7 @@ def evaluate_artifact(path: str | Path, dataset_version: str | None = None, tta:
     metrics = evaluate_model(model, dataset, tta, metadata.get("history") if own_version else None,
                              Path(output_dir), title, config,
                              outliers.held_out_sets(dataset.name, dataset.class_names, settings))
+    metrics["serving_tta"] = metadata.get("serving_tta") or "none"  # TTA inside the model these figures are of
     if Path(output_dir).resolve().is_relative_to(folder.resolve()):
         if own_version:
             metadata["metrics"] = metrics
@@ -253,6 +254,8 @@ def default_output_dir(folder: Path, model_id: str, version: str, own_version: b
 
 def recipe_tta(metadata: dict) -> str:
     """The test-time augmentation a saved model's recipe evaluates with (none, flip, flip_translate)."""
+    if metadata.get("serving_tta"):  # the model averages over flips itself: more passes would add nothing
+        return "none"
     recipe = metadata.get("recipe") or {}
     # models saved before `tta` existed state only `flip_tta`
     return recipe.get("tta") or ("flip" if recipe.get("flip_tta") else "none")

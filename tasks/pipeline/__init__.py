@@ -27,7 +27,7 @@ from tasks.pipeline.training import (  # noqa: F401
     recipe_names, train, train_model, training_plan, training_spec)
 from tasks.pipeline.models import (  # noqa: F401
     auto_promote_model, champion_path, champions_history, export_model, list_models, model_history, promote,
-    promote_model, register_model, register_saved_model, rollback_champion)
+    promote_model, register_model, register_saved_model, rollback_champion, tta_model)
 from tasks.pipeline.hashtags import (  # noqa: F401
     block_hashtag, hashtag_report, known_labels, refresh_hashtags, unblock_hashtag)
 from tasks.pipeline.tagging import (  # noqa: F401

@@ -120,6 +120,15 @@ def export_model(path: str, overwrite: bool = False) -> Path:
     return export.export_onnx(path, overwrite=overwrite)
 
 
+def tta_model(source: str, destination: str | None = None, mode: str = "flip") -> dict:
+    """Save `source`'s model with `mode` test-time augmentation inside as a new artifact at `destination`
+    (default: $HASHTAGGER_HOME/models/<id>-<mode>), not yet evaluated or registered (tasks/registry/tta.py);
+    its metadata.json dict. ArtifactError when `source` is no artifact or already serves TTA."""
+    from tasks.registry import tta
+
+    return tta.with_tta(source, destination, mode).as_dict()
+
+
 def champion_path(dataset: str = "cifar10", db_url: str | None = None) -> str:
     """The reference of the model tagging serves: the registry's champion of `dataset` (its artifact_uri:
     bundled:, home:, s3:// or a path, resolved by each worker with tasks.registry.store.resolve), else

@@ -66,6 +66,11 @@ class ModelMetadata:
     backend: str | None = None  # Keras backend that trained: tensorflow, jax or torch
     code_version: str | None = None  # package version, + git commit from a checkout
     reproduce: str | None = None  # the `hashtagger train` command that makes it again
+    # Test-time augmentation built into the saved model itself ("flip": it averages each image and its
+    # mirror, at twice the inference passes), so evaluate, ONNX serving and the registry see one model;
+    # None: plain. Set by `hashtagger models tta` (tasks/registry/tta.py), which also fills `derived_from`.
+    serving_tta: str | None = None
+    derived_from: dict | None = None  # {"model_id", "path", "command"}: the model and command this one was made from
     extra: dict = dataclasses.field(default_factory=dict)  # every other key of metadata.json, as is
 
     @classmethod
@@ -181,9 +186,9 @@ def reproduce_command(config) -> str:
 
 
 def save(model, metadata: ModelMetadata | dict, settings: Settings, reports_dir: Path | None = None,
-         fingerprint_images=None) -> dict:
-    """Write the artifact under `models_dir/<model_id>/` atomically; returns its metadata.json dict, with
-    its `path`.
+         fingerprint_images=None, folder: Path | None = None) -> dict:
+    """Write the artifact under `models_dir/<model_id>/` (or `folder`) atomically; returns its
+    metadata.json dict, with its `path`.
 
     `reports_dir`, when given, is copied in as the artifact's `reports/`; `fingerprint_images` (a few
     uint8 images), when given, are saved with the model's probabilities for them (see `verify`).
@@ -191,7 +196,7 @@ def save(model, metadata: ModelMetadata | dict, settings: Settings, reports_dir:
     import numpy as np
 
     metadata = metadata.as_dict() if isinstance(metadata, ModelMetadata) else dict(metadata)
-    final = settings.models_dir / metadata["model_id"]
+    final = Path(folder) if folder is not None else settings.models_dir / metadata["model_id"]
     staging = final.with_name(f".staging-{final.name}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
