@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import shutil
 import tarfile
 import urllib.parse
@@ -66,6 +67,18 @@ class PrepareConfig:
 
 class DataError(ValueError):
     """The source is not a dataset hashtagger can read; the message says what is wrong."""
+
+
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # one folder under datasets/, no path
+
+
+def check_name(name: str) -> str:
+    """`name` when it can name a dataset (a folder of its own under HASHTAGGER_HOME/datasets/); DataError
+    otherwise, before anything is read or written."""
+    if not DATASET_NAME.fullmatch(name or "") or ".." in name:
+        raise DataError(f"dataset name {name!r}: use letters, digits, '.', '_' and '-' only, starting with a "
+                        "letter or digit (e.g. cifar10-reviewed); it names a folder under the datasets folder")
+    return name
 
 
 @dataclasses.dataclass
@@ -268,7 +281,7 @@ def write_version(settings: Settings, name: str, raw: RawSplits, arrays: dict[st
     """Write the version folder atomically (or find it written); `extra`: more DatasetManifest fields,
     `files`: more text files (name -> content) beside manifest.json."""
     version = content_version(arrays, raw.class_names)
-    root = settings.datasets_dir / name
+    root = settings.datasets_dir / check_name(name)
     final = root / version
     if (final / "manifest.json").exists():
         write_latest(root, version)
@@ -363,6 +376,7 @@ def prepare(name: str, source: str | None = None, settings: Settings | None = No
             config: PrepareConfig = PrepareConfig(), md5: str | None = None,
             progress: bool = True) -> DatasetManifest:
     """Build (or find) the dataset version for `source` and return its manifest."""
+    check_name(name)
     settings = settings or Settings.from_env()
     path = resolve_source(name, source, settings, md5, progress)
     if is_official_archive(path):

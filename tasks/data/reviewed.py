@@ -134,6 +134,7 @@ def prepare_from_reviews(name: str, engine: sa.Engine, settings: Settings | None
     base's, the base was itself prepared from reviews, or no answer stands; DatasetNotFound when the base
     is not prepared."""
     settings = settings or Settings.from_env()
+    prepare.check_name(name)
     if name == config.base:
         raise prepare.DataError(f"give the reviewed dataset a name of its own, not the base's {name!r} "
                                 f"(e.g. {name}-reviewed): the base's latest version stays what it is")

@@ -7,6 +7,9 @@
    (tasks/registry/registry.py `decide`: it needs both models' evaluations).
 4. Not doing worse than the champion on the reviewed slice (the user's own reviewed images, held out:
    tasks/data/reviewed.py) by more than `reviewed_margin`, when both were evaluated on the same slice.
+5. One pass per image: a model that serves test-time augmentation inside (`hashtagger models tta`) is
+   promoted by hand only; its figure is not comparable to a one-pass champion's, and it multiplies the
+   nightly inference cost, a trade a person makes.
 
 A manual `hashtagger models promote` skips these gates; every refusal is recorded in `model_events`.
 """
@@ -54,6 +57,16 @@ def smoke_reason(metadata: dict) -> str | None:
     if done < minimum:
         return f"smoke run: {done} epochs done, below the recipe's minimum of {minimum}"
     return None
+
+
+def serving_tta_reason(metadata: dict) -> str | None:
+    """Why a model that serves test-time augmentation inside is not promoted automatically, or None."""
+    mode = metadata.get("serving_tta")
+    if not mode:
+        return None
+    return (f"serves {mode} test-time augmentation (more passes per image than a plain model): its figure is "
+            f"not comparable to a one-pass champion's and it multiplies the nightly inference; promote it by "
+            f"hand (`hashtagger models promote {metadata.get('model_id')}`) to accept that cost")
 
 
 def floor_reason(dataset: str, test_top1: float, config: GateConfig = DEFAULT) -> str | None:

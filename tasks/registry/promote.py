@@ -91,7 +91,8 @@ def auto_promote(engine: sa.Engine, model_id: str, margin: float = registry.DEFA
     model = registry.get(engine, model_id)
     if model is None:
         raise registry.RegistryError(f"model {model_id} is not registered (see `hashtagger models list`)")
-    refusal = gates.smoke_reason(_metadata(model))
+    metadata = _metadata(model)
+    refusal = gates.smoke_reason(metadata) or gates.serving_tta_reason(metadata)
     with engine.connect() as connection:
         likely = registry.decide(connection, model_id, margin, config).promoted  # a preview, without the lock
     if likely and refusal is None:

@@ -146,6 +146,8 @@ def _routes(app: fastapi.FastAPI, templates: templating.Jinja2Templates) -> None
         try:
             reviews_sql.record_answer(engine, body.review_id, body.image_uri, body.content_hash,
                                       body.model_version, body.label, config.reviewer)
+        except reviews_sql.ReviewConflict as error:
+            raise fastapi.HTTPException(status_code=409, detail=str(error)) from None
         except reviews_sql.ReviewRefused as error:
             raise fastapi.HTTPException(status_code=404, detail=str(error)) from None
         return {"recorded": body.review_id, "label": body.label}

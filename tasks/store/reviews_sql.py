@@ -21,6 +21,10 @@ class ReviewRefused(ValueError):
     that is not one of the model's classes, or a retraction of something that is not a standing answer."""
 
 
+class ReviewConflict(ReviewRefused):
+    """A review id sent again with another answer: answers are never changed (undo, then answer again)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class QueueFilter:
     """Which images the queue shows; None: any. `run` matches a run id or a nightly run's key."""
@@ -124,9 +128,11 @@ def model_datasets(engine: sa.Engine, model_versions: list[str]) -> dict[str, st
 
 def record_answer(engine: sa.Engine, review_id: str, image_uri: str, content_hash: str, model_version: str,
                   label: str | None, reviewer: str, at: dt.datetime | None = None) -> None:
-    """Append a person's answer (label None: none of the model's classes). Idempotent on review_id.
+    """Append a person's answer (label None: none of the model's classes). Idempotent on review_id: the
+    same answer again changes nothing.
 
-    ReviewRefused when image_results holds no such image for that model.
+    ReviewRefused when image_results holds no such image for that model; ReviewConflict when `review_id`
+    already holds another answer.
     """
     with engine.begin() as connection:
         known = connection.execute(RESULT_EXISTS, {"uri": image_uri, "hash": content_hash,
@@ -136,6 +142,12 @@ def record_answer(engine: sa.Engine, review_id: str, image_uri: str, content_has
         connection.execute(INSERT_REVIEW, {"review_id": review_id, "uri": image_uri, "hash": content_hash,
                                            "model": model_version, "label": label, "retracts": None,
                                            "reviewer": reviewer, "at": at or db.utcnow()})
+        stored = connection.execute(sa.text(
+            "SELECT image_uri, content_hash, model_version, label, retracts FROM image_reviews "
+            "WHERE review_id = :id"), {"id": review_id}).first()
+        if tuple(stored) != (image_uri, content_hash, model_version, label, None):
+            raise ReviewConflict(f"answer {review_id} is already recorded as {stored.label or 'none of these'!r} "
+                                 f"for {stored.image_uri}: an answer never changes (undo it, then answer again)")
 
 
 def retract(engine: sa.Engine, review_id: str, answer_id: str, reviewer: str,

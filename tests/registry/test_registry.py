@@ -113,6 +113,23 @@ def test_a_worse_challenger_is_never_promoted(engine, tmp_path):
     assert registry.events(engine, model_id="worse")[0]["detail"]["challenger_top1"] == pytest.approx(0.85)
 
 
+def test_a_model_serving_test_time_augmentation_is_promoted_by_hand_only(engine, tmp_path):
+    """Its two-pass figure is not comparable to a one-pass champion's, and it doubles the nightly inference
+    (a user's trial saw the champion's own flip copy replace it automatically)."""
+    add(engine, tmp_path, "champ", 0.900)
+    promote.auto_promote(engine, "champ", onnx=False)
+    metadata = make_model(tmp_path, "champ-flip", 0.950)
+    artifact.write_metadata(tmp_path / "models" / "champ-flip", {**metadata, "serving_tta": "flip"})
+    registry.register(engine, artifact.read_metadata(tmp_path / "models" / "champ-flip"))
+    decision = promote.auto_promote(engine, "champ-flip", onnx=False)
+    assert not decision.promoted
+    assert "serves flip test-time augmentation" in decision.reason
+    assert "hashtagger models promote champ-flip" in decision.reason
+    assert champions(engine) == ["champ"]
+    assert promote.promote(engine, "champ-flip", "accept two passes", onnx=False).promoted
+    assert champions(engine) == ["champ-flip"]
+
+
 def test_a_challenger_beating_the_margin_takes_over_and_the_change_is_logged(engine, tmp_path):
     add(engine, tmp_path, "champ", 0.900)
     promote.auto_promote(engine, "champ", onnx=False)

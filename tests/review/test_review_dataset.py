@@ -71,9 +71,15 @@ def test_refusals_are_one_line(results_sqlite_url, tiny_cifar, hashtagger_home):
             (["mine", "--from-reviews"], "no reviewed images: answer some in `hashtagger review` first"),
             (["mine", "--from-reviews", "--base", "cifar100"], "dataset 'cifar100' is not prepared"),
             (["mine", "--from-reviews", "--slice-fraction", "1.5"], "slice fraction 1.5 is not in [0, 1)"),
-            (["mine", "--from-reviews", "--source", "/tmp"], "--from-reviews reads the results database")):
+            (["mine", "--from-reviews", "--source", "/tmp"], "--from-reviews reads the results database"),
+            # a name is one folder under datasets/: no way out of it (a user's trial wrote ../evil, /tmp/x)
+            (["../evil", "--from-reviews"], "dataset name '../evil': use letters, digits"),
+            (["/tmp/abs", "--from-reviews"], "dataset name '/tmp/abs': use letters, digits"),
+            (["", "--from-reviews"], "dataset name '': use letters, digits"),
+            ([".hidden", "--source", "/tmp"], "dataset name '.hidden': use letters, digits")):
         done = hashtagger(env, "data", "prepare", *args, "--db", results_sqlite_url)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
     with db.engine(results_sqlite_url).connect() as connection:
         assert connection.execute(sa.text("SELECT COUNT(*) FROM image_reviews")).scalar() == 0
+    assert not (hashtagger_home / "evil").exists() and not Path("/tmp/abs").exists()

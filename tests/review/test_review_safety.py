@@ -96,6 +96,12 @@ def test_a_forged_post_is_refused(tagged, serve, client):
     assert client.post(server.base + "/api/answers", json=answer,
                        headers={"X-CSRF-Token": token}).status_code == 200
     assert review_rows(db_url) == [(card["image_uri"], None, "ana", None)]
+    # the same answer again is a no-op; the same id with another answer is a conflict, never a silent 200
+    assert client.post(server.base + "/api/answers", json=answer, headers={"X-CSRF-Token": token}).status_code == 200
+    changed = client.post(server.base + "/api/answers", json={**answer, "label": card["candidates"][0]["label"]},
+                          headers={"X-CSRF-Token": token})
+    assert changed.status_code == 409 and "already recorded as 'none of these'" in changed.json()["detail"]
+    assert review_rows(db_url) == [(card["image_uri"], None, "ana", None)]
 
 
 def test_only_pictures_of_images_in_the_results_database_are_served(tagged, serve, client, tmp_path):

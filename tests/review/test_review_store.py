@@ -69,6 +69,8 @@ def test_the_queue_asks_first_what_teaches_most(engine):
 def test_answers_are_appended_and_an_undo_is_a_retraction_row(engine):
     reviews_sql.record_answer(engine, "answer-torn-1", "/photos/torn.jpg", "sha-torn", MODEL, "cat", "ana")
     reviews_sql.record_answer(engine, "answer-torn-1", "/photos/torn.jpg", "sha-torn", MODEL, "cat", "ana")  # resent
+    with pytest.raises(reviews_sql.ReviewConflict, match="already recorded as 'cat'"):  # resent, changed
+        reviews_sql.record_answer(engine, "answer-torn-1", "/photos/torn.jpg", "sha-torn", MODEL, "dog", "ana")
     reviews_sql.record_answer(engine, "answer-blank", "/photos/blank.jpg", "sha-blank", MODEL, None, "ana")
     reviews_sql.record_answer(engine, "answer-torn-2", "/photos/torn.jpg", "sha-torn", MODEL, "deer", "ana")
     assert current(engine) == {"torn": "deer", "blank": None}
