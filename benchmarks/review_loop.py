@@ -241,7 +241,9 @@ def write_report(args, prepared: str, answered: int, before: dict, tuned, gate, 
         "smallest margins), so the slice holds out hard images of this folder, not a random sample of it; the",
         "'none of these' column is the share of CIFAR-100 pictures the model rightly abstains on (higher is",
         "better), which outlier exposure on the reviewed 'none' pictures has to hold up against the fine-tune",
-        "making the model surer of photo-like images. The JPEG test set is CIFAR-10's own 10,000 test images.", "",
+        "making the model surer of photo-like images. The JPEG test set is CIFAR-10's own 10,000 test images;",
+        "the photo-like pictures are made from some of them, so the fine-tuned model trained on transformed",
+        "copies of the reviewed ones it trained on: its JPEG test figure is not fully independent of training.", "",
     ]
     text = "\n".join(lines)
     Path(args.output).write_text(text)
