@@ -243,7 +243,7 @@ def write_report(args, prepared: str, answered: int, before: dict, tuned, gate, 
         "better), which outlier exposure on the reviewed 'none' pictures has to hold up against the fine-tune",
         "making the model surer of photo-like images. The JPEG test set is CIFAR-10's own 10,000 test images;",
         "the photo-like pictures are made from some of them, so the fine-tuned model trained on transformed",
-        "copies of the reviewed ones it trained on: its JPEG test figure is not fully independent of training.", "",
+        "copies of those test images: its JPEG test figure is not fully independent of its training.", "",
     ]
     text = "\n".join(lines)
     Path(args.output).write_text(text)
