@@ -416,6 +416,8 @@ def test_reviewed_dataset_prepares_a_version_once_enough_answers_came_in(airflow
         assert done.returncode == 0, done.stderr
     engine = db.engine(airflow_env["results_url"])
     for row in query(airflow_env["results_url"], "SELECT image_uri, content_hash, model_version FROM image_results"):
+        if not row.image_uri.startswith(str(photos)):
+            continue  # the module's database also holds what earlier DAG runs tagged
         reviews_sql.record_answer(engine, uuid.uuid4().hex, row.image_uri, row.content_hash, row.model_version,
                                   Path(row.image_uri).name.split("-")[0], "ana", dt.datetime.now(dt.timezone.utc))
 
