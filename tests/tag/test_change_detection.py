@@ -8,13 +8,12 @@ import os
 
 import pytest
 
-import sqlalchemy as sa
 from PIL import Image
 
 from fixtures import hostile, tiny_model
-from tasks.hashtags.engine import HashtagEngine
+from fixtures.tagging import count, rows, run
 from tasks.store import db
-from tasks.tag import predictor, sources, tag
+from tasks.tag import predictor, sources
 
 COLOURS = ((200, 20, 20), (20, 200, 20), (20, 20, 200), (200, 200, 20), (20, 200, 200), (200, 20, 200),
            (120, 60, 20), (20, 60, 120), (60, 120, 20), (90, 90, 160))
@@ -29,19 +28,6 @@ def colour_folder(root, count: int, colours=COLOURS) -> list:
         path.write_bytes(hostile.jpeg((48, 40), colours[index % len(colours)]))
         paths.append(path)
     return paths
-
-
-def rows(engine, sql: str, **params) -> list:
-    with engine.connect() as connection:
-        return connection.execute(sa.text(sql), params).all()
-
-
-def count(engine, table: str) -> int:
-    return rows(engine, f"SELECT COUNT(*) FROM {table}")[0][0]
-
-
-def run(folder, model, engine, **config) -> tag.RunSummary:
-    return tag.run(str(folder), model, HashtagEngine(), engine, tag.TagConfig(**{"batch_size": 7, **config}))
 
 
 @pytest.fixture(scope="module")

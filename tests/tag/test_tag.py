@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from fixtures import hostile, tiny_model
+from fixtures.tagging import count, rows, run
 from tasks.store import db
 from tasks.store import results
 from tasks.tag import predictor
@@ -50,19 +51,6 @@ def colour_folder(root: Path, count: int, colours=((200, 20, 20), (20, 200, 20),
         hostile.textured(Image.new("RGB", (48, 40), colours[index % len(colours)])).save(path, quality=90)
         paths.append(path)
     return paths
-
-
-def rows(engine, sql: str, **params) -> list:
-    with engine.connect() as connection:
-        return connection.execute(sa.text(sql), params).all()
-
-
-def count(engine, table: str) -> int:
-    return rows(engine, f"SELECT COUNT(*) FROM {table}")[0][0]
-
-
-def run(folder, model, engine, **config) -> tag.RunSummary:
-    return tag.run(str(folder), model, HashtagEngine(), engine, tag.TagConfig(**{"batch_size": 7, **config}))
 
 
 def test_hostile_folder_every_file_tagged_or_failed_with_its_reason_and_second_run_adds_nothing(
