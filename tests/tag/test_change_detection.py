@@ -10,10 +10,9 @@ import pytest
 
 from PIL import Image
 
-from fixtures import hostile, tiny_model
+from fixtures import hostile
 from fixtures.tagging import count, rows, run
-from tasks.store import db
-from tasks.tag import predictor, sources
+from tasks.tag import sources
 
 COLOURS = ((200, 20, 20), (20, 200, 20), (20, 20, 200), (200, 200, 20), (20, 200, 200), (200, 20, 200),
            (120, 60, 20), (20, 60, 120), (60, 120, 20), (90, 90, 160))
@@ -28,23 +27,6 @@ def colour_folder(root, count: int, colours=COLOURS) -> list:
         path.write_bytes(hostile.jpeg((48, 40), colours[index % len(colours)]))
         paths.append(path)
     return paths
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    """Two versions of the tiny colour model: a champion and the next one."""
-    root = tmp_path_factory.mktemp("models")
-    return [predictor.load(tiny_model.build(root / version, f"tiny-cifar10-{version}")) for version in ("v1", "v2")]
-
-
-@pytest.fixture
-def model(tiny_models):
-    return tiny_models[0]
-
-
-@pytest.fixture
-def engine(db_url):
-    return db.ensure_schema(db.engine(db_url))
 
 
 @pytest.fixture

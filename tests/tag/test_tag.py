@@ -12,34 +12,16 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from fixtures import hostile, tiny_model
+from fixtures import hostile
 from fixtures.tagging import count, rows, run
 from tasks.store import db
 from tasks.store import results
-from tasks.tag import predictor
 from tasks.tag import sources
 from tasks.tag import tag
 from tasks.hashtags import lexicon
 from tasks.hashtags.engine import HashtagEngine
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    """Two versions of the tiny colour model, as a first champion and the next one."""
-    root = tmp_path_factory.mktemp("models")
-    return [predictor.load(tiny_model.build(root / version, f"tiny-cifar10-{version}")) for version in ("v1", "v2")]
-
-
-@pytest.fixture
-def model(tiny_models):
-    return tiny_models[0]
-
-
-@pytest.fixture
-def engine(db_url):
-    return db.ensure_schema(db.engine(db_url))
 
 
 def colour_folder(root: Path, count: int, colours=((200, 20, 20), (20, 200, 20), (20, 20, 200))) -> list[Path]:
