@@ -36,18 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tag_throughput as bench  # noqa: E402  (benchmarks/ is not a package)
 
 
-def run_tag(tree: Path, folder: Path, model: Path, home: Path) -> float:
-    """Images per second of one `hashtagger tag` run of `tree`'s code into a fresh PostgreSQL database."""
+def run_tag(tree: Path, folder: Path, model: Path) -> float:
+    """Images per second of one `hashtagger tag` run of `tree`'s code into a fresh PostgreSQL database
+    (tag_throughput's end-to-end run, with `tree` first on PYTHONPATH)."""
     with bench.Database() as url:
-        env = {**os.environ, "PYTHONPATH": str(tree), "HASHTAGGER_DB_URL": url, "HASHTAGGER_HOME": str(home)}
-        command = [sys.executable, "-c", "import sys; from tasks.cli.main import main; sys.exit(main())"]
-        subprocess.run([*command, "db", "migrate"], env=env, check=True, capture_output=True, cwd=tree)
-        done = subprocess.run([*command, "tag", str(folder), "--model", str(model), "--quiet"], env=env,
-                              capture_output=True, text=True, cwd=tree)
-        if done.returncode != 0:
-            raise RuntimeError(f"{tree}: hashtagger tag failed ({done.returncode}): {done.stderr[-2000:]}")
-        record = bench.run_record(url)
-    return (record["tagged"] + record["failed"]) / (record["finished_at"] - record["started_at"]).total_seconds()
+        result = bench.tag_end_to_end(folder, url, extra_env={"PYTHONPATH": str(tree)}, model_dir=model)
+    return result["images"] / result["run_seconds"]
 
 
 def commit_of(tree: Path) -> str:
@@ -58,14 +52,14 @@ def commit_of(tree: Path) -> str:
     return text[:90] + (" (+ uncommitted changes)" if dirty else "")
 
 
-def measure(folders: dict[str, Path], trees: dict[str, Path], model: Path, rounds: int, home: Path) -> list[dict]:
+def measure(folders: dict[str, Path], trees: dict[str, Path], model: Path, rounds: int) -> list[dict]:
     rows = []
     for name, folder in folders.items():
         rates = {label: [] for label in trees}
         for round_index in range(rounds):
             order = list(trees) if round_index % 2 == 0 else list(reversed(trees))
             for label in order:
-                rates[label].append(run_tag(trees[label], folder, model, home))
+                rates[label].append(run_tag(trees[label], folder, model))
             print(f"{name}, round {round_index + 1}: " + ", ".join(
                 f"{label} {rates[label][-1]:,.0f} img/s" for label in trees), flush=True)
         ratios = [candidate / baseline for baseline, candidate in zip(rates["baseline"], rates["candidate"])]
@@ -126,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             (scratch / "inputs").mkdir()
             folders = bench.write_inputs(scratch / "inputs", config, bench.cifar_jpegs(config.cifar_images))
             model = baseline_tree / "models" / "bundled" / "cifar10"
-            rows = measure(folders, trees, model, rounds, scratch / "home")
+            rows = measure(folders, trees, model, rounds)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline_tree)], check=False)
     text = table(rows, commits, rounds, time.monotonic() - started, (load_start, os.getloadavg()[0]))

@@ -29,12 +29,15 @@ def register_model(model, db_url: str | None = None, artifact_uri: str | None = 
 def register_saved_model(metadata, db_url: str | None = None) -> bool:
     """`register_model` after a training run: a database that cannot take it is logged, never fatal (the
     saved model stays, and `hashtagger models register PATH` records it later); whether it was recorded."""
+    from tasks.registry import artifact
+
+    if isinstance(metadata, dict):
+        metadata = artifact.ModelMetadata.from_dict(metadata)
     try:
         register_model(metadata, db_url)
     except Exception as error:  # noqa: BLE001  the model is saved; only its registry row is missing
-        model_id, path = (metadata.get("model_id"), metadata.get("path")) if isinstance(metadata, dict) else (
-            metadata.model_id, metadata.path)
-        log.error("model %s saved but not registered (%s): run `hashtagger models register %s`", model_id, error, path)
+        log.error("model %s saved but not registered (%s): run `hashtagger models register %s`",
+                  metadata.model_id, error, metadata.path)
         return False
     return True
 

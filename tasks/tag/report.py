@@ -193,9 +193,8 @@ class PageSummary(RunCounts):
     failures_shown: int = 0  # failure rows on the pages
 
     def as_dict(self) -> dict:
-        """summary.json's object (lists for tuples)."""
-        return {name: list(value) if isinstance(value, tuple) else value
-                for name, value in dataclasses.asdict(self).items()}
+        """summary.json's object."""
+        return dataclasses.asdict(self)
 
 
 def summary(runs: list[dict], images: int, failures: int) -> PageSummary:
