@@ -238,8 +238,9 @@ def dag_run(uri: str, db_url: str, key: str, shards: int) -> tuple[float, dict]:
     started = time.perf_counter()
     model_path = str(champion_path("cifar10", db_url))
     found = pipeline.plan_night(uri, model_path, key, shards, db_url)
-    for shard in range(shards if found["new"] else 0):
-        summary = pipeline.tag_shard(uri, model_path, shard, shards, pipeline.shard_run_id(key, shard, shards),
+    planned = found["shards"]  # a small night runs fewer shards than asked (tasks/tag/plan.py)
+    for shard in range(planned if found["new"] else 0):
+        summary = pipeline.tag_shard(uri, model_path, shard, planned, pipeline.shard_run_id(key, shard, planned),
                                      db_url, manifest=key)
         tagged += summary["tagged"]
     return time.perf_counter() - started, {**COUNTS, "io_read_bytes": io_read_bytes() - before, "tagged": tagged}

@@ -4,8 +4,8 @@
 Every night at 02:00 UTC, and at once when `train_models` promotes a new champion (its Asset
 `hashtagger://models/<dataset>/champion`; such a run tags with that dataset's new champion): refresh the X hashtag cache, find the images of `source` (a bucket
 `s3://bucket/prefix` or a folder; scheduled runs use `$HASHTAGGER_SOURCE`, default
-`s3://hashtagger/incoming/`) that the champion model has not tagged yet, tag them in `shards` parallel
-chunks, and record the run's totals.
+`s3://hashtagger/incoming/`) that the champion model has not tagged yet, tag them in up to `shards`
+parallel chunks (a small night in fewer: one per 256 images of work), and record the run's totals.
 
 - Results go to the PostgreSQL of the connection `postgres_default` (table `image_results`, views
   `image_tags`, `image_labels`, `image_hashtags`); the bucket is reached through `aws_default` (its endpoint URL
@@ -82,11 +82,13 @@ def find_new_images() -> list[dict]:
         model_path = params["model"] or str(pipeline.champion_path(_dataset(context), db_url))
         found = pipeline.plan_night(params["source"], model_path, key, shards, db_url,
                                     connections.s3_settings(params["source"]), verify=params["verify"])
-    log.info("%d of %d images of %s are new for %s (%d done, listed once into the manifest of %s)",
-             found["new"], found["seen"], found["source"], found["model_id"], found["done"], key)
-    return [{"source": found["source"], "model_path": model_path, "shard": shard, "shards": shards,
-             "run_id": pipeline.shard_run_id(key, shard, shards), "manifest": key, "verify": params["verify"]}
-            for shard in range(shards) if found["new"]]
+    log.info("%d of %d images of %s are new for %s (%d done, listed once into the manifest of %s, "
+             "split over %d of at most %d shards)", found["new"], found["seen"], found["source"],
+             found["model_id"], found["done"], key, found["shards"], shards)
+    # a small night runs fewer shards than the param (one per batch of work): found["shards"]
+    return [{"source": found["source"], "model_path": model_path, "shard": shard, "shards": found["shards"],
+             "run_id": pipeline.shard_run_id(key, shard, found["shards"]), "manifest": key,
+             "verify": params["verify"]} for shard in range(found["shards"]) if found["new"]]
 
 
 @task(max_active_tis_per_dagrun=8)
@@ -128,10 +130,8 @@ def write_report(summary: dict) -> dict:
         log.info("nothing was tagged in this run: no page")
         return {"report": None}
     params = get_current_context()["params"]
-    run_ids = [pipeline.shard_run_id(summary["run_key"], shard, params["shards"])
-               for shard in range(params["shards"])]
     # thumbnails come from the source, through the bucket's connection for s3://
-    page = pipeline.write_run_report(run_ids, summary["run_key"], db_url=connections.results_db_url(),
+    page = pipeline.write_run_report(summary["run_ids"], summary["run_key"], db_url=connections.results_db_url(),
                                      s3=connections.s3_settings(params["source"]))
     log.info("the run's page: %s", page.as_uri())
     return {"report": page.as_uri(), "tagged": summary["tagged"], "failed": summary["failed"]}
@@ -153,7 +153,8 @@ def write_report(summary: dict) -> dict:
         "source": Param(DEFAULT_SOURCE, type="string", minLength=1,
                         description="s3://bucket/prefix or a folder the workers can read"),
         "shards": Param(4, type="integer", minimum=1, maximum=64,
-                        description="parallel tagging tasks (each takes the images whose URI hashes to it)"),
+                        description="parallel tagging tasks at most (each takes the images whose URI hashes to it; "
+                                    "a small night runs one per 256 images of work)"),
         "dataset": Param("cifar10", enum=sorted(CHAMPIONS),
                          description="whose champion tags (a run started by a new champion: that one's dataset)"),
         "model": Param(None, type=["null", "string"],

@@ -121,8 +121,9 @@ def shard_run_key(run_id: str, shard: int, shards: int) -> str:
 def plan_night(source: str, model_path: str, key: str, shards: int, db_url: str | None = None,
                s3: S3Settings | None = None, verify: bool = False) -> dict:
     """List `source` once and write the night's manifest of work (tasks/tag/plan.py) under the run key
-    `key`, split over `shards`; reads the model's id from its metadata (no model is loaded). Returns
-    {source, model_path, model_id, seen, new, done, not_images}: small, for XCom and the log. SourceError
+    `key`, split over `shards` at most (a small night over fewer: plan.planned_shards); reads the model's id
+    from its metadata (no model is loaded). Returns {source, model_path, model_id, seen, new, done,
+    not_images, shards}: small, for XCom and the log; `shards` is the count the night runs. SourceError
     when the source cannot be listed; ArtifactError (tasks.registry) when `model_path` is not a model."""
     from tasks.registry import artifact, store
     from tasks.tag import plan, sources
@@ -132,7 +133,7 @@ def plan_night(source: str, model_path: str, key: str, shards: int, db_url: str 
     opened = sources.open_source(source, s3_settings=s3)
     night = plan.plan(opened, engine, model_id, key, shards, verify)
     return {"source": night.source, "model_path": str(model_path), "model_id": model_id, "seen": night.listed,
-            "new": night.work, "done": night.done, "not_images": night.other_files}
+            "new": night.work, "done": night.done, "not_images": night.other_files, "shards": night.shards}
 
 
 def tag_shard(source: str, model_path: str, shard: int, shards: int, run_id: str, db_url: str | None = None,
@@ -156,18 +157,17 @@ def shard_limit(max_images: int | None, shards: int) -> int | None:
 
 
 def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:
-    """Totals over the shard runs of one DAG run, as recorded in tagging_runs."""
-    from tasks.store import runs
-
+    """Totals over the shard runs of one DAG run, as recorded in tagging_runs; `run_ids` lists them. The
+    shard count is the night's manifest's (plan_night may plan fewer than asked), else `shards`."""
+    from tasks.store import manifest, runs
     from tasks.store.counts import RunCounts
 
-    from tasks.store import manifest
-
     engine = results_engine(db_url)
+    night = manifest.header(engine, key)
+    shards = night.shards if night is not None else shards
     rows = runs.runs(engine, [shard_run_id(key, shard, shards) for shard in range(shards)])
     counts = RunCounts.total(rows).counts()
-    night = manifest.header(engine, key)
     if night is not None and night.status == "ready":  # images the listing found done: no shard saw them
         counts.update(seen=counts["seen"] + night.done, skipped=counts["skipped"] + night.done)
     return dict(counts, run_key=key, shard_runs=len(rows), model_ids=sorted({row["model_id"] for row in rows}),
-                status=runs.overall_status([row["status"] for row in rows]))
+                status=runs.overall_status([row["status"] for row in rows]), run_ids=[row["run_id"] for row in rows])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Iterator
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -39,6 +39,9 @@ WHERE run_key = :run_key
 """)
 HEADER = sa.text("SELECT run_key, source, model_version, shards, verify, status, listed, work, other_files "
                  "FROM night_manifests WHERE run_key = :run_key")
+SHARDS = sa.text("SELECT seq, image_uri FROM night_work WHERE run_key = :run_key")
+SET_SHARD = sa.text("UPDATE night_work SET shard = :shard WHERE run_key = :run_key AND seq = :seq")
+SET_SHARDS = sa.text("UPDATE night_manifests SET shards = :shards WHERE run_key = :run_key")
 PAGE = sa.text("""
 SELECT seq, image_uri, location, uri_text, size, mtime_ns, inode, device, etag, last_modified, stored_hash, error
 FROM night_work WHERE run_key = :run_key AND shard = :shard AND seq > :after ORDER BY seq LIMIT :page
@@ -99,6 +102,20 @@ def add(engine: sa.Engine, run_key: str, entries: list[tuple[int, int, object]])
 
     if rows:
         retrying(transaction, f"writing {len(rows)} entries of the night's manifest")
+
+
+def reshard(engine: sa.Engine, run_key: str, shard_of: Callable[[str], int], shards: int) -> None:
+    """Split the manifest of `run_key` over `shards` shards instead, each entry's shard `shard_of(its URI)`,
+    in one transaction. For small nights only (tasks/tag/plan.py): every entry is read and updated."""
+    def transaction() -> None:
+        with engine.begin() as connection:
+            rows = connection.execute(SHARDS, {"run_key": run_key}).all()
+            if rows:
+                connection.execute(SET_SHARD, [{"run_key": run_key, "seq": seq, "shard": shard_of(uri)}
+                                               for seq, uri in rows])
+            connection.execute(SET_SHARDS, {"run_key": run_key, "shards": shards})
+
+    retrying(transaction, f"splitting the night's manifest over {shards} shards")
 
 
 def finish(engine: sa.Engine, run_key: str, listed: int, work: int, other_files: int) -> Manifest:

@@ -6,6 +6,11 @@ in one anti-join against what is stored (tasks/store/files.py), which need work 
 manifest (tasks/store/manifest.py), each with its shard. Each shard then tags `ManifestSource`, which
 lists its part of the manifest and reads the images from the source itself: the source is listed once
 a night, whatever the shard count, and the count for the log needs no model.
+
+A small night uses fewer shards than asked: each shard costs a fixed start (an ONNX Runtime session, an S3
+client, its lease and run record: 0.1-0.35 s here, seconds of scheduling on Airflow) that a handful of
+images does not repay, so the manifest is split into at most one shard per MIN_SHARD_WORK images of work
+(reports/noop_night.md: 20 new photos over 4 shards cost more than over one).
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ from tasks.store import files, manifest, results
 from tasks.tag import listing, sources
 
 log = logging.getLogger(__name__)
+
+# images of work a shard is worth starting for: one batch of the tag stage (TagConfig.batch_size)
+MIN_SHARD_WORK = 256
+
+
+def planned_shards(work: int, shards: int) -> int:
+    """The shards a night with `work` images of work runs: `shards` at most, one per MIN_SHARD_WORK images
+    (rounded up), at least one."""
+    return max(1, min(shards, -(-work // MIN_SHARD_WORK)))
 
 
 def plan(source: sources.Source, engine: sa.Engine, model_id: str, run_key: str, shards: int,
@@ -42,6 +56,9 @@ def plan(source: sources.Source, engine: sa.Engine, model_id: str, run_key: str,
     listed_folders = getattr(source, "listed_folders", None)
     if listed_folders:  # folders that failed to list before and list now: their failures are over
         results.clear_failures(engine, listed_folders)
+    planned = planned_shards(work, shards)
+    if planned < shards:  # a small night: its few entries are split again over fewer shards
+        manifest.reshard(engine, run_key, lambda uri: listing.shard_of(uri, planned), planned)
     return manifest.finish(engine, run_key, listed, work, getattr(source, "not_images", 0))
 
 

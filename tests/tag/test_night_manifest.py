@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fixtures import hostile
 from fixtures.s3server import MotoS3, aws_env, moto  # noqa: F401  fixtures
 from tasks import pipeline
-from tasks.tag import s3, sources
+from tasks.tag import plan, s3, sources
 
 KEY = "nightly-20261206T020000Z"
 
@@ -38,9 +38,10 @@ def scalar(url: str, sql: str):
 def night(source: str, model_dir, db_url: str, shards: int, key: str = KEY, verify: bool = False) -> tuple[dict, list]:
     """The nightly DAG's find_new_images, then each order's tag_shard, as the DAG wires them."""
     found = pipeline.plan_night(source, str(model_dir), key, shards, db_url, verify=verify)
-    summaries = [pipeline.tag_shard(source, str(model_dir), shard, shards, pipeline.shard_run_id(key, shard, shards),
-                                    db_url, manifest=key, verify=verify)
-                 for shard in range(shards) if found["new"]]
+    planned = found["shards"]  # fewer than asked for a small night
+    summaries = [pipeline.tag_shard(source, str(model_dir), shard, planned,
+                                    pipeline.shard_run_id(key, shard, planned), db_url, manifest=key, verify=verify)
+                 for shard in range(planned) if found["new"]]
     return found, summaries
 
 
@@ -76,6 +77,26 @@ def test_a_night_lists_the_folder_once_for_any_shard_count_and_a_rerun_adds_noth
     assert (listings, later["new"], sum(summary["tagged"] for summary in summaries)) == ([str(folder)], 1, 1)
     assert sum(summary["seen"] for summary in summaries) == 1, "the shards saw only the manifest's work"
     assert scalar(results_db_url, "SELECT COUNT(*) FROM image_results") == 14
+
+
+@pytest.mark.parametrize(("work", "asked", "planned"), [(0, 4, 1), (1, 4, 1), (256, 4, 1), (257, 4, 2),
+                                                         (1024, 4, 4), (100_000, 4, 4), (300, 1, 1)])
+def test_a_small_night_plans_one_shard_per_batch_of_work(work, asked, planned):
+    assert plan.planned_shards(work, asked) == planned
+
+
+def test_a_small_night_runs_fewer_shards_and_its_summary_finds_them(
+        tmp_path, model_dir, results_db_url, hashtagger_home, listings, monkeypatch):
+    monkeypatch.setattr(plan, "MIN_SHARD_WORK", 5)  # 13 images of work: 3 shards of the 8 asked
+    folder = folder_of(tmp_path / "incoming", 13)
+    found, summaries = night(str(folder), model_dir, results_db_url, 8, key="nightly-small")
+    assert found["shards"] == 3
+    assert [summary["run_id"] for summary in summaries] == [f"nightly-small-shard{shard}of3" for shard in range(3)]
+    assert sum(summary["seen"] for summary in summaries) == 13
+    total = pipeline.summarize_run("nightly-small", 8, results_db_url)
+    assert (total["tagged"], total["shard_runs"], total["run_ids"]) == (
+        13, 3, [summary["run_id"] for summary in summaries])
+    assert scalar(results_db_url, "SELECT shards FROM night_manifests WHERE run_key = 'nightly-small'") == 3
 
 
 def test_a_verify_night_reads_everything_once_listed(tmp_path, model_dir, results_db_url, hashtagger_home,
