@@ -118,20 +118,33 @@ def rows(checked: Iterable[Checked], run_id: str, now) -> list[dict]:
             for item in checked if item.ref.signature is not None and item.content_hash]
 
 
-# The results of the same bytes under the key they were tagged under, copied to the key they moved to.
+# The results of the same bytes, copied to the key they moved to: from the key they were tagged under, or from
+# any key that holds the same bytes (a model's answer depends on the bytes only), the old key first.
 COPY_RESULTS = sa.text("""
 INSERT INTO image_results (image_uri, content_hash, model_version, label, confidence, top_labels, run_id, tagged_at,
                            uri_text, hashtags)
 SELECT :uri, content_hash, model_version, label, confidence, top_labels, :run_id, :at, :uri_text, hashtags
-FROM image_results WHERE image_uri = :moved_from AND content_hash = :hash AND model_version = :model
+FROM image_results WHERE content_hash = :hash AND model_version = :model AND image_uri <> :uri
+ORDER BY CASE WHEN image_uri = :moved_from THEN 0 ELSE 1 END LIMIT 1
 ON CONFLICT (image_uri, content_hash, model_version) DO NOTHING
+""")
+HAS_RESULT = sa.text("""
+SELECT 1 FROM image_results WHERE image_uri = :uri AND content_hash = :hash AND model_version = :model
 """)
 
 
-def copy_results(connection, model_version: str, moved: list[Checked], run_id: str, now) -> None:
-    """Copy `model_version`'s results of moved images (Checked with `moved_from`) to their new keys."""
-    if moved:
-        connection.execute(COPY_RESULTS, [{"uri": item.uri, "run_id": run_id, "at": now, "uri_text": item.ref.name,
-                                           "moved_from": item.moved_from, "hash": item.content_hash,
-                                           "model": model_version} for item in moved])
+def copy_results(connection, model_version: str, moved: list[Checked], run_id: str, now) -> list[Checked]:
+    """Copy `model_version`'s results of moved images (Checked with `moved_from`) to their new keys, before the
+    batch drops the results of bytes its keys no longer hold (two files that swapped names copy each other's).
+    Returns the moved images whose bytes have no result left anywhere (a chain of renames whose first key was
+    tagged anew by an earlier batch of the run): their signatures must not be stored, so that the next run
+    reads and tags them."""
+    lost = []
+    for item in moved:  # one statement each: a move is rare, and INSERT ... SELECT ... LIMIT 1 is per row
+        values = {"uri": item.uri, "run_id": run_id, "at": now, "uri_text": item.ref.name,
+                  "moved_from": item.moved_from, "hash": item.content_hash, "model": model_version}
+        connection.execute(COPY_RESULTS, values)
+        if connection.execute(HAS_RESULT, values).first() is None:
+            lost.append(item)
+    return lost
 

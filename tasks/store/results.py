@@ -283,17 +283,20 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
     cleared = [{"uri": item.uri} for item in [*tagged, *moved] if getattr(item, "replaces", True)]
     current = [{"uri": item.uri, "hash": item.content_hash} for item in [*tagged, *moved]
                if getattr(item, "replaces", True)]
-    file_rows = files.rows(checked, run_id, now)
 
     def transaction() -> None:
         with engine.begin() as connection:
             upsert(connection, RESULTS, result_rows)
+            # moved bytes first: the drop below may remove the rows they are copied from (swapped names)
+            lost = {item.uri for item in files.copy_results(connection, model_version, moved, run_id, now)}
+            if lost:
+                log.warning("%d renamed images lost the results of their bytes to an earlier batch of this run; "
+                            "the next run tags them", len(lost))
             if current:
                 connection.execute(CLEAR_FAILURES, cleared)  # a file that failed before and is fixed now
                 connection.execute(DROP_OLD_RESULTS, current)
             upsert(connection, FAILURES, failure_rows)
-            upsert(connection, files.FILES, file_rows)
-            files.copy_results(connection, model_version, moved, run_id, now)
+            upsert(connection, files.FILES, files.rows([item for item in checked if item.uri not in lost], run_id, now))
             if count and _new_batch(connection, run_id, batch_no):
                 connection.execute(ADD_COUNTS, counts)
 
