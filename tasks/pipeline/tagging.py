@@ -157,15 +157,16 @@ def shard_limit(max_images: int | None, shards: int) -> int | None:
 
 
 def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:
-    """Totals over the shard runs of one DAG run, as recorded in tagging_runs; `run_ids` lists them. The
-    shard count is the night's manifest's (plan_night may plan fewer than asked), else `shards`."""
+    """Totals over the shard runs of one DAG run, as recorded in tagging_runs; `run_ids` lists them. With a
+    manifest (plan_night), the runs of the night since it was written, whatever their shard count (a small
+    night runs fewer than asked; a cleared one plans again); without, the `shards` shard runs of `key`."""
     from tasks.store import manifest, runs
     from tasks.store.counts import RunCounts
 
     engine = results_engine(db_url)
     night = manifest.header(engine, key)
-    shards = night.shards if night is not None else shards
-    rows = runs.runs(engine, [shard_run_id(key, shard, shards) for shard in range(shards)])
+    rows = runs.night_runs(engine, key) if night is not None else \
+        runs.runs(engine, [shard_run_id(key, shard, shards) for shard in range(shards)])
     counts = RunCounts.total(rows).counts()
     if night is not None and night.status == "ready":  # images the listing found done: no shard saw them
         counts.update(seen=counts["seen"] + night.done, skipped=counts["skipped"] + night.done)
