@@ -134,7 +134,7 @@ def tta_model(source: str, destination: str | None = None, mode: str = "flip") -
 
 def champion_path(dataset: str = "cifar10", db_url: str | None = None) -> str:
     """The reference of the model tagging serves: the registry's champion of `dataset` (its artifact_uri:
-    bundled:, home:, s3:// or a path, resolved by each worker with tasks.registry.store.resolve), else
+    bundled:, home:, s3:// or a path, resolved by each worker with tasks.registry.artifact_store.resolve), else
     the bundled model, `bundled:<dataset>`.
 
     The one champion lookup; it only reads (a database never migrated has no champion: the bundled model).

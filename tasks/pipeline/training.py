@@ -54,9 +54,9 @@ def new_reviews(name: str, db_url: str | None = None) -> int:
 
 def _push_dataset(name: str, version: str) -> str | None:
     """Upload the prepared version to the artifact store (HASHTAGGER_ARTIFACTS), for workers elsewhere."""
-    from tasks.registry import store
+    from tasks.registry import artifact_store
 
-    return store.push_dataset(name, version, settings())
+    return artifact_store.push_dataset(name, version, settings())
 
 
 def architectures() -> tuple[str, ...]:
@@ -137,16 +137,16 @@ def find_dataset(name: str, version: str | None = None, where: Settings | None =
 def _pull_dataset(name: str, version: str | None) -> str | None:
     """A dataset version prepared on another host comes from the artifact store, when one is set
     (version None: the store's latest); returns the version to train on (None: the local latest)."""
-    from tasks.registry import store
+    from tasks.registry import artifact_store
 
-    return store.pull_dataset(name, version, settings())[0]
+    return artifact_store.pull_dataset(name, version, settings())[0]
 
 
 def _publish(summary: dict) -> dict:
     """Upload the model folder to the artifact store when one is set; the summary gains its reference."""
-    from tasks.registry import store
+    from tasks.registry import artifact_store
 
-    return dict(summary, artifact_uri=store.publish(summary["path"], summary["model_id"], settings()))
+    return dict(summary, artifact_uri=artifact_store.publish(summary["path"], summary["model_id"], settings()))
 
 
 def model_summary(metadata) -> dict:
@@ -168,11 +168,11 @@ def evaluate(model_path: str, dataset_version: str | None = None, tta: str = "no
     Returns the metrics (test_top1, test_top5 as fractions, ...) with model_id, path and reports_dir.
     """
     from tasks.evaluate import evaluate as evaluation
-    from tasks.registry import artifact, registry, store
+    from tasks.registry import artifact, artifact_store, registry
 
     engine = results_engine(db_url) if record else None  # an unready database fails before the work
     reference = str(model_path)
-    model_path = store.resolve(reference, settings())  # an s3:// model trained on another host
+    model_path = artifact_store.resolve(reference, settings())  # an s3:// model trained on another host
     metadata = artifact.read(model_path)
     reports_dir = Path(metadata.path) / artifact.REPORTS_DIR
     reused = reuse and dataset_version is None and output_dir is None and (reports_dir / "metrics.json").exists()
@@ -188,7 +188,8 @@ def evaluate(model_path: str, dataset_version: str | None = None, tta: str = "no
     if engine is not None:
         if reused or registry.get(engine, metadata.model_id) is None:
             # with its evaluation on its own dataset version; an s3:// model keeps its store reference
-            register_model(metadata, artifact_uri=reference if reference.startswith(store.S3) else None, engine=engine)
+            register_model(metadata, engine=engine,
+                           artifact_uri=reference if reference.startswith(artifact_store.S3) else None)
         if not reused:
             registry.record_evaluation(engine, metadata.model_id, metrics)
     return {**model_summary(metadata), **metrics}

@@ -19,7 +19,7 @@ from tasks.registry import artifact
 from tasks.registry import export
 from tasks.registry import gates
 from tasks.registry import registry
-from tasks.registry import store
+from tasks.registry import artifact_store
 
 log = logging.getLogger(__name__)
 EXPORT_MODULES = ("onnx", "tf2onnx")  # what Keras' ONNX export needs beside TensorFlow
@@ -31,8 +31,8 @@ class PromotionError(RuntimeError):
 
 def _metadata(model: dict) -> dict:
     try:
-        metadata = artifact.read_metadata(store.resolve(model["artifact_uri"]))
-    except (artifact.ArtifactError, store.StoreError) as error:
+        metadata = artifact.read_metadata(artifact_store.resolve(model["artifact_uri"]))
+    except (artifact.ArtifactError, artifact_store.StoreError) as error:
         # a champion that cannot be loaded would break tagging: refuse before anything changes
         raise registry.RegistryError(f"{model['model_id']}: its artifact is gone ({error})") from error
     if metadata.get("model_id") != model["model_id"]:
@@ -65,8 +65,8 @@ def ensure_onnx(model: dict, folder: str) -> None:
     except (export.ExportError, artifact.ArtifactError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[-1]
         raise PromotionError(f"cannot promote {model['model_id']}: {reason}") from error
-    if model["artifact_uri"].startswith(store.S3):
-        store.upload_folder(Path(folder), model["artifact_uri"])
+    if model["artifact_uri"].startswith(artifact_store.S3):
+        artifact_store.upload_folder(Path(folder), model["artifact_uri"])
 
 
 def _absent(module: str) -> bool:

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from tasks.config import BUNDLED_DATASETS
 from tasks.registry import artifact
 from tasks.registry import gates
-from tasks.registry import store
+from tasks.registry import artifact_store
 from tasks.store import db
 from tasks.store.registry_sql import (
     EVALUATION_METRICS, EVALUATIONS_IN_ORDER, INSERT_EVENT, INSERT_MODEL, LAST_CROWNING, LAST_EVENT, LIST_EVENTS, LIST_MODELS,
@@ -68,7 +68,7 @@ class Decision:
 def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict, artifact_uri: str | None = None) -> dict:
     """Record a saved model (its artifact metadata) as a candidate; a second call refreshes its metrics.
 
-    The artifact is recorded by a portable reference (tasks/registry/store.py): `artifact_uri` when
+    The artifact is recorded by a portable reference (tasks/registry/artifact_store.py): `artifact_uri` when
     given, else its folder `metadata.path`, uploaded first when HASHTAGGER_ARTIFACTS is set.
     """
     if isinstance(metadata, dict):
@@ -83,7 +83,7 @@ def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict, artifac
         "dataset": metadata.dataset, "dataset_version": metadata.dataset_version,
         "test_top1": float(metrics["test_top1"]), "metrics": _json(metrics),
         "artifact_uri": (artifact_uri or metadata.extra.get("artifact_uri")
-                         or store.publish(metadata.path, metadata.model_id)),
+                         or artifact_store.publish(metadata.path, metadata.model_id)),
         "created_at": metadata.created_at or db.utcnow(),
     }
     with engine.begin() as connection:
@@ -168,11 +168,11 @@ def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BUNDLED_DATAS
     crowned now. Cheap when there is nothing to do: two reads per dataset, no lock."""
     crowned = []
     for dataset in datasets:
-        folder = store.BUNDLED_DIR / dataset
+        folder = artifact_store.BUNDLED_DIR / dataset
         if not (folder / "metadata.json").exists():
             continue
         metadata = {**json.loads((folder / "metadata.json").read_text()), "path": str(folder),
-                    "artifact_uri": store.BUNDLED + dataset}
+                    "artifact_uri": artifact_store.BUNDLED + dataset}
         known = get(engine, metadata["model_id"])
         if known is None or known["artifact_uri"] != metadata["artifact_uri"]:
             # a candidate at least, so that a rollback can reach it; a row from before references
@@ -194,7 +194,7 @@ def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BUNDLED_DATAS
 
 
 def _stale_bundled(row: dict, bundled_id: str) -> bool:
-    return row["artifact_uri"] == store.BUNDLED + row["dataset"] and row["model_id"] != bundled_id
+    return row["artifact_uri"] == artifact_store.BUNDLED + row["dataset"] and row["model_id"] != bundled_id
 
 
 # ---------------------------------------------------------------------------------------------- reads
@@ -255,7 +255,7 @@ def _rollback_to(connection, champion: dict) -> str | None:
     if previous is not None:
         return previous
     baseline = _row(connection.execute(SELECT_BASELINE, {"dataset": champion["dataset"],
-                                                          "uri": store.BUNDLED + champion["dataset"]}).first())
+                                                          "uri": artifact_store.BUNDLED + champion["dataset"]}).first())
     return baseline["model_id"] if baseline and baseline["model_id"] != champion["model_id"] else None
 
 
@@ -296,7 +296,7 @@ def _compare(connection, model: dict, current: dict | None, margin: float) -> De
         return Decision(
             model_id, dataset, False,
             f"champion {current['model_id']} has no test accuracy on dataset version {model['dataset_version']}: "
-            f"run `hashtagger evaluate {store.local_path(current['artifact_uri'])} "
+            f"run `hashtagger evaluate {artifact_store.local_path(current['artifact_uri'])} "
             f"--dataset-version {model['dataset_version']}`",
             current["model_id"], challenger_top1=model["test_top1"], margin=margin)
     version = model["dataset_version"] if model["dataset_version"] in common else common[0]
