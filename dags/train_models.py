@@ -118,7 +118,7 @@ def train_models():
         context = get_current_context()
         evaluated, db_url, results = list(evaluated), connections.results_db_url(), []
         for dataset in sorted({model["dataset"] for model in evaluated}):
-            result = pipeline.promote(evaluated, dataset, db_url)
+            result = pipeline.promote_best(evaluated, dataset, db_url)
             if result["promoted"]:
                 context["outlet_events"][PROMOTED].add(CHAMPIONS[dataset], extra={
                     "dataset": dataset, "model_id": result["promoted"],

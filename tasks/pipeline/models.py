@@ -69,15 +69,16 @@ def model_history(model_id: str, db_url: str | None = None) -> dict:
 
 
 def promote_model(model_id: str, reason: str = "manual promotion", onnx: bool = True, db_url: str | None = None):
-    """Make a model its dataset's champion whatever its accuracy (exported to ONNX first); the Decision."""
+    """Make a model its dataset's champion whatever its accuracy (exported to ONNX first); the
+    PromotionDecision."""
     from tasks.registry import promote
 
-    return promote.promote(results_engine(db_url), model_id, reason, onnx=onnx)
+    return promote.promote_manually(results_engine(db_url), model_id, reason, onnx=onnx)
 
 
 def auto_promote_model(model_id: str, margin: float | None = None, onnx: bool = True, db_url: str | None = None):
     """Make a model champion only if it beats the champion's test top-1 on the same dataset version by
-    `margin` (a fraction; None: the registry's default); the Decision."""
+    `margin` (a fraction; None: the registry's default); the PromotionDecision."""
     from tasks.registry import promote, registry
 
     return promote.auto_promote(results_engine(db_url), model_id,
@@ -85,13 +86,13 @@ def auto_promote_model(model_id: str, margin: float | None = None, onnx: bool = 
 
 
 def rollback_champion(dataset: str, onnx: bool = True, db_url: str | None = None):
-    """Bring back the champion the current one replaced; the Decision."""
+    """Bring back the champion the current one replaced; the PromotionDecision."""
     from tasks.registry import promote
 
     return promote.rollback(results_engine(db_url), dataset, onnx=onnx)
 
 
-def promote(candidates: list[dict], dataset: str, db_url: str | None = None) -> dict:
+def promote_best(candidates: list[dict], dataset: str, db_url: str | None = None) -> dict:
     """Offer the `dataset` models among `candidates` (model summaries) for promotion, best first.
 
     Each goes through `auto_promote_model`: one champion per dataset, even under concurrent promotions.

@@ -5,6 +5,10 @@ so a promotion whose export fails (no `onnx`/`tf2onnx`: install hashtagger[train
 The export (seconds, TensorFlow) runs before the registry's short locked transaction, never inside it,
 so concurrent writers are not held up. Exporting a model that then loses the race is harmless: the file
 only speeds up serving that model. An artifact in the object store gets its `model.onnx` uploaded too.
+
+The stage's entry points are `promote_manually` (a person chose; no gates), `auto_promote` (through the
+gates) and `rollback`; each prepares the artifact, then calls the registry's database write of the same
+change (`registry.set_champion`, `set_champion_if_gates_pass`, `restore_previous_champion`).
 """
 
 from __future__ import annotations
@@ -76,15 +80,16 @@ def _absent(module: str) -> bool:
         return True
 
 
-def promote(engine: sa.Engine, model_id: str, reason: str = "manual", onnx: bool = True) -> registry.Decision:
+def promote_manually(engine: sa.Engine, model_id: str, reason: str = "manual",
+                     onnx: bool = True) -> registry.PromotionDecision:
     """Make `model_id` champion of its dataset, whatever its accuracy (the gates are for automatic ones)."""
     registry.ensure_baseline(engine)
     _prepare_champion(engine, model_id, onnx)
-    return registry.promote(engine, model_id, reason)
+    return registry.set_champion(engine, model_id, reason)
 
 
 def auto_promote(engine: sa.Engine, model_id: str, margin: float = registry.DEFAULT_MARGIN,
-                 onnx: bool = True, config: gates.GateConfig = gates.DEFAULT) -> registry.Decision:
+                 onnx: bool = True, config: gates.GateConfig = gates.DEFAULT) -> registry.PromotionDecision:
     """Make `model_id` champion only if it passes every gate (tasks/registry/gates.py); a refusal is
     recorded in model_events with its reason."""
     registry.ensure_baseline(engine)
@@ -94,16 +99,17 @@ def auto_promote(engine: sa.Engine, model_id: str, margin: float = registry.DEFA
     metadata = _metadata(model)
     refusal = gates.smoke_reason(metadata) or gates.serving_tta_reason(metadata)
     with engine.connect() as connection:
-        likely = registry.decide(connection, model_id, margin, config).promoted  # a preview, without the lock
+        # a preview, without the lock
+        likely = registry.decide_promotion(connection, model_id, margin, config).promoted
     if likely and refusal is None:
         _prepare_champion(engine, model_id, onnx)
-    return registry.auto_promote(engine, model_id, margin, refusal, config)
+    return registry.set_champion_if_gates_pass(engine, model_id, margin, refusal, config)
 
 
-def rollback(engine: sa.Engine, dataset: str, onnx: bool = True) -> registry.Decision:
+def rollback(engine: sa.Engine, dataset: str, onnx: bool = True) -> registry.PromotionDecision:
     """Bring back the champion the current one replaced (at the end of the history: the bundled model)."""
     registry.ensure_baseline(engine)
     target = registry.rollback_target(engine, dataset)
     if target is not None:
         _prepare_champion(engine, target, onnx)
-    return registry.rollback(engine, dataset)
+    return registry.restore_previous_champion(engine, dataset)

@@ -46,8 +46,9 @@ class RegistryError(LookupError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Decision:
-    """What auto-promotion decided for a challenger, with the figures it compared."""
+class PromotionDecision:
+    """What a change of champion decided (auto-promotion's verdict for a challenger, with the figures it
+    compared; or a manual promotion or rollback). Not tasks/tag/decide.py's Decision, a label for an image."""
 
     model_id: str
     dataset: str
@@ -106,27 +107,28 @@ def record_evaluation(engine: sa.Engine, model_id: str, metrics: dict) -> None:
         _record_evaluation(connection, model_id, metrics["dataset_version"], metrics)
 
 
-def promote(engine: sa.Engine, model_id: str, reason: str = "manual") -> Decision:
+def set_champion(engine: sa.Engine, model_id: str, reason: str = "manual") -> PromotionDecision:
     """Make `model_id` its dataset's champion whatever its accuracy (the previous one is retired)."""
     dataset = _model(engine, model_id)["dataset"]
     with _locked(engine, dataset) as connection:
         model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
         champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
         if champion and champion["model_id"] == model_id:
-            return Decision(model_id, dataset, False, "already the champion", model_id)
+            return PromotionDecision(model_id, dataset, False, "already the champion", model_id)
         previous = champion["model_id"] if champion else None
         _crown(connection, model, champion, "promoted", {"reason": reason}, previous)
-    return Decision(model_id, dataset, True, reason, previous)
+    return PromotionDecision(model_id, dataset, True, reason, previous)
 
 
-def auto_promote(engine: sa.Engine, model_id: str, margin: float = DEFAULT_MARGIN,
-                 refusal: str | None = None, config: gates.GateConfig = gates.DEFAULT) -> Decision:
+def set_champion_if_gates_pass(engine: sa.Engine, model_id: str, margin: float = DEFAULT_MARGIN,
+                               refusal: str | None = None,
+                               config: gates.GateConfig = gates.DEFAULT) -> PromotionDecision:
     """Make `model_id` champion only if it clears the floor and beats the champion's test top-1 on the
     same dataset version by `margin` (or there is no champion yet); `refusal`, when given, is a gate
     the caller found closed (a smoke run). A rejection is logged once with its reason."""
     dataset = _model(engine, model_id)["dataset"]
     with _locked(engine, dataset) as connection:
-        decision = decide(connection, model_id, margin, config)
+        decision = decide_promotion(connection, model_id, margin, config)
         if refusal and decision.previous_champion != model_id:
             # the other gates' outcomes stay in the reason: whether it would have beaten the champion
             decision = dataclasses.replace(decision, promoted=False, reason=f"{refusal}; {decision.reason}")
@@ -143,7 +145,7 @@ def auto_promote(engine: sa.Engine, model_id: str, margin: float = DEFAULT_MARGI
     return decision
 
 
-def rollback(engine: sa.Engine, dataset: str) -> Decision:
+def restore_previous_champion(engine: sa.Engine, dataset: str) -> PromotionDecision:
     """Retire the champion and bring back the one it replaced."""
     with _locked(engine, dataset) as connection:
         champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
@@ -159,7 +161,8 @@ def rollback(engine: sa.Engine, dataset: str) -> Decision:
                {"reason": f"rollback of {champion['model_id']}"},
                previous_champion=_previous_champion(connection, previous_id))
         _log(connection, champion["model_id"], dataset, "rolled_back", {"restored": previous_id})
-    return Decision(previous_id, dataset, True, f"rolled back {champion['model_id']}", champion["model_id"])
+    return PromotionDecision(previous_id, dataset, True, f"rolled back {champion['model_id']}",
+                             champion["model_id"])
 
 
 def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BUNDLED_DATASETS) -> list[str]:
@@ -259,8 +262,8 @@ def _rollback_to(connection, champion: dict) -> str | None:
     return baseline["model_id"] if baseline and baseline["model_id"] != champion["model_id"] else None
 
 
-def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN,
-           config: gates.GateConfig = gates.DEFAULT) -> Decision:
+def decide_promotion(connection, model_id: str, margin: float = DEFAULT_MARGIN,
+                     config: gates.GateConfig = gates.DEFAULT) -> PromotionDecision:
     """Auto-promotion's verdict for `model_id` against the current champion; changes nothing. Every gate
     is evaluated (a floor that fails does not hide how the model compares with the champion): a refusal's
     reason gives each gate's outcome, and the figures are there whichever gate said no."""
@@ -270,7 +273,7 @@ def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN,
     dataset = model["dataset"]
     current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
     if current is not None and current["model_id"] == model_id:
-        return Decision(model_id, dataset, False, "already the champion", model_id, margin=margin)
+        return PromotionDecision(model_id, dataset, False, "already the champion", model_id, margin=margin)
     comparison = _compare(connection, model, current, margin)
     too_low = gates.floor_reason(dataset, float(model["test_top1"]), config)
     worse_on_reviews = None if current is None else gates.reviewed_slice_reason(
@@ -282,18 +285,18 @@ def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN,
     return dataclasses.replace(comparison, promoted=False, reason="; ".join(refusals + [comparison.reason]))
 
 
-def _compare(connection, model: dict, current: dict | None, margin: float) -> Decision:
+def _compare(connection, model: dict, current: dict | None, margin: float) -> PromotionDecision:
     """The champion gate alone: does `model` beat `current` by `margin` on a dataset version both were
     tested on (or is there no champion yet)."""
     model_id, dataset = model["model_id"], model["dataset"]
     if current is None:
-        return Decision(model_id, dataset, True, f"first champion of {dataset}",
-                        challenger_top1=model["test_top1"], compared_on=model["dataset_version"], margin=margin)
+        return PromotionDecision(model_id, dataset, True, f"first champion of {dataset}",
+                                 challenger_top1=model["test_top1"], compared_on=model["dataset_version"], margin=margin)
     ours = _evaluations(connection, model_id)
     theirs = _evaluations(connection, current["model_id"])
     common = [version for version in ours if version in theirs]  # ours is newest first
     if not common:
-        return Decision(
+        return PromotionDecision(
             model_id, dataset, False,
             f"champion {current['model_id']} has no test accuracy on dataset version {model['dataset_version']}: "
             f"run `hashtagger evaluate {artifact_store.local_path(current['artifact_uri'])} "
@@ -308,7 +311,7 @@ def _compare(connection, model: dict, current: dict | None, margin: float) -> De
     verdict = (f"test top-1 {ours[version]:.2%} against the champion's {theirs[version]:.2%} on version "
                f"{version}: {gain * 100:+.2f} points, margin {margin * 100:.2f}"
                + ("" if beats else " (does not beat the champion)"))
-    return Decision(model_id, dataset, beats, verdict, **figures)
+    return PromotionDecision(model_id, dataset, beats, verdict, **figures)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -368,7 +371,7 @@ def _log(connection, model_id: str, dataset: str, event: str, detail: dict) -> N
                                       "event": event, "detail": _json(detail), "at": db.utcnow()})
 
 
-def _figures(decision: Decision) -> dict:
+def _figures(decision: PromotionDecision) -> dict:
     return {"compared_on": decision.compared_on, "challenger_top1": decision.challenger_top1,
             "champion_top1": decision.champion_top1, "margin": decision.margin}
 

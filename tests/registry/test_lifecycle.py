@@ -145,11 +145,11 @@ def test_the_floor_and_the_margin_are_gates_and_a_full_better_run_takes_over(eng
 def test_rollback_always_returns_to_the_bundled_model(engine, tmp_path):
     # a champion crowned before the database knew its baseline (a registry from before this change)
     registry.register(engine, trained(tmp_path / "bad", "bad", 0.10, epochs=1, train_limit=2000))
-    registry.promote(engine, "bad", "first champion, unchecked")
+    registry.set_champion(engine, "bad", "first champion, unchecked")
     decision = promote.rollback(engine, "cifar10")
     assert decision.model_id == bundled_id() and champion_id(engine) == bundled_id()
     registry.register(engine, trained(tmp_path / "manual", "manual", 0.6))
-    promote.promote(engine, "manual", "by hand")
+    promote.promote_manually(engine, "manual", "by hand")
     assert promote.rollback(engine, "cifar10").model_id == bundled_id()
     with pytest.raises(registry.RegistryError, match="nothing to roll back to"):
         promote.rollback(engine, "cifar10")
@@ -263,7 +263,7 @@ def test_an_updated_bundled_model_takes_over_from_the_one_it_replaces(engine):
     metadata = artifact.read_metadata(artifact_store.BUNDLED_DIR / "cifar10")
     old = {**metadata, "model_id": "resnet9-cifar10-before", "artifact_uri": "bundled:cifar10"}
     registry.register(engine, old)
-    registry.promote(engine, "resnet9-cifar10-before", "the bundled model of an older install")
+    registry.set_champion(engine, "resnet9-cifar10-before", "the bundled model of an older install")
     assert registry.ensure_baseline(engine) == [bundled_id(), bundled_id("cifar100")]
     assert champion_id(engine) == bundled_id()
     with pytest.raises(registry.RegistryError, match="now holds"):
