@@ -18,6 +18,7 @@ re-exported here: front ends call `pipeline.<use case>`.
 
 from __future__ import annotations
 
+from tasks.evaluate.result import EvaluationResult  # noqa: F401  what `evaluate` returns (a stdlib-only module)
 from tasks.hashtags.rank import PLATFORM_LIMITS  # noqa: F401  for the front ends' choices (a stdlib-only module)
 from tasks.pipeline.common import (  # noqa: F401
     DATASETS, RunActive, RunFailed, S3Settings, database_errors, ensure_baseline,

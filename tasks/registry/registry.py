@@ -28,6 +28,7 @@ import zlib
 import sqlalchemy as sa
 
 from tasks.config import BUNDLED_DATASETS
+from tasks.evaluate.result import EvaluationResult
 from tasks.registry import artifact
 from tasks.registry import gates
 from tasks.registry import artifact_store
@@ -99,12 +100,13 @@ def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict, artifac
     return get(engine, row["model_id"])
 
 
-def record_evaluation(engine: sa.Engine, model_id: str, metrics: dict) -> None:
-    """Store a model's test accuracy on the dataset version named in `metrics` (upsert)."""
+def record_evaluation(engine: sa.Engine, model_id: str, result: EvaluationResult) -> None:
+    """Store a model's evaluation on the dataset version it names (upsert); the column `metrics` holds
+    its JSON (`result.as_dict()`)."""
     with engine.begin() as connection:
         if connection.execute(SELECT_MODEL, {"model_id": model_id}).first() is None:
             raise RegistryError(f"model {model_id} is not registered: `hashtagger models register PATH`")
-        _record_evaluation(connection, model_id, metrics["dataset_version"], metrics)
+        _record_evaluation(connection, model_id, result.dataset_version, result.as_dict())
 
 
 def set_champion(engine: sa.Engine, model_id: str, reason: str = "manual") -> PromotionDecision:
@@ -354,10 +356,13 @@ def _evaluations(connection, model_id: str) -> dict[str, float]:
             for row in connection.execute(SELECT_EVALUATIONS, {"model_id": model_id})}
 
 
-def _evaluation_metrics(connection, model_id: str) -> dict[str, dict]:
-    """{dataset_version: the evaluation's metrics}, newest evaluation first."""
+def _evaluation_metrics(connection, model_id: str) -> dict[str, EvaluationResult]:
+    """{dataset_version: the evaluation}, newest evaluation first."""
     rows = connection.execute(EVALUATION_METRICS, {"model_id": model_id})
-    return {row.dataset_version: json.loads(row.metrics or "{}") for row in rows}
+    return {row.dataset_version: EvaluationResult.from_dict({"dataset_version": row.dataset_version,
+                                                             "test_top1": float(row.test_top1),
+                                                             **json.loads(row.metrics or "{}")})
+            for row in rows}
 
 
 def _record_evaluation(connection, model_id: str, dataset_version: str, metrics: dict) -> None:

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from tasks import errors, pipeline
+from tasks.evaluate.result import EvaluationResult
 from tasks.registry import artifact
 from tasks.cli import main as cli
 from tasks.store import db
@@ -150,7 +151,7 @@ def test_models_on_another_dataset_version_compare_only_on_a_common_version(engi
     decision = promote.auto_promote(engine, "new", onnx=False)
     assert not decision.promoted and "--dataset-version " + VERSION_2 in decision.reason
     # once the champion is evaluated on the new version, the two compare there
-    registry.record_evaluation(engine, "old", {"dataset_version": VERSION_2, "test_top1": 0.94})
+    registry.record_evaluation(engine, "old", EvaluationResult(dataset_version=VERSION_2, test_top1=0.94))
     decision = promote.auto_promote(engine, "new", onnx=False)
     assert decision.promoted and decision.compared_on == VERSION_2
     assert decision.champion_top1 == pytest.approx(0.94)
