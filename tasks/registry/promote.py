@@ -20,10 +20,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tasks.registry import artifact
+from tasks.registry import artifact_store
 from tasks.registry import export
 from tasks.registry import gates
 from tasks.registry import registry
-from tasks.registry import artifact_store
 
 log = logging.getLogger(__name__)
 EXPORT_MODULES = ("onnx", "tf2onnx")  # what Keras' ONNX export needs beside TensorFlow

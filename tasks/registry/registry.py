@@ -30,8 +30,8 @@ import sqlalchemy as sa
 from tasks.config import BUNDLED_DATASETS
 from tasks.evaluate.result import EvaluationResult
 from tasks.registry import artifact
-from tasks.registry import gates
 from tasks.registry import artifact_store
+from tasks.registry import gates
 from tasks.store import db
 from tasks.store.registry_sql import (
     EVALUATION_METRICS, EVALUATIONS_IN_ORDER, INSERT_EVENT, INSERT_MODEL, LAST_CROWNING, LAST_EVENT, LIST_EVENTS, LIST_MODELS,
