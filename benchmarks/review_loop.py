@@ -158,10 +158,11 @@ def answer_reviews(env: dict, truth: dict[str, str | None], count: int) -> int:
         server.wait(timeout=30)
 
 
-def row(name: str, metrics: dict) -> str:
-    figures = metrics["reviewed_slice"]
+def row(name: str, result) -> str:
+    """One model's line of the table: its EvaluationResult on the reviewed slice and the test set."""
+    figures = result.reviewed_slice
     return (f"| {name} | {figures['top1']:.1%} ({figures['top1_low']:.1%}-{figures['top1_high']:.1%}) | "
-            f"{figures['abstention']:.1%} | {figures['none_abstained']:.1%} | {metrics['test_top1']:.2%} |")
+            f"{figures['abstention']:.1%} | {figures['none_abstained']:.1%} | {result.test_top1:.2%} |")
 
 
 def main() -> None:
@@ -208,14 +209,15 @@ def main() -> None:
     write_report(args, prepared, answered, before, tuned, gate, timings)
 
 
-def write_report(args, prepared: str, answered: int, before: dict, tuned, gate, timings: dict) -> None:
+def write_report(args, prepared: str, answered: int, before, tuned, gate, timings: dict) -> None:
+    from tasks import pipeline
     from tasks.registry import artifact
 
-    after = tuned.metrics
-    figures = before["reviewed_slice"]
+    after = pipeline.EvaluationResult.from_dict(tuned.metrics)
+    figures = before.reviewed_slice
     table = ["| model | top-1 on the reviewed slice (95% CI) | abstained, images with a class | "
              "abstained, none of these | top-1, JPEG test set |", "|---|---|---|---|---|",
-             row(f"before: bundled {before['model_id']}", before), row(f"after: fine-tuned {tuned.model_id}", after)]
+             row(f"before: bundled {before.model_id}", before), row(f"after: fine-tuned {tuned.model_id}", after)]
     command = "python benchmarks/review_loop.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     lines = [
         "# The review loop: before and after a fine-tune on reviewed images", "",

@@ -110,15 +110,16 @@ def train_models():
             quiet.import_keras("evaluation")
             # an s3:// reference when the model went through the artifact store (trained on another host)
             return pipeline.evaluate(model.get("artifact_uri") or model["path"], db_url=connections.results_db_url(),
-                                     reuse=True)
+                                     reuse=True).as_dict()  # XCom: the EvaluationResult's JSON
 
     @task(queue=TRAIN_QUEUE, outlets=[PROMOTED])
     def promote(evaluated: list[dict]) -> list[dict]:
         """Per dataset trained: the best model of the run becomes champion if it beats the current one."""
         context = get_current_context()
-        evaluated, db_url, results = list(evaluated), connections.results_db_url(), []
-        for dataset in sorted({model["dataset"] for model in evaluated}):
-            result = pipeline.promote(evaluated, dataset, db_url)
+        evaluated = [pipeline.EvaluationResult.from_dict(model) for model in evaluated]
+        db_url, results = connections.results_db_url(), []
+        for dataset in sorted({model.dataset for model in evaluated}):
+            result = pipeline.promote_best(evaluated, dataset, db_url)
             if result["promoted"]:
                 context["outlet_events"][PROMOTED].add(CHAMPIONS[dataset], extra={
                     "dataset": dataset, "model_id": result["promoted"],

@@ -43,36 +43,43 @@ def run(args) -> int:
                                "name a folder that `hashtagger train` wrote, e.g. ~/.hashtagger/models/<model_id>")
     quiet.import_keras("evaluation")
     try:
-        metrics = pipeline.evaluate(args.model, args.dataset_version, args.tta, args.output,
-                                    figures=not args.no_figures, record=not args.no_record)
+        result = pipeline.evaluate(args.model, args.dataset_version, args.tta, args.output,
+                                   figures=not args.no_figures, record=not args.no_record)
     except pipeline.user_errors() as error:
         raise errors.UserError(f"hashtagger evaluate: {error}") from None
-    tta = metrics.get("tta", "none")
     if args.json:
         keys = ("model_id", "dataset", "dataset_version", "test_images", "test_top1", "test_top5",
                 "test_top1_tta", "tta", "calibration", "ood", "reviewed_slice", "reports_dir")
-        json.dump({key: metrics[key] for key in keys if key in metrics}, sys.stdout, indent=1, default=str)
+        document = result.as_dict()
+        json.dump({key: document[key] for key in keys if key in document}, sys.stdout, indent=1, default=str)
         print()
         return errors.EXIT_OK
-    calibration = metrics["calibration"]
-    print(f"{metrics['model_id']} on {metrics['dataset']} {metrics['dataset_version']} "
-          f"({metrics['test_images']:,} test images)")
-    print(f"  test set: top-1 {metrics['test_top1']:.2%}  top-5 {metrics['test_top5']:.2%}"
-          + (f"  with {tta} TTA: top-1 {metrics['test_top1_tta']:.2%}" if tta != "none" else "")
-          + (f", abstained on {1 - metrics['ood']['test_kept']:.1%}" if (metrics.get("ood") or {}).get("test_kept")
-             is not None else "") + f" ({metrics['test_images']:,} images)")
-    if "reviewed_slice" in metrics:  # a dataset prepared from reviews: the user's own images, held out
-        print("  " + pipeline.reviewed_slice_summary(metrics["reviewed_slice"]))
-    worst = sorted(((name, value) for name, value in metrics["per_class_accuracy"].items() if value is not None),
+    _print_summary(result)
+    return errors.EXIT_OK
+
+
+def _print_summary(result) -> None:
+    """The evaluation (pipeline.EvaluationResult) in a few lines: accuracy, the reviewed slice, the weakest
+    classes, calibration, OOD."""
+    from tasks import pipeline
+
+    tta, calibration, ood = result.tta or "none", result.calibration, result.ood or {}
+    print(f"{result.model_id} on {result.dataset} {result.dataset_version} ({result.test_images:,} test images)")
+    print(f"  test set: top-1 {result.test_top1:.2%}  top-5 {result.test_top5:.2%}"
+          + (f"  with {tta} TTA: top-1 {result.test_top1_tta:.2%}" if tta != "none" else "")
+          + (f", abstained on {1 - ood['test_kept']:.1%}" if ood.get("test_kept") is not None else "")
+          + f" ({result.test_images:,} images)")
+    if result.reviewed_slice is not None:  # a dataset prepared from reviews: the user's own images, held out
+        print("  " + pipeline.reviewed_slice_summary(result.reviewed_slice))
+    worst = sorted(((name, value) for name, value in result.per_class_accuracy.items() if value is not None),
                    key=lambda item: item[1])[:3]
     print("  weakest classes: " + ", ".join(f"{name} {value:.1%}" for name, value in worst))
     print(f"  calibration: temperature {calibration['temperature']:.3f}, ECE {calibration['test_ece_before']:.4f} "
           f"-> {calibration['test_ece_after']:.4f}")
-    for name, entry in sorted(((metrics.get("ood") or {}).get("sets") or {}).items()):
+    for name, entry in sorted((ood.get("sets") or {}).items()):
         if not name.endswith("_held_out"):
             continue  # synthetic sets are in the report; the held-out classes are the figure to watch
         scores = "; ".join(f"{score} AUROC {values['auroc']:.3f}, FPR at 95% TPR {values['fpr_at_95_tpr']:.3f}"
                            for score, values in entry.items() if isinstance(values, dict))
         print(f"  out of distribution ({name}, classes never trained on): {scores}")
-    print(f"  reports in {metrics['reports_dir']}")
-    return errors.EXIT_OK
+    print(f"  reports in {result.reports_dir}")

@@ -17,6 +17,7 @@ import numpy as np
 
 from tasks.registry import artifact
 from tasks.evaluate import calibration, ood, reviewed
+from tasks.evaluate.result import EvaluationResult
 from tasks.evaluate import figures as reports
 from tasks.config import Settings
 from tasks.data.dataset import Dataset, DatasetNotFound, load
@@ -93,42 +94,42 @@ def per_class_accuracy(probabilities: np.ndarray, labels: np.ndarray, class_name
 def evaluate_model(model, dataset: Dataset, tta: str = "none", history: dict | None = None,
                    output_dir: Path | None = None, title: str = "",
                    config: EvaluateConfig = EvaluateConfig(),
-                   outlier_sets: dict[str, np.ndarray] | None = None) -> dict:
+                   outlier_sets: dict[str, np.ndarray] | None = None) -> EvaluationResult:
     """Metrics of `model` on `dataset`'s test split; with `output_dir`, the report files too.
 
     `outlier_sets` (name -> uint8 images of classes the model does not know) are measured for OOD
-    detection beside synthetic outliers (tasks/evaluate/ood.py); the result is `metrics["ood"]`.
+    detection beside synthetic outliers (tasks/evaluate/ood.py); the result is the record's `ood`.
     """
     class_names = dataset.class_names
     y_test, y_val = np.asarray(dataset["y_test"]), np.asarray(dataset["y_val"])
     test_probs = predict_probabilities(model, dataset["x_test"])
     val_probs = predict_probabilities(model, dataset["x_val"])
-    metrics = {
-        "dataset": dataset.name, "dataset_version": dataset.version,
-        "test_top1": top_k_accuracy(test_probs, y_test, 1),
-        "test_top5": top_k_accuracy(test_probs, y_test, min(5, len(class_names))),
-        "test_images": int(len(y_test)), "tta": tta,
-    }
+    top5 = min(5, len(class_names))
+    with_tta = {}
     if tta != "none":
         tta_probs = predict_probabilities(model, dataset["x_test"], tta)
-        metrics["test_top1_tta"] = top_k_accuracy(tta_probs, y_test, 1)
-        metrics["test_top5_tta"] = top_k_accuracy(tta_probs, y_test, min(5, len(class_names)))
-    metrics["per_class_accuracy"] = per_class_accuracy(test_probs, y_test, class_names)
+        with_tta = {"test_top1_tta": top_k_accuracy(tta_probs, y_test, 1),
+                    "test_top5_tta": top_k_accuracy(tta_probs, y_test, top5)}
     calibration_metrics, tables = calibration.calibrate(
         val_probs, y_val, test_probs, y_test, calibration.CalibrationConfig(ece_bins=config.ece_bins))
-    metrics["calibration"] = calibration_metrics
-    metrics["ood"], ood_scores = out_of_distribution(
+    ood_metrics, ood_scores = out_of_distribution(
         model, dataset, val_probs, test_probs, calibration_metrics["temperature"], outlier_sets)
+    slice_metrics = None
     if "x_reviewed" in dataset.arrays:  # a dataset prepared from reviews: the user's own images too
         slice_probs = predict_probabilities(model, dataset["x_reviewed"]) if len(dataset["y_reviewed"]) \
             else np.zeros((0, len(class_names)))
-        metrics["reviewed_slice"] = reviewed.slice_metrics(
+        slice_metrics = reviewed.slice_metrics(
             dataset.version, slice_probs, dataset["y_reviewed"], calibration_metrics["temperature"],
-            metrics["ood"]["threshold"]).as_dict()
+            ood_metrics["threshold"]).as_dict()
+    result = EvaluationResult(
+        dataset=dataset.name, dataset_version=dataset.version, test_top1=top_k_accuracy(test_probs, y_test, 1),
+        test_top5=top_k_accuracy(test_probs, y_test, top5), test_images=int(len(y_test)), tta=tta, **with_tta,
+        per_class_accuracy=per_class_accuracy(test_probs, y_test, class_names), calibration=calibration_metrics,
+        ood=ood_metrics, reviewed_slice=slice_metrics)
     if output_dir is not None:
-        write_report(Path(output_dir), metrics, class_names, test_probs, y_test, history, tables,
+        write_report(Path(output_dir), result, class_names, test_probs, y_test, history, tables,
                      title or dataset.name, config, ood_scores)
-    return metrics
+    return result
 
 
 def logits_model(model):
@@ -173,10 +174,11 @@ def out_of_distribution(model, dataset: Dataset, val_probs, test_probs, temperat
     return result, scores
 
 
-def write_report(output_dir: Path, metrics: dict, class_names: list[str], test_probs: np.ndarray,
+def write_report(output_dir: Path, result: EvaluationResult, class_names: list[str], test_probs: np.ndarray,
                  y_test: np.ndarray, history: dict | None, tables: dict, title: str,
                  config: EvaluateConfig, ood_scores: dict[str, np.ndarray] | None = None) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
+    metrics = result.as_dict()  # the metrics.json document, which report.md is written from too
     matrix = reports.confusion_matrix(y_test, test_probs.argmax(axis=1), len(class_names))
     np.savetxt(output_dir / "confusion_matrix.csv", matrix, fmt="%d", delimiter=",",
                header=",".join(class_names), comments="")
@@ -202,7 +204,7 @@ def _json_safe(value):
 
 def evaluate_artifact(path: str | Path, dataset_version: str | None = None, tta: str = "none",
                       settings: Settings | None = None, output_dir: Path | None = None,
-                      config: EvaluateConfig = EvaluateConfig()) -> dict:
+                      config: EvaluateConfig = EvaluateConfig()) -> EvaluationResult:
     """Evaluate a saved model; writes its reports and records the metrics in its metadata.
 
     Default dataset version: the model's own when prepared here, else the latest one (the test split
@@ -211,7 +213,7 @@ def evaluate_artifact(path: str | Path, dataset_version: str | None = None, tta:
     they go under `evaluations` and `reports/<version>/`. Any other model folder (the bundled models)
     is left untouched: the reports go to $HASHTAGGER_HOME/evaluations/<model_id>/ (default_output_dir).
     With `output_dir`, only that folder is written.
-    Returns the metrics, with `model_id` and `reports_dir`.
+    Returns the result, naming `model_id` and `reports_dir`.
     """
     settings = settings or Settings.from_env()
     model, metadata = artifact.load_keras(path)
@@ -227,17 +229,18 @@ def evaluate_artifact(path: str | Path, dataset_version: str | None = None, tta:
     title = f"{metadata['model_id']} on {dataset.name} {dataset.version}"
     from tasks.data import outliers
 
-    metrics = evaluate_model(model, dataset, tta, metadata.get("history") if own_version else None,
-                             Path(output_dir), title, config,
-                             outliers.held_out_sets(dataset.name, dataset.class_names, settings))
-    metrics["serving_tta"] = metadata.get("serving_tta") or "none"  # TTA inside the model these figures are of
+    result = evaluate_model(model, dataset, tta, metadata.get("history") if own_version else None,
+                            Path(output_dir), title, config,
+                            outliers.held_out_sets(dataset.name, dataset.class_names, settings))
+    # the TTA inside the model these figures are of
+    result = dataclasses.replace(result, serving_tta=metadata.get("serving_tta") or "none")
     if Path(output_dir).resolve().is_relative_to(folder.resolve()):
         if own_version:
-            metadata["metrics"] = metrics
+            metadata["metrics"] = result.as_dict()
         else:
-            metadata.setdefault("evaluations", {})[dataset.version] = metrics
+            metadata.setdefault("evaluations", {})[dataset.version] = result.as_dict()
         artifact.write_metadata(folder, metadata)
-    return {**metrics, "model_id": metadata["model_id"], "reports_dir": str(output_dir)}
+    return result.identified(model_id=metadata["model_id"], reports_dir=str(output_dir))
 
 
 def default_output_dir(folder: Path, model_id: str, version: str, own_version: bool, settings: Settings) -> Path:

@@ -18,6 +18,7 @@ re-exported here: front ends call `pipeline.<use case>`.
 
 from __future__ import annotations
 
+from tasks.evaluate.result import EvaluationResult  # noqa: F401  what `evaluate` returns (a stdlib-only module)
 from tasks.hashtags.rank import PLATFORM_LIMITS  # noqa: F401  for the front ends' choices (a stdlib-only module)
 from tasks.pipeline.common import (  # noqa: F401
     DATASETS, RunActive, RunFailed, S3Settings, database_errors, ensure_baseline,
@@ -26,7 +27,7 @@ from tasks.pipeline.training import (  # noqa: F401
     architectures, evaluate, find_dataset, model_summary, new_reviews, prepare_dataset, prepare_reviewed_dataset,
     recipe_names, train, train_model, training_plan, training_spec)
 from tasks.pipeline.models import (  # noqa: F401
-    auto_promote_model, champion_path, champions_history, export_model, list_models, model_history, promote,
+    auto_promote_model, champion_path, champions_history, export_model, list_models, model_history, promote_best,
     promote_model, register_model, register_saved_model, rollback_champion, tta_model)
 from tasks.pipeline.hashtags import (  # noqa: F401
     block_hashtag, hashtag_report, known_labels, refresh_hashtags, unblock_hashtag)

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tasks.pipeline.common import plain_engine, results_engine
+
+if TYPE_CHECKING:
+    from tasks.evaluate.result import EvaluationResult
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +73,16 @@ def model_history(model_id: str, db_url: str | None = None) -> dict:
 
 
 def promote_model(model_id: str, reason: str = "manual promotion", onnx: bool = True, db_url: str | None = None):
-    """Make a model its dataset's champion whatever its accuracy (exported to ONNX first); the Decision."""
+    """Make a model its dataset's champion whatever its accuracy (exported to ONNX first); the
+    PromotionDecision."""
     from tasks.registry import promote
 
-    return promote.promote(results_engine(db_url), model_id, reason, onnx=onnx)
+    return promote.promote_manually(results_engine(db_url), model_id, reason, onnx=onnx)
 
 
 def auto_promote_model(model_id: str, margin: float | None = None, onnx: bool = True, db_url: str | None = None):
     """Make a model champion only if it beats the champion's test top-1 on the same dataset version by
-    `margin` (a fraction; None: the registry's default); the Decision."""
+    `margin` (a fraction; None: the registry's default); the PromotionDecision."""
     from tasks.registry import promote, registry
 
     return promote.auto_promote(results_engine(db_url), model_id,
@@ -85,35 +90,36 @@ def auto_promote_model(model_id: str, margin: float | None = None, onnx: bool = 
 
 
 def rollback_champion(dataset: str, onnx: bool = True, db_url: str | None = None):
-    """Bring back the champion the current one replaced; the Decision."""
+    """Bring back the champion the current one replaced; the PromotionDecision."""
     from tasks.registry import promote
 
     return promote.rollback(results_engine(db_url), dataset, onnx=onnx)
 
 
-def promote(candidates: list[dict], dataset: str, db_url: str | None = None) -> dict:
-    """Offer the `dataset` models among `candidates` (model summaries) for promotion, best first.
+def promote_best(candidates: list[EvaluationResult], dataset: str, db_url: str | None = None) -> dict:
+    """Offer the `dataset` models among `candidates` (evaluations naming their model) for promotion, best
+    test top-1 first.
 
     Each goes through `auto_promote_model`: one champion per dataset, even under concurrent promotions.
     Returns the best model's id, the one promoted (or None), the champion after, and every decision.
     """
-    candidates = sorted((candidate for candidate in candidates if candidate["dataset"] == dataset),
-                        key=lambda candidate: (-candidate["test_top1"], candidate["model_id"]))
+    candidates = sorted((candidate for candidate in candidates if candidate.dataset == dataset),
+                        key=lambda candidate: (-candidate.test_top1, candidate.model_id))
     if not candidates:
         raise ValueError(f"no trained {dataset} model to promote")
-    decisions = [auto_promote_model(candidate["model_id"], db_url=db_url).as_dict() for candidate in candidates]
+    decisions = [auto_promote_model(candidate.model_id, db_url=db_url) for candidate in candidates]
     for decision in decisions:
         # the promote task's log: why each model was (not) promoted, as model_events records it
-        log.info("%s %s: %s", decision["model_id"], "PROMOTED" if decision["promoted"] else "REFUSED",
-                 decision["reason"])
+        log.info("%s %s: %s", decision.model_id, "PROMOTED" if decision.promoted else "REFUSED", decision.reason)
     from tasks.registry import registry
 
     champion = registry.champion(results_engine(db_url), dataset)
-    return {"dataset": dataset, "best": candidates[0]["model_id"],
-            "promoted": next((d["model_id"] for d in decisions if d["promoted"]), None),
+    return {"dataset": dataset, "best": candidates[0].model_id,
+            "promoted": next((decision.model_id for decision in decisions if decision.promoted), None),
             "champion": champion and {"model_id": champion["model_id"], "path": champion["artifact_uri"],
                                       "test_top1": champion["test_top1"]},
-            "decisions": [{key: d[key] for key in ("model_id", "promoted", "reason")} for d in decisions]}
+            "decisions": [{"model_id": decision.model_id, "promoted": decision.promoted, "reason": decision.reason}
+                          for decision in decisions]}
 
 
 def export_model(path: str, overwrite: bool = False) -> Path:
@@ -134,7 +140,7 @@ def tta_model(source: str, destination: str | None = None, mode: str = "flip") -
 
 def champion_path(dataset: str = "cifar10", db_url: str | None = None) -> str:
     """The reference of the model tagging serves: the registry's champion of `dataset` (its artifact_uri:
-    bundled:, home:, s3:// or a path, resolved by each worker with tasks.registry.store.resolve), else
+    bundled:, home:, s3:// or a path, resolved by each worker with tasks.registry.artifact_store.resolve), else
     the bundled model, `bundled:<dataset>`.
 
     The one champion lookup; it only reads (a database never migrated has no champion: the bundled model).

@@ -125,10 +125,10 @@ def plan_night(source: str, model_path: str, key: str, shards: int, db_url: str 
     from its metadata (no model is loaded). Returns {source, model_path, model_id, seen, new, done,
     not_images, shards}: small, for XCom and the log; `shards` is the count the night runs. SourceError
     when the source cannot be listed; ArtifactError (tasks.registry) when `model_path` is not a model."""
-    from tasks.registry import artifact, store
+    from tasks.registry import artifact, artifact_store
     from tasks.tag import plan, sources
 
-    model_id = artifact.read(store.resolve(model_path, s3_settings=s3)).model_id
+    model_id = artifact.read(artifact_store.resolve(model_path, s3_settings=s3)).model_id
     engine = results_engine(db_url)
     opened = sources.open_source(source, s3_settings=s3)
     night = plan.plan(opened, engine, model_id, key, shards, verify)

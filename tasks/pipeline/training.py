@@ -7,9 +7,14 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from tasks.config import Settings
 from tasks.pipeline.common import results_engine, settings
 from tasks.pipeline.models import register_model, register_saved_model
+
+if TYPE_CHECKING:
+    from tasks.evaluate.result import EvaluationResult
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +59,9 @@ def new_reviews(name: str, db_url: str | None = None) -> int:
 
 def _push_dataset(name: str, version: str) -> str | None:
     """Upload the prepared version to the artifact store (HASHTAGGER_ARTIFACTS), for workers elsewhere."""
-    from tasks.registry import store
+    from tasks.registry import artifact_store
 
-    return store.push_dataset(name, version, settings())
+    return artifact_store.push_dataset(name, version, settings())
 
 
 def architectures() -> tuple[str, ...]:
@@ -137,16 +142,16 @@ def find_dataset(name: str, version: str | None = None, where: Settings | None =
 def _pull_dataset(name: str, version: str | None) -> str | None:
     """A dataset version prepared on another host comes from the artifact store, when one is set
     (version None: the store's latest); returns the version to train on (None: the local latest)."""
-    from tasks.registry import store
+    from tasks.registry import artifact_store
 
-    return store.pull_dataset(name, version, settings())[0]
+    return artifact_store.pull_dataset(name, version, settings())[0]
 
 
 def _publish(summary: dict) -> dict:
     """Upload the model folder to the artifact store when one is set; the summary gains its reference."""
-    from tasks.registry import store
+    from tasks.registry import artifact_store
 
-    return dict(summary, artifact_uri=store.publish(summary["path"], summary["model_id"], settings()))
+    return dict(summary, artifact_uri=artifact_store.publish(summary["path"], summary["model_id"], settings()))
 
 
 def model_summary(metadata) -> dict:
@@ -159,36 +164,43 @@ def model_summary(metadata) -> dict:
 
 
 def evaluate(model_path: str, dataset_version: str | None = None, tta: str = "none", output_dir: str | None = None,
-             figures: bool = True, record: bool = True, reuse: bool = False, db_url: str | None = None) -> dict:
+             figures: bool = True, record: bool = True, reuse: bool = False, db_url: str | None = None) -> EvaluationResult:
     """Evaluate a saved model on a dataset version's test split, write its reports, record the result.
 
     tta: none, flip, flip_translate, or recipe (the model recipe's own, at least flip). `reuse`: when the
     artifact already has its reports (training evaluates at its end), take those instead of evaluating
     again. `record`: register the model if needed and store the evaluation in the registry.
-    Returns the metrics (test_top1, test_top5 as fractions, ...) with model_id, path and reports_dir.
+    Returns the EvaluationResult (tasks/evaluate/result.py: test_top1, test_top5 as fractions, ...) naming
+    the model (model_id, path, architecture) and its reports_dir; `.as_dict()` is its JSON (the DAG's XCom).
     """
     from tasks.evaluate import evaluate as evaluation
-    from tasks.registry import artifact, registry, store
+    from tasks.evaluate.result import EvaluationResult
+    from tasks.registry import artifact, artifact_store, registry
 
     engine = results_engine(db_url) if record else None  # an unready database fails before the work
     reference = str(model_path)
-    model_path = store.resolve(reference, settings())  # an s3:// model trained on another host
+    model_path = artifact_store.resolve(reference, settings())  # an s3:// model trained on another host
     metadata = artifact.read(model_path)
     reports_dir = Path(metadata.path) / artifact.REPORTS_DIR
     reused = reuse and dataset_version is None and output_dir is None and (reports_dir / "metrics.json").exists()
     if reused:
-        metrics = dict(metadata.metrics, model_id=metadata.model_id, reports_dir=str(reports_dir))
+        result = EvaluationResult.from_dict(metadata.metrics).identified(model_id=metadata.model_id,
+                                                                          reports_dir=str(reports_dir))
     else:
         if tta == "recipe":  # the recipe's own, and at least the mirror image
             tta = evaluation.recipe_tta(metadata.as_dict()).replace("none", "flip")
-        metrics = evaluation.evaluate_artifact(
+        result = evaluation.evaluate_artifact(
             model_path, dataset_version, tta, settings(), Path(output_dir) if output_dir else None,
             evaluation.EvaluateConfig(tta=tta, figures=figures))
         metadata = artifact.read(model_path)
     if engine is not None:
         if reused or registry.get(engine, metadata.model_id) is None:
             # with its evaluation on its own dataset version; an s3:// model keeps its store reference
-            register_model(metadata, artifact_uri=reference if reference.startswith(store.S3) else None, engine=engine)
+            register_model(metadata, engine=engine,
+                           artifact_uri=reference if reference.startswith(artifact_store.S3) else None)
         if not reused:
-            registry.record_evaluation(engine, metadata.model_id, metrics)
-    return {**model_summary(metadata), **metrics}
+            registry.record_evaluation(engine, metadata.model_id, result)
+    # metrics written by hand may not name the dataset: then the model's own
+    result = dataclasses.replace(result, dataset=result.dataset or metadata.dataset,
+                                 dataset_version=result.dataset_version or metadata.dataset_version)
+    return result.identified(path=metadata.path, architecture=metadata.architecture)

@@ -4,7 +4,7 @@
    is a smoke run (it proves the pipeline works, not that the model is good).
 2. A floor per dataset, well above chance, so that a broken run never serves even on an empty registry.
 3. Beating the serving champion by `margin` on the test split of the same dataset version
-   (tasks/registry/registry.py `decide`: it needs both models' evaluations).
+   (tasks/registry/registry.py `decide_promotion`: it needs both models' evaluations).
 4. Not doing worse than the champion on the reviewed slice (the user's own reviewed images, held out:
    tasks/data/reviewed.py) by more than `reviewed_margin`, when both were evaluated on the same slice.
 5. One pass per image: a model that serves test-time augmentation inside (`hashtagger models tta`) is
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import types
+
+from tasks.evaluate.result import EvaluationResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,10 +89,11 @@ def _min_epochs(recipe) -> int:
     return (known if isinstance(known, recipes.Recipe) else recipes.Recipe(name="default")).min_epochs
 
 
-def reviewed_slice_reason(ours: dict[str, dict], theirs: dict[str, dict], preferred: str | None,
+def reviewed_slice_reason(ours: dict[str, EvaluationResult], theirs: dict[str, EvaluationResult],
+                          preferred: str | None,
                           config: GateConfig = DEFAULT) -> str | None:
     """Why the challenger is refused on the reviewed slice, or None. `ours`, `theirs`: {dataset version:
-    evaluation metrics} of challenger and champion, newest first; the slice compared is that of
+    evaluation} of challenger and champion, newest first; the slice compared is that of
     `preferred` (the version test top-1 was compared on) when both have it there, else the newest version
     on which both were measured on a reviewed slice. None when there is no such version."""
     common = [version for version in ours if version in theirs
@@ -101,12 +104,11 @@ def reviewed_slice_reason(ours: dict[str, dict], theirs: dict[str, dict], prefer
     challenger, champion = _slice_top1(ours[version]), _slice_top1(theirs[version])
     if challenger >= champion - config.reviewed_margin - 1e-9:  # counts over the same images: rounding only
         return None
-    count = ours[version]["reviewed_slice"]["labelled"]
+    count = ours[version].reviewed_slice["labelled"]
     return (f"reviewed slice of version {version} ({count} of your images): top-1 {challenger:.2%} against the "
             f"champion's {champion:.2%}, worse by more than the margin of {config.reviewed_margin * 100:.2f} "
             f"points (rule: a challenger must not do worse than the champion on your reviewed images)")
 
 
-def _slice_top1(metrics: dict) -> float | None:
-    figures = (metrics or {}).get("reviewed_slice") or {}
-    return figures.get("top1")
+def _slice_top1(result: EvaluationResult) -> float | None:
+    return (result.reviewed_slice or {}).get("top1")

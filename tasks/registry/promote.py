@@ -5,6 +5,10 @@ so a promotion whose export fails (no `onnx`/`tf2onnx`: install hashtagger[train
 The export (seconds, TensorFlow) runs before the registry's short locked transaction, never inside it,
 so concurrent writers are not held up. Exporting a model that then loses the race is harmless: the file
 only speeds up serving that model. An artifact in the object store gets its `model.onnx` uploaded too.
+
+The stage's entry points are `promote_manually` (a person chose; no gates), `auto_promote` (through the
+gates) and `rollback`; each prepares the artifact, then calls the registry's database write of the same
+change (`registry.set_champion`, `set_champion_if_gates_pass`, `restore_previous_champion`).
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tasks.registry import artifact
+from tasks.registry import artifact_store
 from tasks.registry import export
 from tasks.registry import gates
 from tasks.registry import registry
-from tasks.registry import store
 
 log = logging.getLogger(__name__)
 EXPORT_MODULES = ("onnx", "tf2onnx")  # what Keras' ONNX export needs beside TensorFlow
@@ -31,8 +35,8 @@ class PromotionError(RuntimeError):
 
 def _metadata(model: dict) -> dict:
     try:
-        metadata = artifact.read_metadata(store.resolve(model["artifact_uri"]))
-    except (artifact.ArtifactError, store.StoreError) as error:
+        metadata = artifact.read_metadata(artifact_store.resolve(model["artifact_uri"]))
+    except (artifact.ArtifactError, artifact_store.StoreError) as error:
         # a champion that cannot be loaded would break tagging: refuse before anything changes
         raise registry.RegistryError(f"{model['model_id']}: its artifact is gone ({error})") from error
     if metadata.get("model_id") != model["model_id"]:
@@ -65,8 +69,8 @@ def ensure_onnx(model: dict, folder: str) -> None:
     except (export.ExportError, artifact.ArtifactError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[-1]
         raise PromotionError(f"cannot promote {model['model_id']}: {reason}") from error
-    if model["artifact_uri"].startswith(store.S3):
-        store.upload_folder(Path(folder), model["artifact_uri"])
+    if model["artifact_uri"].startswith(artifact_store.S3):
+        artifact_store.upload_folder(Path(folder), model["artifact_uri"])
 
 
 def _absent(module: str) -> bool:
@@ -76,15 +80,16 @@ def _absent(module: str) -> bool:
         return True
 
 
-def promote(engine: sa.Engine, model_id: str, reason: str = "manual", onnx: bool = True) -> registry.Decision:
+def promote_manually(engine: sa.Engine, model_id: str, reason: str = "manual",
+                     onnx: bool = True) -> registry.PromotionDecision:
     """Make `model_id` champion of its dataset, whatever its accuracy (the gates are for automatic ones)."""
     registry.ensure_baseline(engine)
     _prepare_champion(engine, model_id, onnx)
-    return registry.promote(engine, model_id, reason)
+    return registry.set_champion(engine, model_id, reason)
 
 
 def auto_promote(engine: sa.Engine, model_id: str, margin: float = registry.DEFAULT_MARGIN,
-                 onnx: bool = True, config: gates.GateConfig = gates.DEFAULT) -> registry.Decision:
+                 onnx: bool = True, config: gates.GateConfig = gates.DEFAULT) -> registry.PromotionDecision:
     """Make `model_id` champion only if it passes every gate (tasks/registry/gates.py); a refusal is
     recorded in model_events with its reason."""
     registry.ensure_baseline(engine)
@@ -94,16 +99,17 @@ def auto_promote(engine: sa.Engine, model_id: str, margin: float = registry.DEFA
     metadata = _metadata(model)
     refusal = gates.smoke_reason(metadata) or gates.serving_tta_reason(metadata)
     with engine.connect() as connection:
-        likely = registry.decide(connection, model_id, margin, config).promoted  # a preview, without the lock
+        # a preview, without the lock
+        likely = registry.decide_promotion(connection, model_id, margin, config).promoted
     if likely and refusal is None:
         _prepare_champion(engine, model_id, onnx)
-    return registry.auto_promote(engine, model_id, margin, refusal, config)
+    return registry.set_champion_if_gates_pass(engine, model_id, margin, refusal, config)
 
 
-def rollback(engine: sa.Engine, dataset: str, onnx: bool = True) -> registry.Decision:
+def rollback(engine: sa.Engine, dataset: str, onnx: bool = True) -> registry.PromotionDecision:
     """Bring back the champion the current one replaced (at the end of the history: the bundled model)."""
     registry.ensure_baseline(engine)
     target = registry.rollback_target(engine, dataset)
     if target is not None:
         _prepare_champion(engine, target, onnx)
-    return registry.rollback(engine, dataset)
+    return registry.restore_previous_champion(engine, dataset)

@@ -28,9 +28,10 @@ import zlib
 import sqlalchemy as sa
 
 from tasks.config import BUNDLED_DATASETS
+from tasks.evaluate.result import EvaluationResult
 from tasks.registry import artifact
+from tasks.registry import artifact_store
 from tasks.registry import gates
-from tasks.registry import store
 from tasks.store import db
 from tasks.store.registry_sql import (
     EVALUATION_METRICS, EVALUATIONS_IN_ORDER, INSERT_EVENT, INSERT_MODEL, LAST_CROWNING, LAST_EVENT, LIST_EVENTS, LIST_MODELS,
@@ -46,8 +47,9 @@ class RegistryError(LookupError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Decision:
-    """What auto-promotion decided for a challenger, with the figures it compared."""
+class PromotionDecision:
+    """What a change of champion decided (auto-promotion's verdict for a challenger, with the figures it
+    compared; or a manual promotion or rollback). Not tasks/tag/decide.py's Decision, a label for an image."""
 
     model_id: str
     dataset: str
@@ -68,7 +70,7 @@ class Decision:
 def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict, artifact_uri: str | None = None) -> dict:
     """Record a saved model (its artifact metadata) as a candidate; a second call refreshes its metrics.
 
-    The artifact is recorded by a portable reference (tasks/registry/store.py): `artifact_uri` when
+    The artifact is recorded by a portable reference (tasks/registry/artifact_store.py): `artifact_uri` when
     given, else its folder `metadata.path`, uploaded first when HASHTAGGER_ARTIFACTS is set.
     """
     if isinstance(metadata, dict):
@@ -83,7 +85,7 @@ def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict, artifac
         "dataset": metadata.dataset, "dataset_version": metadata.dataset_version,
         "test_top1": float(metrics["test_top1"]), "metrics": _json(metrics),
         "artifact_uri": (artifact_uri or metadata.extra.get("artifact_uri")
-                         or store.publish(metadata.path, metadata.model_id)),
+                         or artifact_store.publish(metadata.path, metadata.model_id)),
         "created_at": metadata.created_at or db.utcnow(),
     }
     with engine.begin() as connection:
@@ -98,35 +100,37 @@ def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict, artifac
     return get(engine, row["model_id"])
 
 
-def record_evaluation(engine: sa.Engine, model_id: str, metrics: dict) -> None:
-    """Store a model's test accuracy on the dataset version named in `metrics` (upsert)."""
+def record_evaluation(engine: sa.Engine, model_id: str, result: EvaluationResult) -> None:
+    """Store a model's evaluation on the dataset version it names (upsert); the column `metrics` holds
+    its JSON (`result.as_dict()`)."""
     with engine.begin() as connection:
         if connection.execute(SELECT_MODEL, {"model_id": model_id}).first() is None:
             raise RegistryError(f"model {model_id} is not registered: `hashtagger models register PATH`")
-        _record_evaluation(connection, model_id, metrics["dataset_version"], metrics)
+        _record_evaluation(connection, model_id, result.dataset_version, result.as_dict())
 
 
-def promote(engine: sa.Engine, model_id: str, reason: str = "manual") -> Decision:
+def set_champion(engine: sa.Engine, model_id: str, reason: str = "manual") -> PromotionDecision:
     """Make `model_id` its dataset's champion whatever its accuracy (the previous one is retired)."""
     dataset = _model(engine, model_id)["dataset"]
     with _locked(engine, dataset) as connection:
         model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
         champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
         if champion and champion["model_id"] == model_id:
-            return Decision(model_id, dataset, False, "already the champion", model_id)
+            return PromotionDecision(model_id, dataset, False, "already the champion", model_id)
         previous = champion["model_id"] if champion else None
         _crown(connection, model, champion, "promoted", {"reason": reason}, previous)
-    return Decision(model_id, dataset, True, reason, previous)
+    return PromotionDecision(model_id, dataset, True, reason, previous)
 
 
-def auto_promote(engine: sa.Engine, model_id: str, margin: float = DEFAULT_MARGIN,
-                 refusal: str | None = None, config: gates.GateConfig = gates.DEFAULT) -> Decision:
+def set_champion_if_gates_pass(engine: sa.Engine, model_id: str, margin: float = DEFAULT_MARGIN,
+                               refusal: str | None = None,
+                               config: gates.GateConfig = gates.DEFAULT) -> PromotionDecision:
     """Make `model_id` champion only if it clears the floor and beats the champion's test top-1 on the
     same dataset version by `margin` (or there is no champion yet); `refusal`, when given, is a gate
     the caller found closed (a smoke run). A rejection is logged once with its reason."""
     dataset = _model(engine, model_id)["dataset"]
     with _locked(engine, dataset) as connection:
-        decision = decide(connection, model_id, margin, config)
+        decision = decide_promotion(connection, model_id, margin, config)
         if refusal and decision.previous_champion != model_id:
             # the other gates' outcomes stay in the reason: whether it would have beaten the champion
             decision = dataclasses.replace(decision, promoted=False, reason=f"{refusal}; {decision.reason}")
@@ -143,7 +147,7 @@ def auto_promote(engine: sa.Engine, model_id: str, margin: float = DEFAULT_MARGI
     return decision
 
 
-def rollback(engine: sa.Engine, dataset: str) -> Decision:
+def restore_previous_champion(engine: sa.Engine, dataset: str) -> PromotionDecision:
     """Retire the champion and bring back the one it replaced."""
     with _locked(engine, dataset) as connection:
         champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
@@ -159,7 +163,8 @@ def rollback(engine: sa.Engine, dataset: str) -> Decision:
                {"reason": f"rollback of {champion['model_id']}"},
                previous_champion=_previous_champion(connection, previous_id))
         _log(connection, champion["model_id"], dataset, "rolled_back", {"restored": previous_id})
-    return Decision(previous_id, dataset, True, f"rolled back {champion['model_id']}", champion["model_id"])
+    return PromotionDecision(previous_id, dataset, True, f"rolled back {champion['model_id']}",
+                             champion["model_id"])
 
 
 def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BUNDLED_DATASETS) -> list[str]:
@@ -168,11 +173,11 @@ def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BUNDLED_DATAS
     crowned now. Cheap when there is nothing to do: two reads per dataset, no lock."""
     crowned = []
     for dataset in datasets:
-        folder = store.BUNDLED_DIR / dataset
+        folder = artifact_store.BUNDLED_DIR / dataset
         if not (folder / "metadata.json").exists():
             continue
         metadata = {**json.loads((folder / "metadata.json").read_text()), "path": str(folder),
-                    "artifact_uri": store.BUNDLED + dataset}
+                    "artifact_uri": artifact_store.BUNDLED + dataset}
         known = get(engine, metadata["model_id"])
         if known is None or known["artifact_uri"] != metadata["artifact_uri"]:
             # a candidate at least, so that a rollback can reach it; a row from before references
@@ -194,7 +199,7 @@ def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BUNDLED_DATAS
 
 
 def _stale_bundled(row: dict, bundled_id: str) -> bool:
-    return row["artifact_uri"] == store.BUNDLED + row["dataset"] and row["model_id"] != bundled_id
+    return row["artifact_uri"] == artifact_store.BUNDLED + row["dataset"] and row["model_id"] != bundled_id
 
 
 # ---------------------------------------------------------------------------------------------- reads
@@ -255,12 +260,12 @@ def _rollback_to(connection, champion: dict) -> str | None:
     if previous is not None:
         return previous
     baseline = _row(connection.execute(SELECT_BASELINE, {"dataset": champion["dataset"],
-                                                          "uri": store.BUNDLED + champion["dataset"]}).first())
+                                                          "uri": artifact_store.BUNDLED + champion["dataset"]}).first())
     return baseline["model_id"] if baseline and baseline["model_id"] != champion["model_id"] else None
 
 
-def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN,
-           config: gates.GateConfig = gates.DEFAULT) -> Decision:
+def decide_promotion(connection, model_id: str, margin: float = DEFAULT_MARGIN,
+                     config: gates.GateConfig = gates.DEFAULT) -> PromotionDecision:
     """Auto-promotion's verdict for `model_id` against the current champion; changes nothing. Every gate
     is evaluated (a floor that fails does not hide how the model compares with the champion): a refusal's
     reason gives each gate's outcome, and the figures are there whichever gate said no."""
@@ -270,7 +275,7 @@ def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN,
     dataset = model["dataset"]
     current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
     if current is not None and current["model_id"] == model_id:
-        return Decision(model_id, dataset, False, "already the champion", model_id, margin=margin)
+        return PromotionDecision(model_id, dataset, False, "already the champion", model_id, margin=margin)
     comparison = _compare(connection, model, current, margin)
     too_low = gates.floor_reason(dataset, float(model["test_top1"]), config)
     worse_on_reviews = None if current is None else gates.reviewed_slice_reason(
@@ -282,21 +287,21 @@ def decide(connection, model_id: str, margin: float = DEFAULT_MARGIN,
     return dataclasses.replace(comparison, promoted=False, reason="; ".join(refusals + [comparison.reason]))
 
 
-def _compare(connection, model: dict, current: dict | None, margin: float) -> Decision:
+def _compare(connection, model: dict, current: dict | None, margin: float) -> PromotionDecision:
     """The champion gate alone: does `model` beat `current` by `margin` on a dataset version both were
     tested on (or is there no champion yet)."""
     model_id, dataset = model["model_id"], model["dataset"]
     if current is None:
-        return Decision(model_id, dataset, True, f"first champion of {dataset}",
-                        challenger_top1=model["test_top1"], compared_on=model["dataset_version"], margin=margin)
+        return PromotionDecision(model_id, dataset, True, f"first champion of {dataset}",
+                                 challenger_top1=model["test_top1"], compared_on=model["dataset_version"], margin=margin)
     ours = _evaluations(connection, model_id)
     theirs = _evaluations(connection, current["model_id"])
     common = [version for version in ours if version in theirs]  # ours is newest first
     if not common:
-        return Decision(
+        return PromotionDecision(
             model_id, dataset, False,
             f"champion {current['model_id']} has no test accuracy on dataset version {model['dataset_version']}: "
-            f"run `hashtagger evaluate {store.local_path(current['artifact_uri'])} "
+            f"run `hashtagger evaluate {artifact_store.local_path(current['artifact_uri'])} "
             f"--dataset-version {model['dataset_version']}`",
             current["model_id"], challenger_top1=model["test_top1"], margin=margin)
     version = model["dataset_version"] if model["dataset_version"] in common else common[0]
@@ -308,7 +313,7 @@ def _compare(connection, model: dict, current: dict | None, margin: float) -> De
     verdict = (f"test top-1 {ours[version]:.2%} against the champion's {theirs[version]:.2%} on version "
                f"{version}: {gain * 100:+.2f} points, margin {margin * 100:.2f}"
                + ("" if beats else " (does not beat the champion)"))
-    return Decision(model_id, dataset, beats, verdict, **figures)
+    return PromotionDecision(model_id, dataset, beats, verdict, **figures)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -351,10 +356,13 @@ def _evaluations(connection, model_id: str) -> dict[str, float]:
             for row in connection.execute(SELECT_EVALUATIONS, {"model_id": model_id})}
 
 
-def _evaluation_metrics(connection, model_id: str) -> dict[str, dict]:
-    """{dataset_version: the evaluation's metrics}, newest evaluation first."""
+def _evaluation_metrics(connection, model_id: str) -> dict[str, EvaluationResult]:
+    """{dataset_version: the evaluation}, newest evaluation first."""
     rows = connection.execute(EVALUATION_METRICS, {"model_id": model_id})
-    return {row.dataset_version: json.loads(row.metrics or "{}") for row in rows}
+    return {row.dataset_version: EvaluationResult.from_dict({"dataset_version": row.dataset_version,
+                                                             "test_top1": float(row.test_top1),
+                                                             **json.loads(row.metrics or "{}")})
+            for row in rows}
 
 
 def _record_evaluation(connection, model_id: str, dataset_version: str, metrics: dict) -> None:
@@ -368,7 +376,7 @@ def _log(connection, model_id: str, dataset: str, event: str, detail: dict) -> N
                                       "event": event, "detail": _json(detail), "at": db.utcnow()})
 
 
-def _figures(decision: Decision) -> dict:
+def _figures(decision: PromotionDecision) -> dict:
     return {"compared_on": decision.compared_on, "challenger_top1": decision.challenger_top1,
             "champion_top1": decision.champion_top1, "margin": decision.margin}
 

@@ -34,7 +34,7 @@ SELECT dataset_version, test_top1, evaluated_at FROM model_evaluations
 WHERE model_id = :model_id ORDER BY evaluated_at DESC
 """)
 EVALUATION_METRICS = sa.text("""
-SELECT dataset_version, metrics FROM model_evaluations
+SELECT dataset_version, test_top1, metrics FROM model_evaluations
 WHERE model_id = :model_id ORDER BY evaluated_at DESC
 """)
 LAST_EVENT = sa.text("""

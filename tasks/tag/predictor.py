@@ -99,9 +99,9 @@ def load(path: str | Path | None = None, runtime: str = "auto", s3_settings=None
 
     runtime: auto (ONNX when exported, else Keras), onnx (ModelNotFound without model.onnx), or keras.
     """
-    from tasks.registry import store
+    from tasks.registry import artifact_store
 
-    path = store.resolve(path, s3_settings=s3_settings) if path else bundled_model()
+    path = artifact_store.resolve(path, s3_settings=s3_settings) if path else bundled_model()
     metadata = artifact.read(path)
     onnx_path = Path(metadata.path) / artifact.ONNX_FILE
     if runtime == "onnx" and not onnx_path.exists():

@@ -304,7 +304,7 @@ def _evaluated_and_saved(model, config: TrainConfig, recipe: recipes.Recipe, dat
             title=f"{config.architecture} / {config.recipe} on {dataset.name}",
             outlier_sets=outliers.held_out_sets(dataset.name, dataset.class_names, settings))
         metadata = artifact.describe(
-            model=model, config=config, recipe=recipe, dataset=dataset, metrics=metrics,
+            model=model, config=config, recipe=recipe, dataset=dataset, metrics=metrics.as_dict(),
             history=fitted.history, epochs_done=fitted.epochs_done, training_seconds=fitted.seconds,
             train_images=train_images, resumed_from=fitted.resumed_from)
         return artifact.save(model, metadata, settings, reports_dir=reports_dir,

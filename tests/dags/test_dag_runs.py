@@ -338,7 +338,7 @@ def test_a_smoke_run_leaves_the_bundled_model_serving_and_a_new_champion_retags(
                                      "dataset_version": "by-hand", "metrics": {"test_top1": 0.5}})
     engine = db.engine(results_url)
     registry.register(engine, artifact.read_metadata(folder))
-    assert promote.promote(engine, "tiny-champion", "test: a champion by hand").promoted
+    assert promote.promote_manually(engine, "tiny-champion", "test: a champion by hand").promoted
     engine.dispose()
     again = dag_test(fresh, "nightly_tagging", conf, logical_date=None)
     assert sum(shard["tagged"] for shard in returned(again, "tag_shard")) == len(labels)

@@ -79,20 +79,20 @@ def test_evaluate_model_measures_and_writes_the_report(tmp_path):
     history = {"accuracy": [0.3, 0.5], "val_accuracy": [0.4, 0.6], "loss": [2.0, 1.5], "val_loss": [1.8, 1.4]}
     metrics = evaluate.evaluate_model(ColourModel(), colour_dataset(), tta="flip", history=history,
                                       output_dir=tmp_path / "reports", title="colours")
-    assert 0 < metrics["test_top1"] <= metrics["test_top5"] <= 1
-    assert metrics["test_top1_tta"] == pytest.approx(metrics["test_top1"])  # mirror-symmetric stand-in
-    assert set(metrics["per_class_accuracy"]) == {f"c{index}" for index in range(10)}
-    assert metrics["calibration"]["temperature"] > 0 and metrics["dataset_version"] == "v1"
+    assert 0 < metrics.test_top1 <= metrics.test_top5 <= 1
+    assert metrics.test_top1_tta == pytest.approx(metrics.test_top1)  # mirror-symmetric stand-in
+    assert set(metrics.per_class_accuracy) == {f"c{index}" for index in range(10)}
+    assert metrics.calibration["temperature"] > 0 and metrics.dataset_version == "v1"
     written = {path.name for path in (tmp_path / "reports").iterdir()}
     assert written == {"report.md", "metrics.json", "reliability.json", "confusion_matrix.csv",
                        "confusion_matrix.png", "learning_curves.png", "reliability.png", "ood_scores.png"}
-    ood = metrics["ood"]
+    ood = metrics.ood
     assert set(ood["sets"]) == {"noise", "flat", "blurred", "shuffled"}  # no outlier classes given
     assert 0 < ood["threshold"] <= 1 and ood["fitted_on"] == "validation split"
     assert all(0 <= entry["msp"]["auroc"] <= 1 for entry in ood["sets"].values())
     assert json.loads((tmp_path / "reports" / "metrics.json").read_text())["test_images"] == 60
     matrix = np.loadtxt(tmp_path / "reports" / "confusion_matrix.csv", delimiter=",", skiprows=1)
-    assert matrix.sum() == 60 and np.trace(matrix) / 60 == pytest.approx(metrics["test_top1"])
+    assert matrix.sum() == 60 and np.trace(matrix) / 60 == pytest.approx(metrics.test_top1)
     report = (tmp_path / "reports" / "report.md").read_text()
     assert "| top-1 with flip TTA |" in report and "## Out-of-distribution detection" in report
 
@@ -151,7 +151,7 @@ def test_a_model_from_elsewhere_is_evaluated_on_the_latest_local_version(tiny_ci
         reports=False, verbose=0))
     artifact.write_metadata(Path(metadata["path"]), {**metadata, "dataset_version": "made-elsewhere"})
     metrics = evaluate.evaluate_artifact(metadata["path"], config=evaluate.EvaluateConfig(figures=False))
-    assert metrics["dataset_version"] == tiny_cifar.version
+    assert metrics.dataset_version == tiny_cifar.version
     assert tiny_cifar.version in artifact.read_metadata(metadata["path"])["evaluations"]
 
 
@@ -197,14 +197,14 @@ def test_a_model_outside_hashtagger_home_is_left_untouched(tiny_cifar, hashtagge
     before = {path: path.read_bytes() for path in elsewhere.rglob("*") if path.is_file()}
 
     metrics = evaluate.evaluate_artifact(elsewhere, config=evaluate.EvaluateConfig(figures=False))
-    assert Path(metrics["reports_dir"]) == hashtagger_home / "evaluations" / metadata["model_id"]
-    assert (Path(metrics["reports_dir"]) / "report.md").exists()
+    assert Path(metrics.reports_dir) == hashtagger_home / "evaluations" / metadata["model_id"]
+    assert (Path(metrics.reports_dir) / "report.md").exists()
     assert {path: path.read_bytes() for path in elsewhere.rglob("*") if path.is_file()} == before
 
     # the same through the command line, as JSON for scripts
     assert cli.main(["evaluate", str(elsewhere), "--json", "--no-figures", "--no-record"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["model_id"] == metadata["model_id"] and document["reports_dir"] == metrics["reports_dir"]
+    assert document["model_id"] == metadata["model_id"] and document["reports_dir"] == metrics.reports_dir
 
 
 def test_a_cifar100_model_is_measured_on_the_cifar10_classes_outlier_exposure_never_saw(tiny_cifar):

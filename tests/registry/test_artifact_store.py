@@ -18,7 +18,7 @@ from fixtures import tiny_model
 from tasks.registry import artifact
 from tasks.registry import promote
 from tasks.registry import registry
-from tasks.registry import store
+from tasks.registry import artifact_store
 from tasks.store import db
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ def test_a_model_registered_from_one_home_is_served_from_another_empty_one(artif
     assert done.returncode == 0, done.stderr
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome == {"model": f"{artifacts}/models/tiny-s3/", "tagged": 8, "version": "tiny-s3"}
-    cached = other_home / store.CACHE_DIR / "tiny-s3"
+    cached = other_home / artifact_store.CACHE_DIR / "tiny-s3"
     assert (cached / "model.onnx").read_bytes() == (hashtagger_home / "models" / "tiny-s3" / "model.onnx").read_bytes()
     engine.dispose()
 
@@ -100,17 +100,17 @@ def test_a_copy_cached_before_the_onnx_export_is_refreshed_when_the_export_is_up
     folder = tiny_model.build(hashtagger_home / "models" / "late-onnx", "late-onnx")
     onnx = (folder / "model.onnx").read_bytes()
     (folder / "model.onnx").unlink()
-    uri = store.publish(folder, "late-onnx")
-    cached = store.resolve(uri)  # an evaluation on this worker, before promotion
+    uri = artifact_store.publish(folder, "late-onnx")
+    cached = artifact_store.resolve(uri)  # an evaluation on this worker, before promotion
     assert not (cached / "model.onnx").exists()
     (folder / "model.onnx").write_bytes(onnx)
-    store.upload_folder(folder, uri)  # promotion exported and uploaded it
-    assert store.resolve(uri) == cached and (cached / "model.onnx").read_bytes() == onnx
+    artifact_store.upload_folder(folder, uri)  # promotion exported and uploaded it
+    assert artifact_store.resolve(uri) == cached and (cached / "model.onnx").read_bytes() == onnx
 
 
 def test_an_unreachable_artifact_says_where_it_looked(artifacts):
-    with pytest.raises(store.StoreError, match="nothing there"):
-        store.resolve(f"{artifacts}/models/never-uploaded/")
+    with pytest.raises(artifact_store.StoreError, match="nothing there"):
+        artifact_store.resolve(f"{artifacts}/models/never-uploaded/")
 
 
 def test_a_prepared_dataset_version_travels_through_the_store(artifacts, hashtagger_home, tmp_path):
@@ -120,21 +120,21 @@ def test_a_prepared_dataset_version_travels_through_the_store(artifacts, hashtag
     (version / "test").mkdir(parents=True)
     (version / "manifest.json").write_text(json.dumps({"name": "cifar10", "version": "0123456789abcdef"}))
     (version / "test" / "images.npy").write_bytes(os.urandom(4096))
-    uri = store.push_dataset("cifar10", "0123456789abcdef")
+    uri = artifact_store.push_dataset("cifar10", "0123456789abcdef")
     assert uri == f"{artifacts}/datasets/cifar10/0123456789abcdef/"
     elsewhere = Settings(home=tmp_path / "training-host")
-    latest, pulled = store.pull_dataset("cifar10", None, elsewhere)  # the store's latest version
+    latest, pulled = artifact_store.pull_dataset("cifar10", None, elsewhere)  # the store's latest version
     assert (latest, pulled) == ("0123456789abcdef", elsewhere.datasets_dir / "cifar10" / "0123456789abcdef")
     assert (pulled / "test" / "images.npy").read_bytes() == (version / "test" / "images.npy").read_bytes()
 
 
 def test_without_a_store_datasets_and_models_stay_on_this_disk(hashtagger_home, monkeypatch):
     monkeypatch.delenv("HASHTAGGER_ARTIFACTS", raising=False)
-    assert store.push_dataset("cifar10", "0123456789abcdef") is None
-    assert store.pull_dataset("cifar10", None) == (None, None)
-    assert store.publish(hashtagger_home / "models" / "m1", "m1") == "home:models/m1"
-    with pytest.raises(store.StoreError, match="s3://bucket/prefix"):
-        store.StoreConfig.from_env({"HASHTAGGER_ARTIFACTS": "/mnt/models"})
+    assert artifact_store.push_dataset("cifar10", "0123456789abcdef") is None
+    assert artifact_store.pull_dataset("cifar10", None) == (None, None)
+    assert artifact_store.publish(hashtagger_home / "models" / "m1", "m1") == "home:models/m1"
+    with pytest.raises(artifact_store.StoreError, match="s3://bucket/prefix"):
+        artifact_store.StoreConfig.from_env({"HASHTAGGER_ARTIFACTS": "/mnt/models"})
 
 
 def test_the_train_command_accepts_a_dataset_that_only_the_store_holds(artifacts, hashtagger_home, tmp_path,
@@ -148,7 +148,7 @@ def test_the_train_command_accepts_a_dataset_that_only_the_store_holds(artifacts
     version = hashtagger_home / "datasets" / "cifar10" / "0123456789abcdef"
     version.mkdir(parents=True)
     (version / "manifest.json").write_text(json.dumps({"name": "cifar10", "version": "0123456789abcdef"}))
-    store.push_dataset("cifar10", "0123456789abcdef")
+    artifact_store.push_dataset("cifar10", "0123456789abcdef")
     monkeypatch.setenv("HASHTAGGER_HOME", str(tmp_path / "training-host"))  # nothing prepared on this disk
     train_command.check_dataset("cifar10", Settings.from_env())
     assert (tmp_path / "training-host" / "datasets" / "cifar10" / "0123456789abcdef" / "manifest.json").exists()

@@ -101,7 +101,7 @@ def test_promotion_exports_the_champion_and_serving_uses_it(tiny_cifar, real_ima
     # a 1-epoch train_limit run is a smoke run: never promoted automatically, and nothing is exported
     assert "smoke run" in promote.auto_promote(engine, metadata["model_id"]).reason
     assert not (folder / artifact.ONNX_FILE).exists()
-    decision = promote.promote(engine, metadata["model_id"], "by hand, to test the export")
+    decision = promote.promote_manually(engine, metadata["model_id"], "by hand, to test the export")
     assert decision.promoted and (folder / artifact.ONNX_FILE).exists()
     assert pipeline.champion_path("cifar10") == f"home:models/{folder.name}"
     served = pipeline.serving_model(dataset="cifar10")

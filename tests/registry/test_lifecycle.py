@@ -20,7 +20,7 @@ from tasks.cli import main as cli
 from tasks.registry import artifact
 from tasks.registry import promote
 from tasks.registry import registry
-from tasks.registry import store
+from tasks.registry import artifact_store
 from tasks.store import db
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ def cli_db(db_url, monkeypatch):
 
 
 def bundled_id(dataset: str = "cifar10") -> str:
-    return json.loads((store.BUNDLED_DIR / dataset / "metadata.json").read_text())["model_id"]
+    return json.loads((artifact_store.BUNDLED_DIR / dataset / "metadata.json").read_text())["model_id"]
 
 
 def trained(folder: Path, model_id: str, top1: float, epochs: int = 10, train_limit: int | None = None,
@@ -133,7 +133,7 @@ def test_the_floor_and_the_margin_are_gates_and_a_full_better_run_takes_over(eng
     other_version = {**trained(tmp_path / "elsewhere", "elsewhere", 0.99), "dataset_version": "c3c3c3c3c3c3c3c3"}
     registry.register(engine, {**other_version, "metrics": {"test_top1": 0.99, "dataset_version": "c3c3c3c3c3c3c3c3"}})
     # not the same test split: the champion must be evaluated there first, and the reason says how
-    assert (f"hashtagger evaluate {store.BUNDLED_DIR / 'cifar10'} --dataset-version c3c3c3c3c3c3c3c3"
+    assert (f"hashtagger evaluate {artifact_store.BUNDLED_DIR / 'cifar10'} --dataset-version c3c3c3c3c3c3c3c3"
             in promote.auto_promote(engine, "elsewhere").reason)
     registry.register(engine, trained(tmp_path / "better", "better", bundled_top1 + 0.01))
     decision = promote.auto_promote(engine, "better")
@@ -145,11 +145,11 @@ def test_the_floor_and_the_margin_are_gates_and_a_full_better_run_takes_over(eng
 def test_rollback_always_returns_to_the_bundled_model(engine, tmp_path):
     # a champion crowned before the database knew its baseline (a registry from before this change)
     registry.register(engine, trained(tmp_path / "bad", "bad", 0.10, epochs=1, train_limit=2000))
-    registry.promote(engine, "bad", "first champion, unchecked")
+    registry.set_champion(engine, "bad", "first champion, unchecked")
     decision = promote.rollback(engine, "cifar10")
     assert decision.model_id == bundled_id() and champion_id(engine) == bundled_id()
     registry.register(engine, trained(tmp_path / "manual", "manual", 0.6))
-    promote.promote(engine, "manual", "by hand")
+    promote.promote_manually(engine, "manual", "by hand")
     assert promote.rollback(engine, "cifar10").model_id == bundled_id()
     with pytest.raises(registry.RegistryError, match="nothing to roll back to"):
         promote.rollback(engine, "cifar10")
@@ -229,14 +229,14 @@ def test_example_queries_run_on_the_views(engine, cli_db, tmp_path):
 # ---------------------------------------------------------------------------------------------- portability
 
 def test_bundled_references_resolve_against_the_current_install(tmp_path):
-    assert store.reference(store.BUNDLED_DIR / "cifar10") == "bundled:cifar10"
-    assert store.resolve("bundled:cifar10") == store.BUNDLED_DIR / "cifar10"
+    assert artifact_store.reference(artifact_store.BUNDLED_DIR / "cifar10") == "bundled:cifar10"
+    assert artifact_store.resolve("bundled:cifar10") == artifact_store.BUNDLED_DIR / "cifar10"
     # a registry written before references: an absolute path into an install that is gone
     gone = tmp_path / "old-venv" / "lib" / "python3.11" / "site-packages" / "models" / "bundled" / "cifar100"
-    assert store.resolve(str(gone)) == store.BUNDLED_DIR / "cifar100"
+    assert artifact_store.resolve(str(gone)) == artifact_store.BUNDLED_DIR / "cifar100"
     home = Path(os.environ["HASHTAGGER_HOME"])
-    assert store.reference(home / "models" / "m1") == "home:models/m1"
-    assert store.resolve("home:models/m1") == home / "models" / "m1"
+    assert artifact_store.reference(home / "models" / "m1") == "home:models/m1"
+    assert artifact_store.resolve("home:models/m1") == home / "models" / "m1"
 
 
 DRIVER = """
@@ -249,7 +249,7 @@ sys.exit(main.main(sys.argv[1:]))
 def test_a_registry_row_from_before_references_gets_the_bundled_reference(engine):
     """Registries written before this change hold the bundled model as an absolute path into the
     install of the day; the next write path rewrites it as bundled:<dataset>."""
-    metadata = artifact.read_metadata(store.BUNDLED_DIR / "cifar10")
+    metadata = artifact.read_metadata(artifact_store.BUNDLED_DIR / "cifar10")
     gone = "/old/venv/lib/python3.11/site-packages/models/bundled/cifar10"
     registry.register(engine, {**metadata, "artifact_uri": gone})
     registry.ensure_baseline(engine)
@@ -260,10 +260,10 @@ def test_a_registry_row_from_before_references_gets_the_bundled_reference(engine
 def test_an_updated_bundled_model_takes_over_from_the_one_it_replaces(engine):
     """The lead retrains the bundled models: the files change, the reference stays. The old bundled
     champion gives way, and a rollback cannot bring back a model whose files are gone."""
-    metadata = artifact.read_metadata(store.BUNDLED_DIR / "cifar10")
+    metadata = artifact.read_metadata(artifact_store.BUNDLED_DIR / "cifar10")
     old = {**metadata, "model_id": "resnet9-cifar10-before", "artifact_uri": "bundled:cifar10"}
     registry.register(engine, old)
-    registry.promote(engine, "resnet9-cifar10-before", "the bundled model of an older install")
+    registry.set_champion(engine, "resnet9-cifar10-before", "the bundled model of an older install")
     assert registry.ensure_baseline(engine) == [bundled_id(), bundled_id("cifar100")]
     assert champion_id(engine) == bundled_id()
     with pytest.raises(registry.RegistryError, match="now holds"):

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from tasks import errors, pipeline
+from tasks.evaluate.result import EvaluationResult
 from tasks.registry import artifact
 from tasks.cli import main as cli
 from tasks.store import db
@@ -126,7 +127,7 @@ def test_a_model_serving_test_time_augmentation_is_promoted_by_hand_only(engine,
     assert "serves flip test-time augmentation" in decision.reason
     assert "hashtagger models promote champ-flip" in decision.reason
     assert champions(engine) == ["champ"]
-    assert promote.promote(engine, "champ-flip", "accept two passes", onnx=False).promoted
+    assert promote.promote_manually(engine, "champ-flip", "accept two passes", onnx=False).promoted
     assert champions(engine) == ["champ-flip"]
 
 
@@ -150,7 +151,7 @@ def test_models_on_another_dataset_version_compare_only_on_a_common_version(engi
     decision = promote.auto_promote(engine, "new", onnx=False)
     assert not decision.promoted and "--dataset-version " + VERSION_2 in decision.reason
     # once the champion is evaluated on the new version, the two compare there
-    registry.record_evaluation(engine, "old", {"dataset_version": VERSION_2, "test_top1": 0.94})
+    registry.record_evaluation(engine, "old", EvaluationResult(dataset_version=VERSION_2, test_top1=0.94))
     decision = promote.auto_promote(engine, "new", onnx=False)
     assert decision.promoted and decision.compared_on == VERSION_2
     assert decision.champion_top1 == pytest.approx(0.94)
@@ -159,7 +160,7 @@ def test_models_on_another_dataset_version_compare_only_on_a_common_version(engi
 def test_manual_promotion_and_rollback_walk_the_history(engine, tmp_path):
     for model_id, top1 in (("a", 0.80), ("b", 0.70), ("c", 0.60)):
         add(engine, tmp_path, model_id, top1)
-        promote.promote(engine, model_id, "chosen by hand", onnx=False)  # manual: accuracy not checked
+        promote.promote_manually(engine, model_id, "chosen by hand", onnx=False)  # manual: accuracy not checked
     assert champions(engine) == ["c"]
     assert promote.rollback(engine, DATASET, onnx=False).model_id == "b"
     assert champions(engine) == ["b"]
@@ -184,7 +185,7 @@ def test_champions_are_per_dataset(engine, tmp_path):
 def test_the_database_refuses_a_second_champion(engine, tmp_path):
     add(engine, tmp_path, "m1", 0.8)
     add(engine, tmp_path, "m2", 0.9)
-    promote.promote(engine, "m1", onnx=False)
+    promote.promote_manually(engine, "m1", onnx=False)
     with pytest.raises(sa.exc.IntegrityError):
         with engine.begin() as connection:
             connection.execute(sa.text("UPDATE models SET status = 'champion' WHERE model_id = 'm2'"))
@@ -212,7 +213,7 @@ def test_racing_auto_promotions_leave_exactly_one_champion_the_best(engine, tmp_
         def contend(model_id: str) -> None:
             try:
                 barrier.wait()
-                registry.auto_promote(engine, model_id)
+                registry.set_champion_if_gates_pass(engine, model_id)
             except BaseException as error:  # surfaced below: a thread's exception is otherwise lost
                 errors.append(error)
 
@@ -238,7 +239,7 @@ def test_racing_manual_promotions_leave_exactly_one_champion(engine, tmp_path):
     def contend(model_id: str) -> None:
         try:
             barrier.wait()
-            registry.promote(engine, model_id, "race")
+            registry.set_champion(engine, model_id, "race")
         except BaseException as error:
             errors.append(error)
 

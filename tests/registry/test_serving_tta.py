@@ -78,10 +78,10 @@ def test_evaluate_measures_the_wrapped_model_as_the_flip_figure_of_the_plain_one
     plain = evaluate.evaluate_artifact(trained["path"], tta="flip", config=config)
     wrapped = tta.with_tta(trained["path"], hashtagger_home / "served-flip")
     served = evaluate.evaluate_artifact(wrapped.path, config=config)
-    assert served["serving_tta"] == "flip" and plain["serving_tta"] == "none"
-    assert served["test_top1"] == pytest.approx(plain["test_top1_tta"], abs=1.5 / served["test_images"])
-    assert served["calibration"]["temperature"] > 0 and "threshold" in served["ood"]
-    assert artifact.read(wrapped.path).test_top1 == served["test_top1"]  # recorded beside the model
+    assert served.serving_tta == "flip" and plain.serving_tta == "none"
+    assert served.test_top1 == pytest.approx(plain.test_top1_tta, abs=1.5 / served.test_images)
+    assert served.calibration["temperature"] > 0 and "threshold" in served.ood
+    assert artifact.read(wrapped.path).test_top1 == served.test_top1  # recorded beside the model
     assert evaluate.recipe_tta(artifact.read_metadata(wrapped.path)) == "none"  # no TTA on top of TTA
 
 

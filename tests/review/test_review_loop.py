@@ -146,9 +146,9 @@ def check_gate(engine, trained, slices) -> None:
 
     assert slices[0]["top1"] != slices[1]["top1"], f"the two seeds tie on the reviewed slice: {slices}"
     better, worse = sorted(trained, key=lambda model: -model.metrics["reviewed_slice"]["top1"])
-    promote.promote(engine, better.model_id, "test: the champion", onnx=False)
+    promote.promote_manually(engine, better.model_id, "test: the champion", onnx=False)
     with engine.connect() as connection:
-        verdict = registry.decide(connection, worse.model_id)
+        verdict = registry.decide_promotion(connection, worse.model_id)
     assert not verdict.promoted
     assert "reviewed slice of version" in verdict.reason and "margin of 0.00 points" in verdict.reason
     assert "rule: a challenger must not do worse than the champion" in verdict.reason

@@ -385,11 +385,11 @@ def test_a_nightly_shard_reaches_bucket_and_model_through_its_settings_never_the
     lists, reads and tags the bucket, fetches its s3:// model, and the run page gets its thumbnails; the
     environment is the same afterwards."""
     from tasks import pipeline
-    from tasks.registry import store
+    from tasks.registry import artifact_store
 
     expected = fill(bucket)
     name = bucket[0]
-    store.upload_folder(tiny_model.build(tmp_path / "tiny"), f"s3://{name}/models/tiny/")
+    artifact_store.upload_folder(tiny_model.build(tmp_path / "tiny"), f"s3://{name}/models/tiny/")
     settings = pipeline.S3Settings(endpoint_url=moto.endpoint, access_key_id="testing",
                                    secret_access_key="testing", region="us-east-1")
     dead = MotoS3()
