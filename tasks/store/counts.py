@@ -34,6 +34,10 @@ class RunCounts:
         rows = [cls.of(row) for row in rows]
         return cls(**{name: sum(getattr(row, name) for row in rows) for name in FIELDS})
 
+    def __add__(self, other: "RunCounts") -> "RunCounts":
+        """Field by field: a run's counts and one more batch's."""
+        return RunCounts(**{name: getattr(self, name) + getattr(other, name) for name in FIELDS})
+
     def counts(self) -> dict[str, int]:
         """{field: value}, in the order of the fields."""
         return {name: getattr(self, name) for name in FIELDS}
