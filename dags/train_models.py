@@ -118,7 +118,8 @@ def train_models():
         context = get_current_context()
         evaluated = [pipeline.EvaluationResult.from_dict(model) for model in evaluated]
         db_url, results = connections.results_db_url(), []
-        for dataset in sorted({model.dataset for model in evaluated}):
+        # by the dataset the registry files them under: a model trained on cifar10-reviewed competes in cifar10
+        for dataset in sorted({model.registered_dataset for model in evaluated}):
             result = pipeline.promote_best(evaluated, dataset, db_url)
             if result["promoted"]:
                 context["outlet_events"][PROMOTED].add(CHAMPIONS[dataset], extra={

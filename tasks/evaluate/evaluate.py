@@ -122,7 +122,8 @@ def evaluate_model(model, dataset: Dataset, tta: str = "none", history: dict | N
             dataset.version, slice_probs, dataset["y_reviewed"], calibration_metrics["temperature"],
             ood_metrics["threshold"]).as_dict()
     result = EvaluationResult(
-        dataset=dataset.name, dataset_version=dataset.version, test_top1=top_k_accuracy(test_probs, y_test, 1),
+        dataset=dataset.name, family=None if dataset.family == dataset.name else dataset.family,
+        dataset_version=dataset.version, test_top1=top_k_accuracy(test_probs, y_test, 1),
         test_top5=top_k_accuracy(test_probs, y_test, top5), test_images=int(len(y_test)), tta=tta, **with_tta,
         per_class_accuracy=per_class_accuracy(test_probs, y_test, class_names), calibration=calibration_metrics,
         ood=ood_metrics, reviewed_slice=slice_metrics)

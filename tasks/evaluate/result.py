@@ -23,6 +23,8 @@ class EvaluationResult:
 
     dataset: str | None = None  # the dataset evaluated on (a reviewed dataset's own name, e.g. cifar10-reviewed)
     dataset_version: str | None = None  # the version whose test split this is: compare only on the same one
+    # the dataset its models are registered and served under when not `dataset`: a reviewed dataset's base
+    family: str | None = None
     test_top1: float  # share of test images whose most probable class is the true one
     test_top5: float | None = None  # share whose true class is among the 5 most probable (all, under 5 classes)
     test_images: int | None = None  # images in the test split
@@ -54,6 +56,11 @@ class EvaluationResult:
         document = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
                     if field.name != "extra" and getattr(self, field.name) is not None}
         return {**document, **{key: value for key, value in self.extra.items() if key not in document}}
+
+    @property
+    def registered_dataset(self) -> str | None:
+        """The dataset the registry files the evaluated model under (whose champion it may replace)."""
+        return self.family or self.dataset
 
     def identified(self, model_id: str | None = None, path: str | None = None,
                    architecture: str | None = None, reports_dir: str | None = None) -> "EvaluationResult":

@@ -103,7 +103,7 @@ def promote_best(candidates: list[EvaluationResult], dataset: str, db_url: str |
     Each goes through `auto_promote_model`: one champion per dataset, even under concurrent promotions.
     Returns the best model's id, the one promoted (or None), the champion after, and every decision.
     """
-    candidates = sorted((candidate for candidate in candidates if candidate.dataset == dataset),
+    candidates = sorted((candidate for candidate in candidates if candidate.registered_dataset == dataset),
                         key=lambda candidate: (-candidate.test_top1, candidate.model_id))
     if not candidates:
         raise ValueError(f"no trained {dataset} model to promote")

@@ -92,6 +92,7 @@ def loop(results_db_url, tmp_path, hashtagger_home, tiny_cifar, tiny_cifar_tree,
 @pytest.mark.slow
 def test_reviews_become_a_dataset_a_model_and_a_promotion_gate(loop, results_db_url, hashtagger_home):
     from tasks import pipeline
+    from tasks.evaluate.result import EvaluationResult
 
     env, engine, standing, photos, gone = loop
     prepared = cli(env, "data", "prepare", NAME, "--from-reviews", "--base", "cifar10", "--slice-fraction", "0.5")
@@ -113,6 +114,8 @@ def test_reviews_become_a_dataset_a_model_and_a_promotion_gate(loop, results_db_
         assert 0.0 <= figures["top1_low"] <= figures["top1"] <= figures["top1_high"] <= 1.0
         assert 0.0 <= figures["abstention"] <= 1.0
     assert trained[0].dataset == "cifar10"  # served and compared as the base's models
+    evaluated = EvaluationResult.from_dict(trained[0].metrics)  # what the train DAG's promote task groups by
+    assert (evaluated.dataset, evaluated.registered_dataset) == (NAME, "cifar10")
     shown = cli(env, "evaluate", trained[0].path, "--no-figures").stdout
     assert "test set: top-1" in shown and "reviewed slice: top-1" in shown, shown
     assert f"{slices[0]['labelled']:,} images with a class" in shown
