@@ -110,7 +110,7 @@ def record_summary(hashtags: dict) -> dict:
 
     context = get_current_context()
     key = pipeline.run_key(context.get("logical_date"), context["run_id"])
-    summary = pipeline.summarize_run(key, context["params"]["shards"], connections.results_db_url())
+    summary = pipeline.summarize_run(key, context["params"]["shards"], connections.results_db_url()).as_dict()
     summary.update(source=context["params"]["source"], x=hashtags.get("x"))
     context["outlet_events"][RESULTS].extra = summary
     # the Asset event's extra carries the status (succeeded_with_failures) and the failed count

@@ -13,6 +13,7 @@ from pathlib import Path
 from tasks.pipeline.common import (RunActive, RunFailed, S3Settings, ensure_baseline, plain_engine,
                                    results_engine, settings)
 from tasks.pipeline.models import champion_path
+from tasks.store.counts import RunCounts
 
 log = logging.getLogger(__name__)
 
@@ -156,19 +157,34 @@ def shard_limit(max_images: int | None, shards: int) -> int | None:
     return None if max_images is None else -(-int(max_images) // shards)
 
 
-def summarize_run(key: str, shards: int, db_url: str | None = None) -> dict:
-    """Totals over the shard runs of one DAG run, as recorded in tagging_runs; `run_ids` lists them. With a
-    manifest (plan_night), the runs of the night since it was written, whatever their shard count (a small
-    night runs fewer than asked; a cleared one plans again); without, the `shards` shard runs of `key`."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NightSummary(RunCounts):
+    """One nightly run's totals (summarize_run): the RunCounts of its shard runs summed, with the images its
+    listing found done added to `seen` and `skipped`; `as_dict` is its JSON (XCom, the Asset event's extra)."""
+
+    run_key: str
+    status: str  # tasks/store/runs.py overall_status of the shard runs
+    shard_runs: int = 0
+    run_ids: tuple[str, ...] = ()  # the shard runs counted (the run page shows them)
+    model_ids: tuple[str, ...] = ()  # the models they tagged with (one, unless a night was cleared across a change)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def summarize_run(key: str, shards: int, db_url: str | None = None) -> NightSummary:
+    """Totals over the shard runs of one DAG run, as recorded in tagging_runs. With a manifest (plan_night),
+    the runs of the night since it was written, whatever their shard count (a small night runs fewer than
+    asked; a cleared one plans again); without, the `shards` shard runs of `key`."""
     from tasks.store import manifest, runs
-    from tasks.store.counts import RunCounts
 
     engine = results_engine(db_url)
     night = manifest.header(engine, key)
     rows = runs.night_runs(engine, key) if night is not None else \
         runs.runs(engine, [shard_run_id(key, shard, shards) for shard in range(shards)])
-    counts = RunCounts.total(rows).counts()
+    counts = RunCounts.total(rows)
     if night is not None and night.status == "ready":  # images the listing found done: no shard saw them
-        counts.update(seen=counts["seen"] + night.done, skipped=counts["skipped"] + night.done)
-    return dict(counts, run_key=key, shard_runs=len(rows), model_ids=sorted({row["model_id"] for row in rows}),
-                status=runs.overall_status([row["status"] for row in rows]), run_ids=[row["run_id"] for row in rows])
+        counts = dataclasses.replace(counts, seen=counts.seen + night.done, skipped=counts.skipped + night.done)
+    return NightSummary(**counts.counts(), run_key=key, status=runs.overall_status([row["status"] for row in rows]),
+                        shard_runs=len(rows), run_ids=tuple(row["run_id"] for row in rows),
+                        model_ids=tuple(sorted({row["model_id"] for row in rows})))

@@ -126,7 +126,10 @@ def train(spec: dict, register: bool = False, db_url: str | None = None, callbac
 def train_model(spec: dict) -> dict:
     """Train one model (the DAG's task: the evaluate task registers it in the DAG's database); its summary,
     with `artifact_uri`, the model's reference in the artifact store (its folder when none is set)."""
-    return _publish(model_summary(train(spec)))
+    from tasks.registry import artifact_store
+
+    trained = train(spec)  # uploaded to the artifact store when one is set, so that any worker can evaluate it
+    return model_summary(trained, artifact_store.publish(trained.path, trained.model_id, settings()))
 
 
 def find_dataset(name: str, version: str | None = None, where: Settings | None = None) -> Path:
@@ -147,20 +150,14 @@ def _pull_dataset(name: str, version: str | None) -> str | None:
     return artifact_store.pull_dataset(name, version, settings())[0]
 
 
-def _publish(summary: dict) -> dict:
-    """Upload the model folder to the artifact store when one is set; the summary gains its reference."""
-    from tasks.registry import artifact_store
-
-    return dict(summary, artifact_uri=artifact_store.publish(summary["path"], summary["model_id"], settings()))
-
-
-def model_summary(metadata) -> dict:
-    """What a DAG passes on about a model (ModelMetadata): ids, path, test accuracy; JSON-friendly."""
-    metrics = metadata.metrics or {}
-    return {"model_id": metadata.model_id, "path": metadata.path, "architecture": metadata.architecture,
-            "dataset": metadata.dataset, "dataset_version": metadata.dataset_version,
-            "test_top1": metrics.get("test_top1"), "test_top5": metrics.get("test_top5"),
-            "test_images": metrics.get("test_images")}
+def model_summary(metadata, artifact_uri: str | None = None) -> dict:
+    """What the train task passes on about a trained model (ModelMetadata), JSON-friendly: its id, what it
+    is, its test top-1 (a fraction of the JPEG test set) and where it is: `path` on this host, `artifact_uri`
+    for every host (the artifact store's reference; the folder when none is set). The evaluate task reads
+    the rest from the artifact."""
+    return {"model_id": metadata.model_id, "architecture": metadata.architecture, "dataset": metadata.dataset,
+            "dataset_version": metadata.dataset_version, "test_top1": (metadata.metrics or {}).get("test_top1"),
+            "path": metadata.path, "artifact_uri": artifact_uri or metadata.path}
 
 
 def evaluate(model_path: str, dataset_version: str | None = None, tta: str = "none", output_dir: str | None = None,

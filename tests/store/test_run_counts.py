@@ -41,7 +41,7 @@ def _every_path(db_url: str, key: str, folder: Path) -> dict[str, dict[str, int]
         page = report.summary(report.load_runs(engine, [run_id]), 0, 0).as_dict()
     finally:
         engine.dispose()
-    totals = pipeline.summarize_run(key, 1, db_url)
+    totals = pipeline.summarize_run(key, 1, db_url).as_dict()
     return {path: {name: values[name] for name in counts.FIELDS}
             for path, values in (("summary", summary), ("row", row), ("totals", totals), ("page", page))}
 

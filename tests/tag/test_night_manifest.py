@@ -63,14 +63,15 @@ def test_a_night_lists_the_folder_once_for_any_shard_count_and_a_rerun_adds_noth
     assert sum(summary["tagged"] for summary in summaries) == 13
     assert scalar(results_db_url, "SELECT COUNT(*) FROM image_results") == 13
     assert sum(summary["not_images"] for summary in summaries) >= 1
-    total = pipeline.summarize_run(KEY, shards, results_db_url)
+    total = pipeline.summarize_run(KEY, shards, results_db_url).as_dict()
     assert (total["seen"], total["tagged"], total["not_images"]) == (13, 13, 1)
 
     listings.clear()
     again, summaries = night(str(folder), model_dir, results_db_url, shards)  # the same night, cleared
     assert (listings, again["new"], again["done"], summaries) == ([str(folder)], 0, 13, [])
     assert scalar(results_db_url, "SELECT COUNT(*) FROM image_results") == 13
-    total = pipeline.summarize_run(KEY, shards, results_db_url)  # this attempt's: what the first tagged is done
+    # this attempt's totals: what the first attempt tagged is done now
+    total = pipeline.summarize_run(KEY, shards, results_db_url).as_dict()
     assert (total["seen"], total["tagged"], total["skipped"], total["shard_runs"]) == (13, 0, 13, 0)
 
     (folder / "late.jpg").write_bytes(hostile.jpeg((40, 32), (10, 10, 240)))
@@ -95,9 +96,9 @@ def test_a_small_night_runs_fewer_shards_and_its_summary_finds_them(
     assert found["shards"] == 3
     assert [summary["run_id"] for summary in summaries] == [f"nightly-small-shard{shard}of3" for shard in range(3)]
     assert sum(summary["seen"] for summary in summaries) == 13
-    total = pipeline.summarize_run("nightly-small", 8, results_db_url)
+    total = pipeline.summarize_run("nightly-small", 8, results_db_url).as_dict()
     assert (total["tagged"], total["shard_runs"], total["run_ids"]) == (
-        13, 3, [summary["run_id"] for summary in summaries])
+        13, 3, tuple(summary["run_id"] for summary in summaries))
     assert scalar(results_db_url, "SELECT shards FROM night_manifests WHERE run_key = 'nightly-small'") == 3
 
     for extra in range(4):  # cleared, with 4 more images: planned again over fewer shards than its first try
@@ -106,9 +107,9 @@ def test_a_small_night_runs_fewer_shards_and_its_summary_finds_them(
     again, summaries = night(str(folder), model_dir, results_db_url, 8, key="nightly-small")
     assert (again["shards"], again["new"], [summary["run_id"] for summary in summaries]) == (
         1, 4, ["nightly-small-shard0of1"])
-    total = pipeline.summarize_run("nightly-small", 8, results_db_url)
+    total = pipeline.summarize_run("nightly-small", 8, results_db_url).as_dict()
     assert (total["seen"], total["tagged"], total["skipped"], total["run_ids"]) == (
-        17, 4, 13, ["nightly-small-shard0of1"])
+        17, 4, 13, ("nightly-small-shard0of1",))
 
 
 def test_a_verify_night_reads_everything_once_listed(tmp_path, model_dir, results_db_url, hashtagger_home,

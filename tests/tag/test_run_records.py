@@ -93,7 +93,7 @@ def test_every_shipped_query_is_right_for_a_sharded_nightly_run(tmp_path, result
     assert answers["abstained_images"] == []  # the samples are all recognised
     assert answers["reviewed_accuracy"] == []  # nobody has reviewed an image yet
 
-    summary = pipeline.summarize_run("nightly-20261204T020000Z", shards, results_db_url)
+    summary = pipeline.summarize_run("nightly-20261204T020000Z", shards, results_db_url).as_dict()
     assert (summary["shard_runs"], summary["tagged"], summary["failed"]) == (shards, 8, 5)
     assert summary["status"] == "succeeded_with_failures"
     assert summary["not_images"] == 2, "the skipped non-image files, counted once over the shards"
