@@ -281,8 +281,10 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
     counts = {name: getattr(counted, name) for name in run_counts.BATCH_FIELDS} | {"run_id": run_id, "at": now}
     moved = [item for item in checked if item.moved_from]
     cleared = [{"uri": item.uri} for item in [*tagged, *moved] if getattr(item, "replaces", True)]
+    # new bytes that fail to decode replace the old bytes' results too: a key shows what it holds now
     current = [{"uri": item.uri, "hash": item.content_hash} for item in [*tagged, *moved]
-               if getattr(item, "replaces", True)]
+               if getattr(item, "replaces", True)] + [{"uri": item.uri, "hash": item.content_hash}
+                                                       for item in failed if item.content_hash]
 
     def transaction() -> None:
         with engine.begin() as connection:
@@ -292,8 +294,9 @@ def write_batch(engine: sa.Engine, run_id: str, model_version: str, tagged: list
             if lost:
                 log.warning("%d renamed images lost the results of their bytes to an earlier batch of this run; "
                             "the next run tags them", len(lost))
-            if current:
+            if cleared:
                 connection.execute(CLEAR_FAILURES, cleared)  # a file that failed before and is fixed now
+            if current:
                 connection.execute(DROP_OLD_RESULTS, current)
             upsert(connection, FAILURES, failure_rows)
             upsert(connection, files.FILES, files.rows([item for item in checked if item.uri not in lost], run_id, now))

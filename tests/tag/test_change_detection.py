@@ -203,3 +203,14 @@ def test_a_chain_of_renames_across_batches_is_whole_after_the_next_run(tmp_path,
     assert {uri: results.get(uri) for uri in expected} == expected
     reads.clear()
     assert (run(tmp_path / "photos", model, engine).tagged, reads) == (0, [])
+
+
+def test_a_file_rewritten_with_bytes_that_do_not_decode_loses_its_old_tags(tmp_path, model, engine, reads):
+    paths = colour_folder(tmp_path / "photos", 3)
+    run(tmp_path / "photos", model, engine)
+    paths[1].write_bytes(b"not a picture any more")
+    again = run(tmp_path / "photos", model, engine)
+    assert (again.failed, again.skipped) == (1, 2)
+    assert rows(engine, "SELECT label FROM image_results WHERE image_uri = :uri", uri=str(paths[1])) == [], \
+        "the old bytes' tags went with them"
+    assert len(rows(engine, "SELECT reason FROM image_failures WHERE image_uri = :uri", uri=str(paths[1]))) == 1
