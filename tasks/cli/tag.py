@@ -64,8 +64,8 @@ def _min_confidence(text: str) -> float | str:
 def run(args) -> int:
     from tasks.cli import progress
 
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 0) or (args.workers or 1) < 1:
-        raise errors.UserError("hashtagger tag: --batch-size and --workers must be at least 1, --limit at least 0")
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1) or (args.workers or 1) < 1:
+        raise errors.UserError("hashtagger tag: --batch-size, --workers and --limit must be at least 1")
     if isinstance(args.min_confidence, float) and not 0 <= args.min_confidence <= 1:
         raise errors.UserError(f"hashtagger tag: --min-confidence {args.min_confidence} is not between 0 and 1")
     try:
@@ -122,8 +122,8 @@ def print_summary(summary, model, as_json: bool = False) -> None:
     print(f"  model   {model.model_id} ({model.runtime})")
     others = f"  ({summary.not_images:,} non-image file{'s' * (summary.not_images != 1)} skipped)" \
         if summary.not_images else ""
-    if not summary.seen:
-        print(f"  images  no images found{others}")
+    if not summary.seen:  # an empty source, or a run that stopped before its first batch (its status says)
+        print(f"  images  {'no images found' if summary.status in ('succeeded', 'dry-run') else 'none done'}{others}")
         return
     print(f"  images  {summary.seen:,} seen  {summary.tagged:,} {'to tag' if dry else 'tagged'}  "
           f"{summary.skipped:,} already done  {summary.failed:,} failed{others}")
