@@ -12,7 +12,8 @@ parallel chunks (a small night in fewer: one per 256 images of work), and record
   in the extras for MinIO or any S3-compatible server); X through `x_api` (bearer token as password;
   without it, hashtags come from the offline lexicon).
 - Idempotent: the tagging run ids come from the logical date (or the run id when a run has none), so
-  clearing a run repeats the same runs and leaves one result per image.
+  clearing a run repeats it and leaves one result per image; its totals count the shard runs since its
+  manifest was written again (what the first try tagged is then "already done").
 - The model is the registry's champion for `dataset` (the bundled model until a trained one beats
   it), chosen once per run so that every shard uses the same one; `model` names another artifact folder.
   Tagging is incremental per model: after a champion change, the run tags the images the new champion
