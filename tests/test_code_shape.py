@@ -23,6 +23,15 @@ def _functions():
                 yield path.relative_to(REPO).as_posix(), node
 
 
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_of_the_pipeline_is_longer_than_400_lines():
+    long = [f"{path.relative_to(REPO).as_posix()} ({lines} lines)" for path in (REPO / "tasks").rglob("*.py")
+            if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert long == []
+
+
 def test_no_function_is_longer_than_60_lines():
     long = [f"{path}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
             for path, node in _functions() if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]

@@ -32,10 +32,12 @@ from tasks.evaluate.result import EvaluationResult
 from tasks.registry import artifact
 from tasks.registry import artifact_store
 from tasks.registry import gates
+# the registry's reads, part of its interface (callers use registry.champion, registry.get, ...)
+from tasks.registry.reads import row_dict as _row, champion, champions_history, evaluations, events, get, list_models  # noqa: F401
 from tasks.store import db
 from tasks.store.registry_sql import (
-    EVALUATION_METRICS, EVALUATIONS_IN_ORDER, INSERT_EVENT, INSERT_MODEL, LAST_CROWNING, LAST_EVENT, LIST_EVENTS, LIST_MODELS,
-    PROMOTION_LOCK, SELECT_BASELINE, SELECT_CHAMPION, SELECT_EVALUATIONS, SELECT_MODEL, SET_STATUS, UPDATE_MODEL, UPSERT_EVALUATION)
+    EVALUATION_METRICS, INSERT_EVENT, INSERT_MODEL, LAST_CROWNING, LAST_EVENT, PROMOTION_LOCK, SELECT_BASELINE,
+    SELECT_CHAMPION, SELECT_EVALUATIONS, SELECT_MODEL, SET_STATUS, UPDATE_MODEL, UPSERT_EVALUATION)
 
 DEFAULT_MARGIN = gates.DEFAULT.margin  # 0.2 points of test top-1: the challenger's gain must reach this
 PG_PROMOTION_LOCK = 7_431_002  # advisory lock namespace; the second key is a hash of the dataset name
@@ -202,51 +204,6 @@ def _stale_bundled(row: dict, bundled_id: str) -> bool:
     return row["artifact_uri"] == artifact_store.BUNDLED + row["dataset"] and row["model_id"] != bundled_id
 
 
-# ---------------------------------------------------------------------------------------------- reads
-
-def get(engine: sa.Engine, model_id: str) -> dict | None:
-    with engine.connect() as connection:
-        return _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
-
-
-def list_models(engine: sa.Engine, dataset: str | None = None, status: str | None = None) -> list[dict]:
-    """Registered models, newest first, optionally of one dataset and status."""
-    with engine.connect() as connection:
-        return [_row(row) for row in connection.execute(LIST_MODELS, {"dataset": dataset, "status": status})]
-
-
-def events(engine: sa.Engine, dataset: str | None = None, model_id: str | None = None,
-           limit: int = 50) -> list[dict]:
-    """The change log, newest first."""
-    with engine.connect() as connection:
-        rows = connection.execute(LIST_EVENTS, {"dataset": dataset, "model_id": model_id, "limit": limit})
-        return [{**_row(row), "detail": json.loads(row.detail)} for row in rows]
-
-
-def evaluations(engine: sa.Engine, model_id: str) -> list[dict]:
-    """A model's test accuracies, one per dataset version, oldest first."""
-    with engine.connect() as connection:
-        return [_row(row) for row in connection.execute(EVALUATIONS_IN_ORDER, {"model_id": model_id})]
-
-
-def champion(engine: sa.Engine, dataset: str) -> dict | None:
-    """The champion's registry row, or None; tasks.pipeline.champion_path is the lookup tagging uses."""
-    with engine.connect() as connection:
-        return _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
-
-
-def champions_history(engine: sa.Engine) -> list[dict]:
-    """Each dataset's champion with when it was crowned, why, and the model it replaced."""
-    rows = []
-    for row in list_models(engine, status="champion"):
-        with engine.connect() as connection:
-            crowning = connection.execute(LAST_CROWNING, {"model_id": row["model_id"]}).first()
-        detail = json.loads(crowning.detail) if crowning else {}
-        rows.append({**row, "since": crowning.at if crowning else None, "replaced": detail.get("replaced"),
-                     "reason": detail.get("reason")})
-    return sorted(rows, key=lambda row: row["dataset"])
-
-
 def rollback_target(engine: sa.Engine, dataset: str) -> str | None:
     """The model a rollback would bring back (None: no champion, or nothing before it)."""
     with engine.connect() as connection:
@@ -386,10 +343,6 @@ def _model(engine: sa.Engine, model_id: str) -> dict:
     if model is None:
         raise RegistryError(f"model {model_id} is not registered (see `hashtagger models list`)")
     return model
-
-
-def _row(row) -> dict | None:
-    return dict(row._mapping) if row is not None else None
 
 
 def _json(value) -> str:
