@@ -5,7 +5,8 @@ Every night at 02:00 UTC, and at once when `train_models` promotes a new champio
 `hashtagger://models/<dataset>/champion`; such a run tags with that dataset's new champion): refresh the X hashtag cache, find the images of `source` (a bucket
 `s3://bucket/prefix` or a folder; scheduled runs use `$HASHTAGGER_SOURCE`, default
 `s3://hashtagger/incoming/`) that the champion model has not tagged yet, tag them in up to `shards`
-parallel chunks (a small night in fewer: one per 256 images of work), and record the run's totals.
+parallel chunks (a small night in fewer: one per `min_shard_images`, 256, images of work), and record the
+run's totals.
 
 - Results go to the PostgreSQL of the connection `postgres_default` (table `image_results`, views
   `image_tags`, `image_labels`, `image_hashtags`); the bucket is reached through `aws_default` (its endpoint URL
@@ -82,7 +83,8 @@ def find_new_images() -> list[dict]:
     with retries.fail_fast():  # a missing source or model: fail now, not after every retry
         model_path = params["model"] or str(pipeline.champion_path(_dataset(context), db_url))
         found = pipeline.plan_night(params["source"], model_path, key, shards, db_url,
-                                    connections.s3_settings(params["source"]), verify=params["verify"])
+                                    connections.s3_settings(params["source"]), verify=params["verify"],
+                                    min_shard_images=params["min_shard_images"])
     log.info("%d of %d images of %s are new for %s (%d done, listed once into the manifest of %s, "
              "split over %d of at most %d shards)", found["new"], found["seen"], found["source"],
              found["model_id"], found["done"], key, found["shards"], shards)
@@ -155,7 +157,10 @@ def write_report(summary: dict) -> dict:
                         description="s3://bucket/prefix or a folder the workers can read"),
         "shards": Param(4, type="integer", minimum=1, maximum=64,
                         description="parallel tagging tasks at most (each takes the images whose URI hashes to it; "
-                                    "a small night runs one per 256 images of work)"),
+                                    "a small night runs one per min_shard_images images of work)"),
+        "min_shard_images": Param(256, type="integer", minimum=1,
+                                  description="images of work each shard is worth starting for: a night with "
+                                              "less work runs fewer shards"),
         "dataset": Param("cifar10", enum=sorted(CHAMPIONS),
                          description="whose champion tags (a run started by a new champion: that one's dataset)"),
         "model": Param(None, type=["null", "string"],

@@ -120,9 +120,10 @@ def shard_run_key(run_id: str, shard: int, shards: int) -> str:
 
 
 def plan_night(source: str, model_path: str, key: str, shards: int, db_url: str | None = None,
-               s3: S3Settings | None = None, verify: bool = False) -> dict:
+               s3: S3Settings | None = None, verify: bool = False, min_shard_images: int | None = None) -> dict:
     """List `source` once and write the night's manifest of work (tasks/tag/plan.py) under the run key
-    `key`, split over `shards` at most (a small night over fewer: plan.planned_shards); reads the model's id
+    `key`, split over `shards` at most (a small night over fewer: one per `min_shard_images` images of work,
+    default plan.MIN_SHARD_WORK); reads the model's id
     from its metadata (no model is loaded). Returns {source, model_path, model_id, seen, new, done,
     not_images, shards}: small, for XCom and the log; `shards` is the count the night runs. SourceError
     when the source cannot be listed; ArtifactError (tasks.registry) when `model_path` is not a model."""
@@ -132,7 +133,7 @@ def plan_night(source: str, model_path: str, key: str, shards: int, db_url: str 
     model_id = artifact.read(artifact_store.resolve(model_path, s3_settings=s3)).model_id
     engine = results_engine(db_url)
     opened = sources.open_source(source, s3_settings=s3)
-    night = plan.plan(opened, engine, model_id, key, shards, verify)
+    night = plan.plan(opened, engine, model_id, key, shards, verify, min_shard_images or plan.MIN_SHARD_WORK)
     return {"source": night.source, "model_path": str(model_path), "model_id": model_id, "seen": night.listed,
             "new": night.work, "done": night.done, "not_images": night.other_files, "shards": night.shards}
 
@@ -169,7 +170,10 @@ class NightSummary(RunCounts):
     model_ids: tuple[str, ...] = ()  # the models they tagged with (one, unless a night was cleared across a change)
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON types only: the id tuples as lists (Airflow's XCom would store a tuple as a typed object)."""
+        fields = dataclasses.asdict(self)
+        fields["run_ids"], fields["model_ids"] = list(self.run_ids), list(self.model_ids)
+        return fields
 
 
 def summarize_run(key: str, shards: int, db_url: str | None = None) -> NightSummary:

@@ -9,7 +9,7 @@ a night, whatever the shard count, and the count for the log needs no model.
 
 A small night uses fewer shards than asked: each shard costs a fixed start (an ONNX Runtime session, an S3
 client, its lease and run record: 0.1-0.35 s here, seconds of scheduling on Airflow) that a handful of
-images does not repay, so the manifest is split into at most one shard per MIN_SHARD_WORK images of work
+images does not repay, so the manifest is split into at most one shard per `min_work` images of work
 (reports/noop_night.md: 20 new photos over 4 shards cost more than over one).
 """
 
@@ -26,18 +26,20 @@ from tasks.tag import listing, sources
 
 log = logging.getLogger(__name__)
 
-# images of work a shard is worth starting for: one batch of the tag stage (TagConfig.batch_size)
+# images of work a shard is worth starting for, by default: one batch of the tag stage (TagConfig.batch_size)
 MIN_SHARD_WORK = 256
 
 
-def planned_shards(work: int, shards: int) -> int:
-    """The shards a night with `work` images of work runs: `shards` at most, one per MIN_SHARD_WORK images
+def planned_shards(work: int, shards: int, min_work: int = MIN_SHARD_WORK) -> int:
+    """The shards a night with `work` images of work runs: `shards` at most, one per `min_work` images
     (rounded up), at least one."""
-    return max(1, min(shards, -(-work // MIN_SHARD_WORK)))
+    if min_work < 1:
+        raise ValueError(f"a shard's least work must be at least 1 image, not {min_work}")
+    return max(1, min(shards, -(-work // min_work)))
 
 
 def plan(source: sources.Source, engine: sa.Engine, model_id: str, run_key: str, shards: int,
-         verify: bool = False) -> manifest.Manifest:
+         verify: bool = False, min_work: int = MIN_SHARD_WORK) -> manifest.Manifest:
     """List `source` once and write the manifest of `run_key`: the images that need work for `model_id`
     (every image under `verify`), each with its shard (listing.shard_of, of `shards`). Returns the
     manifest's header (listed, work, other_files). Raises sources.SourceError when the source cannot be
@@ -56,7 +58,7 @@ def plan(source: sources.Source, engine: sa.Engine, model_id: str, run_key: str,
     listed_folders = getattr(source, "listed_folders", None)
     if listed_folders:  # folders that failed to list before and list now: their failures are over
         results.clear_failures(engine, listed_folders)
-    planned = planned_shards(work, shards)
+    planned = planned_shards(work, shards, min_work)
     if planned < shards:  # a small night: its few entries are split again over fewer shards
         manifest.reshard(engine, run_key, lambda uri: listing.shard_of(uri, planned), planned)
     return manifest.finish(engine, run_key, listed, work, getattr(source, "not_images", 0))

@@ -454,8 +454,9 @@ def run(args) -> dict:
 
         if args.train:
             train_a_champion(api, cluster, work, args.timeout, outcome)
-        tasks = run_dag(api, cluster, DAG_ID, {"source": f"s3://{BUCKET}/{PREFIX}", "shards": SHARDS},
-                        args.timeout, outcome)
+        # min_shard_images 1: every shard runs, for a few images
+        conf = {"source": f"s3://{BUCKET}/{PREFIX}", "shards": SHARDS, "min_shard_images": 1}
+        tasks = run_dag(api, cluster, DAG_ID, conf, args.timeout, outcome)
         shards = [task for task in tasks if task["task_id"] == "tag_shard"]
         if len(shards) != SHARDS or any(task["state"] != "success" for task in shards):
             raise ClusterFailure(f"expected {SHARDS} successful tag_shard tasks, got {shards}")

@@ -35,9 +35,11 @@ def scalar(url: str, sql: str):
         return connection.execute(sa.text(sql)).scalar()
 
 
-def night(source: str, model_dir, db_url: str, shards: int, key: str = KEY, verify: bool = False) -> tuple[dict, list]:
+def night(source: str, model_dir, db_url: str, shards: int, key: str = KEY, verify: bool = False,
+          min_shard_images: int | None = None) -> tuple[dict, list]:
     """The nightly DAG's find_new_images, then each order's tag_shard, as the DAG wires them."""
-    found = pipeline.plan_night(source, str(model_dir), key, shards, db_url, verify=verify)
+    found = pipeline.plan_night(source, str(model_dir), key, shards, db_url, verify=verify,
+                                min_shard_images=min_shard_images)
     planned = found["shards"]  # fewer than asked for a small night
     summaries = [pipeline.tag_shard(source, str(model_dir), shard, planned,
                                     pipeline.shard_run_id(key, shard, planned), db_url, manifest=key, verify=verify)
@@ -89,27 +91,26 @@ def test_a_small_night_plans_one_shard_per_batch_of_work(work, asked, planned):
 
 
 def test_a_small_night_runs_fewer_shards_and_its_summary_finds_them(
-        tmp_path, model_dir, results_db_url, hashtagger_home, listings, monkeypatch):
-    monkeypatch.setattr(plan, "MIN_SHARD_WORK", 5)  # 13 images of work: 3 shards of the 8 asked
+        tmp_path, model_dir, results_db_url, hashtagger_home, listings):
     folder = folder_of(tmp_path / "incoming", 13)
-    found, summaries = night(str(folder), model_dir, results_db_url, 8, key="nightly-small")
+    # 13 images of work, a shard worth it from 5: 3 shards of the 8 asked
+    found, summaries = night(str(folder), model_dir, results_db_url, 8, key="nightly-small", min_shard_images=5)
     assert found["shards"] == 3
     assert [summary["run_id"] for summary in summaries] == [f"nightly-small-shard{shard}of3" for shard in range(3)]
     assert sum(summary["seen"] for summary in summaries) == 13
     total = pipeline.summarize_run("nightly-small", 8, results_db_url).as_dict()
     assert (total["tagged"], total["shard_runs"], total["run_ids"]) == (
-        13, 3, tuple(summary["run_id"] for summary in summaries))
+        13, 3, [summary["run_id"] for summary in summaries])
     assert scalar(results_db_url, "SELECT shards FROM night_manifests WHERE run_key = 'nightly-small'") == 3
 
     for extra in range(4):  # cleared, with 4 more images: planned again over fewer shards than its first try
         (folder / f"late{extra}.jpg").write_bytes(hostile.jpeg((40, 32), (10, 60 * extra, 240)))
-    monkeypatch.setattr(plan, "MIN_SHARD_WORK", 256)
     again, summaries = night(str(folder), model_dir, results_db_url, 8, key="nightly-small")
     assert (again["shards"], again["new"], [summary["run_id"] for summary in summaries]) == (
         1, 4, ["nightly-small-shard0of1"])
     total = pipeline.summarize_run("nightly-small", 8, results_db_url).as_dict()
     assert (total["seen"], total["tagged"], total["skipped"], total["run_ids"]) == (
-        17, 4, 13, ("nightly-small-shard0of1",))
+        17, 4, 13, ["nightly-small-shard0of1"])
 
 
 def test_a_verify_night_reads_everything_once_listed(tmp_path, model_dir, results_db_url, hashtagger_home,
