@@ -384,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                 for path in config.paths:
                     store = Store(backend, scratch / "data", f"{kind}-{path}", client, "noop-night")
                     rows.append((label, backend, path, three_nights(kind, files, store, path, config, scratch)))
+                    # the table so far, so that a run cut off (hours at full size) keeps what it measured
+                    Path(args.output).write_text(render(rows, config, None, time.time() - started, partial=True))
         page = list_page_cost(client, "noop-night", "tiles-cli/") if client else None
     finally:
         if server:
@@ -396,8 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(rows, config: NightConfig, page_seconds: float | None, wall: float) -> str:
+def render(rows, config: NightConfig, page_seconds: float | None, wall: float, partial: bool = False) -> str:
     command = f"python benchmarks/noop_night.py --tiles {config.tiles} --photos {config.photos}"
+    planned = 2 * len(config.backends) * len(config.paths)
+    so_far = f" **So far: {len(rows)} of {planned} rows; the run goes on.**" if partial else ""
     page = (f"\nOne ListObjectsV2 page of 1,000 keys from the moto server (its own process, this machine): "
             f"{page_seconds * 1000:.0f} ms (median of up to 5 pages): moto, not AWS.\n") if page_seconds else ""
     return (f"# A night with nothing new (issue 24)\n\n`{command}` ({wall / 60:.0f} min), on {machine()}.\n\n"
@@ -406,7 +410,7 @@ def render(rows, config: NightConfig, page_seconds: float | None, wall: float) -
             "after another. Image bytes read: the lengths Source.read returned (the product's reads, counted "
             "by wrapping them); read_bytes: /proc/<pid>/io of the process (disk reads, model and Python "
             "included; local folders only: a bucket's bytes come over the network from moto, whose objects "
-            "are in its memory, so dropping the page cache does not touch them).\n\n"
+            "are in its memory, so dropping the page cache does not touch them)." + so_far + "\n\n"
             + table(rows) + "\n" + page)
 
 
