@@ -46,7 +46,7 @@ def hashtag_refresh():
         from tasks import pipeline
 
         dataset = get_current_context()["params"]["dataset"]
-        return pipeline.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(), dataset)
+        return pipeline.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(), dataset).as_dict()
 
     migrate() >> refresh()
 

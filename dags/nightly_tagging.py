@@ -68,7 +68,7 @@ def refresh_hashtags() -> dict:
     from tasks import pipeline
 
     return pipeline.refresh_hashtags(connections.results_db_url(), connections.x_bearer_token(),
-                                     _dataset(get_current_context()))
+                                     _dataset(get_current_context())).as_dict()
 
 
 @task

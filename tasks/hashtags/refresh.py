@@ -8,6 +8,8 @@ $X_BEARER_TOKEN.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import logging
 import time
 from typing import Callable
@@ -35,11 +37,31 @@ def default_labels(dataset: str = "cifar10") -> list[str]:
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(BUNDLED_DATASETS)}")
 
 
+@dataclasses.dataclass(frozen=True)
+class RefreshSummary:
+    """What one refresh did: labels by outcome (fetched + empty + fresh + failed + not_tried == labels), the
+    trends' outcome, the requests sent by endpoint, and X's state at the end."""
+
+    labels: int
+    fetched: int = 0  # hashtags cached for the label
+    empty: int = 0  # X answered with no hashtags
+    fresh: int = 0  # fetched within the time to live: not asked again
+    failed: int = 0  # X failed; its cached hashtags stay
+    not_tried: int = 0  # X off, rate-limited or without credentials: the next refresh tries these first
+    trends: str = "not tried"  # ok | fresh | empty | error | not tried
+    requests: dict[str, int] = dataclasses.field(default_factory=dict)  # {endpoint: requests sent}
+    x: str = "on"  # on | no credentials | rate-limited until ... | off (why)
+
+    def as_dict(self) -> dict:
+        """Its JSON (an Airflow task's return value)."""
+        return dataclasses.asdict(self)
+
+
 def refresh(db_engine: sa.Engine, labels: list[str] | None = None, *, dataset: str = "cifar10",
             bearer_token: str | None = None, config: XConfig = XConfig(), force: bool = False,
             clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-            progress: Callable[[int, int], None] | None = None) -> dict:
-    """Fill the hashtag cache from X; returns a small summary (counts of labels by outcome, requests sent).
+            progress: Callable[[int, int], None] | None = None) -> RefreshSummary:
+    """Fill the hashtag cache from X; returns what it did (RefreshSummary).
 
     The database must be migrated already (tasks.pipeline checks). `labels` default to the dataset's class
     names; `force` ignores the time to live; `clock` (epoch seconds) and `sleep` are injectable so that
@@ -47,32 +69,31 @@ def refresh(db_engine: sa.Engine, labels: list[str] | None = None, *, dataset: s
     labels are done, before each and at the end (a progress bar).
     """
     labels = _clean(labels) if labels is not None else default_labels(dataset)
-    summary = {"labels": len(labels), "fetched": 0, "empty": 0, "fresh": 0, "failed": 0, "not_tried": 0,
-               "trends": "not tried", "requests": {}, "x": "on"}
     token = x_api.bearer_token(bearer_token)
     if token is None:
         log.warning("no X credentials (%s, or the Airflow connection x_api): the X providers are off; "
                     "tagging uses the cached hashtags and the lexicon", x_api.TOKEN_VARIABLE)
-        return dict(summary, not_tried=len(labels), x="no credentials")
+        return RefreshSummary(labels=len(labels), not_tried=len(labels), x="no credentials")
     x = XClient(token, config, clock=clock, sleep=sleep)
     now = cache.utc(clock())
-    summary["trends"] = _refresh_trends(db_engine, x, config, now, force)
+    trends = _refresh_trends(db_engine, x, config, now, force)
     fresh = set() if force else cache.fresh_labels(db_engine, x_search.SOURCE, now - config.ttl)
+    outcomes: collections.Counter[str] = collections.Counter()
     failed_in_row = 0
     for done, label in enumerate(labels):
         if progress is not None:
             progress(done, len(labels))
         if label in fresh:
-            summary["fresh"] += 1
+            outcomes["fresh"] += 1
             continue
         if not x.available(x_api.SEARCH):
-            summary["not_tried"] += 1  # no fetch logged: the next refresh tries it first
+            outcomes["not_tried"] += 1  # no fetch logged: the next refresh tries it first
             continue
         try:
             counts, posts = x_search.search_label(x, label)
         except XUnavailable as error:
             cache.record_failure(db_engine, label, x_search.SOURCE, now, error.status, str(error))
-            summary["failed"] += 1
+            outcomes["failed"] += 1
             log.info("%s: no hashtags from X (%s); its cached hashtags stay", label, error)
             failed_in_row = failed_in_row + 1 if error.status in TRANSIENT_STATUSES else 0
             if failed_in_row >= config.max_failed_labels:
@@ -80,11 +101,10 @@ def refresh(db_engine: sa.Engine, labels: list[str] | None = None, *, dataset: s
             continue
         failed_in_row = 0
         status = cache.store(db_engine, label, x_search.SOURCE, counts, now, posts)
-        summary["fetched" if status == "ok" else "empty"] += 1
+        outcomes["fetched" if status == "ok" else "empty"] += 1
     if progress is not None:
         progress(len(labels), len(labels))
-    summary["requests"] = dict(x.requests)
-    summary["x"] = _state(x)
+    summary = RefreshSummary(labels=len(labels), **outcomes, trends=trends, requests=dict(x.requests), x=_state(x))
     log.info("hashtag refresh: %s", summary)
     return summary
 

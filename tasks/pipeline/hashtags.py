@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from tasks.pipeline.common import results_engine
+
+if TYPE_CHECKING:
+    from tasks.hashtags.refresh import RefreshSummary
 
 log = logging.getLogger(__name__)
 
@@ -12,10 +16,11 @@ log = logging.getLogger(__name__)
 def refresh_hashtags(db_url: str | None = None, bearer_token: str | None = None, dataset: str = "cifar10",
                      labels: list[str] | None = None, lang: str | None = "en", woeid: int = 1,
                      max_posts: int = 100, ttl_hours: float = 6.0, force: bool = False,
-                     progress=None) -> dict:
+                     progress=None) -> RefreshSummary:
     """Refresh the X hashtag cache for `labels` (default: the dataset's); never raises because of X.
 
-    ValueError for settings out of range. Returns counts of labels by outcome and the requests sent.
+    ValueError for settings out of range. Returns what it did (tasks/hashtags/refresh.py RefreshSummary:
+    labels by outcome, the requests sent, X's state).
     `progress(done, total)`, when given, is told how many labels are done (a progress bar).
     """
     from tasks.hashtags import refresh

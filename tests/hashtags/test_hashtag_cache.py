@@ -101,12 +101,12 @@ def test_refresh_makes_one_request_per_label_and_none_within_the_ttl(results, x_
     serve_search(x_http, clock, "flatfish", "search_empty.json")
     summary = run_refresh(results, clock, sleeps, ["cat", "dog", "flatfish"])
     assert [len(search_calls(x_http, label)) for label in ("cat", "dog", "flatfish")] == [1, 1, 1]
-    assert summary["requests"] == {"recent search": 3, "trends (v2)": 1}
-    assert (summary["fetched"], summary["empty"], summary["failed"], summary["trends"]) == (2, 1, 0, "ok")
+    assert summary.requests == {"recent search": 3, "trends (v2)": 1}
+    assert (summary.fetched, summary.empty, summary.failed, summary.trends) == (2, 1, 0, "ok")
 
     clock.advance(HOUR / 2)  # within both times to live: no call at all, not even for the label with no hashtags
     again = run_refresh(results, clock, sleeps, ["cat", "dog", "flatfish"])
-    assert len(x_http.calls) == 4 and again["fresh"] == 3 and again["requests"] == {}
+    assert len(x_http.calls) == 4 and again.fresh == 3 and again.requests == {}
 
     clock.advance(6 * HOUR)  # past the time to live: one request per label again
     run_refresh(results, clock, sleeps, ["cat", "dog", "flatfish"])
@@ -167,8 +167,8 @@ def test_429_stops_calls_until_reset_and_the_run_completes(results, x_http, cloc
     serve_search(x_http, clock, "dog", "error_429.json", status=429, reset_in=600)
     with caplog.at_level(logging.WARNING, logger="tasks.hashtags"):
         summary = run_refresh(results, clock, sleeps, ["cat", "dog", "bird"])
-    assert summary["fetched"] == 1 and summary["failed"] == 1 and summary["not_tried"] == 1
-    assert summary["x"].startswith("rate-limited until")
+    assert summary.fetched == 1 and summary.failed == 1 and summary.not_tried == 1
+    assert summary.x.startswith("rate-limited until")
     assert len(search_calls(x_http)) == 2 and sleeps == []  # bird was not asked, nothing waited
     assert len(caplog.records) == 1 and "x-rate-limit-reset" in caplog.records[0].getMessage()
     assert {tag.source for tag in ranked(results, "dog")} == {"lexicon"}  # served meanwhile
@@ -196,10 +196,10 @@ def test_503_and_garbage_complete_on_the_cache_or_the_lexicon(results, x_http, c
         else:
             serve_search(x_http, clock, label, text='{"data": [{"id": "1861779221345128704", "text": "Sunday')
     summary = run_refresh(results, clock, sleeps, ["cat", "dog"])
-    assert summary["failed"] == 2 and summary["fetched"] == 0
+    assert summary.failed == 2 and summary.fetched == 0
     attempts = 3 if failure == "503" else 1  # 5xx: bounded retries with backoff; garbage: no retry
     assert [len(search_calls(x_http, label)) for label in ("cat", "dog")] == [attempts, attempts]
-    assert summary["trends"] == "error"
+    assert summary.trends == "error"
     # the stale posts' hashtags still beat the lexicon for cats; dogs get the lexicon
     assert ranked(results, "cat")[0].source == "x-search"
     assert {tag.source for tag in ranked(results, "dog")} == {"lexicon"}
@@ -207,7 +207,7 @@ def test_503_and_garbage_complete_on_the_cache_or_the_lexicon(results, x_http, c
     assert statuses["x-search"] == ("error" if failure == "503" else "malformed")
     clock.advance(60)  # a failed label is not fresh: the next refresh asks again
     serve_search(x_http, clock, "cat", "search_cat.json")
-    assert run_refresh(results, clock, sleeps, ["cat"])["fetched"] == 1
+    assert run_refresh(results, clock, sleeps, ["cat"]).fetched == 1
 
 
 def test_x_failing_label_after_label_is_turned_off(results, x_http, clock, sleeps):
@@ -215,7 +215,7 @@ def test_x_failing_label_after_label_is_turned_off(results, x_http, clock, sleep
     for label in ("cat", "dog", "bird", "frog"):
         serve_search(x_http, clock, label, "error_503.json", status=503)
     summary = run_refresh(results, clock, sleeps, ["cat", "dog", "bird", "frog"])
-    assert summary["failed"] == 3 and summary["not_tried"] == 1 and summary["x"].startswith("off")
+    assert summary.failed == 3 and summary.not_tried == 1 and summary.x.startswith("off")
     assert len(search_calls(x_http)) == 9 and len(sleeps) == 6
 
 
@@ -232,7 +232,7 @@ def test_401_turns_x_off_with_one_warning(results, x_http, clock, sleeps, caplog
     assert len(search_calls(x_http)) == (0 if where == "trends" else 1)
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 1 and "401 Unauthorized" in warnings[0] and "X is off" in warnings[0]
-    assert summary["x"].startswith("off") and summary["fetched"] == 0
+    assert summary.x.startswith("off") and summary.fetched == 0
     assert [tag.source for tag in ranked(results, "cat", "instagram")] == ["lexicon"] * 5
 
 
@@ -240,7 +240,7 @@ def test_without_credentials_refresh_warns_once_and_calls_nothing(results, x_htt
     with caplog.at_level(logging.WARNING, logger="tasks.hashtags"):
         summary = refresh.refresh(results, ["cat", "dog"], clock=clock, sleep=sleeps.append)
     assert len(x_http.calls) == 0
-    assert summary["x"] == "no credentials" and summary["not_tried"] == 2
+    assert summary.x == "no credentials" and summary.not_tried == 2
     assert len(caplog.records) == 1 and "X_BEARER_TOKEN" in caplog.records[0].getMessage()
 
 
