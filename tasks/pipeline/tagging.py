@@ -60,7 +60,7 @@ def tag_source(source: str, model, db_url: str | None = None, platform: str = "g
     if manifest is not None:
         from tasks.tag import plan
 
-        opened = plan.ManifestSource(opened, engine, manifest, shard[0] if shard else 0)
+        opened = plan.ManifestSource(opened, engine, manifest, *(shard or (0, 1)))
     if config.progress and config.progress_total is None and isinstance(opened, sources.LocalSource):
         config = dataclasses.replace(config, progress_total=sum(1 for _ in opened.list()))  # a folder lists fast
     try:
@@ -133,7 +133,7 @@ def plan_night(source: str, model_path: str, key: str, shards: int, db_url: str 
     model_id = artifact.read(artifact_store.resolve(model_path, s3_settings=s3)).model_id
     engine = results_engine(db_url)
     opened = sources.open_source(source, s3_settings=s3)
-    night = plan.plan(opened, engine, model_id, key, shards, verify, min_shard_images or plan.MIN_SHARD_WORK)
+    night = plan.plan(opened, engine, model_id, key, shards, verify, plan.MIN_SHARD_WORK if min_shard_images is None else min_shard_images)
     return {"source": night.source, "model_path": str(model_path), "model_id": model_id, "seen": night.listed,
             "new": night.work, "done": night.done, "not_images": night.other_files, "shards": night.shards}
 
@@ -178,17 +178,20 @@ class NightSummary(RunCounts):
 
 def summarize_run(key: str, shards: int, db_url: str | None = None) -> NightSummary:
     """Totals over the shard runs of one DAG run, as recorded in tagging_runs. With a manifest (plan_night),
-    the runs of the night since it was written, whatever their shard count (a small night runs fewer than
-    asked; a cleared one plans again); without, the `shards` shard runs of `key`."""
+    the shard runs it planned (a small night runs fewer than asked; a cleared one plans again, and its
+    earlier attempt's runs are history: the manifest counts what they tagged as done) and none when it
+    found no work; without, the `shards` shard runs of `key`."""
     from tasks.store import manifest, runs
 
     engine = results_engine(db_url)
     night = manifest.header(engine, key)
-    rows = runs.night_runs(engine, key) if night is not None else \
-        runs.runs(engine, [shard_run_id(key, shard, shards) for shard in range(shards)])
+    ready = night is not None and night.status == "ready"
+    planned = (night.shards if night.work else 0) if ready else shards
+    rows = runs.runs(engine, [shard_run_id(key, shard, planned) for shard in range(planned)])
     counts = RunCounts.total(rows)
-    if night is not None and night.status == "ready":  # images the listing found done: no shard saw them
-        counts = dataclasses.replace(counts, seen=counts.seen + night.done, skipped=counts.skipped + night.done)
+    if ready:  # images the listing found done: no shard saw them; the files not images: the listing's count
+        counts = dataclasses.replace(counts, seen=counts.seen + night.done, skipped=counts.skipped + night.done,
+                                     not_images=night.other_files)
     return NightSummary(**counts.counts(), run_key=key, status=runs.overall_status([row["status"] for row in rows]),
                         shard_runs=len(rows), run_ids=tuple(row["run_id"] for row in rows),
                         model_ids=tuple(sorted({row["model_id"] for row in rows})))

@@ -198,6 +198,8 @@ def evaluate(model_path: str, dataset_version: str | None = None, tta: str = "no
         if not reused:
             registry.record_evaluation(engine, metadata.model_id, result)
     # metrics written by hand may not name the dataset: then the model's own
-    result = dataclasses.replace(result, dataset=result.dataset or metadata.dataset,
+    # and an evaluation saved before `family` on a reviewed dataset: the model's own dataset is its family
+    family = result.family or (metadata.dataset if result.dataset not in (None, metadata.dataset) else None)
+    result = dataclasses.replace(result, dataset=result.dataset or metadata.dataset, family=family,
                                  dataset_version=result.dataset_version or metadata.dataset_version)
     return result.identified(path=metadata.path, architecture=metadata.architecture)

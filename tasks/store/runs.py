@@ -16,14 +16,6 @@ SHARD_RUNS = sa.text(f"""
 SELECT run_id, model_version, status, {counts.COLUMNS} FROM tagging_runs
 WHERE run_id IN :run_ids ORDER BY run_id
 """).bindparams(sa.bindparam("run_ids", expanding=True))
-# The shard runs of a night that ran since its manifest was (last) written: a cleared night plans again, maybe over
-# fewer shards, and its earlier attempt's runs are history, not part of its totals (the manifest counts what they
-# tagged as done). Times are the workers' clocks, synchronised as the leases assume (tasks/store/leases.py).
-NIGHT_RUNS = sa.text(f"""
-SELECT run_id, model_version, status, {counts.COLUMNS} FROM tagging_runs
-WHERE run_key = :key AND heartbeat_at >= (SELECT created_at FROM night_manifests WHERE run_key = :key)
-ORDER BY run_id
-""")
 RUN_IMAGES = sa.text("""
 SELECT image_uri, content_hash, model_version, label, confidence, COALESCE(uri_text, image_uri) AS image_text,
        hashtags
@@ -79,14 +71,10 @@ def page_failures(engine: sa.Engine, run_ids: list[str]) -> list[tuple[str, str]
         return [(uri, reason) for uri, reason in connection.execute(PAGE_FAILURES, {"ids": run_ids})]
 
 
-def night_runs(engine: sa.Engine, key: str) -> list[dict]:
-    """The tagging_runs rows (with `model_id`) of the shard runs of the night `key` since its manifest was written."""
-    with engine.connect() as connection:
-        return [_model_id(dict(row)) for row in connection.execute(NIGHT_RUNS, {"key": key}).mappings()]
-
-
 def runs(engine: sa.Engine, run_ids: list[str]) -> list[dict]:
     """The tagging_runs rows of these run ids (missing ones are left out), with `model_id`."""
+    if not run_ids:  # an empty IN list: PostgreSQL cannot type it (a night with no work has no runs)
+        return []
     with engine.connect() as connection:
         rows = connection.execute(SHARD_RUNS, {"run_ids": run_ids}).mappings()
         return [_model_id(dict(row)) for row in rows]

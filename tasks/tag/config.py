@@ -27,3 +27,7 @@ class TagConfig:
     # read and hash every image, whatever its metadata says, and store the metadata found (a weekly
     # check: catches bytes changed under the same size, mtime and inode, which a normal run skips)
     verify: bool = False
+
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:  # 0 would list the source and tag nothing
+            raise ValueError(f"limit must be at least 1 image (None: no limit), not {self.limit}")

@@ -41,11 +41,14 @@ def planned_shards(work: int, shards: int, min_work: int = MIN_SHARD_WORK) -> in
 def plan(source: sources.Source, engine: sa.Engine, model_id: str, run_key: str, shards: int,
          verify: bool = False, min_work: int = MIN_SHARD_WORK) -> manifest.Manifest:
     """List `source` once and write the manifest of `run_key`: the images that need work for `model_id`
-    (every image under `verify`), each with its shard (listing.shard_of, of `shards`). Returns the
-    manifest's header (listed, work, other_files). Raises sources.SourceError when the source cannot be
-    listed; the database is retried (results.retrying) and raises DatabaseUnavailable at last."""
+    (every image under `verify`), each with its shard (listing.shard_of) of `shards`, or of fewer for a
+    small night (planned_shards: one per `min_work` images of work). Returns the manifest's header (listed,
+    work, other_files, shards: the count planned). ValueError for shards or min_work below 1; raises
+    sources.SourceError when the source cannot be listed; the database is retried (results.retrying) and
+    raises DatabaseUnavailable at last."""
     if shards < 1:
         raise ValueError(f"shards must be at least 1, not {shards}")
+    planned_shards(0, shards, min_work)  # a bad min_work fails here, before the listing
     manifest.start(engine, run_key, source.uri, model_id, shards, verify)
     listed = work = 0
     for chunk in listing.batches(listing.once_each(source.list()), files.LOOKUP_CHUNK):
@@ -80,13 +83,16 @@ class ManifestSource:
     """One shard's part of a night's manifest as a Source: list() reads the manifest (the source itself
     is never listed), read() reads the image from the source. `not_images` is the listing's count."""
 
-    def __init__(self, source: sources.Source, engine: sa.Engine, run_key: str, shard: int):
+    def __init__(self, source: sources.Source, engine: sa.Engine, run_key: str, shard: int, shards: int = 1):
         header = manifest.header(engine, run_key)
         if header is None or header.status != "ready":
             raise ManifestNotReady(f"no complete manifest of work for {run_key}: its first task (find_new_images) "
                                    "did not finish; clear it to list the source again")
         if header.source != source.uri:
             raise ManifestNotReady(f"the manifest of {run_key} lists {header.source}, not {source.uri}")
+        if header.shards != shards:  # its entries are split over header.shards: another count skips some
+            raise ManifestNotReady(f"the manifest of {run_key} is split over {header.shards} shards, not {shards}: "
+                                   "run the shards its first task (find_new_images) planned")
         self.uri, self.manifest = source.uri, header
         self.not_images = header.other_files
         self.listed_folders: list[str] = []  # the listing's folders were cleared by plan()

@@ -172,3 +172,15 @@ def test_tag_says_when_a_folder_has_no_images(bin_dir, tmp_path):
     assert "images/s" not in result.stdout
     as_json = json.loads(run(bin_dir, "hashtagger", "tag", REPO_SAMPLES, "--json", env=env).stdout)
     assert as_json["tagged"] == 8 and as_json["failed"] == 0 and as_json["runtime"] == "onnx"
+
+
+def test_tag_refuses_a_limit_below_one_before_listing(tmp_path, capsys, monkeypatch):
+    """--limit 0 listed the folder, tagged nothing and said 'no images found' (a fresh user's report)."""
+    from tasks.cli import main
+
+    (tmp_path / "a.jpg").write_bytes(b"never read")
+    monkeypatch.setenv("HASHTAGGER_DB_URL", f"sqlite:///{tmp_path / 'results.db'}")
+    code = main.main(["tag", str(tmp_path), "--limit", "0"])
+    stderr = capsys.readouterr().err
+    assert code == errors.EXIT_USAGE and len(stderr.strip().splitlines()) == 1 and "--limit" in stderr, stderr
+    assert not (tmp_path / "results.db").exists(), "refused before touching the database"

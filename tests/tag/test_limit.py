@@ -3,6 +3,7 @@ before do not; a batch is trimmed at the limit; the run stops once it is reached
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from fixtures import hostile
@@ -74,3 +75,13 @@ def test_a_capped_run_after_another_counts_the_done_images_it_met_but_tags_only_
     # fill the batch of 7 (done ones cost nothing); the run stops there, its limit reached
     second = run(tmp_path / "photos", model, engine, limit=5)
     assert (second.tagged, second.skipped, second.seen) == (5, 2, 7)
+
+
+def test_a_limit_below_one_is_refused_by_the_settings_not_only_the_cli():
+    """0 listed the source and tagged nothing, then said 'no images found' (the CLI refused it already)."""
+    from tasks.tag.config import TagConfig
+
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="limit must be at least 1"):
+            TagConfig(limit=bad)
+    assert TagConfig(limit=1).limit == 1 and TagConfig().limit is None

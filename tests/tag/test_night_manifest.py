@@ -36,8 +36,9 @@ def scalar(url: str, sql: str):
 
 
 def night(source: str, model_dir, db_url: str, shards: int, key: str = KEY, verify: bool = False,
-          min_shard_images: int | None = None) -> tuple[dict, list]:
-    """The nightly DAG's find_new_images, then each order's tag_shard, as the DAG wires them."""
+          min_shard_images: int = 1) -> tuple[dict, list]:
+    """The nightly DAG's find_new_images, then each order's tag_shard, as the DAG wires them (by default
+    every shard asked runs, however little work: these tests are about shards, not about small nights)."""
     found = pipeline.plan_night(source, str(model_dir), key, shards, db_url, verify=verify,
                                 min_shard_images=min_shard_images)
     planned = found["shards"]  # fewer than asked for a small night
@@ -74,7 +75,8 @@ def test_a_night_lists_the_folder_once_for_any_shard_count_and_a_rerun_adds_noth
     assert scalar(results_db_url, "SELECT COUNT(*) FROM image_results") == 13
     # this attempt's totals: what the first attempt tagged is done now
     total = pipeline.summarize_run(KEY, shards, results_db_url).as_dict()
-    assert (total["seen"], total["tagged"], total["skipped"], total["shard_runs"]) == (13, 0, 13, 0)
+    assert (total["seen"], total["tagged"], total["skipped"], total["shard_runs"], total["not_images"]) == (
+        13, 0, 13, 0, 1)
 
     (folder / "late.jpg").write_bytes(hostile.jpeg((40, 32), (10, 10, 240)))
     listings.clear()
@@ -105,7 +107,8 @@ def test_a_small_night_runs_fewer_shards_and_its_summary_finds_them(
 
     for extra in range(4):  # cleared, with 4 more images: planned again over fewer shards than its first try
         (folder / f"late{extra}.jpg").write_bytes(hostile.jpeg((40, 32), (10, 60 * extra, 240)))
-    again, summaries = night(str(folder), model_dir, results_db_url, 8, key="nightly-small")
+    again, summaries = night(str(folder), model_dir, results_db_url, 8, key="nightly-small",
+                             min_shard_images=plan.MIN_SHARD_WORK)
     assert (again["shards"], again["new"], [summary["run_id"] for summary in summaries]) == (
         1, 4, ["nightly-small-shard0of1"])
     total = pipeline.summarize_run("nightly-small", 8, results_db_url).as_dict()
@@ -132,6 +135,26 @@ def test_a_shard_without_a_complete_manifest_refuses_to_guess(tmp_path, model_di
     with pytest.raises(Exception, match="no complete manifest"):
         pipeline.tag_shard(str(folder), str(model_dir), 0, 1, "nightly-missing-shard0of1", results_db_url,
                            manifest="nightly-missing")
+
+
+def test_a_shard_of_another_count_than_planned_refuses_to_skip_images(
+        tmp_path, model_dir, results_db_url, hashtagger_home):
+    folder = folder_of(tmp_path / "incoming", 6)
+    found = pipeline.plan_night(str(folder), str(model_dir), "nightly-mismatch", 4, results_db_url)
+    assert found["shards"] == 1  # 6 images: a small night
+    with pytest.raises(Exception, match="split over 1 shards, not 4"):  # 4 would keep a quarter of shard 0's
+        pipeline.tag_shard(str(folder), str(model_dir), 0, 4, "nightly-mismatch-shard0of4", results_db_url,
+                           manifest="nightly-mismatch")
+    assert scalar(results_db_url, "SELECT COUNT(*) FROM image_results") == 0
+
+
+def test_a_bad_least_work_per_shard_is_refused_before_the_listing(
+        tmp_path, model_dir, results_db_url, hashtagger_home, listings):
+    folder = folder_of(tmp_path / "incoming", 2)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="at least 1 image"):
+            pipeline.plan_night(str(folder), str(model_dir), "nightly-bad", 2, results_db_url, min_shard_images=bad)
+    assert listings == []
 
 
 def test_a_night_lists_the_bucket_once_and_reads_nothing_the_second_time(
