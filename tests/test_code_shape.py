@@ -11,8 +11,9 @@ SOURCES = sorted([*(REPO / "tasks").rglob("*.py"), *(REPO / "dags").glob("*.py")
 MAX_FUNCTION_LINES = 60
 MAX_RETURNED_KEYS = 8
 # A dict that is a format, not a contract between our modules: Keras' get_config() is its serialisation
-# protocol. A model's metadata (artifact.ModelMetadata), an evaluation (tasks/evaluate/result.py
-# EvaluationResult) and a run page's summary (report.PageSummary) are typed records.
+# protocol. A model's metadata (artifact.ModelMetadata), a registered model (tasks/registry/reads.py
+# ModelRecord), an evaluation (tasks/evaluate/result.py EvaluationResult), a hashtag refresh
+# (tasks/hashtags/refresh.py RefreshSummary) and a run page's summary (report.PageSummary) are typed records.
 WIDE_DICTS_ALLOWED = {("tasks/train/optimizers.py", "get_config")}
 
 

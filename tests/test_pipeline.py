@@ -133,8 +133,8 @@ def test_migrate_records_the_bundled_models_as_the_baseline_champions(db_url):
     engine = db.engine(db_url)
     for dataset in pipeline.DATASETS:
         (model,) = registry.list_models(engine, dataset)
-        assert model["status"] == "champion" and model["model_id"] in crowned
-        assert model["artifact_uri"] == pipeline.champion_path(dataset, db_url) == f"bundled:{dataset}"
+        assert model.status == "champion" and model.model_id in crowned
+        assert model.artifact_uri == pipeline.champion_path(dataset, db_url) == f"bundled:{dataset}"
     assert pipeline.migrate_database(db_url)[1:] == ([], [])
     assert len(registry.list_models(engine)) == len(pipeline.DATASETS)
 

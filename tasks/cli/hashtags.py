@@ -57,7 +57,7 @@ def refresh_command(args) -> int:
         if bar is not None:
             bar.close()
     print(f"{summary.labels} labels: {summary.fetched} fetched, {summary.empty} without hashtags, "
-          f"{summary.fresh} still fresh, {summary.failed} failed, {summary.not_tried} not tried")
+          f"{summary.fresh} still fresh, {summary.errors} failed, {summary.not_tried} not tried")
     requests = ", ".join(f"{count} {endpoint}" for endpoint, count in summary.requests.items()) or "none"
     print(f"  trends {summary.trends}; X {summary.x}; requests: {requests}")
     return 0  # X's answers never fail a refresh: what it did not answer stays cached

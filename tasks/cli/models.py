@@ -66,7 +66,7 @@ def list_command(args) -> int:
     except pipeline.user_errors() as error:
         return _fail(error)
     if args.json:
-        print(json.dumps([{key: value for key, value in row.items() if key != "metrics"} for row in rows],
+        print(json.dumps([{key: value for key, value in row.as_dict().items() if key != "metrics"} for row in rows],
                          indent=1, default=str))
         return 0
     if not rows:
@@ -74,8 +74,8 @@ def list_command(args) -> int:
         return 0
     _print_champions(pipeline.champions_history())
     table = [("status", "top-1", "dataset", "version", "arch", "recipe", "model_id")] + [
-        (row["status"], f"{row['test_top1']:.2%}", row["dataset"], str(row["dataset_version"]),
-         str(row["architecture"]), str(row["recipe"]), row["model_id"]) for row in rows]
+        (row.status, f"{row.test_top1:.2%}", row.dataset, str(row.dataset_version),
+         str(row.architecture), str(row.recipe), row.model_id) for row in rows]
     print_table(table, right=(1,))
     return 0
 
@@ -90,12 +90,12 @@ def print_table(table: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> No
         print("  ".join(cells[:-1] + [row[-1]]))
 
 
-def _print_champions(champions: list[dict]) -> None:
-    """Each dataset's champion, since when, and what it replaced: the state tagging serves."""
-    for row in champions:
-        since = str(row["since"])[:19] if row["since"] else "?"
-        print(f"{row['dataset']} champion: {row['model_id']} ({row['test_top1']:.2%}) since {since}, "
-              f"replacing {row['replaced'] or 'nothing'}: {row['reason'] or ''}")
+def _print_champions(champions: list) -> None:
+    """Each dataset's champion (ChampionRecord), since when, and what it replaced: the state tagging serves."""
+    for champion in champions:
+        model, since = champion.model, str(champion.since)[:19] if champion.since else "?"
+        print(f"{model.dataset} champion: {model.model_id} ({model.test_top1:.2%}) since {since}, "
+              f"replacing {champion.replaced or 'nothing'}: {champion.reason or ''}")
     if champions:
         print()
 
@@ -108,8 +108,8 @@ def show_command(args) -> int:
     model = history["model"]
     for key in ("model_id", "status", "architecture", "recipe", "dataset", "dataset_version", "test_top1",
                 "artifact_uri", "created_at"):
-        print(f"{key:<16} {model[key]}")
-    metrics = model["metrics"] if isinstance(model["metrics"], dict) else json.loads(model["metrics"] or "{}")
+        print(f"{key:<16} {getattr(model, key)}")
+    metrics = json.loads(model.metrics or "{}")
     print("metrics:        " + "  ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
                                          for key, value in sorted(metrics.items())
                                          if isinstance(value, (int, float, str)) and key != "dataset_version"))
@@ -128,7 +128,7 @@ def register_command(args) -> int:
         row = pipeline.register_model(args.path)
     except (*pipeline.user_errors(), ValueError) as error:
         return _fail(error)
-    print(f"registered {row['model_id']} ({row['status']}, test top-1 {row['test_top1']:.2%})")
+    print(f"registered {row.model_id} ({row.status}, test top-1 {row.test_top1:.2%})")
     return 0
 
 

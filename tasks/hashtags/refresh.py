@@ -39,14 +39,14 @@ def default_labels(dataset: str = "cifar10") -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class RefreshSummary:
-    """What one refresh did: labels by outcome (fetched + empty + fresh + failed + not_tried == labels), the
+    """What one refresh did: labels by outcome (fetched + empty + fresh + errors + not_tried == labels), the
     trends' outcome, the requests sent by endpoint, and X's state at the end."""
 
     labels: int
     fetched: int = 0  # hashtags cached for the label
     empty: int = 0  # X answered with no hashtags
     fresh: int = 0  # fetched within the time to live: not asked again
-    failed: int = 0  # X failed; its cached hashtags stay
+    errors: int = 0  # X failed for the label; its cached hashtags stay
     not_tried: int = 0  # X off, rate-limited or without credentials: the next refresh tries these first
     trends: str = "not tried"  # ok | fresh | empty | error | not tried
     requests: dict[str, int] = dataclasses.field(default_factory=dict)  # {endpoint: requests sent}
@@ -93,7 +93,7 @@ def refresh(db_engine: sa.Engine, labels: list[str] | None = None, *, dataset: s
             counts, posts = x_search.search_label(x, label)
         except XUnavailable as error:
             cache.record_failure(db_engine, label, x_search.SOURCE, now, error.status, str(error))
-            outcomes["failed"] += 1
+            outcomes["errors"] += 1
             log.info("%s: no hashtags from X (%s); its cached hashtags stay", label, error)
             failed_in_row = failed_in_row + 1 if error.status in TRANSIENT_STATUSES else 0
             if failed_in_row >= config.max_failed_labels:

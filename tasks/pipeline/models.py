@@ -12,12 +12,13 @@ from tasks.pipeline.common import plain_engine, results_engine
 
 if TYPE_CHECKING:
     from tasks.evaluate.result import EvaluationResult
+    from tasks.registry.reads import ChampionRecord, ModelRecord
 
 log = logging.getLogger(__name__)
 
 
-def register_model(model, db_url: str | None = None, artifact_uri: str | None = None, engine=None) -> dict:
-    """Record a saved model as a candidate (a second call refreshes its metrics); its registry row.
+def register_model(model, db_url: str | None = None, artifact_uri: str | None = None, engine=None) -> ModelRecord:
+    """Record a saved model as a candidate (a second call refreshes its metrics); its ModelRecord.
 
     The one path into the registry: `hashtagger train`, `models register`, `evaluate` (the DAG's evaluate
     task) and the benchmarks all come here. `model`: its folder, or its ModelMetadata (or that as a dict);
@@ -46,22 +47,24 @@ def register_saved_model(metadata, db_url: str | None = None) -> bool:
     return True
 
 
-def list_models(dataset: str | None = None, status: str | None = None, db_url: str | None = None) -> list[dict]:
-    """Registered models, newest first (registry rows)."""
+def list_models(dataset: str | None = None, status: str | None = None,
+                db_url: str | None = None) -> list[ModelRecord]:
+    """Registered models, newest first."""
     from tasks.registry import registry
 
     return registry.list_models(results_engine(db_url), dataset, status)
 
 
-def champions_history(db_url: str | None = None) -> list[dict]:
-    """Each dataset's champion (registry row) with `since` (when crowned), `replaced` and `reason`."""
+def champions_history(db_url: str | None = None) -> list[ChampionRecord]:
+    """Each dataset's champion with `since` (when crowned), `replaced` and `reason`."""
     from tasks.registry import registry
 
     return registry.champions_history(results_engine(db_url))
 
 
 def model_history(model_id: str, db_url: str | None = None) -> dict:
-    """One model's registry row, evaluations (oldest first) and events (newest first); RegistryError if unknown."""
+    """One model's record (ModelRecord), evaluations (oldest first) and events (newest first); RegistryError if
+    unknown."""
     from tasks.registry import registry
 
     engine = results_engine(db_url)
@@ -116,8 +119,8 @@ def promote_best(candidates: list[EvaluationResult], dataset: str, db_url: str |
     champion = registry.champion(results_engine(db_url), dataset)
     return {"dataset": dataset, "best": candidates[0].model_id,
             "promoted": next((decision.model_id for decision in decisions if decision.promoted), None),
-            "champion": champion and {"model_id": champion["model_id"], "path": champion["artifact_uri"],
-                                      "test_top1": champion["test_top1"]},
+            "champion": champion and {"model_id": champion.model_id, "path": champion.artifact_uri,
+                                      "test_top1": champion.test_top1},
             "decisions": [{"model_id": decision.model_id, "promoted": decision.promoted, "reason": decision.reason}
                           for decision in decisions]}
 
@@ -163,6 +166,6 @@ def champion_path(dataset: str = "cifar10", db_url: str | None = None) -> str:
         raise db.DatabaseUnavailable(f"cannot read the champion from {engine.url.render_as_string()}: "
                                      f"{reason}; {errors.DB_URL_HINT}") from None
     if champion:
-        return champion["artifact_uri"]
+        return champion.artifact_uri
     predictor.bundled_model(dataset)  # ModelNotFound early when the install lacks it
     return f"bundled:{dataset}"

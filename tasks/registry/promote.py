@@ -33,15 +33,15 @@ class PromotionError(RuntimeError):
     """The model cannot become champion (its ONNX export failed); the message is one line saying why."""
 
 
-def _metadata(model: dict) -> dict:
+def _metadata(model: registry.ModelRecord) -> dict:
     try:
-        metadata = artifact.read_metadata(artifact_store.resolve(model["artifact_uri"]))
+        metadata = artifact.read_metadata(artifact_store.resolve(model.artifact_uri))
     except (artifact.ArtifactError, artifact_store.StoreError) as error:
         # a champion that cannot be loaded would break tagging: refuse before anything changes
-        raise registry.RegistryError(f"{model['model_id']}: its artifact is gone ({error})") from error
-    if metadata.get("model_id") != model["model_id"]:
+        raise registry.RegistryError(f"{model.model_id}: its artifact is gone ({error})") from error
+    if metadata.get("model_id") != model.model_id:
         # an older bundled model: `bundled:cifar10` now names the model this install ships
-        raise registry.RegistryError(f"{model['model_id']}: its artifact {model['artifact_uri']} now holds "
+        raise registry.RegistryError(f"{model.model_id}: its artifact {model.artifact_uri} now holds "
                                      f"{metadata.get('model_id')}, another model")
     return metadata
 
@@ -56,21 +56,21 @@ def _prepare_champion(engine: sa.Engine, model_id: str, onnx: bool) -> None:
         ensure_onnx(model, folder)
 
 
-def ensure_onnx(model: dict, folder: str) -> None:
+def ensure_onnx(model: registry.ModelRecord, folder: str) -> None:
     """Export `model.onnx` into the artifact folder unless it is there; raises PromotionError."""
     if (Path(folder) / artifact.ONNX_FILE).exists():
         return
     missing = [name for name in EXPORT_MODULES if _absent(name)]
     if missing:
-        raise PromotionError(f"cannot promote {model['model_id']}: its ONNX export needs {' and '.join(missing)} "
+        raise PromotionError(f"cannot promote {model.model_id}: its ONNX export needs {' and '.join(missing)} "
                              f"(pip install 'hashtagger[train]'), and tagging serves only ONNX")
     try:
         export.export_onnx(folder)
     except (export.ExportError, artifact.ArtifactError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[-1]
-        raise PromotionError(f"cannot promote {model['model_id']}: {reason}") from error
-    if model["artifact_uri"].startswith(artifact_store.S3):
-        artifact_store.upload_folder(Path(folder), model["artifact_uri"])
+        raise PromotionError(f"cannot promote {model.model_id}: {reason}") from error
+    if model.artifact_uri.startswith(artifact_store.S3):
+        artifact_store.upload_folder(Path(folder), model.artifact_uri)
 
 
 def _absent(module: str) -> bool:

@@ -33,7 +33,8 @@ from tasks.registry import artifact
 from tasks.registry import artifact_store
 from tasks.registry import gates
 # the registry's reads, part of its interface (callers use registry.champion, registry.get, ...)
-from tasks.registry.reads import row_dict as _row, champion, champions_history, evaluations, events, get, list_models  # noqa: F401
+from tasks.registry.reads import (  # noqa: F401
+    ChampionRecord, ModelRecord, champion, champions_history, evaluations, events, get, list_models)
 from tasks.store import db
 from tasks.store.registry_sql import (
     EVALUATION_METRICS, INSERT_EVENT, INSERT_MODEL, LAST_CROWNING, LAST_EVENT, PROMOTION_LOCK, SELECT_BASELINE,
@@ -69,7 +70,7 @@ class PromotionDecision:
 
 # ---------------------------------------------------------------------------------------------- writes
 
-def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict, artifact_uri: str | None = None) -> dict:
+def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict, artifact_uri: str | None = None) -> ModelRecord:
     """Record a saved model (its artifact metadata) as a candidate; a second call refreshes its metrics.
 
     The artifact is recorded by a portable reference (tasks/registry/artifact_store.py): `artifact_uri` when
@@ -113,13 +114,13 @@ def record_evaluation(engine: sa.Engine, model_id: str, result: EvaluationResult
 
 def set_champion(engine: sa.Engine, model_id: str, reason: str = "manual") -> PromotionDecision:
     """Make `model_id` its dataset's champion whatever its accuracy (the previous one is retired)."""
-    dataset = _model(engine, model_id)["dataset"]
+    dataset = _model(engine, model_id).dataset
     with _locked(engine, dataset) as connection:
-        model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
-        champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
-        if champion and champion["model_id"] == model_id:
+        model = ModelRecord.of(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
+        champion = ModelRecord.of(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+        if champion and champion.model_id == model_id:
             return PromotionDecision(model_id, dataset, False, "already the champion", model_id)
-        previous = champion["model_id"] if champion else None
+        previous = champion.model_id if champion else None
         _crown(connection, model, champion, "promoted", {"reason": reason}, previous)
     return PromotionDecision(model_id, dataset, True, reason, previous)
 
@@ -130,17 +131,17 @@ def set_champion_if_gates_pass(engine: sa.Engine, model_id: str, margin: float =
     """Make `model_id` champion only if it clears the floor and beats the champion's test top-1 on the
     same dataset version by `margin` (or there is no champion yet); `refusal`, when given, is a gate
     the caller found closed (a smoke run). A rejection is logged once with its reason."""
-    dataset = _model(engine, model_id)["dataset"]
+    dataset = _model(engine, model_id).dataset
     with _locked(engine, dataset) as connection:
         decision = decide_promotion(connection, model_id, margin, config)
         if refusal and decision.previous_champion != model_id:
             # the other gates' outcomes stay in the reason: whether it would have beaten the champion
             decision = dataclasses.replace(decision, promoted=False, reason=f"{refusal}; {decision.reason}")
         if decision.promoted:
-            model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
-            champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+            model = ModelRecord.of(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
+            champion = ModelRecord.of(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
             _crown(connection, model, champion, "promoted", {"reason": decision.reason, **_figures(decision)},
-                   champion["model_id"] if champion else None)
+                   champion.model_id if champion else None)
         elif decision.previous_champion != model_id:
             detail = {"reason": decision.reason, **_figures(decision)}
             last = connection.execute(LAST_EVENT, {"model_id": model_id}).first()
@@ -152,21 +153,21 @@ def set_champion_if_gates_pass(engine: sa.Engine, model_id: str, margin: float =
 def restore_previous_champion(engine: sa.Engine, dataset: str) -> PromotionDecision:
     """Retire the champion and bring back the one it replaced."""
     with _locked(engine, dataset) as connection:
-        champion = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+        champion = ModelRecord.of(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
         if champion is None:
             raise RegistryError(f"no champion for {dataset}: nothing to roll back")
         previous_id = _rollback_to(connection, champion)
         if previous_id is None:
-            raise RegistryError(f"{champion['model_id']} was the first champion of {dataset}: "
+            raise RegistryError(f"{champion.model_id} was the first champion of {dataset}: "
                                 f"nothing to roll back to")
-        previous = _row(connection.execute(SELECT_MODEL, {"model_id": previous_id}).first())
+        previous = ModelRecord.of(connection.execute(SELECT_MODEL, {"model_id": previous_id}).first())
         # the restored model remembers its own predecessor, so rolling back again walks further back
         _crown(connection, previous, champion, "restored",
-               {"reason": f"rollback of {champion['model_id']}"},
+               {"reason": f"rollback of {champion.model_id}"},
                previous_champion=_previous_champion(connection, previous_id))
-        _log(connection, champion["model_id"], dataset, "rolled_back", {"restored": previous_id})
-    return PromotionDecision(previous_id, dataset, True, f"rolled back {champion['model_id']}",
-                             champion["model_id"])
+        _log(connection, champion.model_id, dataset, "rolled_back", {"restored": previous_id})
+    return PromotionDecision(previous_id, dataset, True, f"rolled back {champion.model_id}",
+                             champion.model_id)
 
 
 def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BUNDLED_DATASETS) -> list[str]:
@@ -181,7 +182,7 @@ def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BUNDLED_DATAS
         metadata = {**json.loads((folder / "metadata.json").read_text()), "path": str(folder),
                     "artifact_uri": artifact_store.BUNDLED + dataset}
         known = get(engine, metadata["model_id"])
-        if known is None or known["artifact_uri"] != metadata["artifact_uri"]:
+        if known is None or known.artifact_uri != metadata["artifact_uri"]:
             # a candidate at least, so that a rollback can reach it; a row from before references
             # (an absolute path into some install) gets its portable reference
             register(engine, metadata)
@@ -189,36 +190,36 @@ def ensure_baseline(engine: sa.Engine, datasets: tuple[str, ...] = BUNDLED_DATAS
         if current is not None and not _stale_bundled(current, metadata["model_id"]):
             continue
         with _locked(engine, dataset) as connection:
-            current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+            current = ModelRecord.of(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
             if current is not None and not _stale_bundled(current, metadata["model_id"]):
                 continue  # another process crowned one meanwhile
             reason = "baseline: the bundled model" if current is None else "the bundled model was updated"
-            model = _row(connection.execute(SELECT_MODEL, {"model_id": metadata["model_id"]}).first())
+            model = ModelRecord.of(connection.execute(SELECT_MODEL, {"model_id": metadata["model_id"]}).first())
             _crown(connection, model, current, "promoted", {"reason": reason},
-                   current["model_id"] if current else None)
+                   current.model_id if current else None)
             crowned.append(metadata["model_id"])
     return crowned
 
 
-def _stale_bundled(row: dict, bundled_id: str) -> bool:
-    return row["artifact_uri"] == artifact_store.BUNDLED + row["dataset"] and row["model_id"] != bundled_id
+def _stale_bundled(row: ModelRecord, bundled_id: str) -> bool:
+    return row.artifact_uri == artifact_store.BUNDLED + row.dataset and row.model_id != bundled_id
 
 
 def rollback_target(engine: sa.Engine, dataset: str) -> str | None:
     """The model a rollback would bring back (None: no champion, or nothing before it)."""
     with engine.connect() as connection:
-        current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+        current = ModelRecord.of(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
         return _rollback_to(connection, current) if current else None
 
 
-def _rollback_to(connection, champion: dict) -> str | None:
+def _rollback_to(connection, champion: ModelRecord) -> str | None:
     """The champion `champion` replaced; at the start of the history, the bundled model."""
-    previous = _previous_champion(connection, champion["model_id"])
+    previous = _previous_champion(connection, champion.model_id)
     if previous is not None:
         return previous
-    baseline = _row(connection.execute(SELECT_BASELINE, {"dataset": champion["dataset"],
-                                                          "uri": artifact_store.BUNDLED + champion["dataset"]}).first())
-    return baseline["model_id"] if baseline and baseline["model_id"] != champion["model_id"] else None
+    baseline = ModelRecord.of(connection.execute(SELECT_BASELINE, {"dataset": champion.dataset,
+                                                                 "uri": artifact_store.BUNDLED + champion.dataset}).first())
+    return baseline.model_id if baseline and baseline.model_id != champion.model_id else None
 
 
 def decide_promotion(connection, model_id: str, margin: float = DEFAULT_MARGIN,
@@ -226,17 +227,17 @@ def decide_promotion(connection, model_id: str, margin: float = DEFAULT_MARGIN,
     """Auto-promotion's verdict for `model_id` against the current champion; changes nothing. Every gate
     is evaluated (a floor that fails does not hide how the model compares with the champion): a refusal's
     reason gives each gate's outcome, and the figures are there whichever gate said no."""
-    model = _row(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
+    model = ModelRecord.of(connection.execute(SELECT_MODEL, {"model_id": model_id}).first())
     if model is None:
         raise RegistryError(f"model {model_id} is not registered")
-    dataset = model["dataset"]
-    current = _row(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
-    if current is not None and current["model_id"] == model_id:
+    dataset = model.dataset
+    current = ModelRecord.of(connection.execute(SELECT_CHAMPION, {"dataset": dataset}).first())
+    if current is not None and current.model_id == model_id:
         return PromotionDecision(model_id, dataset, False, "already the champion", model_id, margin=margin)
     comparison = _compare(connection, model, current, margin)
-    too_low = gates.floor_reason(dataset, float(model["test_top1"]), config)
+    too_low = gates.floor_reason(dataset, float(model.test_top1), config)
     worse_on_reviews = None if current is None else gates.reviewed_slice_reason(
-        _evaluation_metrics(connection, model_id), _evaluation_metrics(connection, current["model_id"]),
+        _evaluation_metrics(connection, model_id), _evaluation_metrics(connection, current.model_id),
         comparison.compared_on, config)
     refusals = [reason for reason in (too_low, worse_on_reviews) if reason]
     if not refusals:
@@ -244,26 +245,26 @@ def decide_promotion(connection, model_id: str, margin: float = DEFAULT_MARGIN,
     return dataclasses.replace(comparison, promoted=False, reason="; ".join(refusals + [comparison.reason]))
 
 
-def _compare(connection, model: dict, current: dict | None, margin: float) -> PromotionDecision:
+def _compare(connection, model: ModelRecord, current: ModelRecord | None, margin: float) -> PromotionDecision:
     """The champion gate alone: does `model` beat `current` by `margin` on a dataset version both were
     tested on (or is there no champion yet)."""
-    model_id, dataset = model["model_id"], model["dataset"]
+    model_id, dataset = model.model_id, model.dataset
     if current is None:
         return PromotionDecision(model_id, dataset, True, f"first champion of {dataset}",
-                                 challenger_top1=model["test_top1"], compared_on=model["dataset_version"], margin=margin)
+                                 challenger_top1=model.test_top1, compared_on=model.dataset_version, margin=margin)
     ours = _evaluations(connection, model_id)
-    theirs = _evaluations(connection, current["model_id"])
+    theirs = _evaluations(connection, current.model_id)
     common = [version for version in ours if version in theirs]  # ours is newest first
     if not common:
         return PromotionDecision(
             model_id, dataset, False,
-            f"champion {current['model_id']} has no test accuracy on dataset version {model['dataset_version']}: "
-            f"run `hashtagger evaluate {artifact_store.local_path(current['artifact_uri'])} "
-            f"--dataset-version {model['dataset_version']}`",
-            current["model_id"], challenger_top1=model["test_top1"], margin=margin)
-    version = model["dataset_version"] if model["dataset_version"] in common else common[0]
+            f"champion {current.model_id} has no test accuracy on dataset version {model.dataset_version}: "
+            f"run `hashtagger evaluate {artifact_store.local_path(current.artifact_uri)} "
+            f"--dataset-version {model.dataset_version}`",
+            current.model_id, challenger_top1=model.test_top1, margin=margin)
+    version = model.dataset_version if model.dataset_version in common else common[0]
     gain = ours[version] - theirs[version]
-    figures = dict(previous_champion=current["model_id"], compared_on=version, challenger_top1=ours[version],
+    figures = dict(previous_champion=current.model_id, compared_on=version, challenger_top1=ours[version],
                    champion_top1=theirs[version], margin=margin)
     # accuracies are counts over the same test images: a tolerance for float rounding, no more
     beats = gain >= margin - 1e-9
@@ -286,19 +287,19 @@ def _locked(engine: sa.Engine, dataset: str):
         yield connection
 
 
-def _crown(connection, model: dict, champion: dict | None, event: str, detail: dict,
+def _crown(connection, model: ModelRecord, champion: ModelRecord | None, event: str, detail: dict,
            previous_champion: str | None) -> None:
     """Retire `champion` (if any) and make `model` champion, logging both; retire first, for the index.
 
     `previous_champion` is what a later rollback brings back: the replaced champion after a promotion,
     the restored model's own predecessor after a rollback.
     """
-    replaced = champion["model_id"] if champion else None
+    replaced = champion.model_id if champion else None
     if champion:
         connection.execute(SET_STATUS, {"status": "retired", "model_id": replaced})
-        _log(connection, replaced, champion["dataset"], "retired", {"replaced_by": model["model_id"]})
-    connection.execute(SET_STATUS, {"status": "champion", "model_id": model["model_id"]})
-    _log(connection, model["model_id"], model["dataset"], event,
+        _log(connection, replaced, champion.dataset, "retired", {"replaced_by": model.model_id})
+    connection.execute(SET_STATUS, {"status": "champion", "model_id": model.model_id})
+    _log(connection, model.model_id, model.dataset, event,
          {**detail, "previous_champion": previous_champion, "replaced": replaced})
 
 
@@ -338,7 +339,7 @@ def _figures(decision: PromotionDecision) -> dict:
             "champion_top1": decision.champion_top1, "margin": decision.margin}
 
 
-def _model(engine: sa.Engine, model_id: str) -> dict:
+def _model(engine: sa.Engine, model_id: str) -> ModelRecord:
     model = get(engine, model_id)
     if model is None:
         raise RegistryError(f"model {model_id} is not registered (see `hashtagger models list`)")

@@ -102,7 +102,7 @@ def test_refresh_makes_one_request_per_label_and_none_within_the_ttl(results, x_
     summary = run_refresh(results, clock, sleeps, ["cat", "dog", "flatfish"])
     assert [len(search_calls(x_http, label)) for label in ("cat", "dog", "flatfish")] == [1, 1, 1]
     assert summary.requests == {"recent search": 3, "trends (v2)": 1}
-    assert (summary.fetched, summary.empty, summary.failed, summary.trends) == (2, 1, 0, "ok")
+    assert (summary.fetched, summary.empty, summary.errors, summary.trends) == (2, 1, 0, "ok")
 
     clock.advance(HOUR / 2)  # within both times to live: no call at all, not even for the label with no hashtags
     again = run_refresh(results, clock, sleeps, ["cat", "dog", "flatfish"])
@@ -167,7 +167,7 @@ def test_429_stops_calls_until_reset_and_the_run_completes(results, x_http, cloc
     serve_search(x_http, clock, "dog", "error_429.json", status=429, reset_in=600)
     with caplog.at_level(logging.WARNING, logger="tasks.hashtags"):
         summary = run_refresh(results, clock, sleeps, ["cat", "dog", "bird"])
-    assert summary.fetched == 1 and summary.failed == 1 and summary.not_tried == 1
+    assert summary.fetched == 1 and summary.errors == 1 and summary.not_tried == 1
     assert summary.x.startswith("rate-limited until")
     assert len(search_calls(x_http)) == 2 and sleeps == []  # bird was not asked, nothing waited
     assert len(caplog.records) == 1 and "x-rate-limit-reset" in caplog.records[0].getMessage()
@@ -196,7 +196,7 @@ def test_503_and_garbage_complete_on_the_cache_or_the_lexicon(results, x_http, c
         else:
             serve_search(x_http, clock, label, text='{"data": [{"id": "1861779221345128704", "text": "Sunday')
     summary = run_refresh(results, clock, sleeps, ["cat", "dog"])
-    assert summary.failed == 2 and summary.fetched == 0
+    assert summary.errors == 2 and summary.fetched == 0
     attempts = 3 if failure == "503" else 1  # 5xx: bounded retries with backoff; garbage: no retry
     assert [len(search_calls(x_http, label)) for label in ("cat", "dog")] == [attempts, attempts]
     assert summary.trends == "error"
@@ -215,7 +215,7 @@ def test_x_failing_label_after_label_is_turned_off(results, x_http, clock, sleep
     for label in ("cat", "dog", "bird", "frog"):
         serve_search(x_http, clock, label, "error_503.json", status=503)
     summary = run_refresh(results, clock, sleeps, ["cat", "dog", "bird", "frog"])
-    assert summary.failed == 3 and summary.not_tried == 1 and summary.x.startswith("off")
+    assert summary.errors == 3 and summary.not_tried == 1 and summary.x.startswith("off")
     assert len(search_calls(x_http)) == 9 and len(sleeps) == 6
 
 

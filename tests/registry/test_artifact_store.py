@@ -78,7 +78,7 @@ def test_a_model_registered_from_one_home_is_served_from_another_empty_one(artif
                                                                           tmp_path):
     engine = db.ensure_schema(db.engine(pg_url))
     row = registry.register(engine, trained(hashtagger_home / "models" / "tiny-s3", "tiny-s3"))
-    assert row["artifact_uri"] == f"{artifacts}/models/tiny-s3/"
+    assert row.artifact_uri == f"{artifacts}/models/tiny-s3/"
     assert promote.auto_promote(engine, "tiny-s3").promoted
     keys = [item["Key"] for item in boto3.client("s3").list_objects_v2(
         Bucket=artifacts[5:].split("/")[0])["Contents"]]

@@ -67,7 +67,7 @@ def trained(folder: Path, model_id: str, top1: float, epochs: int = 10, train_li
 
 def champion_id(engine, dataset: str = "cifar10") -> str | None:
     row = registry.champion(engine, dataset)
-    return row and row["model_id"]
+    return row and row.model_id
 
 
 def tag_samples(tmp_path, *extra: str) -> None:
@@ -96,8 +96,8 @@ def test_db_migrate_records_the_bundled_models_as_first_champions_and_reads_reco
     assert "baseline champion" in capsys.readouterr().out
     for dataset in ("cifar10", "cifar100"):
         row = registry.champion(eng, dataset)
-        assert (row["model_id"], row["artifact_uri"]) == (bundled_id(dataset), f"bundled:{dataset}")
-        assert row["dataset_version"] == BUNDLED_VERSION[dataset]
+        assert (row.model_id, row.artifact_uri) == (bundled_id(dataset), f"bundled:{dataset}")
+        assert row.dataset_version == BUNDLED_VERSION[dataset]
     assert cli.main(["db", "migrate"]) == 0  # a second run records nothing more
     assert "baseline" not in capsys.readouterr().out
     assert [event["event"] for event in registry.events(eng, model_id=bundled_id())] == ["promoted", "registered"]
@@ -127,7 +127,7 @@ def test_the_floor_and_the_margin_are_gates_and_a_full_better_run_takes_over(eng
     assert "below the floor of 50%" in chance.reason and "(does not beat the champion)" in chance.reason
     assert chance.champion_top1 is not None
     assert "below the floor of 30%" in promote.auto_promote(engine, "toy-chance").reason
-    bundled_top1 = registry.champion(engine, "cifar10")["test_top1"]
+    bundled_top1 = registry.champion(engine, "cifar10").test_top1
     registry.register(engine, trained(tmp_path / "close", "close", bundled_top1 + 0.001))
     assert "margin" in promote.auto_promote(engine, "close").reason
     other_version = {**trained(tmp_path / "elsewhere", "elsewhere", 0.99), "dataset_version": "c3c3c3c3c3c3c3c3"}
@@ -254,7 +254,7 @@ def test_a_registry_row_from_before_references_gets_the_bundled_reference(engine
     registry.register(engine, {**metadata, "artifact_uri": gone})
     registry.ensure_baseline(engine)
     row = registry.champion(engine, "cifar10")
-    assert (row["model_id"], row["artifact_uri"]) == (bundled_id(), "bundled:cifar10")
+    assert (row.model_id, row.artifact_uri) == (bundled_id(), "bundled:cifar10")
 
 
 def test_an_updated_bundled_model_takes_over_from_the_one_it_replaces(engine):

@@ -73,17 +73,17 @@ def test_a_trained_model_goes_into_the_registry_by_the_one_path_and_a_refusing_d
     # the command the log names records it later, from its folder, as training would have
     assert pipeline.register_saved_model(metadata, db_url) is True
     row = pipeline.register_model(metadata["path"], db_url)
-    assert (row["model_id"], row["status"], row["test_top1"]) == ("m-saved", "candidate", pytest.approx(0.80))
+    assert (row.model_id, row.status, row.test_top1) == ("m-saved", "candidate", pytest.approx(0.80))
 
 
 def test_register_is_an_idempotent_upsert(engine, tmp_path):
     metadata = make_model(tmp_path, "m1", 0.80)
     registry.register(engine, metadata)
     row = registry.register(engine, {**metadata, "metrics": {**metadata["metrics"], "test_top1": 0.81}})
-    assert row["status"] == "candidate" and row["test_top1"] == pytest.approx(0.81)
-    assert [r["model_id"] for r in registry.list_models(engine)] == ["m1"]
+    assert row.status == "candidate" and row.test_top1 == pytest.approx(0.81)
+    assert [r.model_id for r in registry.list_models(engine)] == ["m1"]
     assert event_names(engine, "m1") == ["registered"]
-    assert json.loads(row["metrics"])["test_top1"] == pytest.approx(0.81)
+    assert json.loads(row.metrics)["test_top1"] == pytest.approx(0.81)
 
 
 def test_first_model_becomes_champion_and_serves(engine, db_url, tmp_path):
@@ -106,7 +106,7 @@ def test_a_worse_challenger_is_never_promoted(engine, tmp_path):
         decision = promote.auto_promote(engine, model_id, onnx=False)
         assert not decision.promoted, decision.reason
         assert decision.champion_top1 == pytest.approx(0.900) and decision.compared_on == VERSION_1
-        assert registry.get(engine, model_id)["status"] == "candidate"
+        assert registry.get(engine, model_id).status == "candidate"
     assert champions(engine) == ["champ"]
     # a rejection is logged once, with its figures, however often it is asked again
     promote.auto_promote(engine, "worse", onnx=False)
@@ -138,7 +138,7 @@ def test_a_challenger_beating_the_margin_takes_over_and_the_change_is_logged(eng
     decision = promote.auto_promote(engine, "better", onnx=False)
     assert decision.promoted and decision.previous_champion == "champ"
     assert champions(engine) == ["better"]
-    assert registry.get(engine, "champ")["status"] == "retired"
+    assert registry.get(engine, "champ").status == "retired"
     assert event_names(engine, "champ") == ["registered", "promoted", "retired"]
     promoted = registry.events(engine, model_id="better")[0]
     assert promoted["event"] == "promoted" and promoted["detail"]["previous_champion"] == "champ"

@@ -158,4 +158,4 @@ def check_gate(engine, trained, slices) -> None:
     assert "\n" not in verdict.reason
     decision = promote.auto_promote(engine, worse.model_id, onnx=False)
     assert not decision.promoted and "reviewed slice" in decision.reason
-    assert registry.champion(engine, "cifar10")["model_id"] == better.model_id
+    assert registry.champion(engine, "cifar10").model_id == better.model_id

@@ -76,8 +76,8 @@ def test_bundled_model_is_recorded_as_the_baseline_champion_on_first_use_by_a_wr
     reference = pipeline.champion_path("cifar10", db_url)
     assert reference == "bundled:cifar10"
     models = registry.list_models(engine, "cifar10")
-    assert [model["status"] for model in models] == ["champion"]
-    assert models[0]["artifact_uri"] == reference
+    assert [model.status for model in models] == ["champion"]
+    assert models[0].artifact_uri == reference
     assert pipeline.ensure_baseline(engine, "cifar10") == []  # a second use records nothing more
     assert len(registry.list_models(engine, "cifar10")) == 1
 

@@ -107,8 +107,8 @@ def test_every_architecture_trains_under_both_recipes_and_both_backends(tiny_cif
         assert json.loads((folder / "metadata.json").read_text())["backend"] == "jax"
     # every CLI run is in the registry as a candidate
     rows = registry.list_models(db.engine(Settings.from_env().database_url))
-    assert sorted(row["model_id"] for row in rows) == sorted(folder.name for folder in cli_folders)
-    assert {row["status"] for row in rows} == {"candidate"}
+    assert sorted(row.model_id for row in rows) == sorted(folder.name for folder in cli_folders)
+    assert {row.status for row in rows} == {"candidate"}
     if jax_run is None:
         pytest.skip("JAX is not installed: only the TensorFlow half ran")
 
