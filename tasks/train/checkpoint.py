@@ -48,7 +48,7 @@ class Resumed:
     history: dict = dataclasses.field(default_factory=dict)
 
 
-def run_key(config, dataset_version: str) -> str:
+def settings_key(config, dataset_version: str) -> str:
     """16 hex digits naming one training run: `config` (a TrainConfig) less its reporting switches,
     with the dataset version it trains on."""
     fields = {name: value for name, value in dataclasses.asdict(config).items() if name not in NOT_IDENTITY
@@ -59,7 +59,7 @@ def run_key(config, dataset_version: str) -> str:
 
 
 def folder(checkpoints_dir: Path, config, dataset_version: str) -> Path:
-    return checkpoints_dir / f"{config.architecture}-{config.dataset}-{run_key(config, dataset_version)}"
+    return checkpoints_dir / f"{config.architecture}-{config.dataset}-{settings_key(config, dataset_version)}"
 
 
 def load(path: Path, trainer) -> Resumed:

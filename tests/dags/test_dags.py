@@ -207,6 +207,6 @@ def test_a_training_spec_through_xcom_json_is_the_same_run():
     carried = train.TrainConfig.from_dict(json.loads(json.dumps(spec)))
     assert carried == train.TrainConfig.from_dict(spec)
     assert carried.model_overrides == (("widths", [128, 384, 384]),)
-    assert checkpoint.run_key(carried, "v1") == checkpoint.run_key(train.TrainConfig.from_dict(spec), "v1")
+    assert checkpoint.settings_key(carried, "v1") == checkpoint.settings_key(train.TrainConfig.from_dict(spec), "v1")
     with pytest.raises(ValueError, match=r"unknown training settings \['epoch'\]"):
         pipeline.training_spec(architecture="vgg16", epoch=3)

@@ -81,8 +81,8 @@ def test_a_different_run_never_picks_up_another_runs_checkpoint(tiny_cifar):
 
     config = TrainConfig(architecture="airbench", recipe="airbench", epochs=6)
     same = dataclasses.replace(config, verbose=0, reports=False, budget_minutes=30)
-    assert checkpoint.run_key(config, "v1") == checkpoint.run_key(same, "v1")
+    assert checkpoint.settings_key(config, "v1") == checkpoint.settings_key(same, "v1")
     for other in (dataclasses.replace(config, epochs=7), dataclasses.replace(config, seed=1),
                   dataclasses.replace(config, recipe_overrides=(("batch_size", 6),))):
-        assert checkpoint.run_key(other, "v1") != checkpoint.run_key(config, "v1")
-    assert checkpoint.run_key(config, "v2") != checkpoint.run_key(config, "v1")
+        assert checkpoint.settings_key(other, "v1") != checkpoint.settings_key(config, "v1")
+    assert checkpoint.settings_key(config, "v2") != checkpoint.settings_key(config, "v1")
