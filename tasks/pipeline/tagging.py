@@ -123,17 +123,18 @@ def plan_night(source: str, model_path: str, key: str, shards: int, db_url: str 
                s3: S3Settings | None = None, verify: bool = False, min_shard_images: int | None = None) -> dict:
     """List `source` once and write the night's manifest of work (tasks/tag/plan.py) under the run key
     `key`, split over `shards` at most (a small night over fewer: one per `min_shard_images` images of work,
-    default plan.MIN_SHARD_WORK); reads the model's id
-    from its metadata (no model is loaded). Returns {source, model_path, model_id, seen, new, done,
-    not_images, shards}: small, for XCom and the log; `shards` is the count the night runs. SourceError
-    when the source cannot be listed; ArtifactError (tasks.registry) when `model_path` is not a model."""
+    default plan.MIN_SHARD_WORK); reads the model's id from its metadata (no model is loaded). Returns
+    {source, model_path, model_id, seen, new, done, not_images, shards}: small, for XCom and the log;
+    `shards` is the count the night runs. SourceError when the source cannot be listed; ArtifactError
+    (tasks.registry) when `model_path` is not a model; ValueError for shards or min_shard_images below 1."""
     from tasks.registry import artifact, artifact_store
     from tasks.tag import plan, sources
 
     model_id = artifact.read(artifact_store.resolve(model_path, s3_settings=s3)).model_id
     engine = results_engine(db_url)
     opened = sources.open_source(source, s3_settings=s3)
-    night = plan.plan(opened, engine, model_id, key, shards, verify, plan.MIN_SHARD_WORK if min_shard_images is None else min_shard_images)
+    least = plan.MIN_SHARD_WORK if min_shard_images is None else min_shard_images
+    night = plan.plan(opened, engine, model_id, key, shards, verify, least)
     return {"source": night.source, "model_path": str(model_path), "model_id": model_id, "seen": night.listed,
             "new": night.work, "done": night.done, "not_images": night.other_files, "shards": night.shards}
 

@@ -11,7 +11,8 @@ import json
 
 import sqlalchemy as sa
 
-from tasks.store.registry_sql import EVALUATIONS_IN_ORDER, LAST_CROWNING, LIST_EVENTS, LIST_MODELS, SELECT_CHAMPION, SELECT_MODEL
+from tasks.store.registry_sql import (
+    EVALUATIONS_IN_ORDER, LAST_CROWNING, LIST_EVENTS, LIST_MODELS, SELECT_CHAMPION, SELECT_MODEL)
 
 
 @dataclasses.dataclass(frozen=True)

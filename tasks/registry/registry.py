@@ -70,7 +70,8 @@ class PromotionDecision:
 
 # ---------------------------------------------------------------------------------------------- writes
 
-def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict, artifact_uri: str | None = None) -> ModelRecord:
+def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict,
+             artifact_uri: str | None = None) -> ModelRecord:
     """Record a saved model (its artifact metadata) as a candidate; a second call refreshes its metrics.
 
     The artifact is recorded by a portable reference (tasks/registry/artifact_store.py): `artifact_uri` when
@@ -217,8 +218,8 @@ def _rollback_to(connection, champion: ModelRecord) -> str | None:
     previous = _previous_champion(connection, champion.model_id)
     if previous is not None:
         return previous
-    baseline = ModelRecord.of(connection.execute(SELECT_BASELINE, {"dataset": champion.dataset,
-                                                                 "uri": artifact_store.BUNDLED + champion.dataset}).first())
+    bundled = {"dataset": champion.dataset, "uri": artifact_store.BUNDLED + champion.dataset}
+    baseline = ModelRecord.of(connection.execute(SELECT_BASELINE, bundled).first())
     return baseline.model_id if baseline and baseline.model_id != champion.model_id else None
 
 
