@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tasks import errors
+from tasks.config import BUNDLED_DATASETS
 
 from tasks import pipeline
 
@@ -70,14 +71,26 @@ def list_command(args) -> int:
                          indent=1, default=str))
         return 0
     if not rows:
-        print("no models registered: train one with `hashtagger train`")
+        print(_nothing_listed(args))
         return 0
-    _print_champions(pipeline.champions_history())
+    _print_champions([champion for champion in pipeline.champions_history()
+                      if args.dataset in (None, champion.model.dataset)])
     table = [("status", "top-1", "dataset", "version", "arch", "recipe", "model_id")] + [
         (row.status, f"{row.test_top1:.2%}", row.dataset, str(row.dataset_version),
          str(row.architecture), str(row.recipe), row.model_id) for row in rows]
     print_table(table, right=(1,))
     return 0
+
+
+def _nothing_listed(args) -> str:
+    """Why `models list` printed no model: its filters, or a registry nothing was recorded in yet."""
+    if args.dataset or args.status:
+        wanted = " and ".join(part for part in (args.status and f"status {args.status}",
+                                                args.dataset and f"dataset {args.dataset}") if part)
+        known = ", ".join(BUNDLED_DATASETS)
+        return f"no registered model has {wanted} (datasets: {known} and any you trained on)"
+    return ("no models registered yet: tagging serves the bundled models until `hashtagger db migrate` (or a first "
+            "tagging run) records them as champions; train one with `hashtagger train`")
 
 
 def print_table(table: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> None:

@@ -230,9 +230,16 @@ def read_metadata(path: str | Path) -> dict:
     if folder.is_file():
         folder = folder.parent
     metadata_path = folder / METADATA_FILE
+    if not folder.exists():
+        raise ArtifactError(f"{path}: no such file or folder")
     if not metadata_path.exists():
         raise ArtifactError(f"{path}: not a hashtagger model (no {METADATA_FILE} beside the model)")
-    metadata = json.loads(metadata_path.read_text())
+    try:
+        metadata = json.loads(metadata_path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise ArtifactError(f"{metadata_path}: not valid JSON ({error})") from None
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{metadata_path}: holds a JSON {type(metadata).__name__}, not an object of fields")
     metadata["path"] = str(folder)
     return metadata
 

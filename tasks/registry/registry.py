@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import uuid
 import zlib
@@ -84,6 +85,7 @@ def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict,
         raise ValueError(f"{metadata.model_id}: metadata names no architecture or dataset; not a trained model")
     if "test_top1" not in metrics:
         raise ValueError(f"{metadata.model_id}: metadata has no test_top1; evaluate the model first")
+    _check_metadata(metadata.model_id, metrics["test_top1"], metadata.created_at)
     row = {
         "model_id": metadata.model_id, "architecture": metadata.architecture, "recipe": metadata.recipe_name,
         "dataset": metadata.dataset, "dataset_version": metadata.dataset_version,
@@ -102,6 +104,22 @@ def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict,
             connection.execute(UPDATE_MODEL, row)
         _record_evaluation(connection, row["model_id"], metadata.dataset_version, metrics)
     return get(engine, row["model_id"])
+
+
+def _check_metadata(model_id: str, top1, created_at) -> None:
+    """ValueError unless test_top1 is a fraction in [0, 1] and created_at (when given) an ISO 8601 time with
+    its zone: hand-written metadata put 93.5 (shown as 9350%), NaN, "yesterday" or a bare number there."""
+    if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:  # NaN fails too
+        raise ValueError(f"{model_id}: test_top1 must be a fraction between 0 and 1, not {top1!r}")
+    if created_at is None:
+        return
+    try:
+        zone = dt.datetime.fromisoformat(created_at).tzinfo if isinstance(created_at, str) else None
+    except ValueError:
+        zone = None
+    if zone is None:
+        raise ValueError(f"{model_id}: created_at must be an ISO 8601 time with its zone "
+                         f"(e.g. 2026-12-06T20:00:00+00:00), not {created_at!r}")
 
 
 def record_evaluation(engine: sa.Engine, model_id: str, result: EvaluationResult) -> None:

@@ -76,6 +76,38 @@ def test_a_trained_model_goes_into_the_registry_by_the_one_path_and_a_refusing_d
     assert (row.model_id, row.status, row.test_top1) == ("m-saved", "candidate", pytest.approx(0.80))
 
 
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("test_top1", 93.5, "test_top1 must be a fraction between 0 and 1, not 93.5"),  # a percentage
+    ("test_top1", float("nan"), "not nan"),
+    ("test_top1", "0.9", "not '0.9'"),
+    ("created_at", "yesterday", "created_at must be an ISO 8601 time with its zone"),
+    ("created_at", "2026-12-01T00:00:00", "with its zone"),  # no zone: sorts against the others wrongly
+    ("created_at", 1733500000, "not 1733500000"),
+])
+def test_register_refuses_hand_written_metadata_it_would_show_wrong(engine, tmp_path, field, value, expected):
+    """Found by a fresh user: 93.5 listed as 9350.00%, NaN crashed on the NOT NULL column, 'yesterday' sorted
+    as the newest model. Nothing is recorded."""
+    metadata = make_model(tmp_path, "hand-written", 0.9)
+    if field == "test_top1":
+        metadata["metrics"]["test_top1"] = value
+    else:
+        metadata[field] = value
+    with pytest.raises(ValueError, match=expected.replace("(", r"\(")):
+        registry.register(engine, metadata)
+    assert registry.list_models(engine) == []
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("[1, 2]", "holds a JSON list, not an object of fields"), ("{x", "not valid JSON"), (None, "no such file")])
+def test_a_folder_that_is_not_a_model_gets_one_line_naming_the_file(tmp_path, content, expected):
+    folder = tmp_path / "model"
+    if content is not None:
+        folder.mkdir()
+        (folder / "metadata.json").write_text(content)
+    with pytest.raises(artifact.ArtifactError, match=expected):
+        artifact.read_metadata(folder)
+
+
 def test_register_is_an_idempotent_upsert(engine, tmp_path):
     metadata = make_model(tmp_path, "m1", 0.80)
     registry.register(engine, metadata)
@@ -286,3 +318,13 @@ def test_models_commands(engine, db_url, tmp_path, monkeypatch, capsys):
     assert "rolled_back" in capsys.readouterr().out
     assert cli.main(["models", "promote", "nope", "--no-onnx"]) == 2  # a usage error
     assert "not registered" in capsys.readouterr().err
+    # filters: only the dataset's champion line, and a filter matching nothing says so (not 'no models')
+    assert cli.main(["models", "list", "--dataset", "elsewhere"]) == 0
+    assert capsys.readouterr().out.strip() == ("no registered model has dataset elsewhere "
+                                               "(datasets: cifar10, cifar100 and any you trained on)")
+    assert cli.main(["models", "list", "--dataset", DATASET, "--status", "retired"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed if " champion: " in line] == [DATASET]
+    assert cli.main(["models", "list", "--json"]) == 0
+    assert {row["model_id"]: row["status"] for row in json.loads(capsys.readouterr().out)
+            if row["model_id"] in ("m1", "m2")} == {"m1": "champion", "m2": "retired"}
