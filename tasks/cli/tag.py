@@ -112,8 +112,10 @@ def print_summary(summary, model, as_json: bool = False) -> None:
     """Four lines: what ran, with what, how much, how fast (`summary`: a RunSummary), or one JSON document."""
     rate = (summary.tagged + summary.failed) / summary.seconds if summary.seconds else 0.0
     if as_json:
-        json.dump(dict(summary.as_dict(), runtime=model.runtime, images_per_second=round(rate, 1)),
-                  sys.stdout, indent=1)
+        document = dict(summary.as_dict(), runtime=model.runtime, images_per_second=round(rate, 1))
+        if summary.status == "dry-run":  # nothing was tagged nor recorded: what would be is `to_tag`
+            document.update(tagged=0, to_tag=summary.tagged, run_id=None, images_per_second=0.0)
+        json.dump(document, sys.stdout, indent=1)
         print()
         return
     dry = summary.status == "dry-run"

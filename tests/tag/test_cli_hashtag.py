@@ -149,6 +149,10 @@ def test_tag_dry_run_limit_and_errors(bin_dir, bundled_model, pictures, tmp_path
     folder = pictures["cat0"].parent
     dry = hashtagger(bin_dir, "tag", folder, "--dry-run", db_url=sqlite_url)
     assert dry.returncode == 0 and f"{len(pictures)} to tag" in dry.stdout and "dry-run" in dry.stdout
+    # as JSON: nothing tagged, what would be is to_tag, and no run id (nothing recorded for `report` to find)
+    as_json = json.loads(hashtagger(bin_dir, "tag", folder, "--dry-run", "--json", db_url=sqlite_url).stdout)
+    assert (as_json["status"], as_json["tagged"], as_json["to_tag"], as_json["run_id"]) == (
+        "dry-run", 0, len(pictures), None)
     assert not Path(sqlite_url.removeprefix("sqlite:///")).exists() or not sa.inspect(
         db.engine(sqlite_url)).has_table("image_results")
     unmigrated = hashtagger(bin_dir, "tag", folder, db_url=sqlite_url)  # a database of one's own: migrate it first
