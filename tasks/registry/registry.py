@@ -101,9 +101,26 @@ def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict,
                  {"test_top1": row["test_top1"], "dataset_version": row["dataset_version"],
                   "artifact_uri": row["artifact_uri"]})
         else:
-            connection.execute(UPDATE_MODEL, row)
+            _update(connection, row)
         _record_evaluation(connection, row["model_id"], metadata.dataset_version, metrics)
     return get(engine, row["model_id"])
+
+
+def _update(connection, row: dict) -> None:
+    """A second registration of a model id refreshes its metrics and artifact; a change is logged ('updated',
+    old and new), and a champion's artifact is not replaced: tagging would serve other files under its id
+    (a fresh user repointed the bundled champion to a folder holding only metadata.json)."""
+    known = ModelRecord.of(connection.execute(SELECT_MODEL, {"model_id": row["model_id"]}).first())
+    moved = known.artifact_uri != row["artifact_uri"]
+    if moved and known.status == "champion" and row["artifact_uri"] != artifact_store.BUNDLED + known.dataset:
+        raise RegistryError(f"{known.model_id} is the champion of {known.dataset}, served from "
+                            f"{known.artifact_uri}: registering {row['artifact_uri']} under its id would change "
+                            "what tagging serves; give that model its own model_id")
+    connection.execute(UPDATE_MODEL, row)
+    if moved or known.test_top1 != row["test_top1"]:
+        _log(connection, known.model_id, known.dataset, "updated",
+             {"artifact_uri": [known.artifact_uri, row["artifact_uri"]],
+              "test_top1": [known.test_top1, row["test_top1"]]})
 
 
 def _check_metadata(model_id: str, top1, created_at) -> None:

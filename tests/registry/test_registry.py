@@ -97,6 +97,18 @@ def test_register_refuses_hand_written_metadata_it_would_show_wrong(engine, tmp_
     assert registry.list_models(engine) == []
 
 
+def test_a_champion_s_artifact_is_not_replaced_by_registering_another_folder_under_its_id(engine, tmp_path):
+    """A fresh user registered a folder holding only metadata.json under the champion's id: tagging would
+    have served it. Refused; the champion's row is as it was."""
+    add(engine, tmp_path, "m1", 0.80)
+    registry.set_champion(engine, "m1")
+    served = registry.get(engine, "m1").artifact_uri
+    copy = make_model(tmp_path / "copy", "m1", 0.10)
+    with pytest.raises(registry.RegistryError, match="is the champion of toy, served from .*own model_id"):
+        registry.register(engine, copy)
+    assert (registry.get(engine, "m1").artifact_uri, registry.get(engine, "m1").test_top1) == (served, 0.80)
+
+
 @pytest.mark.parametrize(("content", "expected"), [
     ("[1, 2]", "holds a JSON list, not an object of fields"), ("{x", "not valid JSON"), (None, "no such file")])
 def test_a_folder_that_is_not_a_model_gets_one_line_naming_the_file(tmp_path, content, expected):
@@ -114,7 +126,9 @@ def test_register_is_an_idempotent_upsert(engine, tmp_path):
     row = registry.register(engine, {**metadata, "metrics": {**metadata["metrics"], "test_top1": 0.81}})
     assert row.status == "candidate" and row.test_top1 == pytest.approx(0.81)
     assert [r.model_id for r in registry.list_models(engine)] == ["m1"]
-    assert event_names(engine, "m1") == ["registered"]
+    assert event_names(engine, "m1") == ["registered", "updated"]  # oldest first: the change is on record
+    registry.register(engine, {**metadata, "metrics": {**metadata["metrics"], "test_top1": 0.81}})
+    assert event_names(engine, "m1") == ["registered", "updated"], "the same registration again logs nothing"
     assert json.loads(row.metrics)["test_top1"] == pytest.approx(0.81)
 
 
