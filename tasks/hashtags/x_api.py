@@ -56,6 +56,11 @@ class XConfig:
             raise ValueError(f"max_posts must be at least 10 (X's smallest page), not {self.max_posts}")
         if self.retries < 0 or self.backoff_s < 0 or self.timeout_s <= 0:
             raise ValueError("retries and backoff_s must be >= 0 and timeout_s > 0")
+        if min(self.ttl_hours, self.trends_ttl_hours, self.serve_max_age_hours) < 0:
+            raise ValueError(f"the times to live must be at least 0 hours, not {self.ttl_hours} (ttl_hours), "
+                             f"{self.trends_ttl_hours} (trends) and {self.serve_max_age_hours} (serving)")
+        if self.woeid < 1:  # 1 is the world; places have larger ids
+            raise ValueError(f"woeid must be a Where On Earth ID (1: worldwide), not {self.woeid}")
 
     @property
     def ttl(self) -> dt.timedelta:

@@ -307,3 +307,16 @@ def test_no_token_reaches_any_log_at_debug(x_http, clock, sleeps, caplog):
     assert "Making API request" in caplog.text, "tweepy did log the request at DEBUG"
     assert TOKEN not in caplog.text and "Bearer [redacted]" in caplog.text
     assert all(TOKEN not in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"ttl_hours": -1}, "times to live must be at least 0 hours"),
+    ({"trends_ttl_hours": -0.5}, "times to live"),
+    ({"woeid": -5}, "woeid must be a Where On Earth ID"),
+    ({"woeid": 0}, "woeid"),
+    ({"max_posts": 5}, "max_posts must be at least 10"),
+])
+def test_settings_out_of_range_are_refused_before_any_request(settings, expected):
+    """A fresh user's `hashtags refresh --ttl-hours -1 --woeid -5` ran as if they were fine."""
+    with pytest.raises(ValueError, match=expected):
+        XConfig(**settings)
