@@ -120,7 +120,8 @@ def print_summary(summary, model, as_json: bool = False) -> None:
         return
     dry = summary.status == "dry-run"
     failed = f" ({summary.failed:,} failed)" if summary.failed else ""  # at a glance, in the headline
-    print(f"run {summary.run_id}: {summary.status}{failed}  source {_shown(summary.source)}")
+    # a dry run records nothing: no run id for `report` to look up
+    print(f"{'dry run' if dry else f'run {summary.run_id}'}: {summary.status}{failed}  source {_shown(summary.source)}")
     print(f"  model   {model.model_id} ({model.runtime})")
     others = f"  ({summary.not_images:,} non-image file{'s' * (summary.not_images != 1)} skipped)" \
         if summary.not_images else ""

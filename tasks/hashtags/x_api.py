@@ -15,6 +15,7 @@ import collections
 import dataclasses
 import datetime as dt
 import logging
+import math
 import os
 import re
 import time
@@ -56,7 +57,8 @@ class XConfig:
             raise ValueError(f"max_posts must be at least 10 (X's smallest page), not {self.max_posts}")
         if self.retries < 0 or self.backoff_s < 0 or self.timeout_s <= 0:
             raise ValueError("retries and backoff_s must be >= 0 and timeout_s > 0")
-        if min(self.ttl_hours, self.trends_ttl_hours, self.serve_max_age_hours) < 0:
+        hours = (self.ttl_hours, self.trends_ttl_hours, self.serve_max_age_hours)
+        if not all(math.isfinite(value) and value >= 0 for value in hours):  # argparse's float takes nan, inf
             raise ValueError(f"the times to live must be at least 0 hours, not {self.ttl_hours} (ttl_hours), "
                              f"{self.trends_ttl_hours} (trends) and {self.serve_max_age_hours} (serving)")
         if self.woeid < 1:  # 1 is the world; places have larger ids

@@ -224,6 +224,24 @@ def read(path: str | Path) -> ModelMetadata:
     return ModelMetadata.from_dict(read_metadata(path))
 
 
+def registrable(model_id: str, top1, created_at) -> str | None:
+    """A model's metadata as the registry records it: returns `created_at` in UTC, as the project writes it
+    (ISO 8601, seconds: rows sort by it as text on SQLite). ValueError unless test_top1 is a fraction in [0, 1] and created_at (when given) an ISO 8601 time with
+    its zone: hand-written metadata put 93.5 (shown as 9350%), NaN, "yesterday" or a bare number there."""
+    if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:  # NaN fails too
+        raise ValueError(f"{model_id}: test_top1 must be a fraction between 0 and 1, not {top1!r}")
+    if created_at is None:
+        return None  # registered now
+    try:
+        parsed = dt.datetime.fromisoformat(created_at)  # TypeError: not text
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise ValueError(f"{model_id}: created_at must be an ISO 8601 time with its zone "
+                         f"(e.g. 2026-12-06T20:00:00+00:00), not {created_at!r}")
+    return parsed.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def read_metadata(path: str | Path) -> dict:
     """metadata.json of the artifact at `path` as a dict, with `path` set to its folder."""
     folder = Path(path)

@@ -36,7 +36,7 @@ class ModelRecord:
         return None if row is None else cls(**{field.name: row._mapping[field.name] for field in FIELDS})
 
     def as_dict(self) -> dict:
-        """Its JSON-ready fields (`hashtagger models list --json`)."""
+        """Its fields as a dict (`hashtagger models list --json`; created_at may be a datetime: dump with str)."""
         return dataclasses.asdict(self)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import json
 import uuid
 import zlib
@@ -47,7 +46,8 @@ STATUSES = ("candidate", "champion", "retired")
 
 
 class RegistryError(LookupError):
-    """The model or the champion asked for is not in the registry; the message says what to do."""
+    """The model or the champion asked for is not in the registry, or a registration would change what a
+    champion serves; the message says what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +73,13 @@ class PromotionDecision:
 
 def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict,
              artifact_uri: str | None = None) -> ModelRecord:
-    """Record a saved model (its artifact metadata) as a candidate; a second call refreshes its metrics.
+    """Record a saved model (its artifact metadata) as a candidate; a second call refreshes its metrics and
+    logs what changed ('updated'). Returns its ModelRecord.
 
     The artifact is recorded by a portable reference (tasks/registry/artifact_store.py): `artifact_uri` when
-    given, else its folder `metadata.path`, uploaded first when HASHTAGGER_ARTIFACTS is set.
+    given, else its folder `metadata.path`, uploaded first when HASHTAGGER_ARTIFACTS is set. ValueError for
+    metadata that is not a trained, evaluated model (test_top1 outside [0, 1], created_at without its zone);
+    RegistryError when a second call would change a champion's artifact.
     """
     if isinstance(metadata, dict):
         metadata = artifact.ModelMetadata.from_dict(metadata)
@@ -85,14 +88,14 @@ def register(engine: sa.Engine, metadata: artifact.ModelMetadata | dict,
         raise ValueError(f"{metadata.model_id}: metadata names no architecture or dataset; not a trained model")
     if "test_top1" not in metrics:
         raise ValueError(f"{metadata.model_id}: metadata has no test_top1; evaluate the model first")
-    _check_metadata(metadata.model_id, metrics["test_top1"], metadata.created_at)
+    created_at = artifact.registrable(metadata.model_id, metrics["test_top1"], metadata.created_at)
     row = {
         "model_id": metadata.model_id, "architecture": metadata.architecture, "recipe": metadata.recipe_name,
         "dataset": metadata.dataset, "dataset_version": metadata.dataset_version,
         "test_top1": float(metrics["test_top1"]), "metrics": _json(metrics),
         "artifact_uri": (artifact_uri or metadata.extra.get("artifact_uri")
                          or artifact_store.publish(metadata.path, metadata.model_id)),
-        "created_at": metadata.created_at or db.utcnow(),
+        "created_at": created_at or db.utcnow(),
     }
     with engine.begin() as connection:
         inserted = connection.execute(INSERT_MODEL, row).first() is not None
@@ -121,22 +124,6 @@ def _update(connection, row: dict) -> None:
         _log(connection, known.model_id, known.dataset, "updated",
              {"artifact_uri": [known.artifact_uri, row["artifact_uri"]],
               "test_top1": [known.test_top1, row["test_top1"]]})
-
-
-def _check_metadata(model_id: str, top1, created_at) -> None:
-    """ValueError unless test_top1 is a fraction in [0, 1] and created_at (when given) an ISO 8601 time with
-    its zone: hand-written metadata put 93.5 (shown as 9350%), NaN, "yesterday" or a bare number there."""
-    if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not 0 <= top1 <= 1:  # NaN fails too
-        raise ValueError(f"{model_id}: test_top1 must be a fraction between 0 and 1, not {top1!r}")
-    if created_at is None:
-        return
-    try:
-        zone = dt.datetime.fromisoformat(created_at).tzinfo if isinstance(created_at, str) else None
-    except ValueError:
-        zone = None
-    if zone is None:
-        raise ValueError(f"{model_id}: created_at must be an ISO 8601 time with its zone "
-                         f"(e.g. 2026-12-06T20:00:00+00:00), not {created_at!r}")
 
 
 def record_evaluation(engine: sa.Engine, model_id: str, result: EvaluationResult) -> None:

@@ -315,6 +315,7 @@ def test_no_token_reaches_any_log_at_debug(x_http, clock, sleeps, caplog):
     ({"woeid": -5}, "woeid must be a Where On Earth ID"),
     ({"woeid": 0}, "woeid"),
     ({"max_posts": 5}, "max_posts must be at least 10"),
+    ({"ttl_hours": float("nan")}, "times to live"), ({"serve_max_age_hours": float("inf")}, "times to live"),
 ])
 def test_settings_out_of_range_are_refused_before_any_request(settings, expected):
     """A fresh user's `hashtags refresh --ttl-hours -1 --woeid -5` ran as if they were fine."""

@@ -109,6 +109,14 @@ def test_a_champion_s_artifact_is_not_replaced_by_registering_another_folder_und
     assert (registry.get(engine, "m1").artifact_uri, registry.get(engine, "m1").test_top1) == (served, 0.80)
 
 
+def test_created_at_is_stored_in_utc_as_the_project_writes_it(engine, tmp_path):
+    """Rows sort by created_at as text on SQLite: another zone or form would sort wrongly."""
+    metadata = make_model(tmp_path, "zoned", 0.9)
+    metadata["created_at"] = "2026-12-06T21:30:00.250+01:00"
+    registry.register(engine, metadata)
+    assert str(registry.get(engine, "zoned").created_at).replace(" ", "T") == "2026-12-06T20:30:00+00:00"
+
+
 @pytest.mark.parametrize(("content", "expected"), [
     ("[1, 2]", "holds a JSON list, not an object of fields"), ("{x", "not valid JSON"), (None, "no such file")])
 def test_a_folder_that_is_not_a_model_gets_one_line_naming_the_file(tmp_path, content, expected):
