@@ -64,8 +64,10 @@ def _min_confidence(text: str) -> float | str:
 def run(args) -> int:
     from tasks.cli import progress
 
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 1) or (args.workers or 1) < 1:
-        raise errors.UserError("hashtagger tag: --batch-size, --workers and --limit must be at least 1")
+    given = {"--batch-size": args.batch_size, "--workers": args.workers, "--limit": args.limit}
+    wrong = [f"{option} {value}" for option, value in given.items() if value is not None and value < 1]
+    if wrong:  # name what was given, not every option that has this rule
+        raise errors.UserError(f"hashtagger tag: {', '.join(wrong)}: must be at least 1")
     if isinstance(args.min_confidence, float) and not 0 <= args.min_confidence <= 1:
         raise errors.UserError(f"hashtagger tag: --min-confidence {args.min_confidence} is not between 0 and 1")
     try:

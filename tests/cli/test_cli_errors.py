@@ -182,5 +182,6 @@ def test_tag_refuses_a_limit_below_one_before_listing(tmp_path, capsys, monkeypa
     monkeypatch.setenv("HASHTAGGER_DB_URL", f"sqlite:///{tmp_path / 'results.db'}")
     code = main.main(["tag", str(tmp_path), "--limit", "0"])
     stderr = capsys.readouterr().err
-    assert code == errors.EXIT_USAGE and len(stderr.strip().splitlines()) == 1 and "--limit" in stderr, stderr
+    assert code == errors.EXIT_USAGE and len(stderr.strip().splitlines()) == 1, stderr
+    assert "--limit 0: must be at least 1" in stderr and "--workers" not in stderr, stderr  # only what was given
     assert not (tmp_path / "results.db").exists(), "refused before touching the database"
