@@ -57,10 +57,11 @@ class XConfig:
             raise ValueError(f"max_posts must be at least 10 (X's smallest page), not {self.max_posts}")
         if self.retries < 0 or self.backoff_s < 0 or self.timeout_s <= 0:
             raise ValueError("retries and backoff_s must be >= 0 and timeout_s > 0")
-        hours = (self.ttl_hours, self.trends_ttl_hours, self.serve_max_age_hours)
-        if not all(math.isfinite(value) and value >= 0 for value in hours):  # argparse's float takes nan, inf
-            raise ValueError(f"the times to live must be at least 0 hours, not {self.ttl_hours} (ttl_hours), "
-                             f"{self.trends_ttl_hours} (trends) and {self.serve_max_age_hours} (serving)")
+        hours = {"ttl_hours": self.ttl_hours, "trends_ttl_hours": self.trends_ttl_hours,
+                 "serve_max_age_hours": self.serve_max_age_hours}
+        wrong = [f"{name} {value}" for name, value in hours.items() if not (math.isfinite(value) and value >= 0)]
+        if wrong:  # argparse's float takes nan and inf
+            raise ValueError(f"{', '.join(wrong)}: a time to live must be a number of hours, at least 0")
         if self.woeid < 1:  # 1 is the world; places have larger ids
             raise ValueError(f"woeid must be a Where On Earth ID (1: worldwide), not {self.woeid}")
 

@@ -310,12 +310,12 @@ def test_no_token_reaches_any_log_at_debug(x_http, clock, sleeps, caplog):
 
 
 @pytest.mark.parametrize(("settings", "expected"), [
-    ({"ttl_hours": -1}, "times to live must be at least 0 hours"),
-    ({"trends_ttl_hours": -0.5}, "times to live"),
+    ({"ttl_hours": -1}, r"^ttl_hours -1: a time to live must be a number of hours, at least 0$"),
+    ({"trends_ttl_hours": -0.5}, "^trends_ttl_hours -0.5: a time to live"),
     ({"woeid": -5}, "woeid must be a Where On Earth ID"),
     ({"woeid": 0}, "woeid"),
     ({"max_posts": 5}, "max_posts must be at least 10"),
-    ({"ttl_hours": float("nan")}, "times to live"), ({"serve_max_age_hours": float("inf")}, "times to live"),
+    ({"ttl_hours": float("nan")}, "^ttl_hours nan: a time to live"), ({"serve_max_age_hours": float("inf")}, "^serve_max_age_hours inf"),
 ])
 def test_settings_out_of_range_are_refused_before_any_request(settings, expected):
     """A fresh user's `hashtags refresh --ttl-hours -1 --woeid -5` ran as if they were fine."""
