@@ -99,4 +99,6 @@ def test_a_batch_cut_into_parallel_calls_answers_as_one_image_at_a_time(monkeypa
     alone = np.concatenate([model.predict(images[index:index + 1]) for index in range(len(images))])
     assert batch.shape == (101, 10)
     np.testing.assert_allclose(batch, alone, atol=1e-6)
+    # a small night's lone batch is cut too (parts of predictor.MIN_PART and more)
+    np.testing.assert_allclose(model.predict(images[:9]), alone[:9], atol=1e-6)
     assert len(set(batch.argmax(axis=1).tolist())) > 1, "random images, not one answer repeated"

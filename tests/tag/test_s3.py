@@ -126,6 +126,24 @@ def test_an_object_changed_or_deleted_after_listing_fails_and_is_tagged_next_run
         source.read(refs[f"s3://{name}/c.jpg"], 100)
 
 
+def test_each_client_signs_with_the_credentials_of_its_time(bucket, monkeypatch):
+    """Clients share botocore's parsed service descriptions (tasks/tag/s3.py _data_loader), not credentials:
+    a key rotated in the environment of a long-lived worker is the one the next client signs with."""
+    name, _ = bucket
+
+    def signed_key(client) -> str:
+        seen = []
+        client.meta.events.register("before-send.s3", lambda request, **_: seen.append(
+            request.headers["Authorization"].decode().split("Credential=")[1].split("/")[0]))
+        client.list_objects_v2(Bucket=name)
+        return seen[0]
+
+    assert signed_key(s3.make_client()) == "testing"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rotated")
+    assert signed_key(s3.make_client()) == "rotated"
+    assert signed_key(s3.make_client(settings=s3.S3Settings(access_key_id="given", secret_access_key="x"))) == "given"
+
+
 def test_source_gone_from_the_start_fails_the_run_clearly(aws_env, monkeypatch, model, sqlite_url):
     server = MotoS3()
     server.stop()  # a port nobody answers on
