@@ -14,7 +14,7 @@ its own process), through two paths, each on a fresh PostgreSQL database:
 - DAG: the nightly DAG's functions in this process, as the DAG wires them: pipeline.plan_night (the
   first task), then pipeline.tag_shard for each of 4 shards reading the manifest.
 
-The first night runs once; the no-op and the 1%-new nights `--trials` times each (3 by default), the
+The first night runs once; the no-op and the 1%-new nights `--trials` times each (5 by default), the
 1%-new one with another 1% added before each, and the table gives the median of their seconds and the
 range: on two shared cores one run's time moves by about 0.2 s (the interpreter's start-up alone by
 0.75-1.3 s), the size of the 1% night's whole budget for 2,000 photos.
@@ -64,7 +64,7 @@ class NightConfig:
     megapixels: float = 3.0
     distinct_photos: int = 20  # photos generated (about 0.2 s each); the rest are copies under other names
     new_share: float = 0.01  # the share of new images on the third night
-    trials: int = 3  # runs of the no-op and of the 1%-new night (each 1%-new run adds another 1%)
+    trials: int = 5  # runs of the no-op and of the 1%-new night (each 1%-new run adds another 1%)
     shards: int = 4  # the DAG path's shards
     noise_sigma: float = 3.0  # grey levels of noise on the upscaled photos: sensor-like, not smooth
     backends: tuple[str, ...] = ("local", "s3")
@@ -193,15 +193,19 @@ def corpus(kind: str, config: NightConfig, tiles: list[bytes]) -> tuple[list[byt
 
 
 class Store:
-    """Where one (kind, backend, path) keeps its files: a folder, or a prefix of the moto bucket."""
+    """Where one (kind, backend, path) keeps its files: a folder, or a prefix of a bucket of its own on the
+    moto server (moto scans a whole bucket for each ListObjectsV2 page: another row's objects in the same
+    bucket would make this row's listing slower, and slower as the run goes on)."""
 
-    def __init__(self, backend: str, root: Path, name: str, client=None, bucket: str = ""):
-        self.backend, self.client, self.bucket = backend, client, bucket
+    def __init__(self, backend: str, root: Path, name: str, client=None):
+        self.backend, self.client, self.bucket = backend, client, f"noop-night-{name}"
         self.folder, self.prefix = root / name, f"{name}/"
         self.empty = root / "empty" if backend == "local" else None
         if backend == "local":
             self.folder.mkdir(parents=True)
             self.empty.mkdir(exist_ok=True)
+        else:
+            client.create_bucket(Bucket=self.bucket)
 
     @property
     def uri(self) -> str:
@@ -399,7 +403,6 @@ def start_moto(scratch: Path):
             break
         except Exception:  # noqa: BLE001  not answering yet
             time.sleep(0.1)
-    client.create_bucket(Bucket="noop-night")
     return server, client
 
 
@@ -429,11 +432,11 @@ def main(argv: list[str] | None = None) -> int:
             files = corpus(kind, config, tiles)
             for backend in config.backends:
                 for path in config.paths:
-                    store = Store(backend, scratch / "data", f"{kind}-{path}", client, "noop-night")
+                    store = Store(backend, scratch / "data", f"{kind}-{path}", client)
                     rows.append((label, backend, path, three_nights(kind, files, store, path, config, scratch)))
                     # the table so far, so that a run cut off (hours at full size) keeps what it measured
                     Path(args.output).write_text(render(rows, config, None, time.time() - started, partial=True))
-        page = list_page_cost(client, "noop-night", "tiles-cli/") if client else None
+        page = list_page_cost(client, "noop-night-tiles-cli", "tiles-cli/") if client else None
     finally:
         if server:
             server.terminate()
@@ -449,8 +452,10 @@ def render(rows, config: NightConfig, page_seconds: float | None, wall: float, p
     command = f"python benchmarks/noop_night.py --tiles {config.tiles} --photos {config.photos} --trials {config.trials}"
     planned = 2 * len(config.backends) * len(config.paths)
     so_far = f" **So far: {len(rows)} of {planned} rows; the run goes on.**" if partial else ""
-    page = (f"\nOne ListObjectsV2 page of 1,000 keys from the moto server (its own process, this machine): "
-            f"{page_seconds * 1000:.0f} ms (median of up to 5 pages): moto, not AWS.\n") if page_seconds else ""
+    objects = config.tiles + config.trials * max(1, round(config.tiles * config.new_share))
+    page = (f"\nOne ListObjectsV2 page of 1,000 keys from the moto server (its own process, this machine), in the "
+            f"CLI tile rows' bucket of {objects:,} objects: {page_seconds * 1000:.0f} ms (median of up to 5 pages): "
+            "moto, not AWS.\n") if page_seconds else ""
     return (f"# A night with nothing new (issue 24)\n\n`{command}` ({wall / 60:.0f} min), on {machine()}.\n\n"
             f"The first night once; the no-op and the {config.new_share:.0%}-new night {config.trials} times each, in "
             f"turns, each {config.new_share:.0%}-new run with another {config.new_share:.0%} added: seconds is their "
