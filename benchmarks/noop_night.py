@@ -16,8 +16,8 @@ its own process), through two paths, each on a fresh PostgreSQL database:
 
 The first night runs once; the no-op and the 1%-new nights `--trials` times each (5 by default), the
 1%-new one with another 1% added before each, and the table gives the median of their seconds and the
-range: on two shared cores one run's time moves by about 0.2 s (the interpreter's start-up alone by
-0.75-1.3 s), the size of the 1% night's whole budget for 2,000 photos.
+range: on two shared cores the same night's runs differ by up to 0.2-0.3 s (the interpreter's start-up
+alone took 0.75 to 1.3 s), the size of the 1% night's whole budget for 2,000 photos.
 
 Before each measured run the page cache is dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`, as
 root) and the program's own files are warmed by a run on an empty folder. Counted per run: listings of
@@ -199,6 +199,7 @@ class Store:
 
     def __init__(self, backend: str, root: Path, name: str, client=None):
         self.backend, self.client, self.bucket = backend, client, f"noop-night-{name}"
+        self.objects = 0  # files written
         self.folder, self.prefix = root / name, f"{name}/"
         self.empty = root / "empty" if backend == "local" else None
         if backend == "local":
@@ -216,6 +217,7 @@ class Store:
         return str(self.empty) if self.backend == "local" else f"s3://{self.bucket}/empty/"
 
     def write(self, files: list[bytes], start: int) -> None:
+        self.objects += len(files)
         names = [f"{start + index:06d}.jpg" for index in range(len(files))]
         if self.backend == "local":
             for name, data in zip(names, files):
@@ -424,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="noop-night-"))
     os.environ["HASHTAGGER_HOME"] = str(scratch / "home")
     server, client = start_moto(scratch) if "s3" in config.backends else (None, None)
-    rows, started = [], time.time()
+    rows, stores, started = [], [], time.time()
     try:
         tiles = cifar_jpegs()
         for kind, label in (("photos", f"{config.photos:,} photos of {config.megapixels:g} MP"),
@@ -433,10 +435,13 @@ def main(argv: list[str] | None = None) -> int:
             for backend in config.backends:
                 for path in config.paths:
                     store = Store(backend, scratch / "data", f"{kind}-{path}", client)
+                    stores.append(store)
                     rows.append((label, backend, path, three_nights(kind, files, store, path, config, scratch)))
                     # the table so far, so that a run cut off (hours at full size) keeps what it measured
                     Path(args.output).write_text(render(rows, config, None, time.time() - started, partial=True))
-        page = list_page_cost(client, "noop-night-tiles-cli", "tiles-cli/") if client else None
+        # a page of the largest bucket made (the tile rows', when they ran)
+        largest = max((row for row in stores if row.backend == "s3"), key=lambda row: row.objects, default=None)
+        page = (list_page_cost(client, largest.bucket, largest.prefix), largest.objects) if largest else None
     finally:
         if server:
             server.terminate()
@@ -448,13 +453,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(rows, config: NightConfig, page_seconds: float | None, wall: float, partial: bool = False) -> str:
+def render(rows, config: NightConfig, page_seconds: tuple[float, int] | None, wall: float,
+           partial: bool = False) -> str:
+    """The report; `page_seconds`: (seconds of one listing page, objects in its bucket), None without S3."""
     command = f"python benchmarks/noop_night.py --tiles {config.tiles} --photos {config.photos} --trials {config.trials}"
     planned = 2 * len(config.backends) * len(config.paths)
     so_far = f" **So far: {len(rows)} of {planned} rows; the run goes on.**" if partial else ""
-    objects = config.tiles + config.trials * max(1, round(config.tiles * config.new_share))
-    page = (f"\nOne ListObjectsV2 page of 1,000 keys from the moto server (its own process, this machine), in the "
-            f"CLI tile rows' bucket of {objects:,} objects: {page_seconds * 1000:.0f} ms (median of up to 5 pages): "
+    page = (f"\nOne ListObjectsV2 page of 1,000 keys from the moto server (its own process, this machine), in a "
+            f"bucket of {page_seconds[1]:,} objects: {page_seconds[0] * 1000:.0f} ms (median of up to 5 pages): "
             "moto, not AWS.\n") if page_seconds else ""
     return (f"# A night with nothing new (issue 24)\n\n`{command}` ({wall / 60:.0f} min), on {machine()}.\n\n"
             f"The first night once; the no-op and the {config.new_share:.0%}-new night {config.trials} times each, in "

@@ -320,10 +320,12 @@ def applied(eng: sa.Engine) -> dict[str, str | None]:
         return {row.version: row.checksum for row in connection.execute(query)}
 
 
-def verify_checksums(eng: sa.Engine, files: list[tuple[str, str]] | None = None) -> None:
-    """MigrationError when a migration recorded with a checksum differs from its file now."""
+def verify_checksums(eng: sa.Engine, files: list[tuple[str, str]] | None = None,
+                     recorded: dict[str, str | None] | None = None) -> None:
+    """MigrationError when a migration recorded with a checksum differs from its file now; `recorded`:
+    applied(eng) when the caller has just read it (each read inspects the schema: a few ms a call)."""
     files = files if files is not None else migration_files()
-    recorded = applied(eng)
+    recorded = recorded if recorded is not None else applied(eng)
     for name, script in files:
         expected = recorded.get(name)
         if expected is not None and expected != checksum(script):
@@ -359,7 +361,7 @@ def require_schema(eng: sa.Engine) -> sa.Engine:
     if unknown:
         raise SchemaNotReady(f"the results database {_where(eng)} has migration {', '.join(unknown)}, which "
                              f"this hashtagger does not know: upgrade hashtagger")
-    verify_checksums(eng, files)
+    verify_checksums(eng, files, recorded)
     return eng
 
 

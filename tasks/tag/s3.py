@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import threading
 import time
 from typing import Iterator
 
@@ -67,11 +68,18 @@ def make_client(max_connections: int = 10, settings: S3Settings | None = None):
     try:
         settings = settings or S3Settings()
         core = botocore.session.get_session()  # its own credentials, resolved now (a rotated key is seen)
-        core.register_component("data_loader", _data_loader(core.get_config_variable("data_path")))
-        return boto3.session.Session(botocore_session=core, **settings.session_kwargs()).client(
-            "s3", endpoint_url=settings.endpoint_url, config=config)
+        loader = _data_loader(core.get_config_variable("data_path"))
+        core.register_component("data_loader", loader)
+        with _LOADER_LOCK:
+            session = boto3.session.Session(botocore_session=core, **settings.session_kwargs())
+            # each boto3 Session appends its data folder to the loader's search path: once is enough
+            loader.search_paths[:] = dict.fromkeys(loader.search_paths)
+        return session.client("s3", endpoint_url=settings.endpoint_url, config=config)
     except Exception as error:  # boto3 raises ValueError, BotoCoreError, ... for a bad endpoint or profile
         raise SourceError(f"cannot set up the S3 client: {error}") from error
+
+
+_LOADER_LOCK = threading.Lock()
 
 
 @functools.cache

@@ -3,7 +3,7 @@
 1. queue (the calling thread, `Ahead`): list the next batch, look up what the model has tagged of it,
    and hand its decoding to the decoding threads, two batches ahead.
 2. decode (the decoding threads, `decode_chunk`): skip what is done, else read, hash and decode,
-   PREPARE_CHUNK images a task (Pillow and zlib release the GIL: threads beat processes here, see
+   at most PREPARE_CHUNK images a task (Pillow and zlib release the GIL: threads beat processes here, see
    reports/tag_throughput.md).
 3. classify (the model thread, `Pipeline.classify`): the model on one batch's tiles.
 4. write (the writer thread, `write`): decisions, hashtags and rows, one transaction a batch.
@@ -88,7 +88,7 @@ class Pending:
     """A batch listed, looked up and queued for decoding, not yet classified."""
 
     prior: results.Prior  # what the model has tagged of it already
-    chunks: list[concurrent.futures.Future]  # each: PREPARE_CHUNK decoded Items, in listing order
+    chunks: list[concurrent.futures.Future]  # each: at most PREPARE_CHUNK decoded Items (chunked), in order
     size: int  # images listed (each may cost room under --limit until decoded)
 
     def items(self) -> list[Item]:

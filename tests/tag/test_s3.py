@@ -7,6 +7,7 @@ import subprocess
 import uuid
 
 import boto3
+import botocore.session
 import botocore.exceptions
 import pytest
 import sqlalchemy as sa
@@ -139,9 +140,12 @@ def test_each_client_signs_with_the_credentials_of_its_time(bucket, monkeypatch)
         return seen[0]
 
     assert signed_key(s3.make_client()) == "testing"
+    loader = s3._data_loader(botocore.session.get_session().get_config_variable("data_path"))
+    searched = list(loader.search_paths)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rotated")
     assert signed_key(s3.make_client()) == "rotated"
     assert signed_key(s3.make_client(settings=s3.S3Settings(access_key_id="given", secret_access_key="x"))) == "given"
+    assert loader.search_paths == searched  # shared, and not longer for each client made
 
 
 def test_source_gone_from_the_start_fails_the_run_clearly(aws_env, monkeypatch, model, sqlite_url):
