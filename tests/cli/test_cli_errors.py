@@ -152,9 +152,20 @@ def test_a_closed_pipe_and_ctrl_c_end_quietly(bin_dir, tmp_path):
     os.mkfifo(fifo)
     process = subprocess.Popen([str(bin_dir / "hashtag"), str(fifo)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    time.sleep(5)  # the model is loaded and the read is waiting
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    # wait until `hashtag` has opened the FIFO (a writer can then open it without blocking): the model is
+    # loaded and the read waits for bytes that never come. A fixed sleep was too short on a loaded machine.
+    writer, deadline = None, time.monotonic() + 120
+    while writer is None and time.monotonic() < deadline and process.poll() is None:
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: nobody reads it yet
+            time.sleep(0.1)
+    assert writer is not None, "hashtag never opened the image"
+    try:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        os.close(writer)
     assert process.returncode == errors.EXIT_INTERRUPTED, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1 and "interrupted" in stderr
 
