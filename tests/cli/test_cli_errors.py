@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from fixtures.signals import ctrl_c_as_at_a_terminal
+
 from tasks import errors
 
 REPO_SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "samples")
@@ -151,7 +153,7 @@ def test_a_closed_pipe_and_ctrl_c_end_quietly(bin_dir, tmp_path):
     fifo = tmp_path / "slow.jpg"
     os.mkfifo(fifo)
     process = subprocess.Popen([str(bin_dir / "hashtag"), str(fifo)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_at_a_terminal)
     # wait until `hashtag` has opened the FIFO (a writer can then open it without blocking): the model is
     # loaded and the read waits for bytes that never come. A fixed sleep was too short on a loaded machine.
     writer, deadline = None, time.monotonic() + 120

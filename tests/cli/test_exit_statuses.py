@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fixtures.signals import ctrl_c_as_at_a_terminal
 from tasks.tag import predictor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,7 +132,7 @@ def test_130_interrupted_and_143_terminated(bin_dir, tmp_path, signum, status, l
     database = tmp_path / "results.db"
     process = subprocess.Popen([str(bin_dir / "hashtagger"), "tag", str(folder), "--quiet", "--batch-size", "32"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **migrated(tmp_path)})
+                               env={**os.environ, **migrated(tmp_path)}, preexec_fn=ctrl_c_as_at_a_terminal)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None and not _tagged_some(database):
         time.sleep(0.02)
