@@ -292,9 +292,8 @@ def chunked(refs: list[sources.ImageRef], workers: int) -> list[list[sources.Ima
         return []
     tasks = -(-len(refs) // PREPARE_CHUNK)
     tasks = min(len(refs), -(-tasks // workers) * workers)
-    size, longer = divmod(len(refs), tasks)  # the first `longer` tasks take one image more
-    bounds = list(itertools.accumulate([size + 1] * longer + [size] * (tasks - longer), initial=0))
-    return [refs[start:end] for start, end in itertools.pairwise(bounds)]
+    # numpy's even split (as the predictor cuts a batch into parts), on positions: refs stay a list
+    return [refs[part[0]:part[-1] + 1] for part in np.array_split(np.arange(len(refs)), tasks)]
 
 
 def decode_chunk(run: Run, refs: list[sources.ImageRef], prior: results.Prior) -> list[Item]:
