@@ -17,10 +17,16 @@ on the training split the model is trained on (airbench uses fixed CIFAR-10 cons
 in a softmax, as every hashtagger model does (serving and calibration read probabilities); batch-norm
 epsilon is 1e-5 (PyTorch's default; airbench's 1e-12 buys nothing in float32).
 
-`widths=(128, 384, 384)` gives airbench95's network (the same blocks, wider).
+`widths=(128, 384, 384)` gives airbench95's network (the same blocks, wider). `residual=True` gives
+airbench96's groups (`airbench96.py`, as updated 2024-06-13): a third conv 3x3 -> batch norm after the
+second, the group's first GELU output added back to it before the last GELU; with
+`widths=(128, 512, 512)` and `batch_norm_momentum=0.9` (PyTorch's default 0.1, which airbench96 keeps)
+it is airbench96's network, trained with the `airbench96` recipe (tasks/train/recipes.py).
 
 For 32x32x3 input and 10 classes: 1,973,950 parameters (1,996,990 for 100 classes) and 236 MFLOPs
-forward per image (2 x multiply-adds of the convolutions and dense layers, models/flops.py).
+forward per image (2 x multiply-adds of the convolutions and dense layers, models/flops.py); airbench96's
+network (128/512/512, residual): 12,724,670 parameters and 1,230 MFLOPs (airbench95's width: 4,608,318
+and 603 MFLOPs).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class Config:
     batch_norm_epsilon: float = 1e-5
     logit_scale: float = 1 / 9  # airbench's `scaling_factor`: logits times 1/9 before the softmax
     whiten_epsilon: float = 5e-4  # added to the eigenvalues before 1/sqrt (airbench's)
+    residual: bool = False  # airbench96: a third conv per group, the group's first activation added back
 
 
 @keras.saving.register_keras_serializable(package="hashtagger")
@@ -84,8 +91,14 @@ def conv_group(x, filters: int, config: Config, index: int):
     x = conv(x, filters, f"group{index}_conv1")
     x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.Activation("gelu")(batch_norm(x, config, f"group{index}_norm1"))
+    if not config.residual:
+        x = conv(x, filters, f"group{index}_conv2")
+        return keras.layers.Activation("gelu")(batch_norm(x, config, f"group{index}_norm2"))
+    shortcut = x
     x = conv(x, filters, f"group{index}_conv2")
-    return keras.layers.Activation("gelu")(batch_norm(x, config, f"group{index}_norm2"))
+    x = keras.layers.Activation("gelu")(batch_norm(x, config, f"group{index}_norm2"))
+    x = batch_norm(conv(x, filters, f"group{index}_conv3"), config, f"group{index}_norm3")
+    return keras.layers.Activation("gelu")(keras.layers.Add()([x, shortcut]))
 
 
 def make_model(input_shape, num_classes: int, config: Config = Config()) -> keras.Model:

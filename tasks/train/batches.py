@@ -3,8 +3,9 @@
 airbench's augmentation: every image is mirrored with probability 1/2 in the first epoch, and from
 then on every other epoch mirrors exactly the images the epoch before did not ("alternating flip",
 more diverse than a coin toss each epoch), plus a random translation of up to `translate` pixels
-with reflected borders. Optional outlier exposure (Hendrycks et al., "Deep Anomaly Detection with
-Outlier Exposure", ICLR 2019) appends `outlier_batch` images of classes outside the label set to
+with reflected borders, and (airbench96) cutout: a random square of each image set to the mean pixel
+(DeVries & Taylor 2017; airbench96 zeroes it after standardisation, the same). Optional outlier
+exposure (Hendrycks et al., "Deep Anomaly Detection with Outlier Exposure", ICLR 2019) appends `outlier_batch` images of classes outside the label set to
 each batch, with the uniform distribution as their target.
 """
 
@@ -32,6 +33,20 @@ def translate(images: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndar
     return out
 
 
+def cutout(images: np.ndarray, size: int, rng: np.random.Generator, fill) -> np.ndarray:
+    """Each image (N, H, W, C) with one `size` x `size` square, placed at random wholly inside it, set
+    to `fill` (one value per channel)."""
+    if size == 0:
+        return images
+    count, height, width, _ = images.shape
+    tops = rng.integers(0, height - size + 1, count)
+    lefts = rng.integers(0, width - size + 1, count)
+    rows = np.arange(height)[None, :] - tops[:, None]  # (N, H): each row's offset from its square's top
+    cols = np.arange(width)[None, :] - lefts[:, None]  # (N, W)
+    square = ((rows >= 0) & (rows < size))[:, :, None, None] & ((cols >= 0) & (cols < size))[:, None, :, None]
+    return np.where(square, np.asarray(fill, dtype=images.dtype), images)
+
+
 class AugmentedBatches(keras.utils.PyDataset):
     """(images, soft targets, sample weights) batches over the training images, reshuffled each epoch.
 
@@ -44,11 +59,15 @@ class AugmentedBatches(keras.utils.PyDataset):
     def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
                  translate_pixels: int = 2, alternating_flip: bool = True, seed: int = 0,
                  outliers: np.ndarray | None = None, outlier_batch: int = 0, outlier_weight: float = 0.5,
-                 **kwargs):
+                 cutout_pixels: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.images, self.labels = np.asarray(images), np.asarray(labels, dtype=np.int64)
         self.num_classes, self.batch_size = num_classes, batch_size
         self.translate_pixels, self.alternating_flip = translate_pixels, alternating_flip
+        self.cutout_pixels = cutout_pixels
+        # the mean pixel: what the model's standardisation maps to zero, airbench96's cutout value
+        self.fill = None if not cutout_pixels else \
+            np.round(self.images.reshape(-1, self.images.shape[-1]).mean(axis=0)).astype(self.images.dtype)
         self.outliers = outliers if outliers is not None and outlier_batch else None
         self.outlier_batch = outlier_batch if self.outliers is not None else 0
         self.outlier_weight = outlier_weight
@@ -71,7 +90,8 @@ class AugmentedBatches(keras.utils.PyDataset):
         if not self.alternating_flip:
             flips = rng.random(len(self.images)) < 0.5
         images = np.where(flips[:, None, None, None], self.images[:, :, ::-1], self.images)
-        self.epoch_images = translate(images, self.translate_pixels, rng)
+        images = translate(images, self.translate_pixels, rng)
+        self.epoch_images = cutout(images, self.cutout_pixels, rng, self.fill)
         self.order = rng.permutation(len(self.images))
         if self.outliers is not None:
             needed = len(self) * self.outlier_batch
@@ -79,7 +99,8 @@ class AugmentedBatches(keras.utils.PyDataset):
             outliers = self.outliers[picked]
             mirror = rng.random(needed) < 0.5
             outliers = np.where(mirror[:, None, None, None], outliers[:, :, ::-1], outliers)
-            self.epoch_outliers = translate(outliers, self.translate_pixels, rng)
+            outliers = translate(outliers, self.translate_pixels, rng)
+            self.epoch_outliers = cutout(outliers, self.cutout_pixels, rng, self.fill)
 
     def on_epoch_end(self) -> None:
         self.start_at(self.epoch + 1)

@@ -54,7 +54,8 @@ def build(recipe, steps_per_epoch: int, epochs: int):
     if recipe.schedule == "one_cycle":
         return OneCycle(recipe.learning_rate, total, recipe.warmup_fraction)
     if recipe.schedule == "triangle":
-        return Triangle(recipe.learning_rate, total, recipe.warmup_fraction)
+        return Triangle(recipe.learning_rate, total, recipe.warmup_fraction, recipe.schedule_start,
+                        recipe.schedule_end)
     if recipe.schedule == "epoch_steps":
         boundaries = [max(1, int(epoch * steps_per_epoch)) for epoch, _ in recipe.step_rates]
         values = [recipe.learning_rate] + [rate for _, rate in recipe.step_rates]

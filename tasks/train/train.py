@@ -318,8 +318,7 @@ def training_batches(recipe: recipes.Recipe, x_train, y_train, num_classes: int,
     from tasks.train import batches
     from tasks.data import outliers
 
-    translate_pixels = int(next((name[len("translate"):] for name in recipe.augment
-                                 if name.startswith("translate") and name[len("translate"):].isdigit()), 0))
+    translate_pixels, cutout_pixels = (host_pixels(recipe, name) for name in ("translate", "cutout"))
     outlier_images, outlier_batch = None, 0
     parts = [outliers.images(load(recipe.outlier_dataset, None, settings), "exposure", "train")] \
         if recipe.outlier_dataset else []
@@ -334,4 +333,10 @@ def training_batches(recipe: recipes.Recipe, x_train, y_train, num_classes: int,
     return batches.AugmentedBatches(
         x_train, y_train, num_classes, min(recipe.batch_size, len(x_train)),
         translate_pixels=translate_pixels, seed=config.seed, outliers=outlier_images,
-        outlier_batch=outlier_batch, outlier_weight=recipe.outlier_weight)
+        outlier_batch=outlier_batch, outlier_weight=recipe.outlier_weight, cutout_pixels=cutout_pixels)
+
+
+def host_pixels(recipe: recipes.Recipe, augmentation: str) -> int:
+    """N of the recipe's host-side `augmentationN` (translate2 -> 2), 0 when it has none."""
+    return int(next((name[len(augmentation):] for name in recipe.augment
+                     if name.startswith(augmentation) and name[len(augmentation):].isdigit()), 0))

@@ -116,6 +116,29 @@ def test_airbench_is_whitening_then_three_conv_groups():
     np.testing.assert_array_equal(kernel[:, :, :, :64], identity)
 
 
+AIRBENCH96 = {"widths": [128, 512, 512], "residual": True, "batch_norm_momentum": 0.9}
+
+
+def test_airbench96_groups_add_their_first_activation_to_a_third_conv():
+    model = models.build("airbench", overrides=AIRBENCH96)
+    convs = layers_of(model, keras.layers.Conv2D)
+    assert [conv.filters for conv in convs[1:]] == [128] * 3 + [512] * 3 + [512] * 3
+    norms = layers_of(model, keras.layers.BatchNormalization)
+    assert len(norms) == 9 and all(not bn.scale and bn.momentum == pytest.approx(0.9) for bn in norms)
+    adds = layers_of(model, keras.layers.Add)
+    assert len(adds) == 3
+    for index, add in enumerate(adds, start=1):
+        # conv3 -> norm3, plus the GELU after norm1 (the input of conv2); the sum goes through a GELU
+        sources = {tensor._keras_history.operation.name for tensor in add.input}
+        assert f"group{index}_norm3" in sources
+        shortcut = next(tensor for tensor in add.input
+                        if tensor._keras_history.operation.name != f"group{index}_norm3")
+        assert model.get_layer(f"group{index}_conv2").input is shortcut
+    # the documented size of airbench96's network (models/airbench.py)
+    assert model.count_params() == 12_724_670 and round(flops.forward_flops(model) / 1e6) == 1230
+    assert models.build("airbench", overrides={"widths": [128, 384, 384]}).count_params() == 4_608_318
+
+
 def test_airbench_whitening_decorrelates_training_patches():
     from models import airbench
     from models.layers import preprocessing_layer
@@ -184,6 +207,25 @@ def test_triangle_is_airbenchs_schedule():
     schedule = schedules.Triangle(peak=1.5, total_steps=100, warmup_fraction=0.23)
     rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 23, 100)]
     assert rates == pytest.approx([0.3, 1.5, 0.105], rel=1e-5)
+
+
+def test_airbench96_recipe_is_its_reference_in_this_projects_units():
+    """airbench96.py (2024-06-13): rate 9.0 and decay 0.012 per 1,024 images of summed loss, warm-up over
+    10% of the steps from 0.2 x the peak, warm-down to 0, translate 4, cutout 12, 31 epochs."""
+    recipe = recipes.recipe_for("airbench96", "airbench")
+    airbench94 = recipes.recipe_for("airbench", "airbench")
+    assert recipe.learning_rate / airbench94.learning_rate == pytest.approx(9.0 / 11.5)
+    assert recipe.l2 == pytest.approx(0.012 / 9.0) and airbench94.l2 == pytest.approx(0.0153 / 11.5)
+    assert recipe.augment == ("alternating_flip", "translate4", "cutout12") and recipe.epochs == 31
+    assert (recipe.momentum, recipe.batch_size, recipe.label_smoothing, recipe.tta) == (
+        0.85, 1024, 0.2, "flip_translate")
+    schedule = schedules.build(recipe, steps_per_epoch=10, epochs=10)
+    rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 5, 10, 55, 100)]
+    peak = recipe.learning_rate
+    assert rates == pytest.approx([0.2 * peak, 0.6 * peak, peak, 0.5 * peak, 0.0], abs=1e-6)
+    # airbench94's triangle is unchanged: 0.2 -> 1 -> 0.07 of the peak
+    assert float(keras.ops.convert_to_numpy(schedules.build(airbench94, 10, 10)(100))) == pytest.approx(
+        0.07 * airbench94.learning_rate)
 
 
 def test_one_cycle_rises_to_the_peak_then_falls_to_zero():

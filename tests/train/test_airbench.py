@@ -45,6 +45,38 @@ def test_translation_moves_whole_pixels_with_reflected_borders():
                    for row in range(5) for col in range(5))
 
 
+def test_cutout_sets_one_square_inside_each_image_to_the_fill():
+    rng = np.random.default_rng(0)
+    images = np.full((200, 32, 32, 3), 200, dtype=np.uint8)
+    cut = batches.cutout(images, 12, rng, fill=np.array([125, 123, 114], dtype=np.uint8))
+    for image in cut:
+        rows, cols = np.nonzero((image != 200).any(axis=-1))
+        assert len(rows) == 144 and rows.max() - rows.min() == 11 and cols.max() - cols.min() == 11
+        np.testing.assert_array_equal(image[rows, cols], [[125, 123, 114]] * 144)
+    tops = [np.nonzero((image != 200).any(axis=-1))[0].min() for image in cut]
+    assert min(tops) == 0 and max(tops) == 20  # every placement wholly inside, corners included
+    assert batches.cutout(images, 0, rng, fill=0) is images
+
+
+def test_cutout_batches_cover_outliers_too_and_leave_the_stream_of_runs_without_it():
+    """The outliers get the same squares (or the model could tell them by the lack of one); a recipe without
+    cutout draws the same batches as before cutout existed (a checkpointed run resumes the same stream)."""
+    images, labels = numbered_images(32) + 1, np.arange(32) % 4
+    outliers = np.full((10, 8, 8, 1), 7, dtype=np.uint8)
+    common = dict(translate_pixels=1, seed=0, outliers=outliers, outlier_batch=4, batch_size=16)
+    plain = batches.AugmentedBatches(images, labels, 4, **common)
+    cut = batches.AugmentedBatches(images, labels, 4, cutout_pixels=3, **common)
+    x, _, _ = cut[0]
+    fill = cut.fill[0]
+    assert all((image == fill).sum() >= 9 for image in x[16:])  # every outlier has its 3 x 3 square
+    # without cutout, the stream is translate's and the permutation's only
+    rng = np.random.default_rng([0, 0])
+    flips = plain.first_flips
+    expected = batches.translate(np.where(flips[:, None, None, None], images[:, :, ::-1], images), 1, rng)
+    np.testing.assert_array_equal(plain.epoch_images, expected)
+    np.testing.assert_array_equal(plain.order, rng.permutation(32))
+
+
 def test_outlier_exposure_appends_uniform_targets_weighted_by_lambda():
     images, labels = numbered_images(32), np.arange(32) % 4
     outliers = np.full((10, 8, 8, 1), 7, dtype=np.uint8)

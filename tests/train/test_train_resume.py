@@ -86,3 +86,21 @@ def test_a_different_run_never_picks_up_another_runs_checkpoint(tiny_cifar):
                   dataclasses.replace(config, recipe_overrides=(("batch_size", 6),))):
         assert checkpoint.settings_key(other, "v1") != checkpoint.settings_key(config, "v1")
     assert checkpoint.settings_key(config, "v2") != checkpoint.settings_key(config, "v1")
+
+
+@pytest.mark.slow
+def test_airbench96s_network_trains_with_its_recipe_and_exports_like_any_other(tiny_cifar, hashtagger_home):
+    """The residual groups, cutout and the warm-down to zero, end to end: the model the long CPU run will
+    give back reloads with the same answers and exports to ONNX within export.ONNX_TOLERANCE (checked by
+    export_onnx itself, which raises beyond it)."""
+    from tasks.registry import artifact, export
+    from tasks.train import train
+
+    metadata = train.train(train.TrainConfig(
+        architecture="airbench", recipe="airbench96", epochs=2, train_limit=64,
+        recipe_overrides=(("batch_size", 16),), reports=False, verbose=0,
+        model_overrides=(("widths", [16, 32, 32]), ("residual", True), ("batch_norm_momentum", 0.9))))
+    assert metadata["epochs_done"] == 2 and "--recipe airbench96" in metadata["reproduce"]
+    assert "residual=true" in metadata["reproduce"].replace(" ", "").lower()
+    assert artifact.verify(metadata["path"]) == 0.0
+    assert export.export_onnx(metadata["path"]).exists()
