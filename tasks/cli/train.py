@@ -21,7 +21,8 @@ def register(commands) -> None:
     train.add_argument("--dataset", default="cifar10", help="a prepared dataset (hashtagger data prepare NAME)")
     train.add_argument("--dataset-version", help="a prepared version (default: the latest)")
     train.add_argument("--recipe", default="fast", choices=pipeline.recipe_names(),
-                       help="seed: the report's; fast: one-cycle SGD; airbench: airbench's")
+                       help="seed: the report's; fast: one-cycle SGD; airbench: airbench94's; airbench96: "
+                            "airbench96's, for its network (README: Models, recipes and promotion)")
     train.add_argument("--epochs", type=positive_int, help="epochs to train (default: the recipe's own)")
     train.add_argument("--budget-minutes", type=positive_float, help="stop after this much wall-clock time")
     train.add_argument("--train-limit", type=positive_int, metavar="N",

@@ -4,7 +4,8 @@ airbench's augmentation: every image is mirrored with probability 1/2 in the fir
 then on every other epoch mirrors exactly the images the epoch before did not ("alternating flip",
 more diverse than a coin toss each epoch), plus a random translation of up to `translate` pixels
 with reflected borders, and (airbench96) cutout: a random square of each image set to the mean pixel
-(DeVries & Taylor 2017; airbench96 zeroes it after standardisation, the same). Optional outlier
+(DeVries & Taylor 2017; airbench96 zeroes it after standardisation: the same to within the rounding of
+the mean to a whole pixel value). Optional outlier
 exposure (Hendrycks et al., "Deep Anomaly Detection with Outlier Exposure", ICLR 2019) appends `outlier_batch` images of classes outside the label set to
 each batch, with the uniform distribution as their target.
 """
@@ -39,6 +40,8 @@ def cutout(images: np.ndarray, size: int, rng: np.random.Generator, fill) -> np.
     if size == 0:
         return images
     count, height, width, _ = images.shape
+    if not 0 < size <= min(height, width):
+        raise ValueError(f"cutout of {size} pixels does not fit {height}x{width} images")
     tops = rng.integers(0, height - size + 1, count)
     lefts = rng.integers(0, width - size + 1, count)
     rows = np.arange(height)[None, :] - tops[:, None]  # (N, H): each row's offset from its square's top

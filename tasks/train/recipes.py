@@ -75,6 +75,7 @@ AIRBENCH = Recipe(
 # (models/airbench.py). Its changes to airbench94's recipe: rate 9.0 (1.5 x 9.0 / 11.5 for a mean loss),
 # decay 0.012 per 1,024 images, warm-up over 10% of the steps from 0.2 x the peak and warm-down all the way
 # to 0, 12-pixel cutout and translation by up to 4 pixels, 31 epochs.
+AIRBENCH96_NETWORK = {"widths": (128, 512, 512), "residual": True, "batch_norm_momentum": 0.9}
 AIRBENCH96 = dataclasses.replace(
     AIRBENCH, name="airbench96", learning_rate=1.5 * 9.0 / 11.5, l2=0.012 / 9.0, warmup_fraction=0.1,
     schedule_start=0.2, schedule_end=0.0, augment=("alternating_flip", "translate4", "cutout12"), epochs=31,

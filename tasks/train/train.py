@@ -8,7 +8,9 @@ in the registry (tasks/pipeline/models.py `register_model`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -190,6 +192,7 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
     dataset = dataset or load(config.dataset, config.dataset_version, settings)
     recipe = recipes.recipe_for(config.recipe, config.architecture, dict(config.recipe_overrides))
     config = dataclasses.replace(config, epochs=config.epochs or recipe.epochs)
+    warn_if_not_the_recipes_network(config)
     if config.epochs < 1:
         raise ValueError(f"epochs must be at least 1, not {config.epochs}")
     keras.utils.set_random_seed(config.seed)
@@ -203,6 +206,22 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
     metadata = _evaluated_and_saved(model, config, recipe, dataset, settings, fitted, len(x_train))
     checkpoint.remove(fitted.saved_at)
     return metadata
+
+
+def warn_if_not_the_recipes_network(config: TrainConfig) -> None:
+    """A recipe made for one network (airbench96's) trains any other, but a user who names the recipe
+    expects its network: say which settings give it when the run's differ."""
+    import models
+
+    if config.recipe != "airbench96" or config.architecture != "airbench":
+        return
+    network = models.config_for("airbench", dict(config.model_overrides))
+    differ = {key: value for key, value in recipes.AIRBENCH96_NETWORK.items() if getattr(network, key) != value}
+    if differ:
+        flags = " ".join("--model-set " + shlex.quote(f"{key}={json.dumps(value, separators=(',', ':'))}")
+                         for key, value in recipes.AIRBENCH96_NETWORK.items())
+        log.warning("recipe airbench96 is tuned for airbench96's network, and this run's differs in %s; for "
+                    "that network pass %s", ", ".join(sorted(differ)), flags)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,7 +355,14 @@ def training_batches(recipe: recipes.Recipe, x_train, y_train, num_classes: int,
         outlier_batch=outlier_batch, outlier_weight=recipe.outlier_weight, cutout_pixels=cutout_pixels)
 
 
+HOST_AUGMENTATIONS = ("alternating_flip", "translateN", "cutoutN")  # tasks/train/batches.py; N in pixels
+
+
 def host_pixels(recipe: recipes.Recipe, augmentation: str) -> int:
-    """N of the recipe's host-side `augmentationN` (translate2 -> 2), 0 when it has none."""
-    return int(next((name[len(augmentation):] for name in recipe.augment
-                     if name.startswith(augmentation) and name[len(augmentation):].isdigit()), 0))
+    """N of the recipe's host-side `augmentationN` (translate2 -> 2), 0 when it has none; ValueError for
+    a name that is none of HOST_AUGMENTATIONS (a typo would otherwise train without it)."""
+    unknown = [name for name in recipe.augment if name != "alternating_flip"
+               and not any(name.startswith(kind) and name[len(kind):].isdigit() for kind in ("translate", "cutout"))]
+    if unknown:
+        raise ValueError(f"unknown host augmentation {', '.join(unknown)}; choose from {', '.join(HOST_AUGMENTATIONS)}")
+    return int(next((name[len(augmentation):] for name in recipe.augment if name.startswith(augmentation)), 0))

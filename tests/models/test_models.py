@@ -127,13 +127,21 @@ def test_airbench96_groups_add_their_first_activation_to_a_third_conv():
     assert len(norms) == 9 and all(not bn.scale and bn.momentum == pytest.approx(0.9) for bn in norms)
     adds = layers_of(model, keras.layers.Add)
     assert len(adds) == 3
+
+    def source(tensor):
+        return tensor._keras_history.operation
+
     for index, add in enumerate(adds, start=1):
-        # conv3 -> norm3, plus the GELU after norm1 (the input of conv2); the sum goes through a GELU
-        sources = {tensor._keras_history.operation.name for tensor in add.input}
-        assert f"group{index}_norm3" in sources
-        shortcut = next(tensor for tensor in add.input
-                        if tensor._keras_history.operation.name != f"group{index}_norm3")
+        # GELU(norm1) feeds conv2 and the sum; GELU(norm2) feeds conv3; norm3 + shortcut goes through a GELU
+        norm3, shortcut = sorted(add.input, key=lambda tensor: source(tensor).name != f"group{index}_norm3")
+        assert source(norm3).name == f"group{index}_norm3"
         assert model.get_layer(f"group{index}_conv2").input is shortcut
+        assert source(shortcut).activation.__name__ == "gelu"
+        assert source(source(shortcut).input).name == f"group{index}_norm1"
+        conv3_input = source(model.get_layer(f"group{index}_conv3").input)
+        assert conv3_input.activation.__name__ == "gelu" and source(conv3_input.input).name == f"group{index}_norm2"
+        after = [layer for layer in model.layers if getattr(layer, "input", None) is add.output]
+        assert len(after) == 1 and after[0].activation.__name__ == "gelu"
     # the documented size of airbench96's network (models/airbench.py)
     assert model.count_params() == 12_724_670 and round(flops.forward_flops(model) / 1e6) == 1230
     assert models.build("airbench", overrides={"widths": [128, 384, 384]}).count_params() == 4_608_318
