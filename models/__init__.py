@@ -25,15 +25,49 @@ def module(name: str):
 
 
 def config_for(name: str, overrides: dict | None = None):
-    """The architecture's Config, with overrides (lists become tuples, as the dataclass declares)."""
+    """The architecture's Config, with overrides (lists become tuples, as the dataclass declares).
+
+    ValueError for a field the Config lacks or a value of another kind than the field's default: a bool
+    for a bool (`residual=maybe` would otherwise switch it on), numbers for numbers, and for a tuple a
+    list of the same kind of items, as many as a fixed-length annotation (`tuple[int, int, int]`) says.
+    """
     config_class = module(name).Config
-    fields = {field.name for field in dataclasses.fields(config_class)}
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
     values = {}
     for key, value in (overrides or {}).items():
         if key not in fields:
             raise ValueError(f"{name} has no config field {key!r}; fields: {', '.join(sorted(fields))}")
-        values[key] = tuple(value) if isinstance(value, list) else value
+        value = tuple(value) if isinstance(value, list) else value
+        problem = _kind_problem(fields[key], value)
+        if problem:
+            raise ValueError(f"{name} config field {key}={value!r}: {problem}")
+        values[key] = value
     return config_class(**values)
+
+
+def _kind_problem(field: dataclasses.Field, value) -> str | None:
+    """Why `value` cannot stand for `field` (judged by its default and annotation), else None."""
+    default = field.default
+
+    def same_kind(item, example) -> bool:
+        if isinstance(example, bool):
+            return isinstance(item, bool)
+        if isinstance(example, float):
+            return isinstance(item, (int, float)) and not isinstance(item, bool)
+        if isinstance(example, int):
+            return isinstance(item, int) and not isinstance(item, bool)
+        return isinstance(item, type(example))
+
+    if isinstance(default, tuple):
+        if not isinstance(value, tuple) or not all(same_kind(item, default[0]) for item in value):
+            return f"expected a list like {list(default)}"
+        annotation = str(field.type)
+        if "..." not in annotation and len(value) != len(default):
+            return f"expected {len(default)} items, as {annotation} declares"
+        return None
+    if not same_kind(value, default):
+        return f"expected {'true or false' if isinstance(default, bool) else type(default).__name__}"
+    return None
 
 
 def build(name: str, input_shape=(32, 32, 3), num_classes: int = 10, overrides: dict | None = None):

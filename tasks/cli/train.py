@@ -75,12 +75,24 @@ def pairs(items: list[str] | None) -> tuple[tuple[str, object], ...]:
     return tuple(parsed)
 
 
-def check_dataset(name: str, settings: Settings, version: str | None = None) -> None:
-    """A UserError, before TensorFlow is imported, when training would find no such dataset version: the
-    lookup training itself makes (pipeline.find_dataset: the artifact store, then this disk)."""
+def check_dataset(name: str, settings: Settings, version: str | None = None) -> Path:
+    """The dataset version's folder; a UserError, before TensorFlow is imported, when training would find no
+    such version: the lookup training itself makes (pipeline.find_dataset: the artifact store, then this disk)."""
     try:
-        pipeline.find_dataset(name, version, settings)
+        return pipeline.find_dataset(name, version, settings)
     except (*pipeline.user_errors(), OSError) as error:  # OSError: the artifact store's StoreError
+        raise errors.UserError(f"hashtagger train: {error}") from None
+
+
+def check_settings(spec: dict, dataset_folder: Path) -> None:
+    """A UserError, before training starts, for recipe and network settings that cannot train on this
+    dataset's images (tasks/train/train.py check_settings)."""
+    from tasks.train import train as training
+
+    image_shape = json.loads((dataset_folder / "manifest.json").read_text())["image_shape"]
+    try:
+        training.check_settings(training.TrainConfig.from_dict(spec), image_shape)
+    except ValueError as error:
         raise errors.UserError(f"hashtagger train: {error}") from None
 
 
@@ -97,8 +109,9 @@ def run(args) -> int:
     if args.init_from and not Path(args.init_from, "metadata.json").exists():
         raise errors.UserError(f"hashtagger train: --init-from {args.init_from}: not a saved model (no metadata.json)")
     quiet.require_train_extra("training")
-    check_dataset(args.dataset, settings, args.dataset_version)
+    folder = check_dataset(args.dataset, settings, args.dataset_version)
     quiet.import_keras("training")
+    check_settings(spec, folder)
     live = progress.enabled(args.quiet or args.json)
     callbacks = () if args.quiet else (progress.keras_callback(live),)
     metadata = pipeline.train(spec, register=True, callbacks=callbacks)

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -181,7 +182,9 @@ def reproduce_command(config) -> str:
     if getattr(config, "init_from", None):
         parts.append(f"--init-from {config.init_from}")
     for flag, pairs in (("--recipe-set", config.recipe_overrides), ("--model-set", config.model_overrides)):
-        parts.extend(f"{flag} {key}={json.dumps(value, separators=(',', ':'))}" for key, value in pairs)
+        for key, value in pairs:
+            setting = f"{key}={json.dumps(value, separators=(',', ':'))}"
+            parts.append(f"{flag} {shlex.quote(setting)}")  # quoted: widths=[16,32,32] is a glob pattern
     return " ".join(parts)
 
 

@@ -88,7 +88,8 @@ def layers_for(names: tuple[str, ...], seed: int = 0) -> list[keras.layers.Layer
     }
     unknown = [name for name in names if name not in makers]
     if unknown:
-        raise ValueError(f"unknown augmentation {unknown}; choose from {', '.join(AUGMENTATIONS)}")
+        raise ValueError(f"unknown augmentation {unknown}; choose from {', '.join(AUGMENTATIONS)} (or, on the "
+                         f"host, alternating_flip with translateN and cutoutN: tasks/train/batches.py)")
     return [makers[name]() for name in names]
 
 

@@ -192,9 +192,10 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
     dataset = dataset or load(config.dataset, config.dataset_version, settings)
     recipe = recipes.recipe_for(config.recipe, config.architecture, dict(config.recipe_overrides))
     config = dataclasses.replace(config, epochs=config.epochs or recipe.epochs)
-    warn_if_not_the_recipes_network(config)
     if config.epochs < 1:
         raise ValueError(f"epochs must be at least 1, not {config.epochs}")
+    check_settings(config, dataset.manifest["image_shape"])
+    warn_if_not_the_recipes_network(config)
     keras.utils.set_random_seed(config.seed)
     x_train, y_train = dataset["x_train"], dataset["y_train"]
     if config.train_limit:
@@ -206,6 +207,25 @@ def train(config: TrainConfig, settings: Settings | None = None, dataset: Datase
     metadata = _evaluated_and_saved(model, config, recipe, dataset, settings, fitted, len(x_train))
     checkpoint.remove(fitted.saved_at)
     return metadata
+
+
+def check_settings(config: TrainConfig, image_shape) -> None:
+    """ValueError, before anything trains, for a recipe or network override that cannot train on images
+    of `image_shape` (H, W, C): an unknown recipe field, a network field of the wrong kind, an unknown
+    augmentation, a host-side shift or cutout as large as the image."""
+    import models
+    from tasks.train import augment
+
+    recipe = recipes.recipe_for(config.recipe, config.architecture, dict(config.recipe_overrides))
+    models.config_for(config.architecture, dict(config.model_overrides))
+    if not host_augmented(recipe):
+        augment.layers_for(recipe.augment)
+        return
+    side = min(image_shape[:2])
+    translate, cut = host_pixels(recipe, "translate"), host_pixels(recipe, "cutout")
+    if translate >= side or cut > side:
+        raise ValueError(f"augment {list(recipe.augment)}: a shift must stay below and a cutout within the "
+                         f"images' {side} pixels")
 
 
 def warn_if_not_the_recipes_network(config: TrainConfig) -> None:
@@ -364,5 +384,6 @@ def host_pixels(recipe: recipes.Recipe, augmentation: str) -> int:
     unknown = [name for name in recipe.augment if name != "alternating_flip"
                and not any(name.startswith(kind) and name[len(kind):].isdigit() for kind in ("translate", "cutout"))]
     if unknown:
-        raise ValueError(f"unknown host augmentation {', '.join(unknown)}; choose from {', '.join(HOST_AUGMENTATIONS)}")
+        raise ValueError(f"unknown host augmentation {', '.join(unknown)}; with alternating_flip the batches are "
+                         f"augmented on the host: choose from {', '.join(HOST_AUGMENTATIONS)}")
     return int(next((name[len(augmentation):] for name in recipe.augment if name.startswith(augmentation)), 0))

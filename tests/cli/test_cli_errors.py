@@ -198,3 +198,27 @@ def test_tag_refuses_a_limit_below_one_before_listing(tmp_path, capsys, monkeypa
     assert code == errors.EXIT_USAGE and len(stderr.strip().splitlines()) == 1, stderr
     assert "--limit 0: must be at least 1" in stderr and "--workers" not in stderr, stderr  # only what was given
     assert not (tmp_path / "results.db").exists(), "refused before touching the database"
+
+
+SETTINGS_MISTAKES = [
+    (["--model-set", "residual=maybe"], "residual='maybe': expected true or false"),
+    (["--model-set", "widths=[16,32]"], "expected 3 items"),
+    (["--model-set", "resdual=true"], "no config field 'resdual'"),
+    (["--recipe-set", "learning_rat=1"], "recipe has no field learning_rat"),
+    (["--recipe-set", 'augment=["alternating_flip","cutuot12"]'], "unknown host augmentation cutuot12"),
+    (["--recipe-set", 'augment=["alternating_flip","cutout40"]'], "within the images' 32 pixels"),
+    (["--recipe-set", 'augment=["alternating_flip","translate40"]'], "a shift must stay below"),
+    (["--recipe-set", 'augment=["translate40"]'], "or, on the host, alternating_flip"),
+]
+
+
+@pytest.mark.parametrize("args, expected", SETTINGS_MISTAKES)
+def test_train_settings_that_cannot_train_are_refused_in_one_line_before_training(
+        tiny_cifar, hashtagger_home, args, expected, capsys):
+    from tasks.cli import main as cli
+
+    code = cli.main(["train", "--arch", "airbench", "--recipe", "airbench96", "--quiet", *args])
+    err = capsys.readouterr().err
+    assert code == errors.EXIT_USAGE, err
+    assert len(err.strip().splitlines()) == 1 and expected in err and "unexpected" not in err, err
+    assert not (hashtagger_home / "models").exists()  # nothing trained, nothing saved

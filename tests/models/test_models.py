@@ -172,6 +172,16 @@ def test_unknown_architecture_and_config_field_are_refused_with_the_choices():
     with pytest.raises(ValueError, match="block_filters"):
         models.build("vgg16", overrides={"widths": [1]})
     assert models.config_for("vgg16", {"block_filters": [8, 8, 8, 8, 8]}).block_filters == (8,) * 5
+    assert models.config_for("shallow", {"block_filters": [32]}).block_filters == (32,)  # tuple[int, ...]
+    # a value of another kind than the field's is refused, not trained on
+    for overrides, problem in (({"residual": "maybe"}, "expected true or false"),
+                               ({"widths": [16, 32]}, "expected 3 items, as tuple[int, int, int] declares"),
+                               ({"widths": ["a", 2, 3]}, "expected a list like [64, 256, 256]"),
+                               ({"whiten_kernel": 2.5}, "expected int"),
+                               ({"batch_norm_momentum": True}, "expected float")):
+        with pytest.raises(ValueError, match=re.escape(problem)):
+            models.config_for("airbench", overrides)
+    assert models.config_for("airbench", {"batch_norm_momentum": 1}).batch_norm_momentum == 1  # int for float
 
 
 def test_models_take_raw_pixels_and_give_probabilities():

@@ -350,3 +350,21 @@ def test_models_commands(engine, db_url, tmp_path, monkeypatch, capsys):
     assert cli.main(["models", "list", "--json"]) == 0
     assert {row["model_id"]: row["status"] for row in json.loads(capsys.readouterr().out)
             if row["model_id"] in ("m1", "m2")} == {"m1": "champion", "m2": "retired"}
+
+
+def test_the_reproduce_command_survives_a_shell():
+    """A model's `reproduce` line pasted into a shell gives `train` the same overrides (a bare
+    widths=[16,32,32] is a glob pattern; a quoted JSON string must stay one)."""
+    import shlex
+
+    from tasks.cli.train import pairs
+    from tasks.train.train import TrainConfig
+
+    config = TrainConfig(architecture="airbench", recipe="airbench96", epochs=2,
+                         recipe_overrides=(("outlier_dataset", "cifar100"), ("batch_size", 16)),
+                         model_overrides=(("widths", [16, 32, 32]), ("residual", True)))
+    words = shlex.split(artifact.reproduce_command(config))
+    settings = {flag: [words[index + 1] for index, word in enumerate(words) if word == flag]
+                for flag in ("--recipe-set", "--model-set")}
+    assert pairs(settings["--recipe-set"]) == config.recipe_overrides
+    assert pairs(settings["--model-set"]) == config.model_overrides
