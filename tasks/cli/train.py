@@ -87,11 +87,8 @@ def check_dataset(name: str, settings: Settings, version: str | None = None) -> 
 def check_settings(spec: dict, dataset_folder: Path) -> None:
     """A UserError, before training starts, for recipe and network settings that cannot train on this
     dataset's images (tasks/train/train.py check_settings)."""
-    from tasks.train import train as training
-
-    image_shape = json.loads((dataset_folder / "manifest.json").read_text())["image_shape"]
     try:
-        training.check_settings(training.TrainConfig.from_dict(spec), image_shape)
+        pipeline.check_training_settings(spec, dataset_folder)
     except ValueError as error:
         raise errors.UserError(f"hashtagger train: {error}") from None
 

@@ -24,8 +24,8 @@ from tasks.pipeline.common import (  # noqa: F401
     DATASETS, RunActive, RunFailed, S3Settings, database_errors, ensure_baseline,
     migrate_database, plain_engine, results_engine, settings, user_errors)
 from tasks.pipeline.training import (  # noqa: F401
-    architectures, evaluate, find_dataset, model_summary, new_reviews, prepare_dataset, prepare_reviewed_dataset,
-    recipe_names, train, train_model, training_plan, training_spec)
+    architectures, check_training_settings, evaluate, find_dataset, model_summary, new_reviews, prepare_dataset,
+    prepare_reviewed_dataset, recipe_names, train, train_model, training_plan, training_spec)
 from tasks.pipeline.models import (  # noqa: F401
     auto_promote_model, champion_path, champions_history, export_model, list_models, model_history, promote_best,
     promote_model, register_model, register_saved_model, rollback_champion, tta_model)

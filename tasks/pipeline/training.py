@@ -86,6 +86,18 @@ def training_spec(**fields) -> dict:
     return training.TrainConfig.from_dict(fields).as_dict()
 
 
+def check_training_settings(spec: dict, dataset_folder: Path) -> None:
+    """ValueError, before training starts, for recipe and network settings in `spec` (`training_spec`'s
+    dict) that cannot train on the images of the prepared dataset version in `dataset_folder`
+    (tasks/train/train.py check_settings)."""
+    import json
+
+    from tasks.train import train as training
+
+    image_shape = json.loads((Path(dataset_folder) / "manifest.json").read_text())["image_shape"]
+    training.check_settings(training.TrainConfig.from_dict(spec), image_shape)
+
+
 def training_plan(architectures: list[str], dataset: str, recipe: str, epochs: int,
                   dataset_version: str | None = None, train_limit: int | None = None,
                   budget_minutes: float | None = None) -> list[dict]:
