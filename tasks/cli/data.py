@@ -46,11 +46,18 @@ def prepare(args) -> int:
     print(f"{manifest.name} version {manifest.version}: {counts['train']:,} train, "
           f"{counts['validation']:,} validation, {counts['test']:,} test images; "
           f"{len(manifest.class_names)} classes, "
-          f"{min(per_class):,}-{max(per_class):,} test images per class")
+          f"{per_class_range(per_class)} test images per class")
     if manifest.skipped_files:
-        print(f"skipped {len(manifest.skipped_files)} unreadable files, "
+        skipped = len(manifest.skipped_files)
+        print(f"skipped {skipped:,} unreadable file{'' if skipped == 1 else 's'}, "
               f"e.g. {manifest.skipped_files[0]}")
     return 0
+
+
+def per_class_range(counts: list[int]) -> str:
+    """'1,000' when every class has as many images, else '85-100' (the fewest, the most)."""
+    low, high = min(counts), max(counts)
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
 
 
 def prepare_reviewed(args) -> int:

@@ -67,8 +67,12 @@ def _print_summary(result) -> None:
     print(f"{result.model_id} on {result.dataset} {result.dataset_version} ({result.test_images:,} test images)")
     print(f"  test set: top-1 {result.test_top1:.2%}  top-5 {result.test_top5:.2%}"
           + (f"  with {tta} TTA: top-1 {result.test_top1_tta:.2%}" if tta != "none" else "")
-          + (f", abstained on {1 - ood['test_kept']:.1%}" if ood.get("test_kept") is not None else "")
           + f" ({result.test_images:,} images)")
+    if ood.get("test_kept") is not None:  # measured on the plain predictions, as served
+        rest = ood.get("test_top1_kept")
+        print(f"  as served: abstains on {1 - ood['test_kept']:.1%} of test images ({ood.get('score', 'msp')} "
+              f"below {ood['threshold']:.3f}, the threshold fitted on validation)"
+              + (f"; top-1 {rest:.2%} on the rest" if rest is not None else ""))
     if result.reviewed_slice is not None:  # a dataset prepared from reviews: the user's own images, held out
         print("  " + pipeline.reviewed_slice_summary(result.reviewed_slice))
     worst = sorted(((name, value) for name, value in result.per_class_accuracy.items() if value is not None),
@@ -76,10 +80,18 @@ def _print_summary(result) -> None:
     print("  weakest classes: " + ", ".join(f"{name} {value:.1%}" for name, value in worst))
     print(f"  calibration: temperature {calibration['temperature']:.3f}, ECE {calibration['test_ece_before']:.4f} "
           f"-> {calibration['test_ece_after']:.4f}")
-    for name, entry in sorted((ood.get("sets") or {}).items()):
-        if not name.endswith("_held_out"):
-            continue  # synthetic sets are in the report; the held-out classes are the figure to watch
-        scores = "; ".join(f"{score} AUROC {values['auroc']:.3f}, FPR at 95% TPR {values['fpr_at_95_tpr']:.3f}"
-                           for score, values in entry.items() if isinstance(values, dict))
-        print(f"  out of distribution ({name}, classes never trained on): {scores}")
+    for line in held_out_lines(ood):
+        print(line)
     print(f"  reports in {result.reports_dir}")
+
+
+def held_out_lines(ood: dict) -> list[str]:
+    """One line per held-out outlier set of an evaluation's `ood` figures: AUROC and FPR at 95% TPR per score.
+    Synthetic sets are in the report; the held-out classes are the figure to watch."""
+    lines = []
+    for name, entry in sorted((ood.get("sets") or {}).items()):
+        if name.endswith("_held_out"):
+            scores = "; ".join(f"{score} AUROC {values['auroc']:.3f}, FPR at 95% TPR {values['fpr_at_95_tpr']:.3f}"
+                               for score, values in entry.items() if isinstance(values, dict))
+            lines.append(f"  out of distribution ({name}, classes never trained on): {scores}")
+    return lines

@@ -42,5 +42,18 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    """Warnings and errors read `warning: message`; with -v, every stage's log lines carry the module that
+    wrote them (`INFO tasks.train.train: ...`), for whoever reads the code beside them."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PlainFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+
+
+class _PlainFormatter(logging.Formatter):
+    """`warning: message`, as command-line tools print them."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.message}"

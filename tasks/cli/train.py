@@ -61,13 +61,20 @@ def positive_float(text: str) -> float:
 positive_float.__name__ = "number > 0"
 
 
-def pairs(items: list[str] | None) -> tuple[tuple[str, object], ...]:
-    """KEY=VALUE strings -> ((key, parsed value), ...); values are parsed as JSON when they can be."""
-    parsed = []
+def pairs(items: list[str] | None, flag: str = "--recipe-set") -> tuple[tuple[str, object], ...]:
+    """KEY=VALUE strings -> ((key, parsed value), ...); values are parsed as JSON when they can be.
+
+    A key given twice is a UserError: which of the two values a run trained with would otherwise be a
+    guess (a pasted command with an edited copy of a setting left beside the original)."""
+    parsed, seen = [], {}
     for item in items or []:
         key, equals, value = item.partition("=")
         if not key or not equals:
             raise errors.UserError(f"hashtagger train: {item!r} is not KEY=VALUE")
+        if key in seen:
+            raise errors.UserError(f"hashtagger train: {flag} {key} given twice ({seen[key]!r} and {item!r})",
+                                   "keep the one you mean")
+        seen[key] = item
         try:
             parsed.append((key, json.loads(value)))
         except json.JSONDecodeError:
@@ -101,7 +108,7 @@ def run(args) -> int:
     spec = pipeline.training_spec(
         architecture=args.arch, dataset=args.dataset, dataset_version=args.dataset_version, recipe=args.recipe,
         epochs=args.epochs, budget_minutes=args.budget_minutes, train_limit=args.train_limit, seed=args.seed,
-        recipe_overrides=pairs(args.recipe_set), model_overrides=pairs(args.model_set), verbose=0,
+        recipe_overrides=pairs(args.recipe_set), model_overrides=pairs(args.model_set, "--model-set"), verbose=0,
         init_from=args.init_from)
     if args.init_from and not Path(args.init_from, "metadata.json").exists():
         raise errors.UserError(f"hashtagger train: --init-from {args.init_from}: not a saved model (no metadata.json)")
@@ -123,5 +130,23 @@ def run(args) -> int:
     print(f"trained {metadata.model_id} in {metadata.training_seconds:.0f} s "
           f"({epochs} epoch{'' if epochs == 1 else 's'}): test top-1 {metrics['test_top1']:.2%}, "
           f"top-5 {metrics['test_top5']:.2%}")
+    for line in outcome_lines(metadata.recipe, metrics):
+        print(line)
     print(f"saved to {metadata.path}")
     return errors.EXIT_OK
+
+
+def outcome_lines(recipe: dict | str | None, metrics: dict) -> list[str]:
+    """What the summary adds to the accuracy: outlier exposure (what the run trained against), calibration,
+    and the held-out outlier figures its evaluation measured."""
+    from tasks.cli import evaluate
+
+    lines = []
+    if isinstance(recipe, dict) and recipe.get("outlier_dataset"):
+        lines.append(f"  outlier exposure: {recipe['outlier_dataset']}'s exposure classes, "
+                     f"{recipe['outlier_batch_fraction']:.0%} of each batch at weight {recipe['outlier_weight']:g}")
+    calibration = metrics.get("calibration") or {}
+    if calibration.get("test_ece_after") is not None:
+        lines.append(f"  calibration: temperature {calibration['temperature']:.3f}, "
+                     f"ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}")
+    return lines + evaluate.held_out_lines(metrics.get("ood") or {})

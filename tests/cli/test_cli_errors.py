@@ -44,6 +44,8 @@ TRAIN_MISTAKES = [
     (["--arch", "vgg16", "--epochs", "0"], "--epochs"),
     (["--arch", "vgg16", "--train-limit", "0"], "--train-limit"),
     (["--arch", "vgg16", "--recipe-set", "batch_size"], "not KEY=VALUE"),
+    (["--arch", "airbench", "--model-set", "widths=[64,256,256]", "--model-set", "widths=[128,512,512]"],
+     "--model-set widths given twice"),
 ]
 
 

@@ -39,7 +39,7 @@ OFFICIAL_MD5 = {"cifar10": "c58f30108f718f92721af3b95e74349a",
 PER_BATCH = 40  # cifar10: 4 images of each class per batch, 200 train and 40 test images in all
 COUNTS_LINE = re.compile(r"^(?P<name>\S+) version (?P<version>[0-9a-f]{16}): (?P<train>[\d,]+) train, "
                          r"(?P<val>[\d,]+) validation, (?P<test>[\d,]+) test images; (?P<classes>\d+) "
-                         r"classes, (?P<low>[\d,]+)-(?P<high>[\d,]+) test images per class$", re.M)
+                         r"classes, (?P<low>[\d,]+)(?:-(?P<high>[\d,]+))? test images per class$", re.M)
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -720,7 +720,7 @@ def test_cli_prints_the_counts_line(www, cifar10_archive, home):
     match = COUNTS_LINE.search(result.stdout)
     assert match, result.stdout
     assert match.group("name", "train", "val", "test", "classes", "low", "high") == \
-        ("cifar10", "180", "20", "40", "10", "4", "4")
+        ("cifar10", "180", "20", "40", "10", "4", None)  # one figure when every class has as many
     assert (home / "datasets" / "cifar10" / match["version"] / "manifest.json").exists()
     assert result.stderr == ""  # --quiet: no progress bar
 
@@ -731,7 +731,14 @@ def test_cli_reports_skipped_files(tmp_path, home):
     result = run_cli("pets", "--source", str(tmp_path / "pets"), "--quiet", home=home)
     assert result.returncode == 0, result.stderr
     assert COUNTS_LINE.search(result.stdout)["train"] == "17"
-    assert "skipped 1 unreadable files, e.g. cat/broken.png" in result.stdout
+    assert "skipped 1 unreadable file, e.g. cat/broken.png" in result.stdout
+
+
+def test_per_class_counts_read_as_one_figure_when_every_class_has_as_many():
+    from tasks.cli import data as data_cli
+
+    assert data_cli.per_class_range([1000] * 10) == "1,000"
+    assert data_cli.per_class_range([100, 85, 1200]) == "85-1,200"
 
 
 def test_cli_wrong_md5_is_a_clear_error(www, cifar10_archive, home):
@@ -763,7 +770,7 @@ def test_real_cifar10_jpeg_tree(home):
     result = run_cli("cifar10", "--source", str(shared_archive("cifar10-jpeg.tar.gz")), "--quiet", home=home)
     assert result.returncode == 0, result.stderr
     assert "45,000 train, 5,000 validation, 10,000 test images; 10 classes, " \
-           "1,000-1,000 test images per class" in result.stdout
+           "1,000 test images per class" in result.stdout
     loaded = dataset.load("cifar10", settings=Settings(home=home))
     assert loaded.class_names == list(CIFAR10_CLASSES)
     assert loaded.manifest["test_per_class"] == [1000] * 10
@@ -778,7 +785,7 @@ def test_real_cifar100_jpeg_tree(home):
                      home=home)
     assert result.returncode == 0, result.stderr
     assert "45,000 train, 5,000 validation, 10,000 test images; 100 classes, " \
-           "100-100 test images per class" in result.stdout
+           "100 test images per class" in result.stdout
     loaded = dataset.load("cifar100", settings=Settings(home=home))
     labels = prepare.cifar100_labels()
     assert loaded.class_names == labels["fine_names"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -81,6 +82,9 @@ def test_bundled_cifar10_model_scores_90_percent_by_evaluate(bin_dir, prepared_c
          "--output", str(tmp_path / "reports")], env=env, capture_output=True, text=True, timeout=900)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "(10,000 test images)" in evaluated.stdout
+    # abstention has its own line, apart from the accuracy figures it is not part of
+    assert re.search(r"^  as served: abstains on \d+\.\d% of test images \(msp below 0\.\d{3}, the threshold "
+                     r"fitted on validation\); top-1 \d+\.\d\d% on the rest$", evaluated.stdout, re.M), evaluated.stdout
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     assert metrics["test_images"] == 10_000
     assert metrics["test_top1"] >= 0.90

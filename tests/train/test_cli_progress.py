@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-
+from pathlib import Path
 
 from tasks.cli import progress
 
@@ -30,3 +30,18 @@ def test_train_prints_one_line_per_epoch_and_a_json_summary(tiny_cifar, bin_dir,
     assert [line.split("  ")[0] for line in lines if "epoch " in line] == ["epoch 1/2", "epoch 2/2"]
     for noise in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "Traceback"):
         assert noise not in done.stderr, done.stderr[-3000:]
+
+
+def test_the_summary_says_what_the_run_trained_against_and_how_it_separates_outliers():
+    """The closing lines of `hashtagger train`, from a real run's metadata (reports/runs/: the CIFAR-100 run
+    with outlier exposure from CIFAR-10's exposure classes, 2026-12-07)."""
+    from tasks.cli import train
+
+    runs = Path(__file__).resolve().parents[2] / "reports" / "runs"
+    metadata = json.loads((runs / "airbench-cifar100-airbench-20261207T024747-b1cc21" / "metadata.json").read_text())
+    assert train.outcome_lines(metadata["recipe"], metadata["metrics"]) == [
+        "  outlier exposure: cifar10's exposure classes, 25% of each batch at weight 0.5",
+        "  calibration: temperature 0.574, ECE 0.2360 -> 0.0725",
+        "  out of distribution (cifar10_held_out, classes never trained on): msp AUROC 0.712, FPR at 95% TPR 0.869; "
+        "energy AUROC 0.718, FPR at 95% TPR 0.867"]
+    assert train.outcome_lines("seed", {}) == []  # an older model's recipe name, no figures: nothing to add

@@ -54,7 +54,7 @@ def test_a_training_killed_mid_epoch_resumes_where_it_stopped_when_run_again(
     again = subprocess.run([bin_dir / "hashtagger", *COMMAND], env=env, capture_output=True, text=True,
                            timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"resuming from epoch {killed_at} of {EPOCHS}" in again.stderr
+    assert f"\nwarning: resuming from epoch {killed_at} of {EPOCHS} (checkpoint " in "\n" + again.stderr
     assert "test top-1" in again.stdout
 
     [folder] = [path for path in (hashtagger_home / "models").iterdir() if not path.name.startswith(".")]
