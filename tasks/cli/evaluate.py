@@ -78,11 +78,20 @@ def _print_summary(result) -> None:
     worst = sorted(((name, value) for name, value in result.per_class_accuracy.items() if value is not None),
                    key=lambda item: item[1])[:3]
     print("  weakest classes: " + ", ".join(f"{name} {value:.1%}" for name, value in worst))
-    print(f"  calibration: temperature {calibration['temperature']:.3f}, ECE {calibration['test_ece_before']:.4f} "
-          f"-> {calibration['test_ece_after']:.4f}")
+    print(calibration_line(calibration))
     for line in held_out_lines(ood):
         print(line)
     print(f"  reports in {result.reports_dir}")
+
+
+def calibration_line(calibration: dict) -> str:
+    """The ECE before calibration, after the temperature and as served (after top-label scaling too, for
+    models evaluated since it exists)."""
+    line = (f"  calibration: temperature {calibration['temperature']:.3f}, ECE {calibration['test_ece_before']:.4f} "
+            f"-> {calibration['test_ece_after']:.4f}")
+    if calibration.get("test_ece_served") is not None:
+        line += f" -> {calibration['test_ece_served']:.4f} as served (+ top-label Platt scaling)"
+    return line
 
 
 def held_out_lines(ood: dict) -> list[str]:

@@ -145,8 +145,6 @@ def outcome_lines(recipe: dict | str | None, metrics: dict) -> list[str]:
     if isinstance(recipe, dict) and recipe.get("outlier_dataset"):
         lines.append(f"  outlier exposure: {recipe['outlier_dataset']}'s exposure classes, "
                      f"{recipe['outlier_batch_fraction']:.0%} of each batch at weight {recipe['outlier_weight']:g}")
-    calibration = metrics.get("calibration") or {}
-    if calibration.get("test_ece_after") is not None:
-        lines.append(f"  calibration: temperature {calibration['temperature']:.3f}, "
-                     f"ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}")
+    if (metrics.get("calibration") or {}).get("test_ece_after") is not None:
+        lines.append(evaluate.calibration_line(metrics["calibration"]))
     return lines + evaluate.held_out_lines(metrics.get("ood") or {})

@@ -1,8 +1,9 @@
 """Evaluate stage: a model on a dataset version's test split -> metrics and a report folder.
 
 Measures top-1 and top-5 (without and, optionally, with flip test-time augmentation), per-class
-accuracy and calibration (temperature fitted on the validation split, ECE before and after), and
-writes `report.md`, the confusion matrix, learning curves and reliability diagrams under `reports/`.
+accuracy and calibration (temperature and top-label Platt scaling fitted on the validation split, ECE
+before, after the temperature and as served), and writes `report.md`, the confusion matrix, learning
+curves and reliability diagrams under `reports/`.
 Serving runs without TTA, so `test_top1` (what the registry compares) is always the plain figure.
 """
 
@@ -112,15 +113,14 @@ def evaluate_model(model, dataset: Dataset, tta: str = "none", history: dict | N
                     "test_top5_tta": top_k_accuracy(tta_probs, y_test, top5)}
     calibration_metrics, tables = calibration.calibrate(
         val_probs, y_val, test_probs, y_test, calibration.CalibrationConfig(ece_bins=config.ece_bins))
-    ood_metrics, ood_scores = out_of_distribution(
-        model, dataset, val_probs, test_probs, calibration_metrics["temperature"], outlier_sets)
+    calibrator = calibration.Calibrator.from_metrics(calibration_metrics)
+    ood_metrics, ood_scores = out_of_distribution(model, dataset, val_probs, test_probs, calibrator, outlier_sets)
     slice_metrics = None
     if "x_reviewed" in dataset.arrays:  # a dataset prepared from reviews: the user's own images too
         slice_probs = predict_probabilities(model, dataset["x_reviewed"]) if len(dataset["y_reviewed"]) \
             else np.zeros((0, len(class_names)))
         slice_metrics = reviewed.slice_metrics(
-            dataset.version, slice_probs, dataset["y_reviewed"], calibration_metrics["temperature"],
-            ood_metrics["threshold"]).as_dict()
+            dataset.version, slice_probs, dataset["y_reviewed"], calibrator, ood_metrics["threshold"]).as_dict()
     result = EvaluationResult(
         dataset=dataset.name, family=None if dataset.family == dataset.name else dataset.family,
         dataset_version=dataset.version, test_top1=top_k_accuracy(test_probs, y_test, 1),
@@ -147,24 +147,25 @@ def logits_model(model):
     return keras.Model(model.inputs, final.input)
 
 
-def out_of_distribution(model, dataset: Dataset, val_probs, test_probs, temperature: float,
+def out_of_distribution(model, dataset: Dataset, val_probs, test_probs, calibrator: calibration.Calibrator,
                         outlier_sets: dict[str, np.ndarray] | None,
                         config: ood.OodConfig = ood.OodConfig()) -> tuple[dict, dict[str, np.ndarray]]:
-    """OOD figures (calibrated MSP, and energy where the logits are at hand) of the test split against
-    each outlier set, with the serving threshold chosen on validation; and the scores, for plotting."""
+    """OOD figures (MSP as served, after `calibrator`, and energy where the logits are at hand) of the test
+    split against each outlier set, with the serving threshold chosen on validation; and the scores, for
+    plotting."""
     sets = {**(outlier_sets or {}), **ood.synthetic_outliers(np.asarray(dataset["x_test"]), config)}
-    threshold = ood.threshold_for(ood.msp(val_probs, temperature), config.target_tpr)
-    test_msp = ood.msp(test_probs, temperature)
+    threshold = ood.threshold_for(ood.msp(val_probs, calibrator), config.target_tpr)
+    test_msp = ood.msp(test_probs, calibrator)
     kept = test_msp >= threshold
     correct = test_probs.argmax(axis=1) == np.asarray(dataset["y_test"])
     to_logits = logits_model(model)
     test_energy = ood.energy(predict_probabilities(to_logits, dataset["x_test"])) if to_logits else None
-    result = {"score": "msp", "temperature": temperature, "target_tpr": config.target_tpr,
+    result = {"score": "msp", "temperature": calibrator.temperature, "target_tpr": config.target_tpr,
               "threshold": threshold, "fitted_on": "validation split", "test_kept": float(kept.mean()),
               "test_top1_kept": float(correct[kept].mean()) if kept.any() else None, "sets": {}}
     scores = {f"{dataset.name} test": test_msp}
     for name, images in sets.items():
-        out_msp = ood.msp(predict_probabilities(model, images), temperature)
+        out_msp = ood.msp(predict_probabilities(model, images), calibrator)
         entry = {"msp": ood.separation(test_msp, out_msp, threshold)}
         if to_logits is not None:
             out_energy = ood.energy(predict_probabilities(to_logits, images))

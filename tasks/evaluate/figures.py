@@ -90,10 +90,15 @@ def plot_learning_curves(history: dict, path: Path, title: str) -> Path | None:
     return _save(figure, path)
 
 
+RELIABILITY_TITLES = {"before": "before calibration", "after": "after temperature scaling",
+                      "served": "as served (+ top-label Platt)"}
+
+
 def plot_reliability(tables: dict, metrics: dict, path: Path, title: str) -> Path:
-    """Reliability diagrams of the test split before and after temperature scaling."""
-    figure = new_figure(10, 4.5)
-    for axes, (name, table) in zip(figure.subplots(1, 2), tables.items()):
+    """Reliability diagrams of the test split before calibration, after temperature scaling and, for models
+    evaluated since top-label scaling exists, as served (tasks/evaluate/calibration.py)."""
+    figure = new_figure(5 * len(tables), 4.5)
+    for axes, (name, table) in zip(np.atleast_1d(figure.subplots(1, len(tables))), tables.items()):
         edges = np.asarray(table["edges"])
         accuracy = np.nan_to_num(np.asarray(table["accuracy"], dtype=float))
         width = edges[1] - edges[0]
@@ -105,7 +110,7 @@ def plot_reliability(tables: dict, metrics: dict, path: Path, title: str) -> Pat
         axes.plot([0, 1], [0, 1], "k--", linewidth=1)
         ece = metrics[f"test_ece_{name}"]
         suffix = f" (T = {metrics['temperature']:.2f})" if name == "after" else ""
-        axes.set_title(f"{name} temperature scaling{suffix}: ECE {ece:.3f}")
+        axes.set_title(f"{RELIABILITY_TITLES.get(name, name)}{suffix}: ECE {ece:.3f}", fontsize=10)
         axes.set_xlabel("confidence")
         axes.set_ylabel("accuracy")
         axes.set_xlim(0, 1)
@@ -127,11 +132,20 @@ def write_summary(metrics: dict, class_names: list[str], path: Path, title: str,
                   f"| top-5 with {tta} TTA | {metrics['test_top5_tta']:.2%} |"]
     calibration = metrics.get("calibration")
     if calibration:
-        lines += [f"| temperature (fitted on validation) | {calibration['temperature']:.3f} |",
-                  f"| ECE, {calibration['ece_bins']} bins, before / after | "
-                  f"{calibration['test_ece_before']:.4f} / {calibration['test_ece_after']:.4f} |",
-                  f"| NLL before / after | {calibration['test_nll_before']:.4f} / "
-                  f"{calibration['test_nll_after']:.4f} |"]
+        lines += [f"| temperature (fitted on validation) | {calibration['temperature']:.3f} |"]
+        served = "test_ece_served" in calibration  # evaluated since top-label scaling exists
+        if served:
+            top_label = calibration["top_label"]
+            lines += [f"| top-label Platt scaling (fitted on validation): slope, intercept | "
+                      f"{top_label['slope']:.3f}, {top_label['intercept']:.3f} |"]
+        stages = ("before", "after", "served") if served else ("before", "after")
+        heads = "before / after temperature" + (" / as served" if served else "")
+
+        def values(measure: str) -> str:
+            return " / ".join(format(calibration[f"test_{measure}_{stage}"], ".4f") for stage in stages)
+
+        lines += [f"| ECE, {calibration['ece_bins']} bins, {heads} | {values('ece')} |",
+                  f"| NLL, {heads} | {values('nll')} |"]
     lines += ood_summary(metrics.get("ood"))
     if metrics.get("reviewed_slice"):
         from tasks.evaluate import reviewed
@@ -155,7 +169,8 @@ def ood_summary(ood: dict | None) -> list[str]:
         return []
     kept = "—" if ood["test_top1_kept"] is None else f"{ood['test_top1_kept']:.2%}"
     lines = ["", "## Out-of-distribution detection", "",
-             f"Score: maximum calibrated probability (T = {ood['temperature']:.3f}). Threshold "
+             f"Score: maximum probability as served (temperature {ood['temperature']:.3f}, then top-label "
+             f"Platt scaling where fitted). Threshold "
              f"{ood['threshold']:.4f}, chosen on the validation split to keep {ood['target_tpr']:.0%} of it: "
              f"it keeps {ood['test_kept']:.2%} of the test images, whose top-1 is {kept}.", "",
              "| outliers | images | AUROC (MSP) | FPR@95%TPR (MSP) | kept by the threshold | AUROC (energy) | "

@@ -1,8 +1,9 @@
 """Out-of-distribution (OOD) detection: scores, AUROC, FPR at 95% TPR, the abstention threshold.
 
 A score is higher for images the model knows. Two are measured:
-- `msp`: the maximum softmax probability after temperature scaling (Hendrycks & Gimpel, 2017), what
-  serving reads off the probabilities it already has;
+- `msp`: the maximum softmax probability as served, after the model's calibrator (temperature and
+  top-label Platt scaling, tasks/evaluate/calibration.py; Hendrycks & Gimpel, 2017), what serving reads
+  off the probabilities it already has;
 - `energy`: the negative free energy T * logsumexp(logits / T) (Liu et al., "Energy-based
   Out-of-distribution Detection", NeurIPS 2020), which needs the logits.
 AUROC treats in-distribution images as positives; FPR at 95% TPR is the share of outliers that keep a
@@ -32,9 +33,9 @@ class OodConfig:
     seed: int = 0
 
 
-def msp(probabilities: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(N,) maximum probability after dividing the logits by `temperature`."""
-    return calibration.scale(probabilities, temperature).max(axis=1)
+def msp(probabilities: np.ndarray, calibrator: calibration.Calibrator = calibration.Calibrator()) -> np.ndarray:
+    """(N,) maximum probability of (N, classes) softmax outputs after `calibrator` (serving's confidence)."""
+    return calibrator(probabilities).max(axis=1)
 
 
 def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from tasks.evaluate import ood
+from tasks.evaluate import calibration, ood
 
 NONE = -1  # y_reviewed of an image of none of the classes (tasks/data/reviewed.py)
 CONFIDENCE = 0.95
@@ -49,15 +49,15 @@ class SliceFigures:
         return dataclasses.asdict(self)
 
 
-def slice_metrics(dataset_version: str, probabilities: np.ndarray, labels: np.ndarray, temperature: float,
-                  threshold: float) -> SliceFigures:
+def slice_metrics(dataset_version: str, probabilities: np.ndarray, labels: np.ndarray,
+                  calibrator: calibration.Calibrator, threshold: float) -> SliceFigures:
     """Figures of one model on the reviewed slice. probabilities: (N, classes) uncalibrated softmax; labels:
-    (N,) class index or -1 (none of these); temperature and threshold: the model's calibration and serving
-    abstention threshold (its metrics.calibration.temperature and metrics.ood.threshold)."""
+    (N,) class index or -1 (none of these); calibrator and threshold: the model's calibration and serving
+    abstention threshold (Calibrator.from_metrics(metrics.calibration) and metrics.ood.threshold)."""
     labels = np.asarray(labels)
     labelled = labels != NONE
     count, none = int(labelled.sum()), int((~labelled).sum())
-    abstained = ood.msp(probabilities, temperature) < threshold if len(labels) else np.zeros(0, bool)
+    abstained = ood.msp(probabilities, calibrator) < threshold if len(labels) else np.zeros(0, bool)
     hits = int(np.sum((probabilities.argmax(axis=1) == labels) & labelled)) if len(labels) else 0
     low, high = wilson_interval(hits, count)
     return SliceFigures(

@@ -44,9 +44,10 @@ class Predictor:
         return self.metadata.dataset or ""
 
     @property
-    def temperature(self) -> float:
-        """The temperature fitted on validation data (metrics.calibration), 1.0 when there is none."""
-        return float(((self.metadata.metrics or {}).get("calibration") or {}).get("temperature") or 1.0)
+    def calibrator(self) -> calibration.Calibrator:
+        """Temperature, then top-label Platt scaling, as fitted on validation data (metrics.calibration;
+        tasks/evaluate/calibration.py); what changes nothing when the model has no calibration."""
+        return calibration.Calibrator.from_metrics((self.metadata.metrics or {}).get("calibration"))
 
     @property
     def min_confidence(self) -> float:
@@ -55,14 +56,20 @@ class Predictor:
         return float(((self.metadata.metrics or {}).get("ood") or {}).get("threshold") or 0.0)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (N, classes) for raw uint8 images (N, 32, 32, 3): the model's
-        output with its logits divided by the fitted temperature (tasks/evaluate/calibration.py)."""
+        """Calibrated float32 probabilities (N, classes) for raw uint8 images (N, 32, 32, 3): the model's
+        output through its calibrator (the fitted temperature, then top-label Platt scaling)."""
+        raw = self.uncalibrated(images)
+        calibrator = self.calibrator
+        if calibrator == calibration.Calibrator():
+            return raw
+        return calibrator(raw).astype(np.float32)
+
+    def uncalibrated(self, images: np.ndarray) -> np.ndarray:
+        """The network's own softmax, float32 (N, classes), for raw uint8 images (N, 32, 32, 3): what
+        calibration is fitted on."""
         if len(images) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        raw = self._run(np.asarray(images))
-        if self.temperature == 1.0:
-            return raw
-        return calibration.scale(raw, self.temperature).astype(np.float32)
+        return self._run(np.asarray(images))
 
     def top_labels(self, probabilities: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
         """The k most probable (label, probability) pairs of one image, best first."""

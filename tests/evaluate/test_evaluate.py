@@ -46,6 +46,62 @@ def test_scaling_never_changes_the_predicted_class():
         np.testing.assert_allclose(scaled.sum(axis=1), 1.0)
 
 
+def top_label_miscalibrated(rng, count: int, slope: float, intercept: float, classes: int = 10):
+    """(probabilities, labels) of a model whose top label is right with probability
+    sigmoid(slope * logit(c) + intercept) when it says c: under-confident low, over-confident high for
+    slope < 1, the shape one temperature cannot straighten."""
+    confidence = rng.uniform(2.0 / classes, 0.99, count)
+    # the others share the rest about evenly (within about 25%), so class 0 is always the top label
+    others = rng.dirichlet(np.full(classes - 1, 20.0), count) * (1 - confidence)[:, None]
+    probabilities = np.concatenate([confidence[:, None], others], axis=1)
+    assert (probabilities.argmax(axis=1) == 0).all()
+    right = rng.random(count) < 1 / (1 + np.exp(-(slope * np.log(confidence / (1 - confidence)) + intercept)))
+    labels = np.where(right, 0, rng.integers(1, classes, count))
+    return probabilities, labels
+
+
+def test_top_label_platt_scaling_recovers_a_known_miscalibration_that_temperature_cannot():
+    rng = np.random.default_rng(4)
+    probabilities, labels = top_label_miscalibrated(rng, 24000, slope=0.6, intercept=0.4)
+    slope, intercept = calibration.fit_top_label(probabilities, labels)
+    assert slope == pytest.approx(0.6, abs=0.05) and intercept == pytest.approx(0.4, abs=0.05)
+    metrics, tables = calibration.calibrate(probabilities[:12000], labels[:12000], probabilities[12000:], labels[12000:])
+    assert metrics["test_ece_after"] > 0.03  # the temperature alone leaves it miscalibrated
+    assert metrics["test_ece_served"] < 0.015 and metrics["test_nll_served"] < metrics["test_nll_after"]
+    assert metrics["top_label"]["method"] == "platt" and sum(tables["served"]["counts"]) == 12000
+    served = calibration.Calibrator.from_metrics(metrics)(probabilities[12000:])
+    assert calibration.expected_calibration_error(served, labels[12000:]) == pytest.approx(metrics["test_ece_served"])
+
+
+@pytest.mark.parametrize("slope, intercept", [(0.84, 0.04), (1.0, 0.0), (0.3, -3.0), (3.0, 2.0)])
+def test_top_label_scaling_keeps_the_winner_the_ranking_and_the_sum(slope, intercept):
+    probabilities = calibration.softmax(np.random.default_rng(2).normal(0, 3, (2000, 10)))
+    probabilities[:3] = [[1.0] + [0.0] * 9, [0.5, 0.5] + [0.0] * 8, [0.1] * 10]  # a certain one, a tie, a flat one
+    served = calibration.top_label_scale(probabilities, slope, intercept)
+    np.testing.assert_allclose(served.sum(axis=1), 1.0)
+    assert (served >= 0).all()
+    # float32, as serving returns it, keeps the winner too: where the map would drop the top class to the
+    # runner-up's level, it stays just above it
+    np.testing.assert_array_equal(served.astype(np.float32).argmax(axis=1), probabilities.argmax(axis=1))
+    if slope <= 1 and intercept >= 0:  # never pushes a top class down to its runner-up: strictly monotone
+        order = np.argsort(probabilities.max(axis=1), kind="stable")
+        assert (np.diff(served.max(axis=1)[order]) >= -1e-12).all()  # images rank by confidence as before
+    if (slope, intercept) == (1.0, 0.0):
+        np.testing.assert_allclose(served[3:], probabilities[3:], atol=1e-12)
+
+
+def test_top_label_scaling_is_left_out_when_validation_has_too_few_mistakes():
+    probabilities = calibration.softmax(np.random.default_rng(3).normal(0, 3, (500, 10)))
+    labels = probabilities.argmax(axis=1).copy()
+    labels[:19] = (labels[:19] + 1) % 10  # 19 wrong: fewer than 20
+    assert calibration.fit_top_label(probabilities, labels) == (1.0, 0.0)
+    labels[:40] = (probabilities.argmax(axis=1)[:40] + 1) % 10
+    assert calibration.fit_top_label(probabilities, labels) != (1.0, 0.0)
+    # a model evaluated before top-label scaling existed: its temperature alone
+    old = calibration.Calibrator.from_metrics({"temperature": 2.0})
+    np.testing.assert_allclose(old(probabilities), calibration.scale(probabilities, 2.0))
+
+
 def test_expected_calibration_error_by_hand():
     probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.0, 1.0]])
     labels = np.array([0, 1, 1])

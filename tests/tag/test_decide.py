@@ -33,6 +33,19 @@ def test_serving_applies_the_fitted_temperature():
     np.testing.assert_array_equal(untouched, raw)
 
 
+def test_serving_applies_top_label_scaling_after_the_temperature():
+    raw = calibration.softmax(np.array([[3.0, 1.0, 0.0], [0.2, 0.1, 0.0]]))
+    model = predictor(raw, 2.0, None)
+    model.metadata.metrics["calibration"]["top_label"] = {"method": "platt", "slope": 0.8, "intercept": 0.1}
+    served = model.predict(np.zeros((2, 32, 32, 3), np.uint8))
+    expected = calibration.top_label_scale(calibration.scale(raw, 2.0), 0.8, 0.1)
+    np.testing.assert_allclose(served, expected, rtol=1e-6)
+    confidence = calibration.scale(raw, 2.0).max(axis=1)
+    np.testing.assert_allclose(served.max(axis=1), 1 / (1 + np.exp(-(0.8 * np.log(confidence / (1 - confidence))
+                                                                      + 0.1))), rtol=1e-6)
+    assert served.dtype == np.float32 and (served.argmax(axis=1) == raw.argmax(axis=1)).all()
+
+
 def test_below_the_threshold_the_model_abstains_but_keeps_its_candidates():
     probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25]])
     model = predictor(probs, None, 0.5)

@@ -1,0 +1,157 @@
+"""Calibration methods side by side: which map makes a model's confidence read as a probability?
+
+    .venv/bin/python benchmarks/calibration.py                       # the bundled CIFAR-10 and CIFAR-100 models
+    .venv/bin/python benchmarks/calibration.py --model ~/.hashtagger/models/ID --model models/bundled/cifar10
+
+For each model (served through ONNX Runtime when it has a model.onnx, as tagging serves it), every method
+is fitted on the validation split and measured on the test split of its dataset's JPEG re-encoding:
+
+- `none`: the softmax as the network gives it;
+- `temperature`: temperature scaling (Guo et al., ICML 2017), the baseline: what serving applied alone
+  until top-label scaling was added;
+- `temperature + top-label Platt`: then Platt scaling of the top-label confidence (what serving applies
+  now, tasks/evaluate/calibration.py);
+- `temperature + top-label isotonic`: then isotonic regression of "the top label is right" on the
+  confidence (scikit-learn; Zadrozny & Elkan 2002), a step function;
+- `temperature + top-label beta`: then beta calibration's three-parameter map (Kull et al., AISTATS 2017),
+  a logistic regression on log(c) and -log(1 - c) (scikit-learn).
+
+Columns: ECE (15 equal-width bins, the figure `hashtagger evaluate` reports; issue 20's goal is <= 0.02),
+the negative log-likelihood of the top label's correctness (binary NLL: the top-label maps leave the other
+classes' order alone, so the multi-class NLL is not theirs to compare), and the number of distinct
+confidences on the test split (a step map gives few, which makes a confidence threshold coarse).
+Needs the datasets prepared (`hashtagger data prepare cifar10 ...`). Writes reports/calibration.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+FLOOR = 1e-7
+
+
+def _binary_nll(confidence: np.ndarray, correct: np.ndarray) -> float:
+    confidence = np.clip(confidence, FLOOR, 1 - FLOOR)
+    return float(-np.mean(np.where(correct, np.log(confidence), np.log1p(-confidence))))
+
+
+def _beta_features(confidence: np.ndarray) -> np.ndarray:
+    confidence = np.clip(confidence, FLOOR, 1 - FLOOR)
+    return np.stack([np.log(confidence), -np.log1p(-confidence)], axis=1)
+
+
+def top_label_methods(val_probabilities: np.ndarray, val_labels: np.ndarray) -> dict:
+    """name -> function mapping temperature-scaled (N, classes) probabilities to calibrated ones, each fitted
+    on the validation split's; the top-label maps replace the top confidence the way serving does
+    (tasks/evaluate/calibration.py with_top_confidence)."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    from tasks.evaluate import calibration
+
+    confidence = val_probabilities.max(axis=1)
+    correct = val_probabilities.argmax(axis=1) == val_labels
+    slope, intercept = calibration.fit_top_label(val_probabilities, val_labels)  # as evaluate fits it
+    isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(confidence, correct)
+    beta = LogisticRegression(C=np.inf).fit(_beta_features(confidence), correct)
+
+    def mapped(top_label_map):
+        return lambda probabilities: calibration.with_top_confidence(
+            probabilities, top_label_map(probabilities.max(axis=1)))
+
+    return {
+        "temperature": lambda probabilities: probabilities,
+        "temperature + top-label Platt": lambda probabilities: calibration.top_label_scale(
+            probabilities, slope, intercept),
+        "temperature + top-label isotonic": mapped(isotonic.predict),
+        "temperature + top-label beta": mapped(lambda c: beta.predict_proba(_beta_features(c))[:, 1]),
+    }
+
+
+def study(model_path: str) -> dict:
+    """Every method's test ECE, binary NLL and distinct confidences for one model, with its test top-1."""
+    from tasks.config import Settings
+    from tasks.data import dataset as datasets
+    from tasks.evaluate import calibration
+    from tasks.tag import predictor
+
+    started = time.perf_counter()
+    model = predictor.load(model_path)
+    data = datasets.load(model.dataset, model.metadata.dataset_version, Settings.from_env())
+    labels = {split: np.asarray(data[f"y_{split}"]) for split in ("val", "test")}
+    raw = {split: np.asarray(model.uncalibrated(data[f"x_{split}"]), dtype=np.float64) for split in labels}
+    temperature = calibration.fit_temperature(raw["val"], labels["val"])
+    scaled = {split: calibration.scale(raw[split], temperature) for split in raw}
+    correct = scaled["test"].argmax(axis=1) == labels["test"]
+    served = {"none": raw["test"]}
+    for name, method in top_label_methods(scaled["val"], labels["val"]).items():
+        served[name] = method(scaled["test"])
+    bins = calibration.CalibrationConfig().ece_bins
+    rows = []
+    for name, probabilities in served.items():
+        assert (probabilities.argmax(axis=1) == raw["test"].argmax(axis=1)).all(), name  # no label changes
+        confidence = probabilities.max(axis=1)
+        rows.append({"method": name, "ece": calibration.expected_calibration_error(probabilities, labels["test"], bins),
+                     "nll": _binary_nll(confidence, correct), "distinct": int(len(np.unique(confidence)))})
+    return {"model_id": model.model_id, "dataset": model.dataset, "runtime": model.runtime,
+            "test_top1": float(correct.mean()), "temperature": temperature,
+            "images": {split: int(len(labels[split])) for split in labels}, "rows": rows,
+            "seconds": time.perf_counter() - started}
+
+
+def table(results: list[dict], total_seconds: float) -> list[str]:
+    lines = [
+        "# Calibration methods",
+        "",
+        f"One run of `benchmarks/calibration.py` on {platform.node() or 'this machine'}: {os.cpu_count()} CPU "
+        f"cores ({platform.processor() or platform.machine()}), Python {platform.python_version()}; "
+        f"{total_seconds / 60:.1f} min. Every method fitted on the validation split and measured on the test "
+        "split, both JPEG re-encodings; ECE with 15 equal-width bins on the top label (issue 20's goal: "
+        "<= 0.02); NLL of whether the top label is right. The baseline is `temperature`.",
+        "",
+    ]
+    for result in results:
+        baseline = next(row for row in result["rows"] if row["method"] == "temperature")
+        lines += [f"## `{result['model_id']}` ({result['dataset']}, {result['runtime']})", "",
+                  f"Test top-1 {result['test_top1']:.2%} on the JPEG test set; temperature "
+                  f"{result['temperature']:.3f}; {result['images']['val']:,} validation and "
+                  f"{result['images']['test']:,} test images.", "",
+                  "| method | ECE | ECE against the temperature's | NLL (top label right) | distinct test confidences |",
+                  "|---|---:|---:|---:|---:|"]
+        for row in result["rows"]:
+            lines.append(f"| {row['method']} | {row['ece']:.4f} | {row['ece'] / baseline['ece']:.2f}x | "
+                         f"{row['nll']:.4f} | {row['distinct']:,} |")
+        lines.append("")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", help="a model artifact folder (repeatable; default: the "
+                        "bundled CIFAR-10 and CIFAR-100 models)")
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "calibration.md")
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+    results = []
+    for path in args.model or [str(REPO / "models" / "bundled" / name) for name in ("cifar10", "cifar100")]:
+        results.append(study(os.path.expanduser(path)))
+        print(f"{results[-1]['model_id']}: {results[-1]['seconds']:.0f} s", file=sys.stderr)
+    text = "\n".join(table(results, time.perf_counter() - began)) + "\n"
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
