@@ -137,6 +137,7 @@ def run(args):
             "test_top1_tta": metrics.get("test_top1_tta"),
             "ece_before": metrics["calibration"]["test_ece_before"],
             "ece_after": metrics["calibration"]["test_ece_after"],
+            "ece_served": metrics["calibration"].get("test_ece_served"),
             "time_to_target": time_to_target(metadata["history"], args.target),
             "history": metadata["history"], "report": REPORT_FIGURES.get(args.dataset, {}).get(architecture)})
         print(f"{architecture}: test top-1 {metrics['test_top1']:.2%} after {metadata['epochs_done']} epochs, "
@@ -158,7 +159,7 @@ def _percent(value) -> str:
 def markdown(results: list[dict], args, machine: str, dataset_version: str, train_images: int) -> str:
     target = f"time to {args.target:.0%} val" if args.target else None
     header = ["architecture", "recipe", "overrides", "params", "fwd MFLOP", "epochs (planned)", "train time",
-              "test top-1", "top-1 flip TTA", "top-5", "ECE before / after T", "report"]
+              "test top-1", "top-1 flip TTA", "top-5", "ECE before / after T / served", "report"]
     if target:
         header.insert(7, target)
     lines = [
@@ -172,7 +173,8 @@ def markdown(results: list[dict], args, machine: str, dataset_version: str, trai
         f"(about quality 75, ../shared/data), not the original pixels: accuracy on them runs somewhat "
         f"below accuracy on the official arrays.",
         f"- Recipe `{args.recipe}`; test top-1 is without test-time augmentation (what serving does); "
-        f"ECE with 15 bins, before and after temperature scaling fitted on the validation split.",
+        f"ECE with 15 bins, before calibration, after temperature scaling and as served (then top-label "
+        f"Platt scaling), both fitted on the validation split.",
         f"- Report column: {REPORT_NOTE.get(args.dataset, 'no published figure')}, trained for far longer "
         f"on a GPU, on the original images.", "",
         "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
@@ -187,7 +189,8 @@ def markdown(results: list[dict], args, machine: str, dataset_version: str, trai
                  f"{row['forward_mflops']:.0f}", f"{row['epochs_done']} ({row['epochs_planned']})",
                  f"{row['training_seconds'] / 60:.1f} min", f"**{row['test_top1']:.2%}**",
                  _percent(row["test_top1_tta"]), f"{row['test_top5']:.2%}",
-                 f"{row['ece_before']:.3f} / {row['ece_after']:.3f}", _percent(row["report"])]
+                 f"{row['ece_before']:.3f} / {row['ece_after']:.3f} / "
+                 + ("—" if row.get("ece_served") is None else f"{row['ece_served']:.3f}"), _percent(row["report"])]
         if target:
             seconds = row["time_to_target"]
             cells.insert(7, "not reached" if seconds is None else f"{seconds / 60:.1f} min")

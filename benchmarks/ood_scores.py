@@ -7,7 +7,8 @@ Which score tells the images a CIFAR-10 model knows from those it does not? For 
 on the CIFAR-10 JPEG test set against the held-out half of CIFAR-100's non-CIFAR-10 classes
 (tasks/data/outliers.py; never the exposure half, which outlier exposure trains on):
 
-- `msp`: the maximum probability after the model's fitted temperature (what serving thresholds);
+- `msp`: the maximum probability after a temperature fitted here on validation (serving thresholds the
+  maximum after its temperature and top-label Platt scaling, a monotone map of this one: same ranking);
 - `energy`: T * logsumexp(logits / T) with T = 1 (Liu et al., NeurIPS 2020), on the true logits;
 - `max logit`: the largest logit (Hendrycks et al., "Scaling OOD detection", 2022);
 - each of those with flip test-time augmentation (the logits of the image and its mirror, averaged);

@@ -90,7 +90,10 @@ def calibration_line(calibration: dict) -> str:
     line = (f"  calibration: temperature {calibration['temperature']:.3f}, ECE {calibration['test_ece_before']:.4f} "
             f"-> {calibration['test_ece_after']:.4f}")
     if calibration.get("test_ece_served") is not None:
-        line += f" -> {calibration['test_ece_served']:.4f} as served (+ top-label Platt scaling)"
+        top_label = calibration.get("top_label") or {}
+        line += (f" -> {calibration['test_ece_served']:.4f} as served (+ top-label Platt scaling)"
+                 if top_label.get("method") == "platt"
+                 else f" as served (no top-label scaling: {top_label.get('why')})")
     return line
 
 

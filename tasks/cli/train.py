@@ -143,8 +143,9 @@ def outcome_lines(recipe: dict | str | None, metrics: dict) -> list[str]:
 
     lines = []
     if isinstance(recipe, dict) and recipe.get("outlier_dataset"):
-        lines.append(f"  outlier exposure: {recipe['outlier_dataset']}'s exposure classes, "
-                     f"{recipe['outlier_batch_fraction']:.0%} of each batch at weight {recipe['outlier_weight']:g}")
+        lines.append(f"  outlier exposure: {recipe['outlier_dataset']}'s exposure classes"
+                     + (f", {recipe['outlier_batch_fraction']:.0%} of each batch at weight {recipe['outlier_weight']:g}"
+                        if "outlier_batch_fraction" in recipe and "outlier_weight" in recipe else ""))
     if (metrics.get("calibration") or {}).get("test_ece_after") is not None:
         lines.append(evaluate.calibration_line(metrics["calibration"]))
     return lines + evaluate.held_out_lines(metrics.get("ood") or {})

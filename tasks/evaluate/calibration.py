@@ -10,8 +10,9 @@ What serving applies to a model's softmax output (`Calibrator`), both stages fit
    sigmoid(slope * logit(c) + intercept), a logistic regression (scikit-learn) of "the top label is right" on
    logit(c); the other classes share the rest in their old proportions. One temperature cannot fix a
    miscalibration that changes sign along the confidence axis, the shape label smoothing leaves (the
-   bundled CIFAR-10 model after temperature: under-confident below 0.5, over-confident from 0.75 to 0.93);
-   this stage can. It never changes which class wins, and it is increasing in c, so images rank by
+   bundled CIFAR-10 model after temperature, models/bundled/cifar10/reports/reliability.json:
+   under-confident below 0.53, over-confident above 0.73); this stage can (benchmarks/calibration.py
+   measures it). It never changes which class wins, and it is increasing in c, so images rank by
    confidence as before (abstention decisions and OOD AUROC are those of the temperature-scaled
    confidence) except where a fitted map would push a top class down to its runner-up's share (slope <= 1
    with intercept >= 0 never does; where one does, the top class stays just above the runner-up,
@@ -25,7 +26,6 @@ import dataclasses
 import numpy as np
 
 PROBABILITY_FLOOR = 1e-12  # log(0) guard: softmax outputs underflow to 0 in float32
-CONFIDENCE_CEILING = 1 - 1e-7  # logit(1) guard: a float32 softmax can round its top entry to exactly 1
 TIE_MARGIN = 1e-6  # with_top_confidence keeps the top class this much (relative) above the runner-up
 
 
@@ -36,8 +36,10 @@ class CalibrationConfig:
     grid_points: int = 121  # coarse grid on log T, then golden-section refinement
     tolerance: float = 1e-5  # on log T
     # top-label Platt scaling is fitted only with at least this many right and this many wrong top labels
-    # on validation; with fewer, the confidences stay as the temperature left them
-    top_label_min_each: int = 20
+    # on validation, and served only within these bounds ((lowest slope, highest slope), largest
+    # |intercept|); otherwise the confidences stay as the temperature left them (fit_top_label)
+    top_label_min_each: int = 50
+    top_label_bounds: tuple[tuple[float, float], float] = ((0.25, 4.0), 4.0)
 
 
 def logits_from_probabilities(probabilities: np.ndarray) -> np.ndarray:
@@ -94,56 +96,78 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray,
     return float(np.exp((left + right) / 2))
 
 
-def _logit(confidence: np.ndarray) -> np.ndarray:
-    clipped = np.clip(np.asarray(confidence, dtype=np.float64), PROBABILITY_FLOOR, CONFIDENCE_CEILING)
-    return np.log(clipped) - np.log1p(-clipped)
+def _top_and_rest(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(index of the top class, its probability, the sum of the others' probabilities), each (N,). The
+    others' sum is added up from them, not taken as 1 - top (or the row's sum - top), which loses it to
+    cancellation for a near-certain top and carries a float32 softmax's rounding."""
+    rows, top = np.arange(len(probabilities)), probabilities.argmax(axis=1)
+    confidence = probabilities[rows, top]
+    others = probabilities.copy()
+    others[rows, top] = 0.0
+    return top, confidence, others.sum(axis=1)
+
+
+def _top_logit(confidence: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """log(c / (others' sum)): the top label's logit, exact where 1 - c would round to 0; the others' sum
+    floored at PROBABILITY_FLOOR (a float32 softmax that rounded them all to 0)."""
+    return np.log(np.maximum(confidence, PROBABILITY_FLOOR)) - np.log(np.maximum(rest, PROBABILITY_FLOOR))
 
 
 def fit_top_label(probabilities: np.ndarray, labels: np.ndarray,
-                  config: CalibrationConfig = CalibrationConfig()) -> tuple[float, float]:
-    """(slope, intercept) of top-label Platt scaling for (N, classes) `probabilities` (already temperature
-    scaled) with true `labels` (N,): an unpenalised logistic regression of whether the top label is right on
-    the logit of its probability. (1.0, 0.0), which leaves confidences unchanged, when either outcome has
-    fewer than config.top_label_min_each images or the fit is not increasing in the confidence."""
+                  config: CalibrationConfig = CalibrationConfig()) -> tuple[float, float, str]:
+    """(slope, intercept, why) of top-label Platt scaling for (N, classes) `probabilities` (already
+    temperature scaled) with true `labels` (N,): an unpenalised logistic regression (scikit-learn) of whether
+    the top label is right on the logit of its probability. `why` is "" for a fit in use; otherwise it says
+    why the map is left out and (1.0, 0.0), which changes nothing, comes back: either outcome has fewer
+    than config.top_label_min_each images, or the fit leaves config.top_label_bounds (a validation split on
+    which right and wrong separate perfectly drives the slope towards infinity; mistakes that do not depend
+    on the confidence drive it to 0; neither is a map to serve)."""
     from sklearn.linear_model import LogisticRegression
 
     probabilities = np.asarray(probabilities, dtype=np.float64)
     correct = probabilities.argmax(axis=1) == np.asarray(labels)
-    if min(int(correct.sum()), int((~correct).sum())) < config.top_label_min_each:
-        return 1.0, 0.0
-    fitted = LogisticRegression(C=np.inf).fit(_logit(probabilities.max(axis=1))[:, None], correct)
+    fewest = min(int(correct.sum()), int((~correct).sum()))
+    if fewest < config.top_label_min_each:
+        return 1.0, 0.0, (f"{fewest} {'right' if correct.sum() == fewest else 'wrong'} top labels on validation, "
+                          f"fewer than {config.top_label_min_each}")
+    _, confidence, rest = _top_and_rest(probabilities)
+    fitted = LogisticRegression(C=np.inf).fit(_top_logit(confidence, rest)[:, None], correct)
     slope, intercept = float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
-    return (slope, intercept) if slope > 0 else (1.0, 0.0)
+    (low, high), largest = config.top_label_bounds
+    if not (np.isfinite(slope) and np.isfinite(intercept) and low <= slope <= high and abs(intercept) <= largest):
+        return 1.0, 0.0, f"the fit (slope {slope:.3g}, intercept {intercept:.3g}) is outside the bounds"
+    return slope, intercept, ""
 
 
 def top_label_scale(probabilities: np.ndarray, slope: float, intercept: float) -> np.ndarray:
     """(N, classes) probabilities whose largest entry c is replaced by sigmoid(slope * logit(c) + intercept)
-    (with_top_confidence)."""
+    (with_top_confidence); logit(c) = log(c / the others' sum)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
+    _, confidence, rest = _top_and_rest(probabilities)
     with np.errstate(over="ignore"):
-        target = 1.0 / (1.0 + np.exp(-(slope * _logit(probabilities.max(axis=1)) + intercept)))
+        target = 1.0 / (1.0 + np.exp(-(slope * _top_logit(confidence, rest) + intercept)))
     return with_top_confidence(probabilities, target)
 
 
 def with_top_confidence(probabilities: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(N, classes) probabilities whose largest entry becomes `target` (N,), the others scaled to share the
-    rest in their old proportions (evenly when they held nothing). The top class stays on top: where the
-    target would put it at or below the runner-up, it stays a hair (one part in a million, which float32
-    keeps) above it instead."""
+    """(N, classes) probabilities (rows summing to 1, up to their own rounding) whose largest entry
+    becomes `target` (N,), the others scaled to share 1 - target in their old proportions (evenly only when
+    they all hold exactly 0); rows sum to 1. The top class stays on top: where the target would put it at or
+    below the runner-up, it stays a hair (TIE_MARGIN, which float32 keeps) above it instead."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     count, classes = probabilities.shape
     if classes < 2 or count == 0:
         return probabilities.copy()
-    rows, top = np.arange(count), probabilities.argmax(axis=1)
-    rest = 1.0 - probabilities[rows, top]
+    top, _, rest = _top_and_rest(probabilities)
+    rows = np.arange(count)
     runner_up = np.partition(probabilities, -2, axis=1)[:, -2]
-    empty = rest <= PROBABILITY_FLOOR  # the others hold (next to) nothing: share the rest evenly
-    floor = np.where(empty, 1.0 / classes, runner_up / np.maximum(rest + runner_up, PROBABILITY_FLOOR))
-    target = np.minimum(np.maximum(np.asarray(target, dtype=np.float64), floor * (1 + TIE_MARGIN)), 1.0)
-    others = np.where(empty[:, None], (1.0 - target[:, None]) / (classes - 1),
-                      probabilities * ((1.0 - target) / np.where(empty, 1.0, rest))[:, None])
-    others[rows, top] = target
-    return others
+    empty = rest <= 0  # the others hold nothing at all: share what is left evenly
+    floor = np.where(empty, 1.0 / classes, runner_up / np.where(empty, 1.0, rest + runner_up))
+    target = np.clip(np.asarray(target, dtype=np.float64), floor * (1 + TIE_MARGIN), 1.0)
+    shares = np.where(empty[:, None], 1.0 / (classes - 1), probabilities / np.where(empty, 1.0, rest)[:, None])
+    served = shares * (1.0 - target)[:, None]
+    served[rows, top] = target
+    return served
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,20 +181,29 @@ class Calibrator:
 
     @classmethod
     def from_metrics(cls, calibration_metrics: dict | None) -> "Calibrator":
-        """From a model's metrics.calibration (calibrate()'s metrics); models evaluated before top-label
-        scaling existed have a temperature only."""
+        """From a model's metrics.calibration (calibrate()'s metrics). Models evaluated before top-label
+        scaling existed have a temperature only; a value that is missing, null or not finite counts as
+        the one that changes nothing."""
         metrics = calibration_metrics or {}
         top_label = metrics.get("top_label") or {}
-        return cls(float(metrics.get("temperature") or 1.0), float(top_label.get("slope", 1.0)),
-                   float(top_label.get("intercept", 0.0)))
+
+        def finite(value, default: float) -> float:
+            return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else default
+
+        temperature = finite(metrics.get("temperature"), 1.0)
+        return cls(temperature if temperature > 0 else 1.0, finite(top_label.get("slope"), 1.0),
+                   finite(top_label.get("intercept"), 0.0))
+
+    @property
+    def top_label(self) -> bool:
+        """Whether top-label scaling changes anything."""
+        return (self.slope, self.intercept) != (1.0, 0.0)
 
     def __call__(self, probabilities: np.ndarray) -> np.ndarray:
         """Calibrated (N, classes) float64 probabilities."""
         scaled = scale(probabilities, self.temperature) if self.temperature != 1.0 \
             else np.asarray(probabilities, dtype=np.float64)
-        if (self.slope, self.intercept) == (1.0, 0.0):
-            return scaled
-        return top_label_scale(scaled, self.slope, self.intercept)
+        return top_label_scale(scaled, self.slope, self.intercept) if self.top_label else scaled
 
 
 def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
@@ -204,13 +237,14 @@ def calibrate(val_probabilities, val_labels, test_probabilities, test_labels,
     metrics: temperature; top_label {method, slope, intercept}; ECE and NLL of the test split `before`,
     `after` (the temperature) and `served`; Calibrator.from_metrics(metrics) is what serving applies."""
     temperature = fit_temperature(val_probabilities, val_labels, config)
-    slope, intercept = fit_top_label(scale(val_probabilities, temperature), val_labels, config)
+    slope, intercept, left_out = fit_top_label(scale(val_probabilities, temperature), val_labels, config)
     calibrator = Calibrator(temperature, slope, intercept)
     test_scaled = scale(test_probabilities, temperature)
     test_served = calibrator(test_probabilities)
     metrics = {
         "temperature": temperature,
-        "top_label": {"method": "platt", "slope": slope, "intercept": intercept},
+        "top_label": {"method": "none", "slope": 1.0, "intercept": 0.0, "why": left_out} if left_out
+        else {"method": "platt", "slope": slope, "intercept": intercept},
         "ece_bins": config.ece_bins,
         "test_ece_before": expected_calibration_error(test_probabilities, test_labels, config.ece_bins),
         "test_ece_after": expected_calibration_error(test_scaled, test_labels, config.ece_bins),

@@ -160,7 +160,9 @@ def out_of_distribution(model, dataset: Dataset, val_probs, test_probs, calibrat
     correct = test_probs.argmax(axis=1) == np.asarray(dataset["y_test"])
     to_logits = logits_model(model)
     test_energy = ood.energy(predict_probabilities(to_logits, dataset["x_test"])) if to_logits else None
-    result = {"score": "msp", "temperature": calibrator.temperature, "target_tpr": config.target_tpr,
+    result = {"score": "msp", "temperature": calibrator.temperature,
+              "top_label": {"slope": calibrator.slope, "intercept": calibrator.intercept},
+              "target_tpr": config.target_tpr,
               "threshold": threshold, "fitted_on": "validation split", "test_kept": float(kept.mean()),
               "test_top1_kept": float(correct[kept].mean()) if kept.any() else None, "sets": {}}
     scores = {f"{dataset.name} test": test_msp}
@@ -238,11 +240,29 @@ def evaluate_artifact(path: str | Path, dataset_version: str | None = None, tta:
     result = dataclasses.replace(result, serving_tta=metadata.get("serving_tta") or "none")
     if Path(output_dir).resolve().is_relative_to(folder.resolve()):
         if own_version:
+            _warn_if_serving_calibration_changes(metadata, result)
             metadata["metrics"] = result.as_dict()
         else:
             metadata.setdefault("evaluations", {})[dataset.version] = result.as_dict()
         artifact.write_metadata(folder, metadata)
     return result.identified(model_id=metadata["model_id"], reports_dir=str(output_dir))
+
+
+def _warn_if_serving_calibration_changes(metadata: dict, result: EvaluationResult) -> None:
+    """A warning when this evaluation changes what serving applies to the model's outputs (a model first
+    evaluated before top-label scaling existed, now fitted with it): the results it already stored keep
+    the confidences of the old calibration, which a `hashtagger tag --min-confidence` re-decision would
+    compare against the same threshold as the new ones."""
+    before = (metadata.get("metrics") or {}).get("calibration")
+    if not before:
+        return
+    old, new = (calibration.Calibrator.from_metrics(values) for values in (before, result.calibration))
+    if not np.allclose([old.temperature, old.slope, old.intercept], [new.temperature, new.slope, new.intercept],
+                       rtol=0, atol=1e-6):
+        log.warning("%s: serving now calibrates its confidences differently (temperature %.3f, top-label slope "
+                    "%.3f, intercept %.3f; was %.3f, %.3f, %.3f); results it stored before keep their earlier "
+                    "confidences", metadata["model_id"], new.temperature, new.slope, new.intercept,
+                    old.temperature, old.slope, old.intercept)
 
 
 def default_output_dir(folder: Path, model_id: str, version: str, own_version: bool, settings: Settings) -> Path:

@@ -137,7 +137,8 @@ def write_summary(metrics: dict, class_names: list[str], path: Path, title: str,
         if served:
             top_label = calibration["top_label"]
             lines += [f"| top-label Platt scaling (fitted on validation): slope, intercept | "
-                      f"{top_label['slope']:.3f}, {top_label['intercept']:.3f} |"]
+                      f"{top_label['slope']:.3f}, {top_label['intercept']:.3f} |" if top_label["method"] == "platt"
+                      else f"| top-label Platt scaling | left out: {top_label.get('why')} |"]
         stages = ("before", "after", "served") if served else ("before", "after")
         heads = "before / after temperature" + (" / as served" if served else "")
 
@@ -163,14 +164,23 @@ def write_summary(metrics: dict, class_names: list[str], path: Path, title: str,
     return path
 
 
+def _calibration_words(ood: dict) -> str:
+    """The calibration the OOD score was read after, in words."""
+    words = f"temperature {ood['temperature']:.3f}"
+    top_label = ood.get("top_label") or {"slope": 1.0, "intercept": 0.0}  # evaluated before it existed
+    if (top_label["slope"], top_label["intercept"]) != (1.0, 0.0):
+        words += (f", then top-label Platt scaling, slope {top_label['slope']:.3f}, "
+                  f"intercept {top_label['intercept']:.3f}")
+    return words
+
+
 def ood_summary(ood: dict | None) -> list[str]:
     """Markdown lines: the abstention threshold and, per outlier set, AUROC and FPR at 95% TPR."""
     if not ood:
         return []
     kept = "—" if ood["test_top1_kept"] is None else f"{ood['test_top1_kept']:.2%}"
     lines = ["", "## Out-of-distribution detection", "",
-             f"Score: maximum probability as served (temperature {ood['temperature']:.3f}, then top-label "
-             f"Platt scaling where fitted). Threshold "
+             f"Score: maximum probability as served ({_calibration_words(ood)}). Threshold "
              f"{ood['threshold']:.4f}, chosen on the validation split to keep {ood['target_tpr']:.0%} of it: "
              f"it keeps {ood['test_kept']:.2%} of the test images, whose top-1 is {kept}.", "",
              "| outliers | images | AUROC (MSP) | FPR@95%TPR (MSP) | kept by the threshold | AUROC (energy) | "

@@ -63,9 +63,10 @@ def top_label_miscalibrated(rng, count: int, slope: float, intercept: float, cla
 def test_top_label_platt_scaling_recovers_a_known_miscalibration_that_temperature_cannot():
     rng = np.random.default_rng(4)
     probabilities, labels = top_label_miscalibrated(rng, 24000, slope=0.6, intercept=0.4)
-    slope, intercept = calibration.fit_top_label(probabilities, labels)
-    assert slope == pytest.approx(0.6, abs=0.05) and intercept == pytest.approx(0.4, abs=0.05)
-    metrics, tables = calibration.calibrate(probabilities[:12000], labels[:12000], probabilities[12000:], labels[12000:])
+    slope, intercept, left_out = calibration.fit_top_label(probabilities, labels)
+    assert left_out == "" and slope == pytest.approx(0.6, abs=0.05) and intercept == pytest.approx(0.4, abs=0.05)
+    metrics, tables = calibration.calibrate(probabilities[:12000], labels[:12000],
+                                            probabilities[12000:], labels[12000:])
     assert metrics["test_ece_after"] > 0.03  # the temperature alone leaves it miscalibrated
     assert metrics["test_ece_served"] < 0.015 and metrics["test_nll_served"] < metrics["test_nll_after"]
     assert metrics["top_label"]["method"] == "platt" and sum(tables["served"]["counts"]) == 12000
@@ -76,30 +77,86 @@ def test_top_label_platt_scaling_recovers_a_known_miscalibration_that_temperatur
 @pytest.mark.parametrize("slope, intercept", [(0.84, 0.04), (1.0, 0.0), (0.3, -3.0), (3.0, 2.0)])
 def test_top_label_scaling_keeps_the_winner_the_ranking_and_the_sum(slope, intercept):
     probabilities = calibration.softmax(np.random.default_rng(2).normal(0, 3, (2000, 10)))
-    probabilities[:3] = [[1.0] + [0.0] * 9, [0.5, 0.5] + [0.0] * 8, [0.1] * 10]  # a certain one, a tie, a flat one
+    # a certain one, a tie, a flat one, and a near-certain one whose runner-up must stay the runner-up
+    probabilities[:4] = [[1.0] + [0.0] * 9, [0.5, 0.5] + [0.0] * 8, [0.1] * 10,
+                         [1 - 1.5e-13, 1e-13, 5e-14] + [0.0] * 7]
+    for given in (probabilities, probabilities.astype(np.float32)):  # serving's runtimes return float32
+        served = calibration.top_label_scale(given, slope, intercept)
+        np.testing.assert_allclose(served.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+        assert (served >= 0).all()
+        # float32, as serving returns it, keeps the winner too: where the map would drop the top class to
+        # the runner-up's level, it stays just above it
+        np.testing.assert_array_equal(served.astype(np.float32).argmax(axis=1), given.argmax(axis=1))
     served = calibration.top_label_scale(probabilities, slope, intercept)
-    np.testing.assert_allclose(served.sum(axis=1), 1.0)
-    assert (served >= 0).all()
-    # float32, as serving returns it, keeps the winner too: where the map would drop the top class to the
-    # runner-up's level, it stays just above it
-    np.testing.assert_array_equal(served.astype(np.float32).argmax(axis=1), probabilities.argmax(axis=1))
+    assert served[3, 1] >= served[3, 2] >= served[3, 3] == 0  # the others keep their order ...
+    if served[3, 0] < 1:  # ... and their shares, unless the map rounds the top to exactly 1
+        assert served[3, 1] == pytest.approx(2 * served[3, 2]) and served[3, 2] > 0
     if slope <= 1 and intercept >= 0:  # never pushes a top class down to its runner-up: strictly monotone
         order = np.argsort(probabilities.max(axis=1), kind="stable")
-        assert (np.diff(served.max(axis=1)[order]) >= -1e-12).all()  # images rank by confidence as before
-    if (slope, intercept) == (1.0, 0.0):
-        np.testing.assert_allclose(served[3:], probabilities[3:], atol=1e-12)
+        assert (np.diff(served.max(axis=1)[order]) >= 0).all()  # images rank by confidence as before
+    if (slope, intercept) == (1.0, 0.0):  # the identity, but for ties, where the first class stays first
+        np.testing.assert_allclose(np.delete(served, [1, 2], axis=0), np.delete(probabilities, [1, 2], axis=0),
+                                   atol=1e-12)
+        assert served[1, 0] > served[1, 1] and served[1, 0] == pytest.approx(0.5, abs=1e-6)
 
 
-def test_top_label_scaling_is_left_out_when_validation_has_too_few_mistakes():
-    probabilities = calibration.softmax(np.random.default_rng(3).normal(0, 3, (500, 10)))
-    labels = probabilities.argmax(axis=1).copy()
-    labels[:19] = (labels[:19] + 1) % 10  # 19 wrong: fewer than 20
-    assert calibration.fit_top_label(probabilities, labels) == (1.0, 0.0)
-    labels[:40] = (probabilities.argmax(axis=1)[:40] + 1) % 10
-    assert calibration.fit_top_label(probabilities, labels) != (1.0, 0.0)
-    # a model evaluated before top-label scaling existed: its temperature alone
+def test_top_label_scaling_of_a_two_class_model_and_an_empty_batch():
+    two = np.array([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]])
+    served = calibration.Calibrator(1.0, 0.5, 0.0)(two)
+    np.testing.assert_allclose(served.sum(axis=1), 1.0)
+    expected_top = 1 / (1 + np.exp(-0.5 * np.log(0.7 / 0.3)))
+    assert served[0, 0] == pytest.approx(expected_top) and served[0, 1] == pytest.approx(1 - expected_top)
+    assert served[1].argmax() == 1 and served[2, 0] > served[2, 1]
+    assert calibration.Calibrator(2.0, 0.5, 0.1)(np.zeros((0, 10), np.float32)).shape == (0, 10)
+
+
+def test_top_label_scaling_is_left_out_when_validation_cannot_support_it():
+    rng = np.random.default_rng(3)
+    probabilities = calibration.softmax(rng.normal(0, 3, (2000, 10)))
+    predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+
+    def wrong_where(mask):
+        return np.where(mask, (predicted + 1) % 10, predicted)
+
+    few = np.zeros(2000, bool)
+    few[:49] = True  # 49 mistakes: fewer than 50
+    assert calibration.fit_top_label(probabilities, wrong_where(few))[:2] == (1.0, 0.0)
+    assert "fewer than 50" in calibration.fit_top_label(probabilities, wrong_where(few))[2]
+    # right and wrong separate perfectly on the confidence: the slope runs off to infinity
+    separable = confidence < np.quantile(confidence, 0.2)
+    slope, intercept, why = calibration.fit_top_label(probabilities, wrong_where(separable))
+    assert (slope, intercept) == (1.0, 0.0) and "outside the bounds" in why
+    # mistakes that do not depend on the confidence: a flat map, no calibration of the confidence at all
+    unrelated = rng.random(2000) < 0.2
+    assert calibration.fit_top_label(probabilities, wrong_where(unrelated))[:2] == (1.0, 0.0)
+    # mistakes that follow the confidence, as a model's do: a fit in use
+    related = rng.random(2000) < 1 / (1 + np.exp(2 * np.log(confidence / (1 - confidence + 1e-12)) - 1))
+    slope, intercept, why = calibration.fit_top_label(probabilities, wrong_where(related))
+    assert why == "" and slope == pytest.approx(2.0, abs=0.6) and intercept == pytest.approx(-1.0, abs=0.6)
+    metrics, _ = calibration.calibrate(probabilities, wrong_where(few), probabilities, wrong_where(few))
+    assert metrics["top_label"]["method"] == "none" and "fewer than 50" in metrics["top_label"]["why"]
+    # a model evaluated before top-label scaling existed: its temperature alone; values that are not
+    # finite numbers change nothing
     old = calibration.Calibrator.from_metrics({"temperature": 2.0})
     np.testing.assert_allclose(old(probabilities), calibration.scale(probabilities, 2.0))
+    assert calibration.Calibrator.from_metrics(
+        {"temperature": None, "top_label": {"slope": float("nan"), "intercept": None}}) == calibration.Calibrator()
+
+
+def test_an_evaluation_that_changes_serving_calibration_says_so(caplog):
+    from types import SimpleNamespace
+
+    metadata = {"model_id": "m1", "metrics": {"calibration": {"temperature": 0.5}}}  # evaluated before
+    same = SimpleNamespace(calibration={"temperature": 0.5, "top_label": {"method": "none", "slope": 1.0,
+                                                                          "intercept": 0.0, "why": "few"}})
+    with caplog.at_level("WARNING", logger="tasks.evaluate.evaluate"):
+        evaluate._warn_if_serving_calibration_changes(metadata, same)
+        assert not caplog.records
+        evaluate._warn_if_serving_calibration_changes(metadata, SimpleNamespace(calibration={
+            "temperature": 0.5, "top_label": {"method": "platt", "slope": 0.8, "intercept": 0.1}}))
+    [record] = caplog.records
+    assert "m1: serving now calibrates its confidences differently" in record.getMessage()
+    assert "results it stored before keep their earlier confidences" in record.getMessage()
 
 
 def test_expected_calibration_error_by_hand():

@@ -44,6 +44,10 @@ def test_serving_applies_top_label_scaling_after_the_temperature():
     np.testing.assert_allclose(served.max(axis=1), 1 / (1 + np.exp(-(0.8 * np.log(confidence / (1 - confidence))
                                                                       + 0.1))), rtol=1e-6)
     assert served.dtype == np.float32 and (served.argmax(axis=1) == raw.argmax(axis=1)).all()
+    np.testing.assert_allclose(served.sum(axis=1), 1.0, rtol=1e-6)
+    scaled = calibration.scale(raw, 2.0)  # the others keep the temperature's proportions
+    np.testing.assert_allclose(served[:, 1] / served[:, 2], scaled[:, 1] / scaled[:, 2], rtol=1e-5)
+    assert model.predict(np.zeros((0, 32, 32, 3), np.uint8)).shape == (0, 3)
 
 
 def test_below_the_threshold_the_model_abstains_but_keeps_its_candidates():
