@@ -38,15 +38,16 @@ def config_for(name: str, overrides: dict | None = None):
         if key not in fields:
             raise ValueError(f"{name} has no config field {key!r}; fields: {', '.join(sorted(fields))}")
         value = tuple(value) if isinstance(value, list) else value
-        problem = _kind_problem(fields[key], value)
+        problem = kind_problem(fields[key], value)
         if problem:
             raise ValueError(f"{name} config field {key}={value!r}: {problem}")
         values[key] = value
     return config_class(**values)
 
 
-def _kind_problem(field: dataclasses.Field, value) -> str | None:
-    """Why `value` cannot stand for `field` (judged by its default and annotation), else None."""
+def kind_problem(field: dataclasses.Field, value) -> str | None:
+    """Why `value` cannot stand for a frozen dataclass `field` (judged by its default and annotation), else
+    None; used for network configs here and training recipes (tasks/train/recipes.py)."""
     default = field.default
 
     def same_kind(item, example) -> bool:
@@ -59,6 +60,8 @@ def _kind_problem(field: dataclasses.Field, value) -> str | None:
         return isinstance(item, type(example))
 
     if isinstance(default, tuple):
+        if not default:  # an empty default says nothing of its items: a list is all that can be checked
+            return None if isinstance(value, tuple) else "expected a list"
         if not isinstance(value, tuple) or not all(same_kind(item, default[0]) for item in value):
             return f"expected a list like {list(default)}"
         annotation = str(field.type)

@@ -46,7 +46,7 @@ def prepare(args) -> int:
     print(f"{manifest.name} version {manifest.version}: {counts['train']:,} train, "
           f"{counts['validation']:,} validation, {counts['test']:,} test images; "
           f"{len(manifest.class_names)} classes, "
-          f"{per_class_range(per_class)} test images per class")
+          f"{per_class_range(per_class)} test image{'' if per_class_range(per_class) == '1' else 's'} per class")
     if manifest.skipped_files:
         skipped = len(manifest.skipped_files)
         print(f"skipped {skipped:,} unreadable file{'' if skipped == 1 else 's'}, "

@@ -68,10 +68,10 @@ def _print_summary(result) -> None:
     print(f"  test set: top-1 {result.test_top1:.2%}  top-5 {result.test_top5:.2%}"
           + (f"  with {tta} TTA: top-1 {result.test_top1_tta:.2%}" if tta != "none" else "")
           + f" ({result.test_images:,} images)")
-    if ood.get("test_kept") is not None:  # measured on the plain predictions, as served
+    if ood.get("test_kept") is not None:  # measured on the plain predictions, one pass as tagging makes
         rest = ood.get("test_top1_kept")
-        print(f"  as served: abstains on {1 - ood['test_kept']:.1%} of test images ({ood.get('score', 'msp')} "
-              f"below {ood['threshold']:.3f}, the threshold fitted on validation)"
+        print(f"  abstention: no label for {1 - ood['test_kept']:.1%} of test images (calibrated confidence below "
+              f"{ood['threshold']:.3f}, the threshold fitted on validation to keep {ood['target_tpr']:.0%} of it)"
               + (f"; top-1 {rest:.2%} on the rest" if rest is not None else ""))
     if result.reviewed_slice is not None:  # a dataset prepared from reviews: the user's own images, held out
         print("  " + pipeline.reviewed_slice_summary(result.reviewed_slice))
@@ -85,15 +85,15 @@ def _print_summary(result) -> None:
 
 
 def calibration_line(calibration: dict) -> str:
-    """The ECE before calibration, after the temperature and as served (after top-label scaling too, for
-    models evaluated since it exists)."""
-    line = (f"  calibration: temperature {calibration['temperature']:.3f}, ECE {calibration['test_ece_before']:.4f} "
-            f"-> {calibration['test_ece_after']:.4f}")
+    """The ECE before calibration, after the temperature and after top-label scaling too (for evaluations
+    since it exists; what serving applies once these metrics are the model's own, README "No confident
+    label")."""
+    line = (f"  calibration (ECE): {calibration['test_ece_before']:.4f} uncalibrated, "
+            f"{calibration['test_ece_after']:.4f} after temperature {calibration['temperature']:.3f}")
     if calibration.get("test_ece_served") is not None:
         top_label = calibration.get("top_label") or {}
-        line += (f" -> {calibration['test_ece_served']:.4f} as served (+ top-label Platt scaling)"
-                 if top_label.get("method") == "platt"
-                 else f" as served (no top-label scaling: {top_label.get('why')})")
+        line += (f", {calibration['test_ece_served']:.4f} after top-label Platt scaling"
+                 if top_label.get("method") == "platt" else f"; no top-label scaling: {top_label.get('why')}")
     return line
 
 

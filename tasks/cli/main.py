@@ -32,7 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         importlib.import_module(f"tasks.cli.{group}").register(commands)
+    _verbose_after_every_command(parser)
     return parser
+
+
+def _verbose_after_every_command(parser: argparse.ArgumentParser) -> None:
+    """-v/--verbose accepted after any (sub)command too, where the one-line errors' "rerun with --verbose"
+    leads people to put it (guarded() reads it from anywhere on the line)."""
+    for action in parser._actions:  # argparse keeps subcommands only here
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                if "--verbose" not in command._option_string_actions:
+                    command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                         help="log what each stage does, and show tracebacks of errors")
+                _verbose_after_every_command(command)
 
 def main(argv: list[str] | None = None) -> int:
     def run(arguments):

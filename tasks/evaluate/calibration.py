@@ -232,7 +232,8 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
 def calibrate(val_probabilities, val_labels, test_probabilities, test_labels,
               config: CalibrationConfig = CalibrationConfig()) -> tuple[dict, dict]:
     """Fit the temperature, then top-label Platt scaling, on validation; returns (metrics, reliability tables
-    of the test split before calibration, after the temperature, and as served: after both).
+    of the test split before calibration, after the temperature, and after both: `served`, what serving
+    applies once these metrics are a model's own).
 
     metrics: temperature; top_label {method, slope, intercept}; ECE and NLL of the test split `before`,
     `after` (the temperature) and `served`; Calibrator.from_metrics(metrics) is what serving applies."""

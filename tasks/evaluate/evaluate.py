@@ -2,7 +2,7 @@
 
 Measures top-1 and top-5 (without and, optionally, with flip test-time augmentation), per-class
 accuracy and calibration (temperature and top-label Platt scaling fitted on the validation split, ECE
-before, after the temperature and as served), and writes `report.md`, the confusion matrix, learning
+before, after the temperature and after top-label scaling), and writes `report.md`, the confusion matrix, learning
 curves and reliability diagrams under `reports/`.
 Serving runs without TTA, so `test_top1` (what the registry compares) is always the plain figure.
 """

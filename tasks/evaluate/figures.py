@@ -91,12 +91,12 @@ def plot_learning_curves(history: dict, path: Path, title: str) -> Path | None:
 
 
 RELIABILITY_TITLES = {"before": "before calibration", "after": "after temperature scaling",
-                      "served": "as served (+ top-label Platt)"}
+                      "served": "then top-label Platt scaling"}
 
 
 def plot_reliability(tables: dict, metrics: dict, path: Path, title: str) -> Path:
     """Reliability diagrams of the test split before calibration, after temperature scaling and, for models
-    evaluated since top-label scaling exists, as served (tasks/evaluate/calibration.py)."""
+    evaluated since top-label scaling exists, after it too (tasks/evaluate/calibration.py)."""
     figure = new_figure(5 * len(tables), 4.5)
     for axes, (name, table) in zip(np.atleast_1d(figure.subplots(1, len(tables))), tables.items()):
         edges = np.asarray(table["edges"])
@@ -140,7 +140,7 @@ def write_summary(metrics: dict, class_names: list[str], path: Path, title: str,
                       f"{top_label['slope']:.3f}, {top_label['intercept']:.3f} |" if top_label["method"] == "platt"
                       else f"| top-label Platt scaling | left out: {top_label.get('why')} |"]
         stages = ("before", "after", "served") if served else ("before", "after")
-        heads = "before / after temperature" + (" / as served" if served else "")
+        heads = "before / after temperature" + (" / then top-label scaling" if served else "")
 
         def values(measure: str) -> str:
             return " / ".join(format(calibration[f"test_{measure}_{stage}"], ".4f") for stage in stages)
@@ -180,7 +180,7 @@ def ood_summary(ood: dict | None) -> list[str]:
         return []
     kept = "—" if ood["test_top1_kept"] is None else f"{ood['test_top1_kept']:.2%}"
     lines = ["", "## Out-of-distribution detection", "",
-             f"Score: maximum probability as served ({_calibration_words(ood)}). Threshold "
+             f"Score: maximum calibrated probability ({_calibration_words(ood)}). Threshold "
              f"{ood['threshold']:.4f}, chosen on the validation split to keep {ood['target_tpr']:.0%} of it: "
              f"it keeps {ood['test_kept']:.2%} of the test images, whose top-1 is {kept}.", "",
              "| outliers | images | AUROC (MSP) | FPR@95%TPR (MSP) | kept by the threshold | AUROC (energy) | "

@@ -125,11 +125,49 @@ def recipe_for(name: str, architecture: str, overrides: dict | None = None) -> R
         recipe = SEED[architecture]
     else:
         raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
-    fields = {field.name for field in dataclasses.fields(Recipe)} - {"name"}
-    unknown = sorted(set(overrides or {}) - fields)
+    return dataclasses.replace(recipe, **checked_overrides(overrides))
+
+
+# what a field's value must satisfy beyond its kind (models.kind_problem), and the words that say so
+RANGES = {
+    "learning_rate": (lambda v: v > 0, "above 0"), "batch_size": (lambda v: v >= 1, "at least 1"),
+    "epochs": (lambda v: v >= 1, "at least 1"), "min_epochs": (lambda v: v >= 0, "at least 0"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),
+    "momentum": (lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),
+    "warmup_fraction": (lambda v: 0 <= v <= 1, "from 0 to 1"),
+    "schedule_start": (lambda v: v >= 0, "at least 0"), "schedule_end": (lambda v: v >= 0, "at least 0"),
+    "weight_decay": (lambda v: v >= 0, "at least 0"), "l2": (lambda v: v >= 0, "at least 0"),
+    "plateau_patience": (lambda v: v >= 1, "at least 1"), "bias_lr_scale": (lambda v: v > 0, "above 0"),
+    "whiten_bias_epochs": (lambda v: v >= 0, "at least 0"), "lookahead_every": (lambda v: v >= 0, "at least 0"),
+    "outlier_batch_fraction": (lambda v: 0 < v <= 1, "above 0, at most 1"),
+    "outlier_weight": (lambda v: v >= 0, "at least 0"),
+}
+
+
+def checked_overrides(overrides: dict | None) -> dict:
+    """Recipe field overrides (from --recipe-set, JSON-parsed) as the frozen dataclass holds them; ValueError
+    naming the field for one the recipe lacks, a value of another kind than the field's default
+    (batch_size=abc) or one outside what trains (batch_size=0, label_smoothing=1.5)."""
+    import math
+
+    import models
+
+    fields = {field.name: field for field in dataclasses.fields(Recipe) if field.name != "name"}
+    unknown = sorted(set(overrides or {}) - set(fields))
     if unknown:
         raise ValueError(f"recipe has no field {', '.join(unknown)}; fields: {', '.join(sorted(fields))}")
-    return dataclasses.replace(recipe, **{key: _frozen(value) for key, value in (overrides or {}).items()})
+    values = {}
+    for key, value in (overrides or {}).items():
+        value = _frozen(value)
+        problem = models.kind_problem(fields[key], value)
+        if problem is None and isinstance(value, float) and not math.isfinite(value):
+            problem = "expected a finite number"
+        if problem is None and key in RANGES and not RANGES[key][0](value):
+            problem = f"expected a value {RANGES[key][1]}"
+        if problem:
+            raise ValueError(f"recipe field {key}={value!r}: {problem}")
+        values[key] = value
+    return values
 
 
 def _frozen(value):

@@ -49,6 +49,16 @@ TRAIN_MISTAKES = [
 ]
 
 
+def test_verbose_is_accepted_after_any_command_too():
+    from tasks.cli import main as cli
+
+    parser = cli.build_parser()
+    assert parser.parse_args(["train", "--arch", "shallow", "--verbose"]).verbose is True
+    assert parser.parse_args(["models", "list", "-v"]).verbose is True
+    assert parser.parse_args(["-v", "models", "list"]).verbose is True
+    assert parser.parse_args(["models", "list"]).verbose is False
+
+
 def test_train_arguments_are_checked_before_tensorflow_is_imported():
     """One process runs every bad `train` line in turn: none imports TensorFlow, each says what is wrong."""
     script = ("import json, sys, io, contextlib\n"
@@ -211,6 +221,10 @@ SETTINGS_MISTAKES = [
     (["--recipe-set", 'augment=["alternating_flip","cutout40"]'], "within the images' 32 pixels"),
     (["--recipe-set", 'augment=["alternating_flip","translate40"]'], "a shift must stay below"),
     (["--recipe-set", 'augment=["translate40"]'], "or, on the host, alternating_flip"),
+    (["--recipe-set", "batch_size=abc"], "recipe field batch_size='abc': expected int"),
+    (["--recipe-set", "batch_size=0"], "recipe field batch_size=0: expected a value at least 1"),
+    (["--recipe-set", "label_smoothing=1.5"], "label_smoothing=1.5: expected a value from 0 up to"),
+    (["--recipe-set", "learning_rate=NaN"], "learning_rate=nan: expected a finite number"),
 ]
 
 

@@ -83,8 +83,9 @@ def test_bundled_cifar10_model_scores_90_percent_by_evaluate(bin_dir, prepared_c
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "(10,000 test images)" in evaluated.stdout
     # abstention has its own line, apart from the accuracy figures it is not part of
-    assert re.search(r"^  as served: abstains on \d+\.\d% of test images \(msp below 0\.\d{3}, the threshold "
-                     r"fitted on validation\); top-1 \d+\.\d\d% on the rest$", evaluated.stdout, re.M), evaluated.stdout
+    assert re.search(r"^  abstention: no label for \d+\.\d% of test images \(calibrated confidence below 0\.\d{3}, "
+                     r"the threshold fitted on validation to keep 95% of it\); top-1 \d+\.\d\d% on the rest$",
+                     evaluated.stdout, re.M), evaluated.stdout
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     assert metrics["test_images"] == 10_000
     assert metrics["test_top1"] >= 0.90

@@ -41,7 +41,7 @@ def test_the_summary_says_what_the_run_trained_against_and_how_it_separates_outl
     metadata = json.loads((runs / "airbench-cifar100-airbench-20261207T024747-b1cc21" / "metadata.json").read_text())
     assert train.outcome_lines(metadata["recipe"], metadata["metrics"]) == [
         "  outlier exposure: cifar10's exposure classes, 25% of each batch at weight 0.5",
-        "  calibration: temperature 0.574, ECE 0.2360 -> 0.0725",
+        "  calibration (ECE): 0.2360 uncalibrated, 0.0725 after temperature 0.574",
         "  out of distribution (cifar10_held_out, classes never trained on): msp AUROC 0.712, FPR at 95% TPR 0.869; "
         "energy AUROC 0.718, FPR at 95% TPR 0.867"]
     assert train.outcome_lines("seed", {}) == []  # an older model's recipe name, no figures: nothing to add
