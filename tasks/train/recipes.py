@@ -130,7 +130,7 @@ def recipe_for(name: str, architecture: str, overrides: dict | None = None) -> R
 
 # what a field's value must satisfy beyond its kind (models.kind_problem), and the words that say so
 RANGES = {
-    "learning_rate": (lambda v: v > 0, "above 0"), "batch_size": (lambda v: v >= 1, "at least 1"),
+    "learning_rate": (lambda v: v >= 0, "at least 0"), "batch_size": (lambda v: v >= 1, "at least 1"),
     "epochs": (lambda v: v >= 1, "at least 1"), "min_epochs": (lambda v: v >= 0, "at least 0"),
     "label_smoothing": (lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),
     "momentum": (lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),

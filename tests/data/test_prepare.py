@@ -39,7 +39,7 @@ OFFICIAL_MD5 = {"cifar10": "c58f30108f718f92721af3b95e74349a",
 PER_BATCH = 40  # cifar10: 4 images of each class per batch, 200 train and 40 test images in all
 COUNTS_LINE = re.compile(r"^(?P<name>\S+) version (?P<version>[0-9a-f]{16}): (?P<train>[\d,]+) train, "
                          r"(?P<val>[\d,]+) validation, (?P<test>[\d,]+) test images; (?P<classes>\d+) "
-                         r"classes, (?P<low>[\d,]+)(?:-(?P<high>[\d,]+))? test images per class$", re.M)
+                         r"classes, (?P<low>[\d,]+)(?:-(?P<high>[\d,]+))? test images? per class$", re.M)
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
