@@ -9,6 +9,7 @@ Importing this package does not import Keras; `build` does.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 
 ARCHITECTURES = ("shallow", "allconv", "resnet", "vgg16", "resnet9", "airbench")
@@ -36,7 +37,9 @@ def config_for(name: str, overrides: dict | None = None):
     values = {}
     for key, value in (overrides or {}).items():
         if key not in fields:
-            raise ValueError(f"{name} has no config field {key!r}; fields: {', '.join(sorted(fields))}")
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            raise ValueError(f"{name} has no config field {key!r}" + (f" (did you mean {close[0]}?)" if close else "")
+                             + f"; fields: {', '.join(sorted(fields))}")
         value = tuple(value) if isinstance(value, list) else value
         problem = kind_problem(fields[key], value)
         if problem:

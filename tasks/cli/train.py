@@ -123,7 +123,8 @@ def run(args) -> int:
     if args.json:
         json.dump({"model_id": metadata.model_id, "path": str(metadata.path),
                    "epochs_done": metadata.epochs_done, "training_seconds": metadata.training_seconds,
-                   "test_top1": metrics["test_top1"], "test_top5": metrics["test_top5"]}, sys.stdout, indent=1)
+                   "test_top1": metrics["test_top1"], "test_top5": metrics["test_top5"],
+                   "calibration": metrics.get("calibration"), "ood": metrics.get("ood")}, sys.stdout, indent=1)
         print()
         return errors.EXIT_OK
     epochs = metadata.epochs_done

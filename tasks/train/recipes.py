@@ -148,6 +148,7 @@ def checked_overrides(overrides: dict | None) -> dict:
     """Recipe field overrides (from --recipe-set, JSON-parsed) as the frozen dataclass holds them; ValueError
     naming the field for one the recipe lacks, a value of another kind than the field's default
     (batch_size=abc) or one outside what trains (batch_size=0, label_smoothing=1.5)."""
+    import difflib
     import math
 
     import models
@@ -155,7 +156,9 @@ def checked_overrides(overrides: dict | None) -> dict:
     fields = {field.name: field for field in dataclasses.fields(Recipe) if field.name != "name"}
     unknown = sorted(set(overrides or {}) - set(fields))
     if unknown:
-        raise ValueError(f"recipe has no field {', '.join(unknown)}; fields: {', '.join(sorted(fields))}")
+        close = difflib.get_close_matches(unknown[0], list(fields), n=1)
+        raise ValueError(f"recipe has no field {', '.join(unknown)}"
+                         + (f" (did you mean {close[0]}?)" if close else "") + f"; fields: {', '.join(sorted(fields))}")
     values = {}
     for key, value in (overrides or {}).items():
         value = _frozen(value)

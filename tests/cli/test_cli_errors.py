@@ -215,8 +215,8 @@ def test_tag_refuses_a_limit_below_one_before_listing(tmp_path, capsys, monkeypa
 SETTINGS_MISTAKES = [
     (["--model-set", "residual=maybe"], "residual='maybe': expected true or false"),
     (["--model-set", "widths=[16,32]"], "expected 3 items"),
-    (["--model-set", "resdual=true"], "no config field 'resdual'"),
-    (["--recipe-set", "learning_rat=1"], "recipe has no field learning_rat"),
+    (["--model-set", "resdual=true"], "no config field 'resdual' (did you mean residual?)"),
+    (["--recipe-set", "learning_rat=1"], "recipe has no field learning_rat (did you mean learning_rate?)"),
     (["--recipe-set", 'augment=["alternating_flip","cutuot12"]'], "unknown host augmentation cutuot12"),
     (["--recipe-set", 'augment=["alternating_flip","cutout40"]'], "within the images' 32 pixels"),
     (["--recipe-set", 'augment=["alternating_flip","translate40"]'], "a shift must stay below"),

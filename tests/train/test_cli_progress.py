@@ -26,6 +26,8 @@ def test_train_prints_one_line_per_epoch_and_a_json_summary(tiny_cifar, bin_dir,
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert summary["epochs_done"] == 2 and 0 <= summary["test_top1"] <= 1
+    assert summary["calibration"]["temperature"] > 0 and 0 <= summary["calibration"]["test_ece_after"] <= 1
+    assert "ood" in summary  # the held-out outlier figures, null where the dataset has none
     lines = done.stderr.strip().splitlines()
     assert [line.split("  ")[0] for line in lines if "epoch " in line] == ["epoch 1/2", "epoch 2/2"]
     for noise in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "Traceback"):
