@@ -65,7 +65,7 @@ def top_label_methods(val_probabilities: np.ndarray, val_labels: np.ndarray) -> 
 
     confidence = val_probabilities.max(axis=1)
     correct = val_probabilities.argmax(axis=1) == val_labels
-    slope, intercept, _ = calibration.fit_top_label(val_probabilities, val_labels)  # as evaluate fits it
+    slope, intercept, left_out = calibration.fit_top_label(val_probabilities, val_labels)  # as evaluate fits it
     isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(confidence, correct)
     beta = LogisticRegression(C=np.inf).fit(_beta_features(confidence), correct)
 
@@ -73,7 +73,8 @@ def top_label_methods(val_probabilities: np.ndarray, val_labels: np.ndarray) -> 
         return lambda probabilities: calibration.with_top_confidence(
             probabilities, top_label_map(probabilities.max(axis=1)))
 
-    fitted = {"temperature + top-label Platt": f"slope {slope:.3f}, intercept {intercept:.3f}",
+    fitted = {"temperature + top-label Platt": f"left out: {left_out}" if left_out
+              else f"slope {slope:.3f}, intercept {intercept:.3f}",
               "temperature + top-label isotonic": f"{len(isotonic.X_thresholds_)} steps",
               "temperature + top-label beta": "a {:.3f}, b {:.3f}, c {:.3f}".format(*beta.coef_[0], beta.intercept_[0])}
     return fitted, {

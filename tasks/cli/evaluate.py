@@ -71,7 +71,7 @@ def _print_summary(result) -> None:
     if ood.get("test_kept") is not None:  # measured on the plain predictions, one pass as tagging makes
         rest = ood.get("test_top1_kept")
         print(f"  abstention: no label for {1 - ood['test_kept']:.1%} of test images (calibrated confidence below "
-              f"{ood['threshold']:.3f}, the threshold fitted on validation to keep {ood['target_tpr']:.0%} of it)"
+              f"{ood['threshold']:.3f}, the threshold that keeps {ood['target_tpr']:.0%} of the validation split)"
               + (f"; top-1 {rest:.2%} on the rest" if rest is not None else ""))
     if result.reviewed_slice is not None:  # a dataset prepared from reviews: the user's own images, held out
         print("  " + pipeline.reviewed_slice_summary(result.reviewed_slice))

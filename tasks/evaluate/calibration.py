@@ -12,18 +12,21 @@ What serving applies to a model's softmax output (`Calibrator`), both stages fit
    miscalibration that changes sign along the confidence axis, the shape label smoothing leaves (the
    bundled CIFAR-10 model after temperature, models/bundled/cifar10/reports/reliability.json:
    under-confident below 0.53, over-confident above 0.73); this stage can (benchmarks/calibration.py
-   measures it). It never changes which class wins, and it is increasing in c, so images rank by
-   confidence as before (abstention decisions and OOD AUROC are those of the temperature-scaled
-   confidence) except where a fitted map would push a top class down to its runner-up's share (slope <= 1
-   with intercept >= 0 never does; where one does, the top class stays just above the runner-up,
-   with_top_confidence).
+   measures it). The served top confidence is the map's value itself, increasing in c (for any fitted
+   slope > 0), so images rank by confidence as before: abstention decisions and OOD AUROC are those of the
+   temperature-scaled confidence. It never changes which class wins: where the others' proportional shares
+   would reach the new top confidence (a map that lowers a near-tie's top, slope > 1 or intercept < 0), the
+   largest of them are capped just below it and the rest share what is left (with_top_confidence).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 PROBABILITY_FLOOR = 1e-12  # log(0) guard: softmax outputs underflow to 0 in float32
 TIE_MARGIN = 1e-6  # with_top_confidence keeps the top class this much (relative) above the runner-up
@@ -135,7 +138,8 @@ def fit_top_label(probabilities: np.ndarray, labels: np.ndarray,
     slope, intercept = float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
     (low, high), largest = config.top_label_bounds
     if not (np.isfinite(slope) and np.isfinite(intercept) and low <= slope <= high and abs(intercept) <= largest):
-        return 1.0, 0.0, f"the fit (slope {slope:.3g}, intercept {intercept:.3g}) is outside the bounds"
+        return 1.0, 0.0, (f"the fit (slope {slope:.3g}, intercept {intercept:.3g}) is outside what is served "
+                          f"(slope {low:g} to {high:g}, intercept within +-{largest:g})")
     return slope, intercept, ""
 
 
@@ -151,23 +155,49 @@ def top_label_scale(probabilities: np.ndarray, slope: float, intercept: float) -
 
 def with_top_confidence(probabilities: np.ndarray, target: np.ndarray) -> np.ndarray:
     """(N, classes) probabilities (rows summing to 1, up to their own rounding) whose largest entry
-    becomes `target` (N,), the others scaled to share 1 - target in their old proportions (evenly only when
-    they all hold exactly 0); rows sum to 1. The top class stays on top: where the target would put it at or
-    below the runner-up, it stays a hair (TIE_MARGIN, which float32 keeps) above it instead."""
+    becomes `target` (N,), the others sharing 1 - target in their old proportions (evenly only when they
+    all hold exactly 0); rows sum to 1. The top class stays on top and its new value is the target itself
+    (so the served confidence is monotone in it): where a proportional share would reach the target, the
+    largest shares are capped a hair below it (TIE_MARGIN, which float32 keeps) and the rest share what is
+    left (_capped). A target below 1 / classes, where no row keeps a single winner, is raised to just above it."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     count, classes = probabilities.shape
     if classes < 2 or count == 0:
         return probabilities.copy()
     top, _, rest = _top_and_rest(probabilities)
     rows = np.arange(count)
-    runner_up = np.partition(probabilities, -2, axis=1)[:, -2]
+    target = np.clip(np.asarray(target, dtype=np.float64), (1 + 2 * TIE_MARGIN) / classes, 1.0)
     empty = rest <= 0  # the others hold nothing at all: share what is left evenly
-    floor = np.where(empty, 1.0 / classes, runner_up / np.where(empty, 1.0, rest + runner_up))
-    target = np.clip(np.asarray(target, dtype=np.float64), floor * (1 + TIE_MARGIN), 1.0)
     shares = np.where(empty[:, None], 1.0 / (classes - 1), probabilities / np.where(empty, 1.0, rest)[:, None])
+    shares[rows, top] = 0.0
     served = shares * (1.0 - target)[:, None]
+    cap = target * (1 - TIE_MARGIN)
+    for row in np.flatnonzero((served > cap[:, None]).any(axis=1)):
+        others = np.arange(classes) != top[row]
+        served[row, others] = _capped(shares[row, others], 1.0 - target[row], cap[row])
     served[rows, top] = target
     return served
+
+
+def _capped(shares: np.ndarray, total: float, cap: float) -> np.ndarray:
+    """(k,) values summing to `total`, proportional to `shares` (k,) except that none exceeds `cap`:
+    the largest are set to `cap` and the rest share what is left in their proportions (water-filling).
+    Needs k * cap >= total, which with_top_confidence's lowest target guarantees."""
+    order = np.argsort(-shares, kind="stable")
+    ordered = shares[order]
+    tails = np.cumsum(ordered[::-1])[::-1]  # tails[m]: the shares left after capping the m largest
+    values = np.full(len(ordered), cap)
+    for capped in range(1, len(ordered)):
+        left = max(total - capped * cap, 0.0)
+        if tails[capped] <= 0:
+            values[capped:] = left / (len(ordered) - capped)
+            break
+        if left * ordered[capped] / tails[capped] <= cap:
+            values[capped:] = ordered[capped:] * left / tails[capped]
+            break
+    result = np.empty_like(values)
+    result[order] = values
+    return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,16 +213,25 @@ class Calibrator:
     def from_metrics(cls, calibration_metrics: dict | None) -> "Calibrator":
         """From a model's metrics.calibration (calibrate()'s metrics). Models evaluated before top-label
         scaling existed have a temperature only; a value that is missing, null or not finite counts as
-        the one that changes nothing."""
+        the one that changes nothing, and so does a stored top-label map outside
+        CalibrationConfig.top_label_bounds (a hand-edited slope <= 0 would reverse the ranking), with a
+        warning."""
         metrics = calibration_metrics or {}
         top_label = metrics.get("top_label") or {}
 
         def finite(value, default: float) -> float:
-            return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else default
+            usable = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+            return float(value) if usable else default
 
         temperature = finite(metrics.get("temperature"), 1.0)
-        return cls(temperature if temperature > 0 else 1.0, finite(top_label.get("slope"), 1.0),
-                   finite(top_label.get("intercept"), 0.0))
+        slope, intercept = finite(top_label.get("slope"), 1.0), finite(top_label.get("intercept"), 0.0)
+        (low, high), largest = CalibrationConfig().top_label_bounds
+        if not (low <= slope <= high and abs(intercept) <= largest):
+            log.warning("stored top-label calibration (slope %g, intercept %g) is outside what is served (slope "
+                        "%g to %g, intercept within +-%g): serving the temperature-scaled confidence instead",
+                        slope, intercept, low, high, largest)
+            slope, intercept = 1.0, 0.0
+        return cls(temperature if temperature > 0 else 1.0, slope, intercept)
 
     @property
     def top_label(self) -> bool:

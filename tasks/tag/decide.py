@@ -48,14 +48,22 @@ def decide(predictor, probabilities: np.ndarray, min_confidence: float | None = 
     threshold = predictor.min_confidence if min_confidence is None else float(min_confidence)
     scores = np.asarray(probabilities).max(axis=1) if len(probabilities) else np.zeros(0)
     tops = predictor.top_labels_batch(np.asarray(probabilities), label_count)
+    cutoff = _float32_floor(threshold)
     decisions = []
     for probs, top, score in zip(probabilities, tops, scores.tolist()):
-        abstained = score < threshold
+        abstained = score < cutoff
         reason = (f"no confident label: best guess {top[0][0]} at {score:.0%} is below the "
                   f"{threshold:.0%} this model needs") if abstained else None
         decisions.append(Decision(predictor.model_id, predictor.dataset, top,
                                   predictor.coarse_labels(probs), score, threshold, abstained, reason))
     return decisions
+
+
+def _float32_floor(threshold: float) -> float:
+    """`threshold` rounded down to a float32 value: serving's probabilities are float32, and an image whose
+    float64 score equals a threshold fitted on float64 validation scores must not round below it."""
+    rounded = np.float32(threshold)
+    return float(np.nextafter(rounded, np.float32(-np.inf)) if float(rounded) > threshold else rounded)
 
 
 def blank(decision: Decision, reason: str) -> Decision:

@@ -84,7 +84,7 @@ def test_bundled_cifar10_model_scores_90_percent_by_evaluate(bin_dir, prepared_c
     assert "(10,000 test images)" in evaluated.stdout
     # abstention has its own line, apart from the accuracy figures it is not part of
     assert re.search(r"^  abstention: no label for \d+\.\d% of test images \(calibrated confidence below 0\.\d{3}, "
-                     r"the threshold fitted on validation to keep 95% of it\); top-1 \d+\.\d\d% on the rest$",
+                     r"the threshold that keeps 95% of the validation split\); top-1 \d+\.\d\d% on the rest$",
                      evaluated.stdout, re.M), evaluated.stdout
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     assert metrics["test_images"] == 10_000

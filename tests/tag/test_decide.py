@@ -62,6 +62,28 @@ def test_below_the_threshold_the_model_abstains_but_keeps_its_candidates():
     assert all(d.abstained for d in decide.decide(model, probs, min_confidence=0.95))
 
 
+def test_a_score_equal_to_the_threshold_keeps_its_label_after_float32_rounding():
+    """The threshold is a float64 validation score; serving's probabilities are float32. An image scoring
+    exactly the threshold, rounded to float32 on its way out of the predictor, still meets it."""
+    threshold = 0.45  # float32 rounds it down, to 0.44999998807907104
+    assert float(np.float32(threshold)) < threshold
+    probs = np.array([[threshold, 1 - threshold - 0.1, 0.1]]).astype(np.float32)
+    (decision,) = decide.decide(predictor(probs, None, threshold), probs)
+    assert not decision.abstained and decision.min_confidence == threshold  # the record keeps the threshold
+    below = np.array([[np.nextafter(np.float32(threshold), np.float32(0)), 0.35, 0.2]], np.float32)  # one step less
+    assert decide.decide(predictor(below, None, threshold), below)[0].abstained
+
+
+def test_a_stored_map_outside_the_served_bounds_serves_the_temperature_alone(caplog):
+    """A hand-edited (or corrupted) metadata slope <= 0 would reverse the confidence ranking: it is not served."""
+    raw = calibration.softmax(np.array([[3.0, 1.0, 0.0], [0.2, 0.1, 0.0]]))
+    model = predictor(raw, 2.0, None)
+    model.metadata.metrics["calibration"]["top_label"] = {"method": "platt", "slope": -1.0, "intercept": 0.0}
+    served = model.predict(np.zeros((2, 32, 32, 3), np.uint8))
+    np.testing.assert_allclose(served, calibration.scale(raw, 2.0), rtol=1e-6)
+    assert "outside what is served" in caplog.text
+
+
 def test_two_models_merge_only_what_each_is_sure_of():
     cifar10 = predictor(np.array([[0.3, 0.3, 0.4]]), None, 0.5)
     cifar100 = predictor(np.array([[0.1, 0.8, 0.1]]), None, 0.5, class_names=("cup", "plate", "bowl"),
