@@ -144,12 +144,40 @@ RANGES = {
 }
 
 
+CHOICES = {  # text fields: the values the training code knows (tasks/train/train.py, schedules.py, evaluate.py)
+    "optimizer": ("sgd", "adam", "rmsprop", "airbench_sgd"),
+    "schedule": ("constant", "one_cycle", "steps", "epoch_steps", "plateau", "triangle"),
+    "tta": ("none", "flip", "flip_translate"),
+    "outlier_dataset": ("", "cifar10", "cifar100"),
+}
+
+
+def _value_problem(key: str, value) -> str | None:
+    """Why an override of the right kind still cannot train (checked_overrides), else None."""
+    import math
+
+    numbers = [value] if isinstance(value, (int, float)) else \
+        [item for part in value for item in (part if isinstance(part, tuple) else (part,))] \
+        if isinstance(value, tuple) else []
+    if any(isinstance(number, float) and not math.isfinite(number) for number in numbers):
+        return "expected finite numbers"
+    if key in CHOICES and value not in CHOICES[key]:
+        return f"expected one of {', '.join(repr(choice) for choice in CHOICES[key])}"
+    if key == "step_rates" and not all(
+            isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(item, (int, float))
+                                                                and not isinstance(item, bool) and item >= 0
+                                                                for item in pair) for pair in value):
+        return "expected a list of [when, rate] pairs of numbers at least 0, e.g. [[7, 1e-4], [16, 7e-5]]"
+    if key in RANGES and not RANGES[key][0](value):
+        return f"expected a value {RANGES[key][1]}"
+    return None
+
+
 def checked_overrides(overrides: dict | None) -> dict:
     """Recipe field overrides (from --recipe-set, JSON-parsed) as the frozen dataclass holds them; ValueError
     naming the field for one the recipe lacks, a value of another kind than the field's default
     (batch_size=abc) or one outside what trains (batch_size=0, label_smoothing=1.5)."""
     import difflib
-    import math
 
     import models
 
@@ -162,13 +190,9 @@ def checked_overrides(overrides: dict | None) -> dict:
     values = {}
     for key, value in (overrides or {}).items():
         value = _frozen(value)
-        problem = models.kind_problem(fields[key], value)
-        if problem is None and isinstance(value, float) and not math.isfinite(value):
-            problem = "expected a finite number"
-        if problem is None and key in RANGES and not RANGES[key][0](value):
-            problem = f"expected a value {RANGES[key][1]}"
+        problem = models.kind_problem(fields[key], value) or _value_problem(key, value)
         if problem:
-            raise ValueError(f"recipe field {key}={value!r}: {problem}")
+            raise ValueError(f"recipe field {key}={overrides[key]!r}: {problem}")
         values[key] = value
     return values
 

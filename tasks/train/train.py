@@ -89,7 +89,7 @@ def make_optimizer(recipe: recipes.Recipe, learning_rate, airbench_options: dict
     elif recipe.optimizer == "rmsprop":
         optimizer = with_l2(keras.optimizers.RMSprop)(**common)
     else:
-        raise ValueError(f"unknown optimizer {recipe.optimizer!r}; choose sgd, adam or rmsprop")
+        raise ValueError(f"unknown optimizer {recipe.optimizer!r}; choose sgd, adam, rmsprop or airbench_sgd")
     if recipe.weight_decay:
         # decay kernels only: shrinking batch-norm scales and biases only hurts
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "pixel_mean"])

@@ -224,7 +224,11 @@ SETTINGS_MISTAKES = [
     (["--recipe-set", "batch_size=abc"], "recipe field batch_size='abc': expected int"),
     (["--recipe-set", "batch_size=0"], "recipe field batch_size=0: expected a value at least 1"),
     (["--recipe-set", "label_smoothing=1.5"], "label_smoothing=1.5: expected a value from 0 up to"),
-    (["--recipe-set", "learning_rate=NaN"], "learning_rate=nan: expected a finite number"),
+    (["--recipe-set", "learning_rate=NaN"], "learning_rate=nan: expected finite numbers"),
+    (["--recipe-set", "step_rates=[[NaN,1]]"], "expected finite numbers"),
+    (["--recipe-set", "step_rates=[1,2]"], "expected a list of [when, rate] pairs"),
+    (["--recipe-set", "optimizer=adamw"], "optimizer='adamw': expected one of 'sgd', 'adam', 'rmsprop', 'airbench_sgd'"),
+    (["--recipe-set", "tta=mirror"], "tta='mirror': expected one of 'none', 'flip', 'flip_translate'"),
 ]
 
 
