@@ -47,3 +47,14 @@ def test_the_summary_says_what_the_run_trained_against_and_how_it_separates_outl
         "  out of distribution (cifar10_held_out, classes never trained on): msp AUROC 0.712, FPR at 95% TPR 0.869; "
         "energy AUROC 0.718, FPR at 95% TPR 0.867"]
     assert train.outcome_lines("seed", {}) == []  # an older model's recipe name, no figures: nothing to add
+    # an evaluation since top-label scaling exists (the CIFAR-100 recipe pilot a, 2026-12-07) says what it did
+    pilot = json.loads((runs / "airbench-cifar100-airbench-20261207T064249-b69954" / "metadata.json").read_text())
+    assert train.outcome_lines(pilot["recipe"], pilot["metrics"])[1] == (
+        "  calibration (ECE): 0.2271 uncalibrated, 0.0476 after temperature 0.554, "
+        "0.0129 after top-label Platt scaling")
+    left_out = {**pilot["metrics"]["calibration"],
+                "top_label": {"method": "none", "slope": 1.0, "intercept": 0.0,
+                              "why": "12 wrong top labels on validation, fewer than 50"}}
+    assert train.outcome_lines(None, {"calibration": left_out}) == [
+        "  calibration (ECE): 0.2271 uncalibrated, 0.0476 after temperature 0.554; "
+        "no top-label scaling: 12 wrong top labels on validation, fewer than 50"]
