@@ -29,9 +29,6 @@ Needs the datasets prepared (`hashtagger data prepare cifar10 ...`). Writes repo
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -40,6 +37,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+import per_model  # noqa: E402  (benchmarks/, beside this script)
 
 FLOOR = 1e-7
 
@@ -124,10 +123,8 @@ def table(results: list[dict], total_seconds: float) -> list[str]:
     lines = [
         "# Calibration methods",
         "",
-        f"One run of `benchmarks/calibration.py` on {platform.node() or 'this machine'}: {os.cpu_count()} CPU "
-        f"cores ({platform.processor() or platform.machine()}), Python {platform.python_version()}; "
-        f"{total_seconds / 60:.1f} min. Every method fitted on the validation split and measured on the test "
-        "split, both JPEG re-encodings; ECE with 15 equal-width bins on the top label (issue 20's goal: "
+        per_model.machine_line("calibration.py", total_seconds) + " Every method fitted on the validation "
+        "split and measured on the test split, both JPEG re-encodings; ECE with 15 equal-width bins on the top label (issue 20's goal: "
         "<= 0.02); NLL of whether the top label is right. The baseline is `temperature`.",
         "",
     ]
@@ -148,21 +145,9 @@ def table(results: list[dict], total_seconds: float) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", action="append", help="a model artifact folder (repeatable; default: the "
-                        "bundled CIFAR-10 and CIFAR-100 models)")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "calibration.md")
-    args = parser.parse_args(argv)
-    began = time.perf_counter()
-    results = []
-    for path in args.model or [str(REPO / "models" / "bundled" / name) for name in ("cifar10", "cifar100")]:
-        results.append(study(os.path.expanduser(path)))
-        print(f"{results[-1]['model_id']}: {results[-1]['seconds']:.0f} s", file=sys.stderr)
-    text = "\n".join(table(results, time.perf_counter() - began)) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    return 0
+    return per_model.run(argv, __doc__.split("\n\n")[0], "a model artifact folder",
+                         [str(REPO / "models" / "bundled" / name) for name in ("cifar10", "cifar100")],
+                         REPO / "reports" / "calibration.md", study, table)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,7 @@ Writes reports/ood_scores.md.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,6 +35,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+import per_model  # noqa: E402  (benchmarks/, beside this script)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,9 +154,7 @@ def table(results: list[dict], total_seconds: float) -> list[str]:
     lines = [
         "# Out-of-distribution scores",
         "",
-        f"One run of `benchmarks/ood_scores.py` on {platform.node() or 'this machine'}: {os.cpu_count()} CPU "
-        f"cores, Python {platform.python_version()}, Keras on {os.environ.get('KERAS_BACKEND', 'tensorflow')}; "
-        f"{total_seconds / 60:.1f} min. In-distribution: the CIFAR-10 JPEG test set (positives) and validation "
+        per_model.machine_line("ood_scores.py", total_seconds, keras=True) + " In-distribution: the CIFAR-10 JPEG test set (positives) and validation "
         "split (thresholds); outliers: CIFAR-100 JPEG test images of the held-out half of its non-CIFAR-10 "
         "classes, never trained on (tasks/data/outliers.py). Goal of issue 14: FPR at 95% TPR <= 0.35.",
         "",
@@ -185,22 +182,10 @@ def table(results: list[dict], total_seconds: float) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", action="append", help="a CIFAR-10 model artifact folder (repeatable; "
-                        "default: the bundled model)")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "ood_scores.md")
-    args = parser.parse_args(argv)
     config = StudyConfig()
-    began = time.perf_counter()
-    results = []
-    for path in args.model or [str(REPO / "models" / "bundled" / "cifar10")]:
-        results.append(study(os.path.expanduser(path), config))
-        print(f"{results[-1]['model_id']}: {results[-1]['seconds']:.0f} s", file=sys.stderr)
-    text = "\n".join(table(results, time.perf_counter() - began)) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    return 0
+    return per_model.run(argv, __doc__.split("\n\n")[0], "a CIFAR-10 model artifact folder",
+                         [str(REPO / "models" / "bundled" / "cifar10")], REPO / "reports" / "ood_scores.md",
+                         lambda path: study(path, config), table)
 
 
 if __name__ == "__main__":
