@@ -41,7 +41,7 @@ def config_for(name: str, overrides: dict | None = None):
             raise ValueError(f"{name} has no config field {key!r}" + (f" (did you mean {close[0]}?)" if close else "")
                              + f"; fields: {', '.join(sorted(fields))}")
         value = tuple(value) if isinstance(value, list) else value
-        problem = kind_problem(fields[key], value)
+        problem = kind_problem(fields[key], value) or range_problem(key, value, fields[key].default)
         if problem:
             raise ValueError(f"{name} config field {key}={value!r}: {problem}")
         values[key] = value
@@ -73,6 +73,28 @@ def kind_problem(field: dataclasses.Field, value) -> str | None:
         return None
     if not same_kind(value, default):
         return f"expected {'true or false' if isinstance(default, bool) else type(default).__name__}"
+    return None
+
+
+def range_problem(key: str, value, default) -> str | None:
+    """Why a network field's value of the right kind still cannot build or train (a zero width, a dropout
+    rate of 1.5, a batch-norm momentum of 1.5 or a negative epsilon, which train to NaN), else None. Judged by
+    the field's name, shared across the architectures' Configs."""
+    import math
+
+    numbers = list(value) if isinstance(value, tuple) else [value]
+    if any(isinstance(number, float) and not math.isfinite(number) for number in numbers):
+        return "expected finite numbers"
+    if key in ("widths", "block_filters", "stage_filters", "convs_per_block") and min(numbers, default=1) < 1:
+        return "expected every item at least 1"
+    if key in ("whiten_kernel", "head_filters", "stem_filters") and value < 1:
+        return "expected a value at least 1"
+    if key == "dense_units" and value < (1 if default else 0):  # 0 means no hidden layer only where it is the default
+        return f"expected a value at least {1 if default else 0}"
+    if (key.endswith("dropout_rate") or key == "batch_norm_momentum") and not 0 <= value < 1:
+        return "expected a value from 0 up to (not including) 1"
+    if key in ("batch_norm_epsilon", "whiten_epsilon", "logit_scale") and not value > 0:
+        return "expected a value above 0"
     return None
 
 

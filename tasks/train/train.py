@@ -218,6 +218,9 @@ def check_settings(config: TrainConfig, image_shape) -> None:
 
     recipe = recipes.recipe_for(config.recipe, config.architecture, dict(config.recipe_overrides))
     models.config_for(config.architecture, dict(config.model_overrides))
+    if recipe.outlier_dataset and recipe.outlier_dataset == config.dataset:
+        raise ValueError(f"outlier_dataset={recipe.outlier_dataset} is the dataset being trained: outlier exposure "
+                         "needs another dataset's classes (cifar100 for a CIFAR-10 model, cifar10 for a CIFAR-100 one)")
     if not host_augmented(recipe):
         augment.layers_for(recipe.augment)
         return

@@ -229,6 +229,11 @@ SETTINGS_MISTAKES = [
     (["--recipe-set", "step_rates=[1,2]"], "expected a list of [when, rate] pairs"),
     (["--recipe-set", "optimizer=adamw"], "optimizer='adamw': expected one of 'sgd', 'adam', 'rmsprop', 'airbench_sgd'"),
     (["--recipe-set", "tta=mirror"], "tta='mirror': expected one of 'none', 'flip', 'flip_translate'"),
+    (["--recipe-set", "outlier_dataset=cifar10"], "outlier_dataset=cifar10 is the dataset being trained"),
+    (["--model-set", "batch_norm_momentum=1.5"], "batch_norm_momentum=1.5: expected a value from 0 up to"),
+    (["--model-set", "whiten_epsilon=-1"], "whiten_epsilon=-1: expected a value above 0"),
+    (["--model-set", "logit_scale=-1"], "logit_scale=-1: expected a value above 0"),
+    (["--model-set", "widths=[0,384,384]"], "expected every item at least 1"),
 ]
 
 

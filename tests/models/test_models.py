@@ -181,7 +181,7 @@ def test_unknown_architecture_and_config_field_are_refused_with_the_choices():
                                ({"batch_norm_momentum": True}, "expected float")):
         with pytest.raises(ValueError, match=re.escape(problem)):
             models.config_for("airbench", overrides)
-    assert models.config_for("airbench", {"batch_norm_momentum": 1}).batch_norm_momentum == 1  # int for float
+    assert models.config_for("airbench", {"logit_scale": 1}).logit_scale == 1  # int for float
 
 
 def test_models_take_raw_pixels_and_give_probabilities():
