@@ -52,11 +52,19 @@ def decide(predictor, probabilities: np.ndarray, min_confidence: float | None = 
     decisions = []
     for probs, top, score in zip(probabilities, tops, scores.tolist()):
         abstained = score < cutoff
-        reason = (f"no confident label: best guess {top[0][0]} at {score:.0%} is below the "
-                  f"{threshold:.0%} this model needs") if abstained else None
+        digits = _digits_apart(score, threshold)
+        reason = (f"no confident label: best guess {top[0][0]} at {score:.{digits}%} is below the "
+                  f"{threshold:.{digits}%} " + ("this model needs" if min_confidence is None else "asked for")
+                  ) if abstained else None
         decisions.append(Decision(predictor.model_id, predictor.dataset, top,
                                   predictor.coarse_labels(probs), score, threshold, abstained, reason))
     return decisions
+
+
+def _digits_apart(score: float, threshold: float) -> int:
+    """Decimals (0 to 3) at which a percentage prints `score` apart from `threshold` (99.8% below 99.9%,
+    not 100% below 100%)."""
+    return next((digits for digits in range(3) if f"{score:.{digits}%}" != f"{threshold:.{digits}%}"), 3)
 
 
 def _float32_floor(threshold: float) -> float:

@@ -60,6 +60,10 @@ def test_below_the_threshold_the_model_abstains_but_keeps_its_candidates():
     assert "no confident label" in unsure.reason and "cat at 40%" in unsure.reason
     assert not any(d.abstained for d in decide.decide(model, probs, min_confidence=0.0))
     assert all(d.abstained for d in decide.decide(model, probs, min_confidence=0.95))
+    # a threshold the user gave is theirs, not the model's; figures that round alike print apart
+    certain = np.array([[0.998, 0.001, 0.001]])
+    (asked,) = decide.decide(predictor(certain, None, 0.5), certain, min_confidence=0.999)
+    assert asked.reason == "no confident label: best guess cat at 99.8% is below the 99.9% asked for"
 
 
 def test_a_score_equal_to_the_threshold_keeps_its_label_after_float32_rounding():
