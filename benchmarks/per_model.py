@@ -20,7 +20,8 @@ def run(argv: list[str] | None, description: str, model_help: str, default_model
     parser.add_argument("--model", action="append", help=f"{model_help} (repeatable; default: the bundled "
                         + " and ".join(Path(path).name for path in default_models)
                         + (" model)" if len(default_models) == 1 else " models)"))
-    parser.add_argument("--out", type=Path, default=default_out)
+    parser.add_argument("--out", type=Path, default=default_out,
+                        help=f"where the Markdown report is written (default: {default_out})")
     args = parser.parse_args(argv)
     began = time.perf_counter()
     results = []
