@@ -43,7 +43,7 @@ def config_for(name: str, overrides: dict | None = None):
         value = tuple(value) if isinstance(value, list) else value
         problem = kind_problem(fields[key], value) or range_problem(key, value, fields[key].default)
         if problem:
-            raise ValueError(f"{name} config field {key}={value!r}: {problem}")
+            raise ValueError(f"{name} config field {key}={overrides[key]!r}: {problem}")
         values[key] = value
     return config_class(**values)
 
